@@ -1,0 +1,102 @@
+//! aether-core's one error type. Variants name what was wrong and where (key, tensor, byte offset);
+//! nothing a file, request or user supplies can make this crate panic instead of returning one.
+
+use crate::quant::GgmlType;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    // ---------------------------------------------------------------- GGUF container
+    #[error("not a GGUF file: magic is {found:02x?}, expected \"GGUF\"")]
+    BadMagic { found: [u8; 4] },
+    #[error("GGUF version {version} is not supported (only 2 and 3)")]
+    UnsupportedVersion { version: u32 },
+    #[error("big-endian GGUF (version {version} byte-swapped) is not supported")]
+    BigEndian { version: u32 },
+    #[error("GGUF header truncated: {what} at byte {offset} needs {need} bytes, the file has {have}")]
+    Truncated { what: &'static str, offset: u64, need: u64, have: u64 },
+    #[error("GGUF header claims {count} tensors but only {remaining} bytes remain")]
+    TooManyTensors { count: u64, remaining: u64 },
+    #[error("GGUF header claims {count} metadata entries but only {remaining} bytes remain")]
+    TooManyKv { count: u64, remaining: u64 },
+    #[error("string at byte {offset} claims {len} bytes but only {remaining} remain")]
+    StringPastEnd { offset: u64, len: u64, remaining: u64 },
+    #[error("string at byte {offset} claims {len} bytes, over the 1 GiB limit")]
+    StringTooLarge { offset: u64, len: u64 },
+    #[error("array `{key}` claims {len} elements but only {remaining} bytes remain")]
+    ArrayPastEnd { key: String, len: u64, remaining: u64 },
+    #[error("array `{key}` claims {len} elements, over the 1 Gi limit")]
+    ArrayTooLarge { key: String, len: u64 },
+    #[error("array `{key}` nests deeper than {max} levels")]
+    NestingTooDeep { key: String, max: usize },
+    #[error("metadata key at byte {offset} is not valid UTF-8")]
+    KeyNotUtf8 { offset: u64 },
+    #[error("metadata value of `{key}` is not valid UTF-8")]
+    ValueNotUtf8 { key: String },
+    #[error("tensor name at byte {offset} is not valid UTF-8")]
+    TensorNameNotUtf8 { offset: u64 },
+    #[error("metadata key at byte {offset} is empty")]
+    EmptyKey { offset: u64 },
+    #[error("metadata key `{key}` has unknown value type {type_id}")]
+    UnknownValueType { key: String, type_id: u32 },
+    #[error("metadata key `{key}` holds bool byte {value}, expected 0 or 1")]
+    InvalidBool { key: String, value: u8 },
+    #[error("metadata key `{key}` appears twice")]
+    DuplicateKey { key: String },
+    #[error("tensor `{name}` appears twice")]
+    DuplicateTensor { name: String },
+    #[error("general.alignment must be a u32, found {found}")]
+    AlignmentType { found: &'static str },
+    #[error("general.alignment is {value}; it must be a non-zero power of two")]
+    BadAlignment { value: u64 },
+    #[error("tensor `{name}` has {n_dims} dimensions; 1 to 4 are allowed")]
+    BadRank { name: String, n_dims: u32 },
+    #[error("tensor `{name}` has a zero dimension: {dims:?}")]
+    ZeroDim { name: String, dims: Vec<u64> },
+    #[error("tensor `{name}` element count overflows: {dims:?}")]
+    ElementCountOverflow { name: String, dims: Vec<u64> },
+    #[error("tensor `{name}` byte size overflows")]
+    ByteSizeOverflow { name: String },
+    #[error("tensor `{name}` has unknown type id {type_id}")]
+    UnknownTensorType { name: String, type_id: u32 },
+    #[error("tensor `{name}` row length {ne0} is not a multiple of {ty}'s block size {block}")]
+    RowNotBlockMultiple { name: String, ne0: u64, ty: GgmlType, block: usize },
+    #[error("tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}")]
+    MisalignedTensor { name: String, offset: u64, alignment: u64 },
+    #[error(
+        "tensor `{name}` starts at data offset {offset}, outside the file's {data_len}-byte data section"
+    )]
+    TensorOutOfBounds { name: String, offset: u64, data_len: u64 },
+    #[error("tensors `{first}` and `{second}` overlap in the data section")]
+    TensorsOverlap { first: String, second: String },
+    #[error("data section truncated: tensor `{name}` ends at byte {need} of the file, which has {have}")]
+    DataTruncated { name: String, need: u64, have: u64 },
+
+    // ---------------------------------------------------------------- GGUF lookups
+    #[error("metadata key `{key}` is missing")]
+    MissingKey { key: String },
+    #[error("metadata key `{key}` is {found}, expected {expected}")]
+    WrongType { key: String, expected: &'static str, found: &'static str },
+    #[error("tensor `{name}` is missing")]
+    MissingTensor { name: String },
+    #[error("write failed: {0}")]
+    Io(String),
+
+    // ---------------------------------------------------------------- quant formats
+    #[error("tensor type {ty} is not supported for {op}")]
+    UnsupportedType { ty: GgmlType, op: &'static str },
+    #[error("{ty} data of {len} bytes is not a whole number of {block_bytes}-byte blocks")]
+    PartialBlock { ty: GgmlType, len: usize, block_bytes: usize },
+    #[error("{what}: expected {expected} elements, got {got}")]
+    LengthMismatch { what: &'static str, expected: usize, got: usize },
+
+    // ---------------------------------------------------------------- tokenizer
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    // ---------------------------------------------------------------- chat templates
+    #[error("chat template: {0}")]
+    Template(String),
+}

@@ -1,0 +1,11 @@
+//! aether-core: GGUF bytes + WGSL kernels → tokens.
+//!
+//! The crate is pure: bytes in, `Result` out. It reads no files, no environment variables and
+//! starts no threads of its own, so the same code runs natively (over a memory-mapped file) and in
+//! the browser (over chunks of a `fetch`).
+
+pub mod error;
+pub mod gguf;
+pub mod quant;
+
+pub use error::{Error, Result};
