@@ -1,1 +1,48 @@
-//! Shared helpers for aether's cross-crate tests.
+//! Shared helpers for aether's cross-crate tests: where the models, goldens and the shared test
+//! vectors live. Missing inputs fail loudly with the command that provides them; a test that
+//! silently skipped would prove nothing.
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// `models/` (or `$AETHER_MODELS_DIR`), filled by `scripts/fetch-models.sh`.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("AETHER_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"))
+}
+
+/// The shared test data beside the checkout (`../shared`, or `$AETHER_SHARED_DIR`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("AETHER_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().parent().expect("checkout has a parent").join("shared"))
+}
+
+/// Committed goldens.
+pub fn goldens_dir() -> PathBuf {
+    repo_root().join("tests").join("goldens")
+}
+
+pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Path of a fetched model file, panicking with how to get it when absent.
+pub fn model_path(name: &str) -> PathBuf {
+    let p = models_dir().join(name);
+    assert!(p.is_file(), "{} is missing: run `bash scripts/fetch-models.sh`", p.display());
+    p
+}
+
+/// The default model's bytes.
+pub fn default_model_bytes() -> Vec<u8> {
+    std::fs::read(model_path(DEFAULT_MODEL)).expect("read default model")
+}
+
+/// Path of a file in `../shared/vocab`.
+pub fn vocab_path(name: &str) -> PathBuf {
+    let p = shared_dir().join("vocab").join(name);
+    assert!(p.is_file(), "{} is missing (the shared test vectors sit beside the checkout)", p.display());
+    p
+}
