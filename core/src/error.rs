@@ -91,6 +91,8 @@ pub enum Error {
     PartialBlock { ty: GgmlType, len: usize, block_bytes: usize },
     #[error("{what}: expected {expected} elements, got {got}")]
     LengthMismatch { what: &'static str, expected: usize, got: usize },
+    #[error("{len} values are not a whole number of {ty} blocks of {block_elems}")]
+    PartialBlockElements { ty: GgmlType, len: usize, block_elems: usize },
 
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]
