@@ -94,6 +94,20 @@ pub enum Error {
     #[error("{len} values are not a whole number of {ty} blocks of {block_elems}")]
     PartialBlockElements { ty: GgmlType, len: usize, block_elems: usize },
 
+    // ---------------------------------------------------------------- model
+    #[error("architecture `{arch}` is not supported (supported: llama)")]
+    UnsupportedArchitecture { arch: String },
+    #[error("hyper-parameter `{key}` is invalid")]
+    InvalidHyperParameter { key: String },
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("context of {n_ctx} tokens is full")]
+    ContextFull { n_ctx: usize },
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -9,3 +9,7 @@ pub mod gguf;
 pub mod quant;
 
 pub use error::{Error, Result};
+pub mod cpu;
+pub mod model;
+pub mod sample;
+// pub mod session;

@@ -1,0 +1,266 @@
+//! Sampling: turning logits into the next token.
+//!
+//! The chain follows llama.cpp's default order: logit bias, penalties over a window of recent
+//! tokens, then (unless greedy) top-k, top-p and min-p on the softmax of the penalised logits,
+//! temperature, and a draw from a seeded generator — so the same seed gives the same text.
+
+/// Sampling parameters, with llama.cpp's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 (or below) is greedy.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1 disables.
+    pub top_p: f32,
+    /// 0 disables.
+    pub min_p: f32,
+    /// 1 disables. Positive logits are divided by it, negative ones multiplied.
+    pub repeat_penalty: f32,
+    /// Subtracted once per occurrence in the window.
+    pub frequency_penalty: f32,
+    /// Subtracted once if present in the window.
+    pub presence_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    /// Added to a token's logit (`f32::NEG_INFINITY` bans it).
+    pub logit_bias: Vec<(u32, f32)>,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            logit_bias: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, ..Default::default() }
+    }
+}
+
+/// A small, fast, seedable generator (xoshiro256**, seeded through splitmix64).
+#[derive(Clone, Debug)]
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let mut z = seed;
+        let mut next = || {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^ (x >> 31)
+        };
+        Rng([next(), next(), next(), next()])
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let out = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        out
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A sampler: parameters, the generator's state, and buffers reused across steps.
+pub struct Sampler {
+    pub params: SamplingParams,
+    rng: Rng,
+    /// (token, logit) candidates, reused every step.
+    cand: Vec<(u32, f32)>,
+    /// Occurrence counts for the penalty window, indexed by token.
+    counts: Vec<u32>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        let rng = Rng::new(params.seed);
+        Sampler { params, rng, cand: Vec::new(), counts: Vec::new() }
+    }
+
+    /// Picks the next token from `logits` given the tokens so far (`history`, oldest first).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let p = &self.params;
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        for &(tok, bias) in &p.logit_bias {
+            if let Some(c) = self.cand.get_mut(tok as usize) {
+                c.1 += bias;
+            }
+        }
+        self.apply_penalties(history);
+        let p = &self.params;
+        if p.temperature <= 0.0 {
+            return argmax(&self.cand);
+        }
+        // Candidates sorted by logit, best first; top-k first so the sort is cheap.
+        let k = if p.top_k == 0 { self.cand.len() } else { p.top_k.min(self.cand.len()) };
+        if k < self.cand.len() {
+            self.cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            self.cand.truncate(k);
+        }
+        self.cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let probs = softmax_sorted(&self.cand);
+        // top-p: the smallest prefix whose mass reaches p (at least one).
+        let mut keep = self.cand.len();
+        if p.top_p < 1.0 {
+            let mut mass = 0.0;
+            for (i, pr) in probs.iter().enumerate() {
+                mass += pr;
+                if mass >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        // min-p: drop tokens below min_p × the best probability.
+        if p.min_p > 0.0 {
+            let floor = p.min_p * probs[0];
+            keep = keep.min(probs.iter().take_while(|&&pr| pr >= floor).count().max(1));
+        }
+        self.cand.truncate(keep);
+        for c in &mut self.cand {
+            c.1 /= p.temperature;
+        }
+        let probs = softmax_sorted(&self.cand);
+        let r = self.rng.next_f32();
+        let mut acc = 0.0;
+        for (c, pr) in self.cand.iter().zip(&probs) {
+            acc += pr;
+            if r < acc {
+                return c.0;
+            }
+        }
+        self.cand.last().map_or(0, |c| c.0)
+    }
+
+    fn apply_penalties(&mut self, history: &[u32]) {
+        let p = &self.params;
+        if p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
+            return;
+        }
+        let window = &history[history.len().saturating_sub(p.penalty_last_n)..];
+        self.counts.resize(self.cand.len(), 0);
+        for &t in window {
+            if let Some(c) = self.counts.get_mut(t as usize) {
+                *c += 1;
+            }
+        }
+        for &t in window {
+            let Some(n) = self.counts.get(t as usize).copied() else { continue };
+            if n == 0 {
+                continue; // already penalised
+            }
+            let c = &mut self.cand[t as usize].1;
+            *c = if *c > 0.0 { *c / p.repeat_penalty } else { *c * p.repeat_penalty };
+            *c -= n as f32 * p.frequency_penalty + p.presence_penalty;
+            self.counts[t as usize] = 0;
+        }
+    }
+}
+
+/// Index of the largest logit (the lowest id on ties, as llama.cpp).
+pub fn argmax(cand: &[(u32, f32)]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for &(t, l) in cand {
+        if l > best.1 {
+            best = (t, l);
+        }
+    }
+    best.0
+}
+
+fn softmax_sorted(cand: &[(u32, f32)]) -> Vec<f32> {
+    let max = cand.first().map_or(0.0, |c| c.1);
+    let mut e: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter_mut().for_each(|x| *x /= sum);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        (0..100).map(|i| ((i * 37) % 101) as f32 / 10.0).collect()
+    }
+
+    #[test]
+    fn greedy_picks_the_max() {
+        let l = logits();
+        let best = (0..100).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
+        assert_eq!(Sampler::new(SamplingParams::greedy()).sample(&l, &[]), best);
+    }
+
+    #[test]
+    fn same_seed_same_draws_different_seed_different_draws() {
+        let l = vec![0.0f32; 1000];
+        let params = |seed| SamplingParams { top_k: 0, top_p: 1.0, min_p: 0.0, temperature: 1.0, seed, ..Default::default() };
+        let draw = |seed| {
+            let mut s = Sampler::new(params(seed));
+            (0..32).map(|_| s.sample(&l, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_bias_can_ban() {
+        let l = logits();
+        let best = Sampler::new(SamplingParams::greedy()).sample(&l, &[]);
+        let mut s = Sampler::new(SamplingParams { top_k: 1, temperature: 1.0, ..Default::default() });
+        assert_eq!(s.sample(&l, &[]), best);
+        let mut s = Sampler::new(SamplingParams { logit_bias: vec![(best, f32::NEG_INFINITY)], ..SamplingParams::greedy() });
+        assert_ne!(s.sample(&l, &[]), best);
+    }
+
+    #[test]
+    fn repeat_penalty_moves_greedy_off_a_repeated_token() {
+        let mut l = vec![0.0f32; 10];
+        l[3] = 2.0;
+        l[5] = 1.5;
+        let mut s = Sampler::new(SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() });
+        assert_eq!(s.sample(&l, &[3]), 5);
+        let mut s = Sampler::new(SamplingParams { presence_penalty: 0.6, ..SamplingParams::greedy() });
+        assert_eq!(s.sample(&l, &[3, 3]), 5);
+    }
+
+    #[test]
+    fn min_p_and_top_p_restrict_to_the_head() {
+        let mut l = vec![-10.0f32; 50];
+        l[10] = 5.0;
+        l[20] = 4.9;
+        for seed in 0..50 {
+            let mut s = Sampler::new(SamplingParams { min_p: 0.5, top_k: 0, top_p: 1.0, temperature: 1.0, seed, ..Default::default() });
+            assert!([10, 20].contains(&s.sample(&l, &[])));
+            let mut s = Sampler::new(SamplingParams { top_p: 0.4, top_k: 0, min_p: 0.0, temperature: 1.0, seed, ..Default::default() });
+            assert_eq!(s.sample(&l, &[]), 10);
+        }
+    }
+}
