@@ -113,6 +113,25 @@ pub enum Error {
     Tokenizer(String),
 
     // ---------------------------------------------------------------- chat templates
-    #[error("chat template: {0}")]
-    Template(String),
+    /// The template does not parse (reported when it is compiled, before any render).
+    #[error("chat template syntax error{}: {message}", at_line(*.line))]
+    TemplateSyntax { line: Option<usize>, message: String },
+    /// The template called `raise_exception(message)`: it refuses this conversation (roles that do
+    /// not alternate, an unsupported system message, …). `message` is the template's own text.
+    #[error("chat template raised an exception{}: {message}", at_line(*.line))]
+    TemplateRaised { line: Option<usize>, message: String },
+    /// Rendering failed for another reason: an undefined value used as a map, a bad filter
+    /// argument, the instruction budget spent, ….
+    #[error("chat template render error{}: {message}", at_line(*.line))]
+    TemplateRender { line: Option<usize>, message: String },
+    /// `tokenizer.ggml.bos_token_id` or `eos_token_id` names no token of the vocabulary.
+    #[error("metadata key `{key}` is token id {id}, but the vocabulary has {n_vocab} tokens")]
+    TokenIdOutOfRange { key: String, id: u32, n_vocab: usize },
+    #[error("invalid date {year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} for strftime_now")]
+    InvalidDate { year: i32, month: u8, day: u8, hour: u8, minute: u8, second: u8 },
+}
+
+/// " at line N" when the template line is known.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" at line {l}")).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 //! starts no threads of its own, so the same code runs natively (over a memory-mapped file) and in
 //! the browser (over chunks of a `fetch`).
 
+pub mod chat_template;
 pub mod error;
 pub mod gguf;
 pub mod quant;
