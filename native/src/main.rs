@@ -1,7 +1,9 @@
-//! `aether`: the native binary. Subcommands: `inspect`, `tokenize` (more as the engine grows).
+//! `aether`: the native binary. Subcommands: `run`, `inspect`, `tokenize` (more as the engine
+//! grows).
 //! Errors print one clear line to stderr and exit 1; nothing a user passes can make it panic.
 
 mod cmd;
+mod exec;
 mod model_file;
 
 use std::path::PathBuf;
@@ -22,6 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt (the generated text alone goes to stdout).
+    Run(cmd::run::RunArgs),
+    /// Measure prefill and decode speed (median of repeated runs).
+    Bench(cmd::bench::BenchArgs),
+    /// Write a synthetic model: real shapes, random well-formed weights.
+    Synth(cmd::synth::SynthArgs),
+    /// Print the token ids of a text, space-separated.
+    Tokenize(cmd::tokenize::TokenizeArgs),
     /// Print what a GGUF file holds: architecture, sizes, tensor types, tokenizer, template.
     Inspect {
         /// The GGUF file (default: the default model).
@@ -41,6 +51,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(a) => cmd::run::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Inspect { model } => {
             let path = model_file::resolve(model.as_deref())?;
             let file = MappedFile::open(&path)?;

@@ -1,3 +1,7 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod inspect;
+pub mod run;
+pub mod tokenize;
+pub mod synth;
