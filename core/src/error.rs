@@ -9,6 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     // ---------------------------------------------------------------- GGUF container
+    // Keys and tensor names in these variants are cut to 256 bytes (a key may be up to 1 GiB).
     #[error("not a GGUF file: magic is {found:02x?}, expected \"GGUF\"")]
     BadMagic { found: [u8; 4] },
     #[error("GGUF version {version} is not supported (only 2 and 3)")]

@@ -191,8 +191,9 @@ impl<'a> Header<'a> {
 
     /// Absolute file byte range of a tensor's data.
     pub fn tensor_range(&self, t: &TensorInfo<'_>) -> std::ops::Range<u64> {
-        let start = self.data_offset + t.offset;
-        start..start + t.size
+        // Cannot overflow for this header's tensors (parse checked); saturate for any other.
+        let start = self.data_offset.saturating_add(t.offset);
+        start..start.saturating_add(t.size)
     }
 
     /// Total file size this header implies.
@@ -244,10 +245,12 @@ impl<'a> Gguf<'a> {
             }
         };
         // A file may stop right after its last tensor, without the final padding; a vocab-only
-        // file may stop before the data section starts.
-        let start = (header.data_offset as usize).min(bytes.len());
-        let end = (header.file_len() as usize).min(bytes.len());
-        let data = &bytes[start..end];
+        // file may stop before the data section starts. Clamp in u64, then narrow: on a 32-bit
+        // target a u64 offset must not wrap before the clamp.
+        let len = bytes.len() as u64;
+        let end = header.file_len().min(len);
+        let start = header.data_offset.min(end);
+        let data = &bytes[start as usize..end as usize];
         Ok(Gguf { header, data })
     }
 
@@ -265,8 +268,13 @@ impl<'a> Gguf<'a> {
 
     /// The tensor's bytes, exactly as in the file.
     pub fn tensor_data(&self, t: &TensorInfo<'_>) -> &'a [u8] {
-        // parse() proved every tensor of this file lies inside `data`.
-        self.data.get(t.offset as usize..(t.offset + t.size) as usize).unwrap_or_default()
+        // parse() proved every tensor of this file lies inside `data`; a `TensorInfo` from
+        // elsewhere gets an empty slice, not a panic.
+        let range = t
+            .offset
+            .checked_add(t.size)
+            .and_then(|end| Some(usize::try_from(t.offset).ok()?..usize::try_from(end).ok()?));
+        range.and_then(|r| self.data.get(r)).unwrap_or_default()
     }
 
     pub fn architecture(&self) -> Result<&'a str> {

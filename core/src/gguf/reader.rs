@@ -2,7 +2,9 @@
 //!
 //! Hostile-input rules, each its own [`Error`] variant: every length and count is checked against
 //! the bytes that remain before anything is read or allocated for it; all arithmetic on sizes and
-//! offsets is checked; nothing the file says sizes an allocation beyond the bytes actually present.
+//! offsets is checked; nothing the file says sizes an allocation: the metadata and tensor tables
+//! reserve at most [`MAX_RESERVE`] entries and grow only as entries actually parse, and errors
+//! quote at most [`MAX_NAME_IN_ERROR`] bytes of a key or tensor name.
 //!
 //! The parser works on a prefix of the file. When the file's total length is known (a whole file,
 //! or a download with a Content-Length) a read past it is an error naming what was cut; when it is
@@ -25,6 +27,14 @@ const MAX_DIMS: u32 = 4;
 /// info is a name length (8), n_dims (4), one dim (8), a type (4) and an offset (8).
 const MIN_KV_BYTES: u64 = 13;
 const MIN_TENSOR_BYTES: u64 = 32;
+/// Most table entries reserved up front; past this the tables grow as entries actually parse.
+/// A count that passes the byte check can still claim millions of entries of a multi-gigabyte
+/// file (every byte of tensor data "could" be metadata), and each entry costs several times its
+/// minimum encoding in memory, so the count alone must not size an allocation.
+const MAX_RESERVE: u64 = 1024;
+/// Longest key or tensor name (in bytes) copied into an error. Both may legally be up to
+/// [`MAX_LEN`]; an error naming a 1 GiB key would cost a 1 GiB copy and help nobody.
+pub(super) const MAX_NAME_IN_ERROR: usize = 256;
 
 /// Why parsing stopped: a real error, or the prefix ends before the header does.
 pub(super) enum Stop {
@@ -55,15 +65,15 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &'static str) -> R<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Stop::Need(u64::MAX))?;
-        if let Some(total) = self.total {
-            if end > total {
-                return Err(Stop::Err(Error::Truncated {
-                    what,
-                    offset: self.pos,
-                    need: n,
-                    have: total.saturating_sub(self.pos),
-                }));
-            }
+        if let Some(total) = self.total
+            && end > total
+        {
+            return Err(Stop::Err(Error::Truncated {
+                what,
+                offset: self.pos,
+                need: n,
+                have: total.saturating_sub(self.pos),
+            }));
         }
         if end > self.buf.len() as u64 {
             return Err(Stop::Need(end));
@@ -95,10 +105,10 @@ impl<'a> Cursor<'a> {
         if len > MAX_LEN {
             return Err(Error::StringTooLarge { offset, len }.into());
         }
-        if let Some(remaining) = self.remaining() {
-            if len > remaining {
-                return Err(Error::StringPastEnd { offset, len, remaining }.into());
-            }
+        if let Some(remaining) = self.remaining()
+            && len > remaining
+        {
+            return Err(Error::StringPastEnd { offset, len, remaining }.into());
         }
         self.take(len, what)
     }
@@ -115,7 +125,7 @@ impl<'a> Cursor<'a> {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
                 value => {
-                    return Err(Error::InvalidBool { key: key.into(), value }.into());
+                    return Err(Error::InvalidBool { key: shown(key), value }.into());
                 }
             },
             T::U16 => Value::U16(u16::from_le_bytes(self.array(W)?)),
@@ -128,7 +138,7 @@ impl<'a> Cursor<'a> {
             T::F64 => Value::F64(f64::from_le_bytes(self.array(W)?)),
             T::String => {
                 let b = self.string_bytes("metadata string")?;
-                let s = std::str::from_utf8(b).map_err(|_| Error::ValueNotUtf8 { key: key.into() })?;
+                let s = std::str::from_utf8(b).map_err(|_| Error::ValueNotUtf8 { key: shown(key) })?;
                 Value::String(s)
             }
             T::Array => Value::Array(self.array_value(key, depth + 1)?),
@@ -137,19 +147,19 @@ impl<'a> Cursor<'a> {
 
     fn array_value(&mut self, key: &str, depth: usize) -> R<Array<'a>> {
         if depth > MAX_DEPTH {
-            return Err(Error::NestingTooDeep { key: key.into(), max: MAX_DEPTH }.into());
+            return Err(Error::NestingTooDeep { key: shown(key), max: MAX_DEPTH }.into());
         }
         let type_id = self.u32("array type")?;
         let elem = ValueType::from_id(type_id)
-            .ok_or_else(|| Error::UnknownValueType { key: key.into(), type_id })?;
+            .ok_or_else(|| Error::UnknownValueType { key: shown(key), type_id })?;
         let len = self.u64("array length")?;
         if len > MAX_LEN {
-            return Err(Error::ArrayTooLarge { key: key.into(), len }.into());
+            return Err(Error::ArrayTooLarge { key: shown(key), len }.into());
         }
-        if let Some(remaining) = self.remaining() {
-            if len.saturating_mul(elem.min_size()) > remaining {
-                return Err(Error::ArrayPastEnd { key: key.into(), len, remaining }.into());
-            }
+        if let Some(remaining) = self.remaining()
+            && len.saturating_mul(elem.min_size()) > remaining
+        {
+            return Err(Error::ArrayPastEnd { key: shown(key), len, remaining }.into());
         }
         let start = self.pos;
         match elem.fixed_size() {
@@ -196,9 +206,7 @@ pub(super) fn parse(prefix: &[u8], total_len: Option<u64>) -> Result<Header<'_>,
         }
     }
 
-    // Capacity bounded by what the bytes present could hold, never by the claimed count alone.
-    let room = (prefix.len() as u64).saturating_sub(c.pos);
-    let mut entries = Vec::with_capacity(n_kv.min(room / MIN_KV_BYTES) as usize);
+    let mut entries = Vec::with_capacity(reserve(n_kv, &c, MIN_KV_BYTES));
     let mut index = HashMap::with_capacity(entries.capacity());
     for _ in 0..n_kv {
         let key_offset = c.pos;
@@ -209,10 +217,10 @@ pub(super) fn parse(prefix: &[u8], total_len: Option<u64>) -> Result<Header<'_>,
         }
         let type_id = c.u32("metadata type")?;
         let ty = ValueType::from_id(type_id)
-            .ok_or_else(|| Error::UnknownValueType { key: key.into(), type_id })?;
+            .ok_or_else(|| Error::UnknownValueType { key: shown(key), type_id })?;
         let value = c.value(ty, key, 0)?;
         if index.insert(key, entries.len()).is_some() {
-            return Err(Error::DuplicateKey { key: key.into() }.into());
+            return Err(Error::DuplicateKey { key: shown(key) }.into());
         }
         entries.push((key, value));
     }
@@ -229,18 +237,17 @@ pub(super) fn parse(prefix: &[u8], total_len: Option<u64>) -> Result<Header<'_>,
         }
     };
 
-    if let Some(remaining) = c.remaining() {
-        if n_tensors.saturating_mul(MIN_TENSOR_BYTES) > remaining {
-            return Err(Error::TooManyTensors { count: n_tensors, remaining }.into());
-        }
+    if let Some(remaining) = c.remaining()
+        && n_tensors.saturating_mul(MIN_TENSOR_BYTES) > remaining
+    {
+        return Err(Error::TooManyTensors { count: n_tensors, remaining }.into());
     }
-    let room = (prefix.len() as u64).saturating_sub(c.pos);
-    let mut tensors = Vec::with_capacity(n_tensors.min(room / MIN_TENSOR_BYTES) as usize);
+    let mut tensors = Vec::with_capacity(reserve(n_tensors, &c, MIN_TENSOR_BYTES));
     let mut names = HashMap::with_capacity(tensors.capacity());
     for _ in 0..n_tensors {
         let t = tensor_info(&mut c, alignment)?;
         if names.insert(t.name, tensors.len()).is_some() {
-            return Err(Error::DuplicateTensor { name: t.name.into() }.into());
+            return Err(Error::DuplicateTensor { name: shown(t.name) }.into());
         }
         tensors.push(t);
     }
@@ -259,13 +266,13 @@ pub(super) fn parse(prefix: &[u8], total_len: Option<u64>) -> Result<Header<'_>,
     for t in &by_offset {
         let end = t.offset.checked_add(t.size);
         if end.is_none_or(|end| end > data_len) {
-            return Err(Error::TensorOutOfBounds { name: t.name.into(), offset: t.offset, data_len }.into());
+            return Err(Error::TensorOutOfBounds { name: shown(t.name), offset: t.offset, data_len }.into());
         }
     }
     for pair in by_offset.windows(2) {
         if pair[0].offset + pair[0].size > pair[1].offset {
             return Err(
-                Error::TensorsOverlap { first: pair[0].name.into(), second: pair[1].name.into() }.into()
+                Error::TensorsOverlap { first: shown(pair[0].name), second: shown(pair[1].name) }.into()
             );
         }
     }
@@ -273,7 +280,7 @@ pub(super) fn parse(prefix: &[u8], total_len: Option<u64>) -> Result<Header<'_>,
         for t in &by_offset {
             let need = data_offset.checked_add(t.offset + t.size).ok_or_else(overflow)?;
             if need > total {
-                return Err(Error::DataTruncated { name: t.name.into(), need, have: total }.into());
+                return Err(Error::DataTruncated { name: shown(t.name), need, have: total }.into());
             }
         }
     }
@@ -287,7 +294,7 @@ fn tensor_info<'a>(c: &mut Cursor<'a>, alignment: u64) -> R<TensorInfo<'a>> {
     let name = std::str::from_utf8(name).map_err(|_| Error::TensorNameNotUtf8 { offset: name_offset })?;
     let n_dims = c.u32("tensor rank")?;
     if n_dims == 0 || n_dims > MAX_DIMS {
-        return Err(Error::BadRank { name: name.into(), n_dims }.into());
+        return Err(Error::BadRank { name: shown(name), n_dims }.into());
     }
     let mut ne = [1u64; 4];
     for d in ne.iter_mut().take(n_dims as usize) {
@@ -295,30 +302,47 @@ fn tensor_info<'a>(c: &mut Cursor<'a>, alignment: u64) -> R<TensorInfo<'a>> {
     }
     let dims = || ne[..n_dims as usize].to_vec();
     if ne.contains(&0) {
-        return Err(Error::ZeroDim { name: name.into(), dims: dims() }.into());
+        return Err(Error::ZeroDim { name: shown(name), dims: dims() }.into());
     }
     // ggml counts elements in i64.
     let n_elements = ne
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= i64::MAX as u64)
-        .ok_or_else(|| Error::ElementCountOverflow { name: name.into(), dims: dims() })?;
+        .ok_or_else(|| Error::ElementCountOverflow { name: shown(name), dims: dims() })?;
     let type_id = c.u32("tensor type")?;
     let ty =
-        GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownTensorType { name: name.into(), type_id })?;
+        GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownTensorType { name: shown(name), type_id })?;
     let block = ty.block_size();
     if ne[0] % block as u64 != 0 {
-        return Err(Error::RowNotBlockMultiple { name: name.into(), ne0: ne[0], ty, block }.into());
+        return Err(Error::RowNotBlockMultiple { name: shown(name), ne0: ne[0], ty, block }.into());
     }
     let size = (n_elements / block as u64)
         .checked_mul(ty.type_size() as u64)
         .filter(|&s| s <= i64::MAX as u64)
-        .ok_or_else(|| Error::ByteSizeOverflow { name: name.into() })?;
+        .ok_or_else(|| Error::ByteSizeOverflow { name: shown(name) })?;
     let offset = c.u64("tensor offset")?;
     if offset % alignment != 0 {
-        return Err(Error::MisalignedTensor { name: name.into(), offset, alignment }.into());
+        return Err(Error::MisalignedTensor { name: shown(name), offset, alignment }.into());
     }
     Ok(TensorInfo { name, ty, ne, n_dims, offset, size })
+}
+
+/// A key or tensor name for an error message: whole when short, else its first
+/// [`MAX_NAME_IN_ERROR`] bytes (cut at a character boundary) and an ellipsis.
+fn shown(name: &str) -> String {
+    if name.len() <= MAX_NAME_IN_ERROR {
+        return name.into();
+    }
+    let cut = (0..=MAX_NAME_IN_ERROR).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…", &name[..cut])
+}
+
+/// Table entries to reserve for `count` claimed entries of at least `min_bytes` each: no more than
+/// the bytes in hand could hold, and no more than [`MAX_RESERVE`].
+fn reserve(count: u64, c: &Cursor<'_>, min_bytes: u64) -> usize {
+    let room = (c.buf.len() as u64).saturating_sub(c.pos) / min_bytes;
+    count.min(room).min(MAX_RESERVE) as usize
 }
 
 /// `x` rounded up to a multiple of the power of two `align`, or `None` on overflow.

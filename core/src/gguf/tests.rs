@@ -77,3 +77,38 @@ fn incremental_parse_asks_for_more_until_complete() {
     let err = parse_header(&bytes[..have], Some(cut)).unwrap_err();
     assert!(matches!(err, Error::DataTruncated { ref name, .. } if name == "t.f"), "{err}");
 }
+
+#[test]
+fn errors_quote_at_most_a_prefix_of_a_huge_key() {
+    // A 100 kB key of two-byte characters with an unknown value type: the error names the key,
+    // cut at a character boundary, instead of copying all of it.
+    let key = "é".repeat(50_000);
+    let mut f = Vec::new();
+    f.extend(b"GGUF");
+    f.extend(3u32.to_le_bytes());
+    f.extend(0u64.to_le_bytes());
+    f.extend(1u64.to_le_bytes());
+    f.extend((key.len() as u64).to_le_bytes());
+    f.extend(key.as_bytes());
+    f.extend(99u32.to_le_bytes());
+    match Gguf::parse(&f) {
+        Err(Error::UnknownValueType { key: shown, type_id: 99 }) => {
+            assert!(shown.len() <= reader::MAX_NAME_IN_ERROR + '…'.len_utf8(), "{} bytes", shown.len());
+            assert!(shown.ends_with('…') && key.starts_with(shown.trim_end_matches('…')));
+        }
+        other => panic!("expected UnknownValueType, got {other:?}"),
+    }
+}
+
+#[test]
+fn tensor_data_of_a_foreign_tensor_info_is_empty_not_a_panic() {
+    let bytes = sample().to_bytes(&[&[0; 204], &[0; 20]]).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut t = *g.tensor("t.f").unwrap();
+    for (offset, size) in [(u64::MAX, 1), (u64::MAX - 3, 8), (1 << 40, 4), (256, 1 << 40)] {
+        (t.offset, t.size) = (offset, size);
+        assert!(g.tensor_data(&t).is_empty(), "offset {offset} size {size}");
+        let r = g.header.tensor_range(&t);
+        assert!(r.start <= r.end);
+    }
+}
