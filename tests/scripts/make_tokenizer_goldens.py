@@ -92,8 +92,12 @@ def strings(specials, rng):
         "  <|im_end|>  spaced  </s>  ",
     ]
     alphabet = list("abcXYZ  \t\n\r") + ["'s", "'LL", "'re", "1", "22", "333", "é", "ñ", "我", "ا", "🦙", "😶\u200d🌫️", "\u00a0", "\u3000", "...", "!?", "```"]
+    # Code points of every class the pre-tokenizers test: marks, other numbers, punctuation and
+    # symbols beyond ASCII, controls, format, private use, unassigned, odd whitespace.
+    alphabet += ["e\u0301", "½", "٣", "Ⅻ", "¿", "«", "€", "∑", "\x00", "\x7f", "\u200b", "\ue000", "\U000e0080", "\u2028", "\x85", "\u1680", "ǅ", "ʰ"]
     mix = alphabet + specials
-    rand = ["".join(rng.choice(mix) for _ in range(rng.randrange(1, 24))) for _ in range(40)]
+    n = int(os.environ.get("RANDOM_STRINGS", "40"))  # raise for a local stress run; commit 40
+    rand = ["".join(rng.choice(mix) for _ in range(rng.randrange(1, 24))) for _ in range(n)]
     return chat + rand
 
 
