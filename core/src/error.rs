@@ -112,6 +112,18 @@ pub enum Error {
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("tokenizer.ggml.model `{model}` is not supported (llama and gpt2 are)")]
+    UnsupportedTokenizerModel { model: String },
+    #[error("tokenizer.ggml.pre `{pre}` is not a pre-tokenizer llama.cpp knows")]
+    UnknownPreTokenizer { pre: String },
+    #[error("tokenizer.ggml.pre `{pre}` is known to llama.cpp but not implemented yet")]
+    UnsupportedPreTokenizer { pre: String },
+    #[error("`{key}` has {len} entries but tokenizer.ggml.tokens has {n_vocab}")]
+    VocabArrayTooShort { key: &'static str, len: usize, n_vocab: usize },
+    #[error("token id {id} is out of range for a vocabulary of {n_vocab}")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+    #[error("the vocabulary asks for a {what} token but has none")]
+    MissingSpecialToken { what: &'static str },
 
     // ---------------------------------------------------------------- chat templates
     /// The template does not parse (reported when it is compiled, before any render).

@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod error;
 pub mod gguf;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub mod cpu;
