@@ -106,8 +106,6 @@ pub enum Error {
     ContextFull { n_ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
-    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
-    TokenOutOfRange { id: u32, n_vocab: usize },
 
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]

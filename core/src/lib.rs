@@ -14,4 +14,4 @@ pub use error::{Error, Result};
 pub mod cpu;
 pub mod model;
 pub mod sample;
-// pub mod session;
+pub mod session;

@@ -221,7 +221,14 @@ mod tests {
     #[test]
     fn same_seed_same_draws_different_seed_different_draws() {
         let l = vec![0.0f32; 1000];
-        let params = |seed| SamplingParams { top_k: 0, top_p: 1.0, min_p: 0.0, temperature: 1.0, seed, ..Default::default() };
+        let params = |seed| SamplingParams {
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            temperature: 1.0,
+            seed,
+            ..Default::default()
+        };
         let draw = |seed| {
             let mut s = Sampler::new(params(seed));
             (0..32).map(|_| s.sample(&l, &[])).collect::<Vec<_>>()
@@ -236,7 +243,10 @@ mod tests {
         let best = Sampler::new(SamplingParams::greedy()).sample(&l, &[]);
         let mut s = Sampler::new(SamplingParams { top_k: 1, temperature: 1.0, ..Default::default() });
         assert_eq!(s.sample(&l, &[]), best);
-        let mut s = Sampler::new(SamplingParams { logit_bias: vec![(best, f32::NEG_INFINITY)], ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            logit_bias: vec![(best, f32::NEG_INFINITY)],
+            ..SamplingParams::greedy()
+        });
         assert_ne!(s.sample(&l, &[]), best);
     }
 
@@ -257,9 +267,23 @@ mod tests {
         l[10] = 5.0;
         l[20] = 4.9;
         for seed in 0..50 {
-            let mut s = Sampler::new(SamplingParams { min_p: 0.5, top_k: 0, top_p: 1.0, temperature: 1.0, seed, ..Default::default() });
+            let mut s = Sampler::new(SamplingParams {
+                min_p: 0.5,
+                top_k: 0,
+                top_p: 1.0,
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            });
             assert!([10, 20].contains(&s.sample(&l, &[])));
-            let mut s = Sampler::new(SamplingParams { top_p: 0.4, top_k: 0, min_p: 0.0, temperature: 1.0, seed, ..Default::default() });
+            let mut s = Sampler::new(SamplingParams {
+                top_p: 0.4,
+                top_k: 0,
+                min_p: 0.0,
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            });
             assert_eq!(s.sample(&l, &[]), 10);
         }
     }

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use aether_core::gguf::{MetaValue, Writer};
 use aether_core::quant::GgmlType;
-use aether_tests::{DEFAULT_MODEL, model_path, vocab_path};
+use aether_tests::{DEFAULT_MODEL, model_path, vocab_cases, vocab_path};
 
 fn aether(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aether")).args(args).output().expect("run aether")
@@ -52,34 +52,18 @@ fn inspect_of_a_bad_file_prints_the_error_and_exits_1() {
     assert!(text(&out.stderr).contains("cannot open"), "{}", text(&out.stderr));
 }
 
-/// The test strings of a vocab's `.inp` file, in order.
-fn vocab_inputs(name: &str) -> Vec<String> {
-    let inp = std::fs::read_to_string(vocab_path(&format!("{name}.inp"))).unwrap();
-    let mut v: Vec<String> = inp.split("\n__ggml_vocab_test__\n").map(str::to_string).collect();
-    if let Some(last) = v.last_mut() {
-        if let Some(s) = last.strip_suffix("\n__ggml_vocab_test__\n").or(last.strip_suffix("\n__ggml_vocab_test__")) {
-            *last = s.to_string();
-        }
-    }
-    v.retain(|s| !s.is_empty() || true);
-    v
-}
-
 #[test]
 fn tokenize_file_reproduces_the_qwen2_vectors() {
-    let name = "ggml-vocab-qwen2.gguf";
-    let vocab = vocab_path(name);
-    let want: Vec<String> =
-        std::fs::read_to_string(vocab_path(&format!("{name}.out"))).unwrap().lines().map(str::to_string).collect();
-    let inputs = vocab_inputs(name);
-    assert_eq!(inputs.len(), want.len(), "inputs vs expected lines");
+    let vocab = vocab_path("ggml-vocab-qwen2.gguf");
     let dir = tempdir();
-    for (i, (input, want)) in inputs.iter().zip(&want).enumerate() {
+    for (i, (input, want)) in vocab_cases("qwen2").iter().enumerate() {
         let f = dir.join(format!("t{i}.txt"));
         std::fs::write(&f, input).unwrap();
-        let out = aether(&["tokenize", "--no-bos", "-m", vocab.to_str().unwrap(), "--file", f.to_str().unwrap()]);
+        let out =
+            aether(&["tokenize", "--no-bos", "-m", vocab.to_str().unwrap(), "--file", f.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(text(&out.stdout).trim_end_matches('\n'), want.trim(), "input {i}: {input:?}");
+        let want: Vec<String> = want.iter().map(u32::to_string).collect();
+        assert_eq!(text(&out.stdout), want.join(" ") + "\n", "input {i}: {input:?}");
     }
 }
 

@@ -46,3 +46,35 @@ pub fn vocab_path(name: &str) -> PathBuf {
     assert!(p.is_file(), "{} is missing (the shared test vectors sit beside the checkout)", p.display());
     p
 }
+
+/// The test cases of `NAME.gguf.inp`/`.out`, split exactly as test-tokenizer-0.cpp does.
+pub fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
+    let inp = std::fs::read_to_string(vocab_path(&format!("ggml-vocab-{name}.gguf.inp"))).expect("read .inp");
+    let out = std::fs::read_to_string(vocab_path(&format!("ggml-vocab-{name}.gguf.out"))).expect("read .out");
+    const SEP: &str = "\n__ggml_vocab_test__\n";
+    let mut inputs = Vec::new();
+    let mut pos = 0;
+    while pos < inp.len() {
+        match inp[pos..].find(SEP) {
+            Some(k) => {
+                inputs.push(inp[pos..pos + k].to_string());
+                pos += k + SEP.len();
+            }
+            None => {
+                inputs.push(inp[pos..].to_string());
+                break;
+            }
+        }
+    }
+    let outputs: Vec<Vec<u32>> =
+        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().expect("id in .out")).collect()).collect();
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{name}: .inp has {} cases, .out {}",
+        inputs.len(),
+        outputs.len()
+    );
+    assert!(inputs.len() > 40, "{name}: only {} cases", inputs.len());
+    inputs.into_iter().zip(outputs).collect()
+}

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::tokenizer::Tokenizer;
-use aether_tests::{default_model_bytes, vocab_path};
+use aether_tests::{default_model_bytes, vocab_cases as cases, vocab_path};
 
 const VOCABS: [&str; 5] = ["llama-spm", "llama-bpe", "qwen2", "phi-3", "gpt-2"];
 
@@ -37,38 +37,6 @@ fn default_model() -> &'static Tokenizer {
         let gguf = Gguf::parse(&bytes).expect("parse default model");
         Tokenizer::from_metadata(gguf.metadata()).expect("default model tokenizer")
     })
-}
-
-/// The test cases of `NAME.gguf.inp`/`.out`, split exactly as test-tokenizer-0.cpp does.
-fn cases(name: &str) -> Vec<(String, Vec<u32>)> {
-    let inp = std::fs::read_to_string(vocab_path(&format!("ggml-vocab-{name}.gguf.inp"))).expect("read .inp");
-    let out = std::fs::read_to_string(vocab_path(&format!("ggml-vocab-{name}.gguf.out"))).expect("read .out");
-    const SEP: &str = "\n__ggml_vocab_test__\n";
-    let mut inputs = Vec::new();
-    let mut pos = 0;
-    while pos < inp.len() {
-        match inp[pos..].find(SEP) {
-            Some(k) => {
-                inputs.push(inp[pos..pos + k].to_string());
-                pos += k + SEP.len();
-            }
-            None => {
-                inputs.push(inp[pos..].to_string());
-                break;
-            }
-        }
-    }
-    let outputs: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().expect("id in .out")).collect()).collect();
-    assert_eq!(
-        inputs.len(),
-        outputs.len(),
-        "{name}: .inp has {} cases, .out {}",
-        inputs.len(),
-        outputs.len()
-    );
-    assert!(inputs.len() > 40, "{name}: only {} cases", inputs.len());
-    inputs.into_iter().zip(outputs).collect()
 }
 
 /// Ids with their token texts, for failure messages.

@@ -21,7 +21,14 @@ const WINDOW: usize = 8 * QK_K;
 ///
 /// Types and shapes were checked at load; a failure here would only come from a caller
 /// mismatching sizes, and shows up as NaN rather than a panic.
-pub fn matmul(exec: &dyn Exec, w: &QTensor<'_>, x: &[f32], out: &mut [f32], n_tok: usize, scratch: &mut [f32]) {
+pub fn matmul(
+    exec: &dyn Exec,
+    w: &QTensor<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    n_tok: usize,
+    scratch: &mut [f32],
+) {
     let (rows, cols) = (w.rows(), w.cols());
     let scratch = &mut scratch[..rows * n_tok];
     const ROWS_PER_TASK: usize = 16;
@@ -86,7 +93,15 @@ pub fn silu(x: f32) -> f32 {
 /// Causal attention for one query head against cached keys/values at positions `0..=pos`,
 /// with a streaming (online) softmax so no score buffer is needed.
 /// `q`: [head_dim]; `k_cache`, `v_cache`: [n_ctx, kv_dim] for this layer; `out`: [head_dim].
-pub fn attend(out: &mut [f32], q: &[f32], k_cache: &[f32], v_cache: &[f32], kv_dim: usize, kv_off: usize, pos: usize) {
+pub fn attend(
+    out: &mut [f32],
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    kv_dim: usize,
+    kv_off: usize,
+    pos: usize,
+) {
     let hd = q.len();
     let scale = 1.0 / (hd as f32).sqrt();
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);

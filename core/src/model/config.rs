@@ -75,11 +75,19 @@ impl Config {
         } else {
             n_embd / n_head
         };
-        let n_rot = if meta.contains(&key("rope.dimension_count")) { usize_of("rope.dimension_count")? } else { head_dim };
+        let n_rot = if meta.contains(&key("rope.dimension_count")) {
+            usize_of("rope.dimension_count")?
+        } else {
+            head_dim
+        };
         if head_dim == 0 || n_rot > head_dim || n_rot % 2 != 0 {
             return Err(invalid("rope.dimension_count"));
         }
-        let rope_base = if meta.contains(&key("rope.freq_base")) { meta.get_f32(&key("rope.freq_base"))? } else { 10_000.0 };
+        let rope_base = if meta.contains(&key("rope.freq_base")) {
+            meta.get_f32(&key("rope.freq_base"))?
+        } else {
+            10_000.0
+        };
         let n_vocab = match usize_of("vocab_size") {
             Ok(n) => n,
             Err(_) => meta.get_array("tokenizer.ggml.tokens")?.len(),
@@ -101,7 +109,11 @@ impl Config {
             rope_base,
             n_rot,
         };
-        for (v, k) in [(config.n_embd, "embedding_length"), (config.n_layer, "block_count"), (config.n_ff, "feed_forward_length")] {
+        for (v, k) in [
+            (config.n_embd, "embedding_length"),
+            (config.n_layer, "block_count"),
+            (config.n_ff, "feed_forward_length"),
+        ] {
             if v == 0 {
                 return Err(invalid(k));
             }

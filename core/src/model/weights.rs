@@ -90,7 +90,11 @@ impl<'a> Weights<'a> {
             let t = QTensor::new(g, info);
             let want: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
             if info.dims() != want.as_slice() {
-                return Err(Error::TensorShape { name: name.into(), expected: want, found: info.dims().to_vec() });
+                return Err(Error::TensorShape {
+                    name: name.into(),
+                    expected: want,
+                    found: info.dims().to_vec(),
+                });
             }
             Ok(t)
         };

@@ -25,7 +25,12 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
     }
 }
 
@@ -66,7 +71,7 @@ pub struct Session<'m, 'a> {
     /// A sampled token not yet fed through the model.
     unevaluated: Option<u32>,
     sampler: Sampler,
-    decoder: StreamDecoder,
+    decoder: StreamDecoder<'m>,
     stop: StopMatcher,
     params: GenerateParams,
     finished: Option<FinishReason>,
@@ -86,7 +91,7 @@ impl<'m, 'a> Session<'m, 'a> {
             n_generated: 0,
             unevaluated: None,
             sampler: Sampler::new(SamplingParams::default()),
-            decoder: StreamDecoder::new(tokenizer),
+            decoder: tokenizer.stream_decoder(false),
             stop: StopMatcher::default(),
             params: GenerateParams::default(),
             finished: None,
@@ -123,7 +128,7 @@ impl<'m, 'a> Session<'m, 'a> {
         self.n_generated = 0;
         self.unevaluated = None;
         self.sampler = Sampler::new(params.sampling.clone());
-        self.decoder = StreamDecoder::new(self.tokenizer);
+        self.decoder = self.tokenizer.stream_decoder(false);
         self.stop = StopMatcher::new(params.stop.iter().cloned());
         self.params = params;
         self.finished = None;

@@ -3,5 +3,5 @@
 pub mod bench;
 pub mod inspect;
 pub mod run;
-pub mod tokenize;
 pub mod synth;
+pub mod tokenize;

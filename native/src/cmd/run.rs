@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aether_core::chat_template::{ChatTemplate, Message, RenderOptions};
+use aether_core::chat_template::{ChatTemplate, DateTime, Message, RenderOptions};
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
 use aether_core::sample::SamplingParams;
@@ -72,7 +72,11 @@ pub fn run(a: RunArgs) -> Result<()> {
             messages.push(Message { role: "system".into(), content: system });
         }
         messages.push(Message { role: "user".into(), content: a.prompt });
-        template.render(&messages, &RenderOptions { add_generation_prompt: true, ..Default::default() })?
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let opts =
+            RenderOptions { add_generation_prompt: true, now: DateTime::from_unix_seconds(now as i64) };
+        template.render(&messages, &opts)?
     } else {
         a.prompt
     };
