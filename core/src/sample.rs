@@ -93,6 +93,8 @@ pub struct Sampler {
     rng: Rng,
     /// (token, logit) candidates, reused every step.
     cand: Vec<(u32, f32)>,
+    /// Probabilities of the candidates, reused every step.
+    probs: Vec<f32>,
     /// Occurrence counts for the penalty window, indexed by token.
     counts: Vec<u32>,
 }
@@ -100,7 +102,7 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(params: SamplingParams) -> Sampler {
         let rng = Rng::new(params.seed);
-        Sampler { params, rng, cand: Vec::new(), counts: Vec::new() }
+        Sampler { params, rng, cand: Vec::new(), probs: Vec::new(), counts: Vec::new() }
     }
 
     /// Picks the next token from `logits` given the tokens so far (`history`, oldest first).
@@ -125,7 +127,8 @@ impl Sampler {
             self.cand.truncate(k);
         }
         self.cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let probs = softmax_sorted(&self.cand);
+        softmax_sorted(&self.cand, &mut self.probs);
+        let probs = &self.probs;
         // top-p: the smallest prefix whose mass reaches p (at least one).
         let mut keep = self.cand.len();
         if p.top_p < 1.0 {
@@ -147,10 +150,10 @@ impl Sampler {
         for c in &mut self.cand {
             c.1 /= p.temperature;
         }
-        let probs = softmax_sorted(&self.cand);
+        softmax_sorted(&self.cand, &mut self.probs);
         let r = self.rng.next_f32();
         let mut acc = 0.0;
-        for (c, pr) in self.cand.iter().zip(&probs) {
+        for (c, pr) in self.cand.iter().zip(&self.probs) {
             acc += pr;
             if r < acc {
                 return c.0;
@@ -195,12 +198,13 @@ pub fn argmax(cand: &[(u32, f32)]) -> u32 {
     best.0
 }
 
-fn softmax_sorted(cand: &[(u32, f32)]) -> Vec<f32> {
+/// Probabilities of candidates sorted best first, into `out`.
+fn softmax_sorted(cand: &[(u32, f32)], out: &mut Vec<f32>) {
     let max = cand.first().map_or(0.0, |c| c.1);
-    let mut e: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.iter_mut().for_each(|x| *x /= sum);
-    e
+    out.clear();
+    out.extend(cand.iter().map(|c| (c.1 - max).exp()));
+    let sum: f32 = out.iter().sum();
+    out.iter_mut().for_each(|x| *x /= sum);
 }
 
 #[cfg(test)]
