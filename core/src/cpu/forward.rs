@@ -1,10 +1,19 @@
 //! The llama-family forward pass over a KV cache allocated once for the whole context.
 //!
-//! Tokens are processed in batches of up to `max_batch`: the matmuls decode each weight row once
-//! per batch, so prefill costs far less than one decode step per prompt token.
+//! Tokens are processed in batches of up to `max_batch`: the matmuls read each weight row once per
+//! batch, so prefill costs far less than one decode step per prompt token. Every per-token value
+//! is computed the same way whatever the batch, so a batch and its tokens one by one give
+//! bit-identical logits.
+//!
+//! Numerics follow llama.cpp's CPU backend with its default settings (see `ops.rs` and
+//! `attention.rs`): integer matmuls on Q8-quantized activations, an f16 KV cache, attention without
+//! flash attention.
+
+use half::f16;
 
 use super::Exec;
-use super::ops::{attend, matmul, rmsnorm, rope, silu};
+use super::attention::{attn_probs, attn_values};
+use super::ops::{matmul, rmsnorm, rope, rope_angles, swiglu};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model};
 
@@ -15,10 +24,10 @@ pub struct State {
     /// Tokens already in the cache.
     pub n_past: usize,
     max_batch: usize,
-    /// [n_layer, n_ctx, kv_dim]
-    k_cache: Vec<f32>,
-    /// [n_layer, n_ctx, kv_dim]
-    v_cache: Vec<f32>,
+    /// [n_layer, n_ctx, kv_dim] f16
+    k_cache: Vec<f16>,
+    /// [n_layer, kv_dim, n_ctx] f16, transposed so a head dimension's history is contiguous
+    v_cache: Vec<f16>,
     /// [max_batch, n_embd] residual stream
     x: Vec<f32>,
     /// [max_batch, n_embd] normed input of a sub-layer
@@ -29,6 +38,10 @@ pub struct State {
     k: Vec<f32>,
     /// [max_batch, kv_dim]
     v: Vec<f32>,
+    /// [q_dim] f16: one token's queries, as the KQ product reads them
+    q16: Vec<f16>,
+    /// [n_head, n_ctx] one token's attention probabilities (f16 values)
+    probs: Vec<f32>,
     /// [max_batch, q_dim] attention output
     att: Vec<f32>,
     /// [max_batch, n_embd] output of a projection back to the residual width
@@ -37,37 +50,49 @@ pub struct State {
     gate: Vec<f32>,
     /// [max_batch, n_ff]
     up: Vec<f32>,
+    /// [max_batch, act_row_bytes] a matmul's input in its weight's `vec_dot_type`; capacity for
+    /// the widest input at 4 bytes per element (f32, the largest activation format)
+    acts: Vec<u8>,
     /// [max(n_ff, q_dim, n_vocab) * max_batch] transposed matmul results
     scratch: Vec<f32>,
+    /// [n_embd] residual stream of the last token processed, before the output norm
+    hidden: Vec<f32>,
     /// [n_vocab] logits of the last token processed
     logits: Vec<f32>,
-    /// [n_rot / 2] rope inverse frequencies
-    inv_freq: Vec<f32>,
+    /// [max_batch, n_rot / 2] (cos, sin) of each token's rotary angles
+    rope_cs: Vec<(f32, f32)>,
+    /// base^(-2/n_rot): the ratio between successive rotary frequencies
+    theta_scale: f32,
 }
 
 impl State {
     pub fn new(c: &Config, n_ctx: usize, max_batch: usize) -> State {
         let max_batch = max_batch.max(1);
         let widest = c.n_ff.max(c.q_dim()).max(c.n_embd).max(c.n_vocab);
-        let inv_freq = (0..c.n_rot / 2).map(|i| c.rope_base.powf(-2.0 * i as f32 / c.n_rot as f32)).collect();
+        let widest_input = c.n_ff.max(c.q_dim()).max(c.n_embd);
         State {
             n_ctx,
             n_past: 0,
             max_batch,
-            k_cache: vec![0.0; c.n_layer * n_ctx * c.kv_dim()],
-            v_cache: vec![0.0; c.n_layer * n_ctx * c.kv_dim()],
+            k_cache: vec![f16::ZERO; c.n_layer * n_ctx * c.kv_dim()],
+            v_cache: vec![f16::ZERO; c.n_layer * c.kv_dim() * n_ctx],
             x: vec![0.0; max_batch * c.n_embd],
             xn: vec![0.0; max_batch * c.n_embd],
             q: vec![0.0; max_batch * c.q_dim()],
             k: vec![0.0; max_batch * c.kv_dim()],
             v: vec![0.0; max_batch * c.kv_dim()],
+            q16: vec![f16::ZERO; c.q_dim()],
+            probs: vec![0.0; c.n_head * n_ctx],
             att: vec![0.0; max_batch * c.q_dim()],
             proj: vec![0.0; max_batch * c.n_embd],
             gate: vec![0.0; max_batch * c.n_ff],
             up: vec![0.0; max_batch * c.n_ff],
+            acts: Vec::with_capacity(max_batch * widest_input * 4),
             scratch: vec![0.0; widest * max_batch],
+            hidden: vec![0.0; c.n_embd],
             logits: vec![0.0; c.n_vocab],
-            inv_freq,
+            rope_cs: vec![(0.0, 0.0); max_batch * (c.n_rot / 2)],
+            theta_scale: c.rope_base.powf(-2.0 / c.n_rot as f32),
         }
     }
 
@@ -78,6 +103,12 @@ impl State {
 
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+
+    /// The last token's residual stream after the final layer, before the output norm (llama.cpp
+    /// names it `l_out-{n_layer-1}`): [n_embd].
+    pub fn hidden(&self) -> &[f32] {
+        &self.hidden
     }
 }
 
@@ -104,12 +135,13 @@ impl Forward<'_, '_> {
 
     fn batch(&self, s: &mut State, tokens: &[u32], exec: &dyn Exec) -> Result<()> {
         let (c, w) = (&self.model.config, &self.model.weights);
-        let (d, qd, kvd, ff, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.head_dim);
-        let n = tokens.len();
+        let (d, qd, kvd, ff) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff);
+        let (n, half) = (tokens.len(), c.n_rot / 2);
         let pos0 = s.n_past;
 
         for (b, &t) in tokens.iter().enumerate() {
             w.token_embd.dequantize_row(t as usize, &mut s.x[b * d..(b + 1) * d])?;
+            rope_angles(&mut s.rope_cs[b * half..(b + 1) * half], pos0 + b, s.theta_scale);
         }
 
         for (l, lw) in w.layers.iter().enumerate() {
@@ -117,46 +149,73 @@ impl Forward<'_, '_> {
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.attn_norm, c.rms_eps);
             }
-            matmul(exec, &lw.attn_q, &s.xn, &mut s.q, n, &mut s.scratch);
-            matmul(exec, &lw.attn_k, &s.xn, &mut s.k, n, &mut s.scratch);
-            matmul(exec, &lw.attn_v, &s.xn, &mut s.v, n, &mut s.scratch);
-            let layer_cache = l * s.n_ctx * kvd;
+            matmul(exec, &lw.attn_q, &s.xn, &mut s.q, n, &mut s.acts, &mut s.scratch)?;
+            matmul(exec, &lw.attn_k, &s.xn, &mut s.k, n, &mut s.acts, &mut s.scratch)?;
+            matmul(exec, &lw.attn_v, &s.xn, &mut s.v, n, &mut s.acts, &mut s.scratch)?;
             for b in 0..n {
-                let pos = pos0 + b;
-                rope(&mut s.q[b * qd..(b + 1) * qd], hd, pos, &s.inv_freq, c.rope_kind);
-                rope(&mut s.k[b * kvd..(b + 1) * kvd], hd, pos, &s.inv_freq, c.rope_kind);
-                let at = layer_cache + pos * kvd;
-                s.k_cache[at..at + kvd].copy_from_slice(&s.k[b * kvd..(b + 1) * kvd]);
-                s.v_cache[at..at + kvd].copy_from_slice(&s.v[b * kvd..(b + 1) * kvd]);
+                let cs = &s.rope_cs[b * half..(b + 1) * half];
+                rope(&mut s.q[b * qd..(b + 1) * qd], c.head_dim, cs, c.rope_kind);
+                rope(&mut s.k[b * kvd..(b + 1) * kvd], c.head_dim, cs, c.rope_kind);
+                self.store_kv(s, l, b, pos0 + b);
             }
-            let (kc, vc) = (&s.k_cache[layer_cache..], &s.v_cache[layer_cache..]);
-            let q = &s.q;
-            let group = c.n_head / c.n_head_kv;
-            // One piece per (token, head): [n, n_head, head_dim].
-            exec.chunks(&mut s.att[..n * qd], hd, &|i, out| {
-                let (b, h) = (i / c.n_head, i % c.n_head);
-                let qh = &q[b * qd + h * hd..][..hd];
-                attend(out, qh, kc, vc, kvd, (h / group) * hd, pos0 + b);
-            });
-            matmul(exec, &lw.attn_output, &s.att, &mut s.proj, n, &mut s.scratch);
+            for b in 0..n {
+                self.attention(s, l, b, pos0 + b, exec);
+            }
+            matmul(exec, &lw.attn_output, &s.att, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
             s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
 
             // Feed-forward block (SwiGLU).
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.ffn_norm, c.rms_eps);
             }
-            matmul(exec, &lw.ffn_gate, &s.xn, &mut s.gate, n, &mut s.scratch);
-            matmul(exec, &lw.ffn_up, &s.xn, &mut s.up, n, &mut s.scratch);
-            s.gate[..n * ff].iter_mut().zip(&s.up).for_each(|(g, u)| *g = silu(*g) * u);
-            matmul(exec, &lw.ffn_down, &s.gate, &mut s.proj, n, &mut s.scratch);
+            matmul(exec, &lw.ffn_gate, &s.xn, &mut s.gate, n, &mut s.acts, &mut s.scratch)?;
+            matmul(exec, &lw.ffn_up, &s.xn, &mut s.up, n, &mut s.acts, &mut s.scratch)?;
+            swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]);
+            matmul(exec, &lw.ffn_down, &s.gate, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
             s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
         }
 
         // Only the last token's logits are needed.
         let last = (n - 1) * d;
-        rmsnorm(&mut s.xn[..d], &s.x[last..last + d], &w.output_norm, c.rms_eps);
-        matmul(exec, &w.output, &s.xn[..d], &mut s.logits, 1, &mut s.scratch);
+        s.hidden.copy_from_slice(&s.x[last..last + d]);
+        rmsnorm(&mut s.xn[..d], &s.hidden, &w.output_norm, c.rms_eps);
+        matmul(exec, &w.output, &s.xn[..d], &mut s.logits, 1, &mut s.acts, &mut s.scratch)?;
         s.n_past += n;
         Ok(())
+    }
+
+    /// Writes token `b`'s keys and values (after rope) into layer `l`'s cache at `pos`, as f16.
+    fn store_kv(&self, s: &mut State, l: usize, b: usize, pos: usize) {
+        let kvd = self.model.config.kv_dim();
+        let k_row = (l * s.n_ctx + pos) * kvd;
+        for (kc, &k) in s.k_cache[k_row..k_row + kvd].iter_mut().zip(&s.k[b * kvd..(b + 1) * kvd]) {
+            *kc = f16::from_f32(k);
+        }
+        let v_layer = l * kvd * s.n_ctx;
+        for (i, &v) in s.v[b * kvd..(b + 1) * kvd].iter().enumerate() {
+            s.v_cache[v_layer + i * s.n_ctx + pos] = f16::from_f32(v);
+        }
+    }
+
+    /// Token `b`'s attention output (all heads) at position `pos`, over layer `l`'s cache.
+    fn attention(&self, s: &mut State, l: usize, b: usize, pos: usize, exec: &dyn Exec) {
+        let c = &self.model.config;
+        let (qd, kvd, hd, n_ctx) = (c.q_dim(), c.kv_dim(), c.head_dim, s.n_ctx);
+        let n_kv = pos + 1;
+        let group = c.n_head / c.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (h, &q) in s.q16.iter_mut().zip(&s.q[b * qd..(b + 1) * qd]) {
+            *h = f16::from_f32(q);
+        }
+        let (q16, k_cache) = (&s.q16, &s.k_cache[l * n_ctx * kvd..(l + 1) * n_ctx * kvd]);
+        // One piece per head: [n_head, n_kv].
+        exec.chunks(&mut s.probs[..c.n_head * n_kv], n_kv, &|h, p| {
+            attn_probs(p, &q16[h * hd..(h + 1) * hd], k_cache, kvd, (h / group) * hd, scale);
+        });
+        let (probs, v_cache) = (&s.probs, &s.v_cache[l * kvd * n_ctx..(l + 1) * kvd * n_ctx]);
+        // One piece per head: [n_head, head_dim].
+        exec.chunks(&mut s.att[b * qd..(b + 1) * qd], hd, &|h, out| {
+            attn_values(out, &probs[h * n_kv..(h + 1) * n_kv], v_cache, n_ctx, (h / group) * hd);
+        });
     }
 }

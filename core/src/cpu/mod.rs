@@ -4,6 +4,7 @@
 //! The core starts no threads. Parallel loops go through [`Exec`], which the host provides: the
 //! native binary hands in a thread pool, the browser a serial executor (or a worker pool later).
 
+pub mod attention;
 mod forward;
 pub mod ops;
 

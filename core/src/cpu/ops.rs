@@ -1,63 +1,60 @@
-//! The forward pass's operations, each the CPU twin of a GPU kernel to come.
+//! The forward pass's elementwise and matrix operations, each the CPU twin of a GPU kernel to come.
+//!
+//! Numerics follow ggml's CPU backend (the llama.cpp reference), in its scalar form: `rmsnorm`
+//! sums squares in f64 (`ggml_compute_forward_rms_norm_f32`); `matmul` converts each activation row
+//! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
+//! with `quant::dot_quantized`); `rope` builds its angles by repeated multiplication by
+//! `base^(-2/n_rot)` as `ggml_rope_cache_init` does; `silu` is `x/(1+e^-x)` in f32.
 
 use super::Exec;
+use crate::error::Result;
 use crate::model::{QTensor, RopeKind};
-use crate::quant::{self, QK_K};
+use crate::quant;
 
-/// out[i] = x[i] / sqrt(mean(x²) + eps) * w[i]
+/// out[i] = (x[i] · s) · w[i] with s = 1/sqrt(mean(x²) + eps); the sum of squares (each square
+/// rounded to f32) is accumulated in f64, the mean rounded to f32, as ggml does.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let scale = 1.0 / (ss + eps).sqrt();
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
     }
 }
 
-/// Blocks decoded at a time when one weight row serves several tokens.
-const WINDOW: usize = 8 * QK_K;
+/// Weight rows per parallel task.
+const ROWS_PER_TASK: usize = 16;
 
-/// out[b, r] = Σ_k w[r, k] · x[b, k] for `n_tok` tokens; `w` is [cols] -> [rows] in its GGUF type.
-/// `scratch` holds rows × n_tok (the transposed result, so each task owns a contiguous piece).
+/// out[b, r] = w[r, :] · x[b, :] for `n_tok` tokens.
 ///
-/// Types and shapes were checked at load; a failure here would only come from a caller
-/// mismatching sizes, and shows up as NaN rather than a panic.
+/// x: [n_tok, cols] f32; out: [n_tok, rows] f32; w: [cols] -> [rows] in its GGUF type.
+/// acts: receives x in `vec_dot_type(w.ty)`, [n_tok, act_row_bytes] (reserved at load, so it does
+/// not grow); scratch: at least [rows, n_tok], the transposed result, so each task owns a
+/// contiguous piece.
+///
+/// Each (row, token) dot product is computed the same way whatever `n_tok` is, so a batch gives
+/// bit-identical results to its tokens one at a time. Errors only for a weight type without an
+/// integer dot product; mismatched sizes from a caller show up as NaN rather than a panic.
 pub fn matmul(
     exec: &dyn Exec,
     w: &QTensor<'_>,
     x: &[f32],
     out: &mut [f32],
     n_tok: usize,
+    acts: &mut Vec<u8>,
     scratch: &mut [f32],
-) {
+) -> Result<()> {
     let (rows, cols) = (w.rows(), w.cols());
+    quant::quantize_activations(w.ty, &x[..n_tok * cols], acts)?;
+    let act_row = acts.len() / n_tok.max(1);
+    let acts = &acts[..];
     let scratch = &mut scratch[..rows * n_tok];
-    const ROWS_PER_TASK: usize = 16;
     exec.chunks(scratch, ROWS_PER_TASK * n_tok, &|task, piece| {
-        let r0 = task * ROWS_PER_TASK;
         for (i, dst) in piece.chunks_mut(n_tok).enumerate() {
-            let row = w.row(r0 + i);
-            if n_tok == 1 {
-                dst[0] = quant::dot(w.ty, row, &x[..cols]).unwrap_or(f32::NAN);
-                continue;
-            }
-            // Decode a window of the row once, use it for every token.
-            dst.fill(0.0);
-            let mut buf = [0f32; WINDOW];
-            let window_bytes = w.ty.row_bytes(WINDOW as u64).unwrap_or(0) as usize;
-            let (mut k0, mut byte0) = (0usize, 0usize);
-            while k0 < cols {
-                let n = WINDOW.min(cols - k0);
-                let nbytes = w.ty.row_bytes(n as u64).unwrap_or(0) as usize;
-                if quant::dequantize(w.ty, &row[byte0..byte0 + nbytes], &mut buf[..n]).is_err() {
-                    dst.fill(f32::NAN);
-                    break;
-                }
-                for (b, d) in dst.iter_mut().enumerate() {
-                    let xb = &x[b * cols + k0..b * cols + k0 + n];
-                    *d += buf[..n].iter().zip(xb).map(|(a, b)| a * b).sum::<f32>();
-                }
-                k0 += n;
-                byte0 += window_bytes;
+            let row = w.row(task * ROWS_PER_TASK + i);
+            for (b, d) in dst.iter_mut().enumerate() {
+                let a = &acts[b * act_row..(b + 1) * act_row];
+                *d = quant::dot_quantized(w.ty, row, a).unwrap_or(f32::NAN);
             }
         }
     });
@@ -66,15 +63,26 @@ pub fn matmul(
             out[b * rows + r] = v;
         }
     }
+    Ok(())
 }
 
-/// Rotates the first `n_rot` dims of each `head_dim`-wide head in `x` by position `pos`.
-/// `inv_freq[i] = base^(-2i/n_rot)`.
-pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32], kind: RopeKind) {
-    let half = inv_freq.len();
+/// The rotation of each dimension pair at position `pos`: `cs[i] = (cos θ_i, sin θ_i)` with
+/// `θ_0 = pos` and `θ_{i+1} = θ_i · theta_scale`, `theta_scale = base^(-2/n_rot)` — ggml builds
+/// the angles by this running product, not by a power per pair, and the roundings differ.
+pub fn rope_angles(cs: &mut [(f32, f32)], pos: usize, theta_scale: f32) {
+    let mut theta = pos as f32;
+    for c in cs.iter_mut() {
+        *c = (theta.cos(), theta.sin());
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `2·cs.len()` dims of each `head_dim`-wide head in `x` by the angles `cs`.
+/// x: [n_heads, head_dim].
+pub fn rope(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], kind: RopeKind) {
+    let half = cs.len();
     for head in x.chunks_mut(head_dim) {
-        for (i, &f) in inv_freq.iter().enumerate() {
-            let (sin, cos) = (pos as f32 * f).sin_cos();
+        for (i, &(cos, sin)) in cs.iter().enumerate() {
             let (a, b) = match kind {
                 RopeKind::Normal => (2 * i, 2 * i + 1),
                 RopeKind::Neox => (i, i + half),
@@ -86,38 +94,9 @@ pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32], kind: 
     }
 }
 
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// Causal attention for one query head against cached keys/values at positions `0..=pos`,
-/// with a streaming (online) softmax so no score buffer is needed.
-/// `q`: [head_dim]; `k_cache`, `v_cache`: [n_ctx, kv_dim] for this layer; `out`: [head_dim].
-pub fn attend(
-    out: &mut [f32],
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    kv_dim: usize,
-    kv_off: usize,
-    pos: usize,
-) {
-    let hd = q.len();
-    let scale = 1.0 / (hd as f32).sqrt();
-    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
-    out.fill(0.0);
-    for t in 0..=pos {
-        let k = &k_cache[t * kv_dim + kv_off..][..hd];
-        let v = &v_cache[t * kv_dim + kv_off..][..hd];
-        let s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-        let new_max = max.max(s);
-        let (old, w) = ((max - new_max).exp(), (s - new_max).exp());
-        sum = sum * old + w;
-        for (o, &vv) in out.iter_mut().zip(v) {
-            *o = *o * old + w * vv;
-        }
-        max = new_max;
+/// gate[i] = silu(gate[i]) · up[i] (SwiGLU), silu(x) = x / (1 + e^-x) in f32.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
     }
-    let inv = 1.0 / sum;
-    out.iter_mut().for_each(|o| *o *= inv);
 }

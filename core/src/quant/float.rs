@@ -9,7 +9,26 @@ use super::{GgmlType, elements};
 use crate::{Error, Result};
 
 pub(super) fn f16_to_f32(b: [u8; 2]) -> f32 {
-    half::f16::from_le_bytes(b).to_f32()
+    f16_bits_to_f32(u16::from_le_bytes(b))
+}
+
+/// IEEE binary16 bits → f32, exactly, with the same results as `half::f16::to_f32` (NaNs made
+/// quiet, payload kept). The integer dot products convert several f16 scales per block, so this
+/// is hot: normal numbers take one shift and one add (rebias the exponent from 15 to 127) and
+/// subnormals are `m · 2^-24`, exact in f32; only the rare inf/NaN case branches.
+#[inline(always)]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let em = (h & 0x7fff) as u32;
+    let magnitude = if em >= 0x7c00 {
+        // Infinity, or NaN made quiet.
+        0x7f80_0000 | if em > 0x7c00 { 0x40_0000 | (em & 0x3ff) << 13 } else { 0 }
+    } else if em >= 0x0400 {
+        (em << 13) + ((127 - 15) << 23)
+    } else {
+        (em as f32 * (1.0 / 16_777_216.0)).to_bits()
+    };
+    f32::from_bits(sign | magnitude)
 }
 
 pub(super) fn bf16_to_f32(b: [u8; 2]) -> f32 {

@@ -114,7 +114,7 @@ pub(super) fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
 }
 
 /// The 16 Q3_K scales, unbiased to -32..=31.
-fn q3k_scales(s: &[u8; 12]) -> [i32; 16] {
+pub(super) fn q3k_scales(s: &[u8; 12]) -> [i32; 16] {
     let mut out = [0i32; 16];
     for (k, o) in out.iter_mut().enumerate() {
         let lo = (s[k % 8] >> (4 * (k / 8))) & 0xf;

@@ -64,7 +64,7 @@ const _: () = assert!(size_of::<BlockQ8_0>() == 34 && GgmlType::Q8_0.type_size()
 
 /// The 5-bit quant `j` of a Q5 block: low nibble from `qs`, bit 4 from `qh`.
 #[inline(always)]
-fn q5(qs: &[u8; 16], qh: u32, j: usize) -> i32 {
+pub(super) fn q5(qs: &[u8; 16], qh: u32, j: usize) -> i32 {
     let lo = if j < 16 { qs[j] & 0xf } else { qs[j - 16] >> 4 };
     (lo as i32) | (((qh >> j) & 1) << 4) as i32
 }

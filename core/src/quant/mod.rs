@@ -10,30 +10,42 @@
 //! `(d*sc)*q - (dmin*m)`, never fused), so results match llama.cpp and gguf-py bit for bit; the
 //! golden test `tests/tests/quant_goldens.rs` holds us to that.
 //!
+//! Matmuls do not use `dot`: like ggml's CPU backend they convert each activation row once to the
+//! weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K blocks or f16/bf16, `act.rs`) and take integer
+//! dot products with the weight rows, combined in f32 as ggml's scalar kernels do (`vecdot.rs`).
+//!
 //! Layout: `float.rs` (F32, F16, BF16), `legacy.rs` (Q4_0 … Q8_0), `kquants.rs` (Q2_K … Q6_K),
-//! `quantize.rs` (quantizers; the K-quant scale search lives in `kquantize.rs`).
+//! `quantize.rs` (quantizers; the K-quant scale search lives in `kquantize.rs`), `act.rs`
+//! (activation formats Q8_1, Q8_K and their quantizers), `vecdot.rs` (`dot_quantized`).
 
+mod act;
 mod float;
 mod kquantize;
 mod kquants;
 mod legacy;
 mod quantize;
 mod types;
+mod vecdot;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vecdot_tests;
 
+pub use act::{BlockQ8_1, BlockQ8K, quantize_activations, vec_dot_type};
+pub use float::f16_bits_to_f32;
 pub use kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 pub use quantize::quantize;
 pub use types::{GgmlType, QK_K};
+pub use vecdot::dot_quantized;
 
 use crate::{Error, Result};
 
 /// Decodes `src` (whole blocks of `ty`) into `dst`.
 ///
 /// `dst.len()` must equal the element count `src` encodes. Types without a decoder here (the IQ
-/// family, Q8_1/Q8_K, TQ*, MXFP4, integer types) return [`Error::UnsupportedType`].
+/// family, TQ*, MXFP4, integer types) return [`Error::UnsupportedType`].
 pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
     use GgmlType::*;
     match ty {
@@ -45,6 +57,8 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q5_0 => each_block(ty, src, dst, |b, y| BlockQ5_0::read(b).dequantize(y)),
         Q5_1 => each_block(ty, src, dst, |b, y| BlockQ5_1::read(b).dequantize(y)),
         Q8_0 => each_block(ty, src, dst, |b, y| BlockQ8_0::read(b).dequantize(y)),
+        Q8_1 => each_block(ty, src, dst, |b, y| BlockQ8_1::read(b).dequantize(y)),
+        Q8K => each_block(ty, src, dst, |b, y| BlockQ8K::read(b).dequantize(y)),
         Q2K => each_block(ty, src, dst, |b, y| BlockQ2K::read(b).dequantize(y)),
         Q3K => each_block(ty, src, dst, |b, y| BlockQ3K::read(b).dequantize(y)),
         Q4K => each_block(ty, src, dst, |b, y| BlockQ4K::read(b).dequantize(y)),
@@ -71,6 +85,8 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Result<f32> {
         Q5_0 => dot_blocks(ty, row, x, |b, y| BlockQ5_0::read(b).dequantize(y)),
         Q5_1 => dot_blocks(ty, row, x, |b, y| BlockQ5_1::read(b).dequantize(y)),
         Q8_0 => dot_blocks(ty, row, x, |b, y| BlockQ8_0::read(b).dequantize(y)),
+        Q8_1 => dot_blocks(ty, row, x, |b, y| BlockQ8_1::read(b).dequantize(y)),
+        Q8K => dot_blocks(ty, row, x, |b, y| BlockQ8K::read(b).dequantize(y)),
         Q2K => dot_blocks(ty, row, x, |b, y| BlockQ2K::read(b).dequantize(y)),
         Q3K => dot_blocks(ty, row, x, |b, y| BlockQ3K::read(b).dequantize(y)),
         Q4K => dot_blocks(ty, row, x, |b, y| BlockQ4K::read(b).dequantize(y)),

@@ -8,16 +8,16 @@ use super::*;
 use crate::Error;
 
 /// The types this layer decodes.
-const DECODABLE: [GgmlType; 13] = {
+const DECODABLE: [GgmlType; 15] = {
     use GgmlType::*;
-    [F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K]
+    [F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2K, Q3K, Q4K, Q5K, Q6K, Q8K]
 };
 
 /// splitmix64: small, seedable, good enough for test data.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -26,18 +26,18 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f32 {
+    pub(super) fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// Standard normal (Box–Muller).
-    fn gauss(&mut self) -> f32 {
+    pub(super) fn gauss(&mut self) -> f32 {
         let u1 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         ((-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
     }
 
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
@@ -47,7 +47,7 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
     use GgmlType::*;
     match ty {
         Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
+        Q4_1 | Q5_1 | Q8_1 | Q4K | Q5K => &[0, 2],
         Q2K => &[80, 82],
         Q3K => &[108],
         Q6K => &[208],
@@ -56,7 +56,7 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 }
 
 /// `n_blocks` random blocks of `ty` whose scales (or float values) are finite and moderate.
-fn random_blocks(ty: GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
+pub(super) fn random_blocks(ty: GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
     let mut b = rng.bytes(n_blocks * ty.type_size());
     let moderate = |rng: &mut Rng| (rng.uniform() * 2.0 - 1.0) * 0.1;
     match ty {
@@ -71,6 +71,11 @@ fn random_blocks(ty: GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
         GgmlType::Bf16 => {
             b.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&float::f32_to_bf16(moderate(rng))))
         }
+        GgmlType::Q8K => {
+            for blk in b.chunks_exact_mut(ty.type_size()) {
+                blk[..4].copy_from_slice(&moderate(rng).to_le_bytes());
+            }
+        }
         _ => {
             for blk in b.chunks_exact_mut(ty.type_size()) {
                 for &at in f16_fields(ty) {
@@ -82,7 +87,7 @@ fn random_blocks(ty: GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
     b
 }
 
-fn gaussian(n: usize, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn gaussian(n: usize, rng: &mut Rng) -> Vec<f32> {
     (0..n).map(|_| rng.gauss()).collect()
 }
 
@@ -335,5 +340,14 @@ fn arbitrary_lengths_never_panic() {
             let _ = dot(ty, &bytes, &out);
             let _ = quantize(ty, &out);
         }
+    }
+}
+
+#[test]
+fn fast_f16_conversion_matches_half_for_every_value() {
+    for h in 0..=u16::MAX {
+        let want = f16::from_bits(h).to_f32();
+        let got = float::f16_bits_to_f32(h);
+        assert_eq!(got.to_bits(), want.to_bits(), "f16 bits {h:#06x}: {got:e} vs {want:e}");
     }
 }

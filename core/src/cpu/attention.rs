@@ -1,0 +1,71 @@
+//! Causal attention of one query head over an f16 KV cache, in two steps that mirror llama.cpp's
+//! default CPU graph (flash attention off, as llama-cpp-python 0.3.36 configures it):
+//!
+//! 1. [`attn_probs`]: `kq = K·q` with q rounded to f16 (the `vec_dot_type` of the f16 cache) and
+//!    each product of two f16 values exact in f32, summed in f64 (`ggml_vec_dot_f16`); then
+//!    `ggml_soft_max_ext`: `w = kq·scale` in f32, `e = exp(w − max)` in f32, `Σe` in f64, every
+//!    `e` multiplied by `(1/Σe)` rounded to f32. The probabilities are rounded to f16, because the
+//!    next product's `vec_dot_type` is f16 again.
+//! 2. [`attn_values`]: `out[d] = Σ_t p[t]·V[d, t]` over the transposed V cache, again exact f16
+//!    products summed in f64.
+//!
+//! Layouts: K cache [n_ctx, kv_dim] f16 per layer; V cache [kv_dim, n_ctx] f16 per layer (transposed,
+//! as llama.cpp stores it without flash attention, so step 2 reads contiguous rows).
+
+use half::f16;
+
+use crate::quant::f16_bits_to_f32;
+
+/// An f16 as f32 (exact; the table-free conversion the quant kernels use, faster than `half`'s
+/// portable fallback).
+#[inline(always)]
+fn widen(h: f16) -> f32 {
+    f16_bits_to_f32(h.to_bits())
+}
+
+/// Σ a[i]·b[i] over f16 values: each product is exact in f32 (11-bit significands), the sum runs
+/// in f64 and is rounded to f32 once, like ggml's scalar `ggml_vec_dot_f16`.
+fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    let mut sum = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        sum += (widen(*x) * widen(*y)) as f64;
+    }
+    sum as f32
+}
+
+/// p[t] = softmax_t(scale · q·K[t]) for t in 0..p.len(), each rounded to f16 (kept as f32).
+///
+/// q: [head_dim] f16; k_cache: [n_ctx, kv_dim] f16 (this layer); kv_off: the head's offset in a
+/// cached row; p: [n_kv] (positions 0..n_kv).
+pub fn attn_probs(p: &mut [f32], q: &[f16], k_cache: &[f16], kv_dim: usize, kv_off: usize, scale: f32) {
+    let hd = q.len();
+    for (t, s) in p.iter_mut().enumerate() {
+        *s = dot_f16(q, &k_cache[t * kv_dim + kv_off..][..hd]) * scale;
+    }
+    let max = p.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f64;
+    for s in p.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for s in p.iter_mut() {
+        *s = widen(f16::from_f32(*s * inv));
+    }
+}
+
+/// out[d] = Σ_t p[t] · V[kv_off + d, t] for one head.
+///
+/// p: [n_kv] probabilities from [`attn_probs`] (f16 values, so each product with a cached f16 is
+/// exact in f32, as in `ggml_vec_dot_f16`); v_cache_t: [kv_dim, n_ctx] f16 (this layer);
+/// out: [head_dim].
+pub fn attn_values(out: &mut [f32], p: &[f32], v_cache_t: &[f16], n_ctx: usize, kv_off: usize) {
+    for (d, o) in out.iter_mut().enumerate() {
+        let v = &v_cache_t[(kv_off + d) * n_ctx..][..p.len()];
+        let mut sum = 0f64;
+        for (&pt, vt) in p.iter().zip(v) {
+            sum += (pt * widen(*vt)) as f64;
+        }
+        *o = sum as f32;
+    }
+}
