@@ -3,8 +3,9 @@
 //! receive [`Event`]s over the job's own channel. A job whose receiver is gone (the client
 //! disconnected) is dropped and its slot freed at the next step.
 //!
-//! Scheduling today: new jobs are prefilled between steps, then every active slot advances one
-//! token per round. Slots step one after another; advancing all of them in one batched forward
+//! Scheduling today: each round admits at most one queued job, evaluates at most
+//! `PREFILL_CHUNK` prompt tokens of each prefilling slot, and advances every generating slot by
+//! one token, so a long prompt never stalls the streams already running. Slots step one after another; advancing all of them in one batched forward
 //! pass is the next step for throughput.
 
 use std::sync::Arc;
@@ -83,9 +84,14 @@ pub fn spawn(
     Ok(EngineHandle { queue: tx })
 }
 
+/// Prompt tokens a slot evaluates per round while others decode.
+const PREFILL_CHUNK: usize = 128;
+
 struct Slot<'m, 'a> {
     session: Session<'m, 'a>,
     job: Option<Job>,
+    /// The prompt is not fully evaluated yet.
+    prefilling: bool,
     first_token_at: Option<Instant>,
     last_token_at: Instant,
 }
@@ -104,6 +110,7 @@ fn run(
         .map(|_| Slot {
             session: Session::new(&model, tokenizer, cfg.n_ctx),
             job: None,
+            prefilling: false,
             first_token_at: None,
             last_token_at: Instant::now(),
         })
@@ -127,9 +134,10 @@ fn run(
                 if job.events.is_closed() {
                     metrics.cancelled();
                 } else {
-                    match slot.session.start(&job.prompt, job.params.clone(), pool) {
+                    match slot.session.begin(&job.prompt, job.params.clone()) {
                         Ok(_) => {
                             slot.job = Some(job);
+                            slot.prefilling = true;
                             slot.first_token_at = None;
                             slot.last_token_at = Instant::now();
                         }
@@ -146,6 +154,16 @@ fn run(
             if job.events.is_closed() {
                 metrics.cancelled();
                 slot.job = None;
+                continue;
+            }
+            if slot.prefilling {
+                match slot.session.prefill(PREFILL_CHUNK, pool) {
+                    Ok(done) => slot.prefilling = !done,
+                    Err(e) => {
+                        let _ = job.events.send(Event::Error(e.to_string()));
+                        slot.job = None;
+                    }
+                }
                 continue;
             }
             match slot.session.step(pool) {
