@@ -4,10 +4,12 @@
 //
 // Layout: 144-byte blocks of 256: f16 d, f16 dmin, scales[12] (eight 6-bit scales and mins),
 // qs[128]. Sub-block 2p takes the low nibbles of qs[32p..32p+32], sub-block 2p + 1 the high
-// ones; y = (d * sc) * q - (dmin * m).
+// ones; y = (d * sc) * q - (dmin * m). Rows are whole blocks, so blocks start on word boundaries.
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
-// row of the grid). Invocation s (0..TPB) of a block takes
-// pair p = s / 4 and elements l = 8 (s % 4).. l + 8 of both its sub-blocks.
+// row of the grid). Invocation s (0..TPB) of a block takes bytes l = 4 (s % 8).. l + 4 of the
+// 32-byte qs runs of pairs p = s / 8 and p + 2: neighbouring invocations read neighbouring words
+// of qs and neighbouring 16-byte runs of x, and pair p < 2 <= p + 2 fixes which half of the
+// packed scales each run needs, without branches.
 
 const WG: u32 = 256u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
@@ -26,7 +28,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes, padded to 4
+@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes
 @group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + cols]
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + n_rows]
 @group(0) @binding(3) var<uniform> p: Params;
@@ -35,33 +37,37 @@ fn xv(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
 
-// The low / high nibbles of the four bytes of q.
-fn lo4(q: u32) -> vec4<f32> {
-    return vec4<f32>(unpack4xU8(q & 0x0F0F0F0Fu));
-}
-
-fn hi4(q: u32) -> vec4<f32> {
-    return vec4<f32>(unpack4xU8((q >> 4u) & 0x0F0F0F0Fu));
+fn bytes4(q: u32) -> vec4<f32> {
+    return vec4<f32>(unpack4xU8(q));
 }
 
 fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
 
-// Scale and min (6 bits each) of sub-block j of the Q4_K/Q5_K block at word wb (12 packed bytes
-// from byte 4; see quant/kquants.rs `scale_min_k4`).
-fn scale_byte(wb: u32, k: u32) -> u32 {
-    return (w[wb + 1u + k / 4u] >> ((k % 4u) * 8u)) & 0xFFu;
+// The packed scale (or min) bytes of sub-blocks 0..4 (`first`) or 4..8, from the 12 scale bytes
+// as words s0, s1, s2 (see quant/kquants.rs `scale_min_k4`): sub-blocks 0..4 keep theirs in the
+// low 6 bits of bytes 0..4 (scales) and 4..8 (mins); sub-blocks 4..8 their low nibbles in bytes
+// 8..12 and their top two bits in the spare top bits of bytes 0..8.
+fn scales_lo(s0: u32) -> u32 {
+    return s0 & 0x3F3F3F3Fu;
 }
 
-fn scale_min_k4(wb: u32, j: u32) -> vec2<f32> {
-    if j < 4u {
-        return vec2<f32>(f32(scale_byte(wb, j) & 63u), f32(scale_byte(wb, j + 4u) & 63u));
-    }
-    let b = scale_byte(wb, j + 4u);
-    let sc = (b & 15u) | ((scale_byte(wb, j - 4u) >> 6u) << 4u);
-    let m = (b >> 4u) | ((scale_byte(wb, j) >> 6u) << 4u);
-    return vec2<f32>(f32(sc), f32(m));
+fn scales_hi(s0: u32, s2: u32) -> u32 {
+    return (s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u);
+}
+
+fn mins_lo(s1: u32) -> u32 {
+    return s1 & 0x3F3F3F3Fu;
+}
+
+fn mins_hi(s1: u32, s2: u32) -> u32 {
+    return ((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u);
+}
+
+// Byte `k` of `v` as f32.
+fn byte_f(v: u32, k: u32) -> f32 {
+    return f32((v >> (8u * k)) & 0xFFu);
 }
 
 @compute @workgroup_size(WG)
@@ -72,26 +78,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     var acc: array<f32, ROWS>;
     let s = lane.lid % TPB;
-    let pr = s / 4u;
-    let l8 = (s % 4u) * 8u;
+    let pr = s / 8u;   // pairs pr and pr + 2: sub-blocks 2pr, 2pr + 1, 2pr + 4, 2pr + 5
+    let j = s % 8u;    // word j of each 32-byte qs run: bytes 4j..4j + 4
     for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-        let xb = p.x_off + 256u * b + 64u * pr + l8;
-        let xl0 = xv(xb);
-        let xl1 = xv(xb + 4u);
-        let xh0 = xv(xb + 32u);
-        let xh1 = xv(xb + 36u);
-        let sum_l = hsum(xl0) + hsum(xl1);
-        let sum_h = hsum(xh0) + hsum(xh1);
+        let xb = p.x_off + 256u * b + 64u * pr + 4u * j;
+        let xa_l = xv(xb);
+        let xa_h = xv(xb + 32u);
+        let xb_l = xv(xb + 128u);
+        let xb_h = xv(xb + 160u);
+        let sums = vec4<f32>(hsum(xa_l), hsum(xa_h), hsum(xb_l), hsum(xb_h));
         for (var r = 0u; r < ROWS; r++) {
             let wb = (min(row0 + r, p.n_rows - 1u) * p.row_bytes + 144u * b) >> 2u;
             let dm = unpack2x16float(w[wb]);
-            let sm_l = scale_min_k4(wb, 2u * pr);
-            let sm_h = scale_min_k4(wb, 2u * pr + 1u);
-            let q0 = w[wb + 4u + 8u * pr + l8 / 4u];
-            let q1 = w[wb + 5u + 8u * pr + l8 / 4u];
-            let dl = dot(lo4(q0), xl0) + dot(lo4(q1), xl1);
-            let dh = dot(hi4(q0), xh0) + dot(hi4(q1), xh1);
-            acc[r] += dm.x * (sm_l.x * dl + sm_h.x * dh) - dm.y * (sm_l.y * sum_l + sm_h.y * sum_h);
+            let s0 = w[wb + 1u];
+            let s1 = w[wb + 2u];
+            let s2 = w[wb + 3u];
+            // Sub-blocks 2pr, 2pr + 1 (bytes 2pr, 2pr + 1 of the low words) and 2pr + 4, 2pr + 5
+            // (the same bytes of the high words).
+            let scl = scales_lo(s0);
+            let sch = scales_hi(s0, s2);
+            let sc = vec4<f32>(byte_f(scl, 2u * pr), byte_f(scl, 2u * pr + 1u), byte_f(sch, 2u * pr), byte_f(sch, 2u * pr + 1u));
+            let mnl = mins_lo(s1);
+            let mnh = mins_hi(s1, s2);
+            let mn = vec4<f32>(byte_f(mnl, 2u * pr), byte_f(mnl, 2u * pr + 1u), byte_f(mnh, 2u * pr), byte_f(mnh, 2u * pr + 1u));
+            let qa = w[wb + 4u + 8u * pr + j];
+            let qb = w[wb + 20u + 8u * pr + j];
+            let d = vec4<f32>(
+                dot(bytes4(qa & 0x0F0F0F0Fu), xa_l),
+                dot(bytes4((qa >> 4u) & 0x0F0F0F0Fu), xa_h),
+                dot(bytes4(qb & 0x0F0F0F0Fu), xb_l),
+                dot(bytes4((qb >> 4u) & 0x0F0F0F0Fu), xb_h),
+            );
+            acc[r] += dm.x * dot(sc, d) - dm.y * dot(mn, sums);
         }
     }
     let total = reduce_rows(acc, lane);

@@ -156,6 +156,8 @@ pub enum Error {
     GpuValidation { context: String, message: String },
     #[error("GPU internal error{}: {message}", in_context(context))]
     GpuInternal { context: String, message: String },
+    #[error("GPU work did not finish within {seconds} s{}", in_context(context))]
+    GpuTimeout { context: String, seconds: f64 },
     #[error("GPU buffer read-back failed{}: {message}", in_context(context))]
     GpuReadback { context: String, message: String },
     #[error(

@@ -22,6 +22,8 @@ pub fn test_gpu(mut opts: GpuOptions) -> Option<Gpu> {
         return None;
     }
     opts.force_fallback |= std::env::var("AETHER_GPU_FALLBACK").is_ok_and(|v| v == "1");
+    // A hung kernel fails the test (Error::GpuTimeout) instead of hanging the run.
+    opts.poll_timeout.get_or_insert(std::time::Duration::from_secs(120));
     match pollster::block_on(Gpu::new(opts)) {
         Ok(gpu) => Some(gpu),
         Err(e) => panic!(

@@ -180,6 +180,25 @@ fn tensors_over_the_binding_limit_split_by_rows() {
     }
 }
 
+/// More rows than one grid dimension holds workgroups (65,535 × 4 rows, e.g. Gemma's 262,144-token
+/// vocabulary): the launcher lays the grid over x and y.
+#[test]
+fn matvec_grid_spills_into_y() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let max_rows = gpu.caps().max_workgroups_per_dim as usize * 4;
+    let (rows, cols) = (max_rows + 9, 4);
+    let mut rng = Rng::new(5);
+    let bytes = weights(GgmlType::F32, rows, cols, false, &mut rng);
+    let x = rng.vec(cols);
+    let w = GpuTensor::upload(&gpu, "tall", GgmlType::F32, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+        .expect("upload");
+    let mut want = vec![0f32; rows];
+    matvec_cpu(GgmlType::F32, &bytes, &x, &mut want).expect("CPU twin");
+    let (y, _) = gpu_matvec(&gpu, &w, &x, 0, 0).expect("matvec");
+    assert_nmse(&y[..rows], &want, MAX_NMSE, &format!("F32 {rows}x{cols} over a 2-D grid"));
+    assert!(y[rows..].iter().all(|&v| v == UNTOUCHED), "wrote past the last row");
+}
+
 #[test]
 fn wgpu_errors_come_back_as_errors_not_panics() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };

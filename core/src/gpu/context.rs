@@ -15,6 +15,7 @@
 //! check.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::pipelines::Pipelines;
 use crate::{Error, Result};
@@ -33,6 +34,10 @@ pub struct GpuOptions {
     /// Cap the bytes one storage binding may cover below the adapter's limit (tests tensors split
     /// by rows). Rounded down to a multiple of 4.
     pub max_storage_binding: Option<u64>,
+    /// Natively, how long a read-back or upload waits for the GPU before giving up with
+    /// [`Error::GpuTimeout`] (`None`: for ever). A hung kernel then fails a test instead of
+    /// hanging it. The browser never blocks, so there it does nothing.
+    pub poll_timeout: Option<Duration>,
 }
 
 /// What the kernels may use on this device, decided once in [`Gpu::new`].
@@ -71,6 +76,7 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     caps: Caps,
     errors: Arc<ErrorSink>,
+    poll_timeout: Option<Duration>,
     pub(super) pipelines: Pipelines,
 }
 
@@ -125,7 +131,7 @@ impl Gpu {
 
         let caps = caps(&device.features(), &device.limits(), &info, &opts);
         let pipelines = Pipelines::new(&device);
-        let gpu = Gpu { device, queue, info, caps, errors, pipelines };
+        let gpu = Gpu { device, queue, info, caps, errors, poll_timeout: opts.poll_timeout, pipelines };
         gpu.check("opening the device")?;
         Ok(gpu)
     }
@@ -173,6 +179,23 @@ impl Gpu {
         self.errors.take(context)
     }
 
+    /// Natively, blocks until `submission` (or everything submitted so far) has finished and its
+    /// callbacks have run; on the web does nothing (the browser runs callbacks itself).
+    pub fn wait(&self, submission: Option<wgpu::SubmissionIndex>, context: &str) -> Result<()> {
+        let poll = wgpu::PollType::Wait { submission_index: submission, timeout: self.poll_timeout };
+        match self.device.poll(poll) {
+            Ok(_) => self.check(context),
+            Err(wgpu::PollError::Timeout) => Err(Error::GpuTimeout {
+                context: context.into(),
+                seconds: self.poll_timeout.map_or(0.0, |t| t.as_secs_f64()),
+            }),
+            Err(e) => {
+                self.check(context)?;
+                Err(Error::GpuInternal { context: context.into(), message: e.to_string() })
+            }
+        }
+    }
+
     /// Submits `encoder`'s commands and reports any error recorded while they were encoded.
     pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<wgpu::SubmissionIndex> {
         let index = self.queue.submit([encoder.finish()]);
@@ -180,6 +203,16 @@ impl Gpu {
         Ok(index)
     }
 }
+
+// The native host runs the engine on a thread of its own and shares it with the server's tasks.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Gpu>();
+    send_sync::<super::MatVec>();
+    send_sync::<super::GpuTensor>();
+    send_sync::<super::Readback>();
+};
 
 /// The adapter facts the kernels look at, from the device actually opened.
 fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &GpuOptions) -> Caps {

@@ -4,8 +4,9 @@
 //! decode step come back through the same one). A read copies the range into it, submits, asks
 //! for a map and awaits the map callback through a small future of our own: the core has no async
 //! runtime, and the browser delivers the callback from its event loop. Natively wgpu only runs
-//! callbacks when the device is polled, so the read polls with `Wait` first, which makes the
-//! future ready by the time it is awaited (on WebGPU the poll does nothing).
+//! callbacks when the device is polled, so the read polls with `Wait` first ([`Gpu::wait`], with
+//! the optional time-out of `GpuOptions`), which makes the future ready by the time it is awaited
+//! (on WebGPU the poll does nothing).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -69,9 +70,7 @@ impl Readback {
         let signal = done.clone();
         slice.map_async(wgpu::MapMode::Read, move |result| signal.set(result));
         // Natively this runs the callback; on the web it does nothing and the browser calls back.
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::GpuReadback { context: context.into(), message: e.to_string() })?;
+        gpu.wait(None, context)?;
         let mapped = done.await;
         gpu.check(context)?;
         mapped.map_err(|e| Error::GpuReadback { context: context.into(), message: e.to_string() })?;

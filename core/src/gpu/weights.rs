@@ -148,9 +148,7 @@ fn write_chunked(
         }
         let index = gpu.queue().submit([]);
         if let Some(prev) = previous.replace(index) {
-            gpu.device().poll(wgpu::PollType::Wait { submission_index: Some(prev), timeout: None }).map_err(
-                |e| Error::GpuInternal { context: "uploading weights".into(), message: e.to_string() },
-            )?;
+            gpu.wait(Some(prev), "uploading weights")?;
         }
         gpu.check("uploading weights")?;
         on_chunk(chunk.len() as u64);
