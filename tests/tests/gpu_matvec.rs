@@ -10,7 +10,7 @@
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
 use aether_core::Error;
-use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatVec, Readback, matvec_cpu, shaders};
+use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatVec, Readback, UPLOAD_CHUNK, matvec_cpu, shaders};
 use aether_core::quant::GgmlType;
 use aether_tests::gpu::{Rng, assert_nmse, test_gpu, weights};
 
@@ -180,6 +180,30 @@ fn tensors_over_the_binding_limit_split_by_rows() {
     }
 }
 
+/// A tensor over one upload chunk (32 MiB) whose byte length is not a multiple of 4: chunks land
+/// at the right offsets, the 2-byte tail is padded, and progress is reported per chunk.
+#[test]
+fn uploads_go_in_chunks_with_progress() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let (rows, cols) = (5, 3_400_001); // F16: 34,000,010 bytes
+    let mut rng = Rng::new(13);
+    let bytes = weights(GgmlType::F16, rows, cols, false, &mut rng);
+    assert!(bytes.len() as u64 > UPLOAD_CHUNK && bytes.len() % 4 == 2);
+    let x = rng.vec(cols);
+    let mut calls = Vec::new();
+    let w = GpuTensor::upload(&gpu, "long", GgmlType::F16, cols as u64, rows as u64, &bytes, &mut |d, t| {
+        calls.push((d, t))
+    })
+    .expect("upload");
+    let total = bytes.len() as u64;
+    assert_eq!(calls, vec![(UPLOAD_CHUNK, total), (total, total)], "progress per chunk");
+    assert_eq!(w.gpu_bytes(), total.next_multiple_of(4));
+    let mut want = vec![0f32; rows];
+    matvec_cpu(GgmlType::F16, &bytes, &x, &mut want).expect("CPU twin");
+    let (y, _) = gpu_matvec(&gpu, &w, &x, 0, 0).expect("matvec");
+    assert_nmse(&y[..rows], &want, MAX_NMSE, "F16 5x3400001 uploaded in two chunks");
+}
+
 /// More rows than one grid dimension holds workgroups (65,535 × 4 rows, e.g. Gemma's 262,144-token
 /// vocabulary): the launcher lays the grid over x and y.
 #[test]
@@ -242,7 +266,7 @@ fn wgpu_errors_come_back_as_errors_not_panics() {
         GpuTensor::upload(&gpu, "short", GgmlType::Q4_0, 64, 8, &bytes[1..], &mut |_, _| {}),
         Err(Error::LengthMismatch { .. })
     ));
-    let rb = Readback::new(&gpu, 64).expect("readback");
+    let mut rb = Readback::new(&gpu, 64).expect("readback");
     let mut out = [0u8; 8];
     assert!(matches!(pollster::block_on(rb.read(&gpu, &x, 2, &mut out)), Err(Error::GpuReadback { .. })));
     let mut big = [0u8; 128];

@@ -39,8 +39,8 @@ impl Readback {
     }
 
     /// Copies `out.len()` bytes of `src` from byte `offset` (both multiples of 4) into `out`,
-    /// after all work submitted so far.
-    pub async fn read(&self, gpu: &Gpu, src: &wgpu::Buffer, offset: u64, out: &mut [u8]) -> Result<()> {
+    /// after all work submitted so far. `&mut`: one read at a time owns the staging buffer.
+    pub async fn read(&mut self, gpu: &Gpu, src: &wgpu::Buffer, offset: u64, out: &mut [u8]) -> Result<()> {
         let len = out.len() as u64;
         let context = "reading a buffer back";
         if !offset.is_multiple_of(4) || !len.is_multiple_of(4) || len > self.capacity() {
@@ -86,7 +86,13 @@ impl Readback {
     }
 
     /// `n` f32 of `src` from element `offset`.
-    pub async fn read_f32(&self, gpu: &Gpu, src: &wgpu::Buffer, offset: u64, n: usize) -> Result<Vec<f32>> {
+    pub async fn read_f32(
+        &mut self,
+        gpu: &Gpu,
+        src: &wgpu::Buffer,
+        offset: u64,
+        n: usize,
+    ) -> Result<Vec<f32>> {
         let mut bytes = vec![0u8; n * 4];
         self.read(gpu, src, offset * 4, &mut bytes).await?;
         Ok(bytes.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)).collect())
