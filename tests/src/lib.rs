@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod gpu;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
