@@ -4,6 +4,10 @@
 
 use std::path::PathBuf;
 
+pub mod logits;
+mod sha256;
+pub use sha256::sha256_hex;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
