@@ -98,7 +98,7 @@ pub enum Error {
     // ---------------------------------------------------------------- model
     #[error("architecture `{arch}` is not supported (supported: llama, qwen2, qwen3, phi3, gemma3)")]
     UnsupportedArchitecture { arch: String },
-    #[error("hyper-parameter `{key}` is invalid")]
+    #[error("hyper-parameter `{key}` is invalid or not supported")]
     InvalidHyperParameter { key: String },
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },

@@ -139,6 +139,17 @@ impl Config {
             return Err(invalid("attention.value_length"));
         }
         let n_rot = usize_or("rope.dimension_count", head_dim)?;
+        // Sliding-window layers with their own head or rotary size (llama.cpp reads these keys
+        // for a few newer architectures) are not supported.
+        for (k, full) in [
+            ("attention.key_length_swa", head_dim),
+            ("attention.value_length_swa", head_dim),
+            ("rope.dimension_count_swa", n_rot),
+        ] {
+            if usize_or(k, full)? != full {
+                return Err(invalid(k));
+            }
+        }
         if head_dim == 0 || n_rot > head_dim || n_rot % 2 != 0 {
             return Err(invalid("rope.dimension_count"));
         }

@@ -112,6 +112,8 @@ fn unsupported_hyper_parameters_are_errors() {
         assert_eq!(e, Error::InvalidHyperParameter { key: format!("{arch}.rope.dimension_count") });
     }
     assert_eq!(config("phi3", &[("rope.dimension_count", 8u32.into())]).unwrap().n_rot, 8);
+    let e = config("gemma3", &[("attention.key_length_swa", 8u32.into())]).unwrap_err();
+    assert_eq!(e, Error::InvalidHyperParameter { key: "gemma3.attention.key_length_swa".into() });
     let e = config("qwen3", &[("attention.value_length", 8u32.into())]).unwrap_err();
     assert_eq!(e, Error::InvalidHyperParameter { key: "qwen3.attention.value_length".into() });
     let e = config(
