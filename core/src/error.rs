@@ -96,9 +96,9 @@ pub enum Error {
     PartialBlockElements { ty: GgmlType, len: usize, block_elems: usize },
 
     // ---------------------------------------------------------------- model
-    #[error("architecture `{arch}` is not supported (supported: llama)")]
+    #[error("architecture `{arch}` is not supported (supported: llama, qwen2, qwen3, phi3, gemma3)")]
     UnsupportedArchitecture { arch: String },
-    #[error("hyper-parameter `{key}` is invalid")]
+    #[error("hyper-parameter `{key}` is invalid or not supported")]
     InvalidHyperParameter { key: String },
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
@@ -106,6 +106,14 @@ pub enum Error {
     ContextFull { n_ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+
+    // ---------------------------------------------------------------- model architectures
+    #[error("`{key}` is `{value}`; aether supports rope scaling none, linear and longrope")]
+    UnsupportedRopeScaling { key: String, value: String },
+    /// llama.cpp refuses a file with tensors its architecture does not create; so does aether,
+    /// rather than run a model without a piece of it.
+    #[error("tensor `{name}` is not part of a {arch} model (unsupported feature or wrong architecture)")]
+    UnexpectedTensor { name: String, arch: &'static str },
 
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]

@@ -17,3 +17,4 @@ pub mod cpu;
 pub mod model;
 pub mod sample;
 pub mod session;
+pub mod synth;

@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 
 pub mod gpu;
+pub mod logits;
+mod sha256;
+pub use sha256::sha256_hex;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -1,4 +1,15 @@
-//! The llama-family forward pass over a KV cache allocated once for the whole context.
+//! The forward pass of every supported architecture over a KV cache allocated once for the whole
+//! context. The architectures share one layer loop; where they differ it reads a field of the
+//! `Config` or an optional weight, each in one place and named for what it is:
+//!
+//! - embeddings scaled (Gemma 3: `embd_scale`);
+//! - q/k/v biases (Qwen 2), q/k per-head RMS norms before rope (Qwen 3, Gemma 3);
+//! - rope pairing (llama: adjacent pairs, the others NeoX halves), frequency divisors (Llama 3's
+//!   `rope_freqs`, Phi-3's LongRoPE factors), and for sliding-window layers their own base;
+//! - q scaled before the KQ product (Phi-3, Gemma 3) or the scores scaled in the softmax (others);
+//! - sliding-window layers attend to the last `window` positions only (Gemma 3);
+//! - RMS norms of the attention and FFN outputs before each residual add (Gemma 3);
+//! - SwiGLU or GeGLU; an output bias (Qwen 2); final logit soft-capping (Gemma 3, when set).
 //!
 //! Tokens are processed in batches of up to `max_batch`: the matmuls read each weight row once per
 //! batch, so prefill costs far less than one decode step per prompt token. Every per-token value
@@ -13,9 +24,9 @@ use half::f16;
 
 use super::Exec;
 use super::attention::{attn_probs, attn_values};
-use super::ops::{matmul, rmsnorm, rope, rope_angles, swiglu};
+use super::ops::{RopeFreqs, geglu, matmul, rmsnorm, rmsnorm_heads, rope, rope_angles, softcap, swiglu};
 use crate::error::{Error, Result};
-use crate::model::{Config, Model};
+use crate::model::{Config, FfnAct, Model};
 
 /// Run state: the KV cache and every activation buffer, sized at creation; nothing is allocated
 /// per token.
@@ -59,10 +70,12 @@ pub struct State {
     hidden: Vec<f32>,
     /// [n_vocab] logits of the last token processed
     logits: Vec<f32>,
-    /// [max_batch, n_rot / 2] (cos, sin) of each token's rotary angles
+    /// [2, max_batch, n_rot / 2] (cos, sin) of each token's rotary angles: [0] for global layers,
+    /// [1] for sliding-window layers (their own base, no scaling or factors)
     rope_cs: Vec<(f32, f32)>,
-    /// base^(-2/n_rot): the ratio between successive rotary frequencies
-    theta_scale: f32,
+    /// base^(-2/n_rot) for global and sliding-window layers: the ratio between successive rotary
+    /// frequencies
+    theta_scale: [f32; 2],
 }
 
 impl State {
@@ -91,8 +104,9 @@ impl State {
             scratch: vec![0.0; widest * max_batch],
             hidden: vec![0.0; c.n_embd],
             logits: vec![0.0; c.n_vocab],
-            rope_cs: vec![(0.0, 0.0); max_batch * (c.n_rot / 2)],
-            theta_scale: c.rope_base.powf(-2.0 / c.n_rot as f32),
+            rope_cs: vec![(0.0, 0.0); 2 * max_batch * (c.n_rot / 2)],
+            theta_scale: [c.rope_base, c.swa.as_ref().map_or(c.rope_base, |w| w.rope_base)]
+                .map(|base| base.powf(-2.0 / c.n_rot as f32)),
         }
     }
 
@@ -139,9 +153,24 @@ impl Forward<'_, '_> {
         let (n, half) = (tokens.len(), c.n_rot / 2);
         let pos0 = s.n_past;
 
+        let global = RopeFreqs {
+            theta_scale: s.theta_scale[0],
+            freq_scale: c.rope_freq_scale,
+            attn_factor: c.rope_attn_factor,
+            factors: w.rope_factors(c, s.n_ctx),
+        };
+        let local = RopeFreqs { theta_scale: s.theta_scale[1], freq_scale: 1.0, factors: None, ..global };
+        let cs_len = s.max_batch * half;
         for (b, &t) in tokens.iter().enumerate() {
-            w.token_embd.dequantize_row(t as usize, &mut s.x[b * d..(b + 1) * d])?;
-            rope_angles(&mut s.rope_cs[b * half..(b + 1) * half], pos0 + b, s.theta_scale);
+            let x = &mut s.x[b * d..(b + 1) * d];
+            w.token_embd.dequantize_row(t as usize, x)?;
+            if let Some(scale) = c.embd_scale {
+                x.iter_mut().for_each(|v| *v *= scale);
+            }
+            rope_angles(&mut s.rope_cs[b * half..(b + 1) * half], pos0 + b, &global);
+            if c.swa.is_some() {
+                rope_angles(&mut s.rope_cs[cs_len + b * half..cs_len + (b + 1) * half], pos0 + b, &local);
+            }
         }
 
         for (l, lw) in w.layers.iter().enumerate() {
@@ -152,9 +181,23 @@ impl Forward<'_, '_> {
             matmul(exec, &lw.attn_q, &s.xn, &mut s.q, n, &mut s.acts, &mut s.scratch)?;
             matmul(exec, &lw.attn_k, &s.xn, &mut s.k, n, &mut s.acts, &mut s.scratch)?;
             matmul(exec, &lw.attn_v, &s.xn, &mut s.v, n, &mut s.acts, &mut s.scratch)?;
+            add_bias(&mut s.q[..n * qd], lw.attn_q_b.as_deref());
+            add_bias(&mut s.k[..n * kvd], lw.attn_k_b.as_deref());
+            add_bias(&mut s.v[..n * kvd], lw.attn_v_b.as_deref());
+            if let Some(norm) = &lw.attn_q_norm {
+                rmsnorm_heads(&mut s.q[..n * qd], norm, c.rms_eps);
+            }
+            if let Some(norm) = &lw.attn_k_norm {
+                rmsnorm_heads(&mut s.k[..n * kvd], norm, c.rms_eps);
+            }
+            let cs_off = if c.is_swa(l) { cs_len } else { 0 };
             for b in 0..n {
-                let cs = &s.rope_cs[b * half..(b + 1) * half];
-                rope(&mut s.q[b * qd..(b + 1) * qd], c.head_dim, cs, c.rope_kind);
+                let cs = &s.rope_cs[cs_off + b * half..cs_off + (b + 1) * half];
+                let q = &mut s.q[b * qd..(b + 1) * qd];
+                rope(q, c.head_dim, cs, c.rope_kind);
+                if c.q_scale != 1.0 {
+                    q.iter_mut().for_each(|v| *v *= c.q_scale);
+                }
                 rope(&mut s.k[b * kvd..(b + 1) * kvd], c.head_dim, cs, c.rope_kind);
                 self.store_kv(s, l, b, pos0 + b);
             }
@@ -162,17 +205,21 @@ impl Forward<'_, '_> {
                 self.attention(s, l, b, pos0 + b, exec);
             }
             matmul(exec, &lw.attn_output, &s.att, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
-            s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            add_bias(&mut s.proj[..n * d], lw.attn_output_b.as_deref());
+            add_residual(s, n, d, lw.attn_post_norm.as_deref(), c.rms_eps);
 
-            // Feed-forward block (SwiGLU).
+            // Feed-forward block: act(gate) · up, then down.
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.ffn_norm, c.rms_eps);
             }
             matmul(exec, &lw.ffn_gate, &s.xn, &mut s.gate, n, &mut s.acts, &mut s.scratch)?;
             matmul(exec, &lw.ffn_up, &s.xn, &mut s.up, n, &mut s.acts, &mut s.scratch)?;
-            swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]);
+            match c.ffn_act {
+                FfnAct::Silu => swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
+                FfnAct::GeluTanh => geglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
+            }
             matmul(exec, &lw.ffn_down, &s.gate, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
-            s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            add_residual(s, n, d, lw.ffn_post_norm.as_deref(), c.rms_eps);
         }
 
         // Only the last token's logits are needed.
@@ -180,6 +227,10 @@ impl Forward<'_, '_> {
         s.hidden.copy_from_slice(&s.x[last..last + d]);
         rmsnorm(&mut s.xn[..d], &s.hidden, &w.output_norm, c.rms_eps);
         matmul(exec, &w.output, &s.xn[..d], &mut s.logits, 1, &mut s.acts, &mut s.scratch)?;
+        add_bias(&mut s.logits, w.output_b.as_deref());
+        if let Some(cap) = c.final_logit_softcap {
+            softcap(&mut s.logits, cap);
+        }
         s.n_past += n;
         Ok(())
     }
@@ -201,21 +252,48 @@ impl Forward<'_, '_> {
     fn attention(&self, s: &mut State, l: usize, b: usize, pos: usize, exec: &dyn Exec) {
         let c = &self.model.config;
         let (qd, kvd, hd, n_ctx) = (c.q_dim(), c.kv_dim(), c.head_dim, s.n_ctx);
-        let n_kv = pos + 1;
+        // Positions start..=pos; a sliding-window layer sees the last `window` of them. The
+        // masked positions would contribute exact zeros in llama.cpp's masked softmax.
+        let start = c.window(l).map_or(0, |w| (pos + 1).saturating_sub(w));
+        let n_kv = pos + 1 - start;
         let group = c.n_head / c.n_head_kv;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = c.kq_scale;
         for (h, &q) in s.q16.iter_mut().zip(&s.q[b * qd..(b + 1) * qd]) {
             *h = f16::from_f32(q);
         }
-        let (q16, k_cache) = (&s.q16, &s.k_cache[l * n_ctx * kvd..(l + 1) * n_ctx * kvd]);
+        let (q16, k_cache) = (&s.q16, &s.k_cache[(l * n_ctx + start) * kvd..(l + 1) * n_ctx * kvd]);
         // One piece per head: [n_head, n_kv].
         exec.chunks(&mut s.probs[..c.n_head * n_kv], n_kv, &|h, p| {
-            attn_probs(p, &q16[h * hd..(h + 1) * hd], k_cache, kvd, (h / group) * hd, scale);
+            attn_probs(p, &q16[h * hd..(h + 1) * hd], k_cache, kvd, (h / group) * hd, scale, start);
         });
-        let (probs, v_cache) = (&s.probs, &s.v_cache[l * kvd * n_ctx..(l + 1) * kvd * n_ctx]);
+        // Rows of the transposed cache still n_ctx apart, each read from `start` on.
+        let (probs, v_cache) = (&s.probs, &s.v_cache[l * kvd * n_ctx + start..(l + 1) * kvd * n_ctx]);
         // One piece per head: [n_head, head_dim].
         exec.chunks(&mut s.att[b * qd..(b + 1) * qd], hd, &|h, out| {
-            attn_values(out, &probs[h * n_kv..(h + 1) * n_kv], v_cache, n_ctx, (h / group) * hd);
+            attn_values(out, &probs[h * n_kv..(h + 1) * n_kv], v_cache, n_ctx, (h / group) * hd, start);
         });
     }
+}
+
+/// y[b, :] += bias for every row of y, when there is a bias.
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in y.chunks_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    }
+}
+
+/// x += proj for the first `n` tokens, with proj RMS-normed first when the layer has a post-norm.
+fn add_residual(s: &mut State, n: usize, d: usize, post_norm: Option<&[f32]>, eps: f32) {
+    let add = match post_norm {
+        Some(w) => {
+            for b in 0..n {
+                rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.proj[b * d..(b + 1) * d], w, eps);
+            }
+            &s.xn
+        }
+        None => &s.proj,
+    };
+    s.x[..n * d].iter_mut().zip(add).for_each(|(x, p)| *x += p);
 }
