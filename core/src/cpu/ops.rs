@@ -3,14 +3,14 @@
 //! Numerics follow ggml's CPU backend (the llama.cpp reference), in its scalar form: `rmsnorm`
 //! sums squares in f64 (`ggml_compute_forward_rms_norm_f32`); `matmul` converts each activation row
 //! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
-//! with `quant::dot_quantized`); `rope` builds its angles by repeated multiplication by
+//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope` builds its angles by repeated multiplication by
 //! `base^(-2/n_rot)` as `ggml_rope_cache_init` does; `silu` is `x/(1+e^-x)` in f32; `gelu` goes
 //! through f16 as ggml's table-driven `ggml_vec_geglu_f32` does.
 
 use super::Exec;
 use crate::error::Result;
 use crate::model::{QTensor, RopeKind};
-use crate::quant;
+use crate::quant::{self, simd};
 
 /// out[i] = (x[i] · s) · w[i] with s = 1/sqrt(mean(x²) + eps); the sum of squares (each square
 /// rounded to f32) is accumulated in f64, the mean rounded to f32, as ggml does.
@@ -39,7 +39,7 @@ pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Weight rows per parallel task.
+/// Weight rows per parallel task: a multiple of the eight rows the SIMD kernels take at once.
 const ROWS_PER_TASK: usize = 16;
 
 /// out[b, r] = w[r, :] · x[b, :] for `n_tok` tokens.
@@ -49,7 +49,8 @@ const ROWS_PER_TASK: usize = 16;
 /// not grow); scratch: at least [rows, n_tok], the transposed result, so each task owns a
 /// contiguous piece.
 ///
-/// Each (row, token) dot product is computed the same way whatever `n_tok` is, so a batch gives
+/// The kernels are `quant::simd`'s selected set, bit-identical to `quant::dot_quantized`. Each
+/// (row, token) dot product is computed the same way whatever `n_tok` is, so a batch gives
 /// bit-identical results to its tokens one at a time. Errors only for a weight type without an
 /// integer dot product; mismatched sizes from a caller show up as NaN rather than a panic.
 pub fn matmul(
@@ -61,26 +62,84 @@ pub fn matmul(
     acts: &mut Vec<u8>,
     scratch: &mut [f32],
 ) -> Result<()> {
-    let (rows, cols) = (w.rows(), w.cols());
-    quant::quantize_activations(w.ty, &x[..n_tok * cols], acts)?;
-    let act_row = acts.len() / n_tok.max(1);
+    matmuls(exec, &[w], x, &mut [out], n_tok, acts, scratch)
+}
+
+/// [`matmul`] of one input by several weights (q, k and v; gate and up): the input is converted
+/// once and all the rows share one parallel loop. outs[i]: [n_tok, ws[i].rows()]; scratch: at
+/// least [Σ rows, n_tok]. Weights whose activation formats differ, or too little scratch, fall
+/// back to one `matmul` each (same results).
+pub fn matmuls(
+    exec: &dyn Exec,
+    ws: &[&QTensor<'_>],
+    x: &[f32],
+    outs: &mut [&mut [f32]],
+    n_tok: usize,
+    acts: &mut Vec<u8>,
+    scratch: &mut [f32],
+) -> Result<()> {
+    let Some(first) = ws.first() else { return Ok(()) };
+    let cols = first.cols();
+    let act = quant::vec_dot_type(first.ty)?;
+    let total: usize = ws.iter().map(|w| w.rows()).sum();
+    let fits = total * n_tok <= scratch.len();
+    if ws.len() > 1 && (!fits || ws.iter().any(|w| w.cols() != cols || quant::vec_dot_type(w.ty) != Ok(act)))
+    {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmuls(exec, &[w], x, &mut [&mut **out], n_tok, acts, scratch)?;
+        }
+        return Ok(());
+    }
+    let isa = simd::selected();
+    simd::prepare_activations(isa, first.ty, &x[..n_tok * cols], acts)?;
     let acts = &acts[..];
-    let scratch = &mut scratch[..rows * n_tok];
-    exec.chunks(scratch, ROWS_PER_TASK * n_tok, &|task, piece| {
-        for (i, dst) in piece.chunks_mut(n_tok).enumerate() {
-            let row = w.row(task * ROWS_PER_TASK + i);
-            for (b, d) in dst.iter_mut().enumerate() {
-                let a = &acts[b * act_row..(b + 1) * act_row];
-                *d = quant::dot_quantized(w.ty, row, a).unwrap_or(f32::NAN);
+    // One weight and one token: the transposed layout is the output's, so the tasks write it.
+    let direct = ws.len() == 1 && n_tok == 1;
+    let target = if direct { &mut outs[0][..total] } else { &mut scratch[..total * n_tok] };
+    exec.chunks(target, ROWS_PER_TASK * n_tok, &|task, piece| {
+        // Rows r0.. of the weights laid end to end; a piece may straddle two weights.
+        let (mut r, mut piece, mut w0) = (task * ROWS_PER_TASK, piece, 0);
+        for w in ws {
+            let rows = w.rows();
+            if r < w0 + rows && !piece.is_empty() {
+                let (local, rb) = (r - w0, w.row_bytes());
+                let n = (rows - local).min(piece.len() / n_tok.max(1));
+                let (here, rest) = piece.split_at_mut(n * n_tok);
+                let w_rows = w.data.get(local * rb..(local + n) * rb).unwrap_or(&[]);
+                if simd::dot_rows(isa, w.ty, w_rows, cols, acts, n_tok, here).is_err() {
+                    here.fill(f32::NAN);
+                }
+                (piece, r) = (rest, r + n);
             }
+            w0 += rows;
         }
     });
-    for (r, col) in scratch.chunks(n_tok).enumerate() {
-        for (b, &v) in col.iter().enumerate() {
-            out[b * rows + r] = v;
+    if !direct {
+        let mut w0 = 0;
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            let rows = w.rows();
+            transpose(&scratch[w0 * n_tok..(w0 + rows) * n_tok], out, rows, n_tok);
+            w0 += rows;
         }
     }
     Ok(())
+}
+
+/// out[b, r] = src[r, b]: src [rows, n_tok] -> out [n_tok, rows], a band of 16 rows at a time, so
+/// the band's reads stay in cache while each token's 16 results are written together.
+fn transpose(src: &[f32], out: &mut [f32], rows: usize, n_tok: usize) {
+    if n_tok == 1 {
+        out[..rows].copy_from_slice(src);
+        return;
+    }
+    for (band, src) in src.chunks(16 * n_tok).enumerate() {
+        let (r0, n) = (band * 16, src.len() / n_tok);
+        for b in 0..n_tok {
+            for (i, d) in out[b * rows + r0..][..n].iter_mut().enumerate() {
+                *d = src[i * n_tok + b];
+            }
+        }
+    }
 }
 
 /// How positions become rotary angles, beyond the base.
