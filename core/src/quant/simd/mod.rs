@@ -253,6 +253,7 @@ pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f3
 }
 
 /// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
