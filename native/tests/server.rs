@@ -207,3 +207,34 @@ async fn tokenize_detokenize_metrics_openapi() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/chat/completions"]["post"].is_object());
 }
+
+/// A client that goes away mid-stream frees its slot within a step: the engine counts it as
+/// cancelled and no slot stays busy.
+#[tokio::test]
+async fn disconnected_stream_frees_its_slot() {
+    let st = AppState::new("SmolLM2-135M-Instruct.Q4_1".into(), None, 4096, 1);
+    server::load(&st, &model_path(DEFAULT_MODEL), 1, Some(256), 4, 1).expect("load");
+    let body = r#"{"prompt":"Once upon a time","max_tokens":200,"stream":true,"temperature":0}"#;
+    let resp = server::app(st.clone()).oneshot(post("/v1/completions", body)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.expect("a first event").expect("frame");
+    assert!(first.data_ref().is_some_and(|d| d.starts_with(b"data: ")));
+    drop(body); // the client disconnects
+
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(u64::MAX)
+    };
+    for _ in 0..200 {
+        let (_, text) = call(st.clone(), Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        if metric(&text, "aether_cancelled_total ") == 1 && metric(&text, "aether_busy_slots ") == 0 {
+            // The slot serves the next request at once.
+            let (status, _) =
+                call(st.clone(), post("/v1/completions", r#"{"prompt":"Hi","max_tokens":2}"#)).await;
+            assert_eq!(status, StatusCode::OK);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the slot was not freed within 10 s of the disconnect");
+}
