@@ -5,7 +5,8 @@
 //! into [`crate::Error`]s; `weights.rs` puts tensors on the GPU in their GGUF bytes
 //! ([`GpuTensor`], split by rows past the binding limit); `pipelines.rs` caches pipelines by kernel
 //! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
-//! results back ([`Readback`], the one other async function). One launcher per kernel, named as
+//! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
+//! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
 //! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]).
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
@@ -17,6 +18,7 @@ mod matvec;
 mod pipelines;
 mod readback;
 pub mod shaders;
+mod step;
 mod weights;
 
 #[cfg(test)]
@@ -25,4 +27,5 @@ mod tests;
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
 pub use readback::Readback;
+pub use step::{Step, StepBuffer};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};

@@ -1,8 +1,10 @@
 //! The pipeline cache: every compute pipeline is built once per device and kept under a readable
 //! key naming the kernel and its variant (`matvec_q4_k_sg`, `matvec_q4_k_wg`), so a trace or an
-//! error names exactly which WGSL ran. Bind-group layouts are explicit and shared by the kernels
-//! of one family (every mat-vec takes the same four bindings), so bind groups built for one type
-//! would fit any other.
+//! error names exactly which WGSL ran. The mat-vec kernels share one explicit bind-group layout
+//! (every mat-vec takes the same four bindings), so bind groups built for one type would fit any
+//! other. Every other kernel uses the layout wgpu derives from its WGSL ([`Family::Auto`]): its
+//! launcher makes bind groups from `pipeline.get_bind_group_layout(0)`, which fit that pipeline
+//! only — and a launcher never binds anything else.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,6 +24,9 @@ pub(crate) struct Pipelines {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Family {
     MatVec,
+    /// The layout derived from the shader's own bindings.
+    #[allow(dead_code)] // until the first such launcher lands
+    Auto,
 }
 
 impl Pipelines {
@@ -77,11 +82,12 @@ impl Gpu {
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let layout = match family {
-            Family::MatVec => &self.pipelines.matvec_pipeline_layout,
+            Family::MatVec => Some(&self.pipelines.matvec_pipeline_layout),
+            Family::Auto => None,
         };
         let pipeline = self.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key),
-            layout: Some(layout),
+            layout,
             module: &module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
@@ -95,5 +101,57 @@ impl Gpu {
     /// Keys of the pipelines built so far, in order.
     pub fn pipeline_keys(&self) -> Vec<String> {
         self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+}
+
+/// Small helpers every launcher uses to make what it binds.
+impl Gpu {
+    /// A uniform buffer holding `value` (its parameters, written once at load).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer> {
+        let bytes = bytemuck::bytes_of(value);
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (bytes.len() as u64).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue().write_buffer(&buffer, 0, bytes);
+        self.check(&format!("creating uniform `{label}`"))?;
+        Ok(buffer)
+    }
+
+    /// A zeroed storage buffer of `bytes` (rounded up to 4) that kernels read and write and that
+    /// can be copied to and from.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.check(&format!("creating a {bytes}-byte buffer `{label}`"))?;
+        Ok(buffer)
+    }
+
+    /// A bind group for group 0 of `pipeline` (built with [`Family::Auto`]): `resources[i]` at
+    /// binding `i`.
+    pub fn bind(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        resources: &[wgpu::BindingResource<'_>],
+    ) -> Result<wgpu::BindGroup> {
+        let entries: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
+            .collect();
+        let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.check(&format!("binding `{label}`"))?;
+        Ok(group)
     }
 }
