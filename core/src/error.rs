@@ -106,6 +106,8 @@ pub enum Error {
     ContextFull { n_ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("generation step with no evaluated token to sample from (begin a prompt first)")]
+    NothingSampled,
 
     // ---------------------------------------------------------------- model architectures
     #[error("`{key}` is `{value}`; aether supports rope scaling none, linear and longrope")]

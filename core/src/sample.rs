@@ -105,6 +105,17 @@ impl Sampler {
         Sampler { params, rng, cand: Vec::new(), probs: Vec::new(), counts: Vec::new() }
     }
 
+    /// Whether [`Sampler::sample`] is the argmax of the raw logits (greedy, with no bias or
+    /// penalty), so a backend can pick the token itself.
+    pub fn is_argmax(&self) -> bool {
+        let p = &self.params;
+        p.temperature <= 0.0
+            && p.logit_bias.is_empty()
+            && p.repeat_penalty == 1.0
+            && p.frequency_penalty == 0.0
+            && p.presence_penalty == 0.0
+    }
+
     /// Picks the next token from `logits` given the tokens so far (`history`, oldest first).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = &self.params;
@@ -185,6 +196,17 @@ impl Sampler {
             self.counts[t as usize] = 0;
         }
     }
+}
+
+/// Index of the largest of `logits` (the lowest on ties; NaN never wins).
+pub fn argmax_logits(logits: &[f32]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (t, &l) in logits.iter().enumerate() {
+        if l > best.1 {
+            best = (t as u32, l);
+        }
+    }
+    best.0
 }
 
 /// Index of the largest logit (the lowest id on ties, as llama.cpp).

@@ -4,17 +4,19 @@ use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
 use aether_core::sample::SamplingParams;
-use aether_core::session::{FinishReason, GenerateParams, Session};
+use aether_core::session::{CpuBackend, FinishReason, GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
 use aether_tests::default_model_bytes;
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 
-fn generate(session: &mut Session<'_, '_>, params: GenerateParams) -> (String, FinishReason, usize) {
-    session.start(&PROMPT, params, &Serial).unwrap();
+type CpuSession<'m> = Session<'m, CpuBackend<'m, 'm>>;
+
+fn generate(session: &mut CpuSession<'_>, params: GenerateParams) -> (String, FinishReason, usize) {
+    pollster::block_on(session.start(&PROMPT, params)).unwrap();
     let mut text = String::new();
     loop {
-        let step = session.step(&Serial).unwrap();
+        let step = pollster::block_on(session.step()).unwrap();
         text += &step.text;
         if let Some(reason) = step.finish {
             return (text, reason, session.n_generated());
@@ -28,7 +30,7 @@ fn seeds_stops_and_lengths() {
     let g = Gguf::parse(&bytes).unwrap();
     let model = Model::from_gguf(&g).unwrap();
     let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
-    let mut s = Session::new(&model, &tok, 128);
+    let mut s = Session::new(CpuBackend::new(&model, 128, &Serial), &tok);
 
     // A stop string spanning four tokens ('.', '\n', '\n', 'The') stops generation and is not shown.
     let (text, reason, _) = generate(
@@ -49,7 +51,7 @@ fn seeds_stops_and_lengths() {
     assert_eq!((text.as_str(), reason, n), (" Paris.\n", FinishReason::Length, 3));
 
     // Same seed, same text; other seeds, other texts.
-    let sampled = |s: &mut Session<'_, '_>, seed| {
+    let sampled = |s: &mut CpuSession<'_>, seed| {
         let sampling =
             SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() };
         generate(s, GenerateParams { max_tokens: 24, sampling, ignore_eos: true, ..Default::default() }).0
@@ -66,21 +68,21 @@ fn chunked_prefill_matches_one_go_and_long_prompts_are_refused() {
     let g = Gguf::parse(&bytes).unwrap();
     let model = Model::from_gguf(&g).unwrap();
     let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
-    let mut s = Session::new(&model, &tok, 16);
+    let mut s = Session::new(CpuBackend::new(&model, 16, &Serial), &tok);
     let greedy =
         || GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), ..Default::default() };
     let (one_go, _, _) = generate(&mut s, greedy());
 
-    let mut s = Session::new(&model, &tok, 16);
+    let mut s = Session::new(CpuBackend::new(&model, 16, &Serial), &tok);
     assert_eq!(s.begin(&PROMPT, greedy()).unwrap(), 5);
     let mut rounds = 0;
-    while !s.prefill(2, &Serial).unwrap() {
+    while !pollster::block_on(s.prefill(2)).unwrap() {
         rounds += 1;
     }
     assert_eq!(rounds, 2, "5 tokens in chunks of 2 take 3 calls");
     let mut text = String::new();
     loop {
-        let step = s.step(&Serial).unwrap();
+        let step = pollster::block_on(s.step()).unwrap();
         text += &step.text;
         if step.finish.is_some() {
             break;

@@ -1,15 +1,17 @@
 //! A generation session: prompt tokens in, a stream of text pieces out, ending with a finish
 //! reason. The caller drives it one [`Session::step`] at a time, so the same API serves a CLI
 //! loop, a server's request pool and a browser worker that yields between tokens; the caller
-//! keeps time (the core has no clock).
+//! keeps time (the core has no clock). The model runs on a [`Backend`] (CPU or GPU), whose
+//! evaluations are async (see `backend.rs`): natively the host blocks on `step`, the browser
+//! awaits it.
 
+mod backend;
 mod stop;
 
+pub use backend::{Backend, CPU_BATCH, CpuBackend, Output, Want};
 pub use stop::{Released, StopMatcher};
 
-use crate::cpu::{Exec, Forward, State};
 use crate::error::Result;
-use crate::model::Model;
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -60,16 +62,17 @@ pub struct Step {
     pub finish: Option<FinishReason>,
 }
 
-pub struct Session<'m, 'a> {
-    model: &'m Model<'a>,
+pub struct Session<'m, B> {
+    backend: B,
     tokenizer: &'m Tokenizer,
-    state: State,
     /// Every token in the context, prompt first. The last one may await evaluation.
     tokens: Vec<u32>,
     n_prompt: usize,
     n_generated: usize,
     /// A sampled token not yet fed through the model.
     unevaluated: Option<u32>,
+    /// The token sampled from the last evaluation, not yet returned by `step`.
+    next: Option<u32>,
     sampler: Sampler,
     decoder: StreamDecoder<'m>,
     stop: StopMatcher,
@@ -77,19 +80,16 @@ pub struct Session<'m, 'a> {
     finished: Option<FinishReason>,
 }
 
-/// Tokens processed per forward batch during prefill.
-const PREFILL_BATCH: usize = 64;
-
-impl<'m, 'a> Session<'m, 'a> {
-    pub fn new(model: &'m Model<'a>, tokenizer: &'m Tokenizer, n_ctx: usize) -> Session<'m, 'a> {
+impl<'m, B: Backend> Session<'m, B> {
+    pub fn new(backend: B, tokenizer: &'m Tokenizer) -> Session<'m, B> {
         Session {
-            model,
+            backend,
             tokenizer,
-            state: State::new(&model.config, n_ctx, PREFILL_BATCH),
             tokens: Vec::new(),
             n_prompt: 0,
             n_generated: 0,
             unevaluated: None,
+            next: None,
             sampler: Sampler::new(SamplingParams::default()),
             decoder: tokenizer.stream_decoder(false),
             stop: StopMatcher::default(),
@@ -99,7 +99,11 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     pub fn n_ctx(&self) -> usize {
-        self.state.n_ctx
+        self.backend.n_ctx()
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     pub fn n_prompt(&self) -> usize {
@@ -112,9 +116,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Evaluates `prompt` (reusing whatever prefix of it is already in the KV cache) and prepares
     /// to generate. Returns the number of prompt tokens actually evaluated.
-    pub fn start(&mut self, prompt: &[u32], params: GenerateParams, exec: &dyn Exec) -> Result<usize> {
+    pub async fn start(&mut self, prompt: &[u32], params: GenerateParams) -> Result<usize> {
         let n = self.begin(prompt, params)?;
-        self.prefill(usize::MAX, exec)?;
+        self.prefill(usize::MAX).await?;
         Ok(n)
     }
 
@@ -125,19 +129,21 @@ impl<'m, 'a> Session<'m, 'a> {
         if prompt.is_empty() {
             return Err(crate::Error::EmptyPrompt);
         }
-        if prompt.len() >= self.state.n_ctx {
-            return Err(crate::Error::ContextFull { n_ctx: self.state.n_ctx });
+        let n_ctx = self.backend.n_ctx();
+        if prompt.len() >= n_ctx {
+            return Err(crate::Error::ContextFull { n_ctx });
         }
-        let cached = self.state.n_past.min(self.tokens.len());
+        let cached = self.backend.n_past().min(self.tokens.len());
         let common = self.tokens[..cached].iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // At least the last prompt token is evaluated, to get its logits.
         let keep = common.min(prompt.len() - 1);
-        self.state.truncate(keep);
+        self.backend.truncate(keep);
         self.tokens.clear();
         self.tokens.extend_from_slice(prompt);
         self.n_prompt = prompt.len();
         self.n_generated = 0;
         self.unevaluated = None;
+        self.next = None;
         self.sampler = Sampler::new(params.sampling.clone());
         self.decoder = self.tokenizer.stream_decoder(false);
         self.stop = StopMatcher::new(params.stop.iter().cloned());
@@ -147,31 +153,41 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     /// Evaluates up to `budget` more prompt tokens; `true` once the whole prompt is in the cache.
-    /// A server interleaves these chunks with other sequences' decode steps.
-    pub fn prefill(&mut self, budget: usize, exec: &dyn Exec) -> Result<bool> {
-        let done = self.state.n_past;
+    /// A server interleaves these chunks with other sequences' decode steps. The last chunk
+    /// leaves the first generated token sampled, ready for [`Session::step`].
+    pub async fn prefill(&mut self, budget: usize) -> Result<bool> {
+        let done = self.backend.n_past();
         if done < self.n_prompt {
             let end = self.n_prompt.min(done.saturating_add(budget.max(1)));
-            Forward { model: self.model }.eval(&mut self.state, &self.tokens[done..end], exec)?;
+            let want = if end == self.n_prompt { self.want() } else { Want::Nothing };
+            let out = self.backend.eval(&self.tokens[done..end], want).await?;
+            self.next = pick(&mut self.sampler, out, &self.tokens)?;
         }
-        Ok(self.state.n_past >= self.n_prompt)
+        Ok(self.backend.n_past() >= self.n_prompt)
+    }
+
+    /// What the backend must return for the sampler: the argmax alone when that is the sample.
+    fn want(&self) -> Want {
+        if self.sampler.is_argmax() { Want::Argmax } else { Want::Logits }
     }
 
     /// Samples the next token and returns the text it releases.
-    pub fn step(&mut self, exec: &dyn Exec) -> Result<Step> {
+    pub async fn step(&mut self) -> Result<Step> {
         if let Some(reason) = self.finished {
             return Ok(Step { token: None, text: String::new(), finish: Some(reason) });
         }
-        if self.state.n_past < self.n_prompt {
-            self.prefill(usize::MAX, exec)?;
+        if self.backend.n_past() < self.n_prompt {
+            self.prefill(usize::MAX).await?;
         }
         if let Some(t) = self.unevaluated.take() {
-            if self.state.n_past >= self.state.n_ctx {
+            if self.backend.n_past() >= self.backend.n_ctx() {
                 return Ok(self.finish(None, String::new(), FinishReason::Length));
             }
-            Forward { model: self.model }.eval(&mut self.state, &[t], exec)?;
+            let want = self.want();
+            let out = self.backend.eval(&[t], want).await?;
+            self.next = pick(&mut self.sampler, out, &self.tokens)?;
         }
-        let token = self.sampler.sample(self.state.logits(), &self.tokens);
+        let token = self.next.take().ok_or(crate::Error::NothingSampled)?;
         if self.tokenizer.is_eog(token) && !self.params.ignore_eos {
             return Ok(self.finish(Some(token), String::new(), FinishReason::Stop));
         }
@@ -202,4 +218,13 @@ impl<'m, 'a> Session<'m, 'a> {
         self.finished = Some(reason);
         Step { token, text, finish: Some(reason) }
     }
+}
+
+/// The next token from an evaluation's output: the backend's argmax, or a sample of its logits.
+fn pick(sampler: &mut Sampler, out: Output<'_>, history: &[u32]) -> Result<Option<u32>> {
+    Ok(match out {
+        Output::Nothing => None,
+        Output::Argmax(t) => Some(t),
+        Output::Logits(logits) => Some(sampler.sample(logits, history)),
+    })
 }

@@ -9,9 +9,10 @@ use aether_core::chat_template::{ChatTemplate, DateTime, Message, RenderOptions}
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
 use aether_core::sample::SamplingParams;
-use aether_core::session::{GenerateParams, Session};
+use aether_core::session::{CpuBackend, GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
 use anyhow::{Context, Result};
+use pollster::block_on;
 
 use crate::exec::Pool;
 use crate::model_file::{self, MappedFile};
@@ -102,14 +103,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         ..Default::default()
     };
 
-    let mut session = Session::new(&model, &tokenizer, n_ctx);
+    let mut session = Session::new(CpuBackend::new(&model, n_ctx, &pool), &tokenizer);
     let t0 = Instant::now();
-    session.start(&tokens, params, &pool)?;
+    block_on(session.start(&tokens, params))?;
     let prefill = t0.elapsed();
     let t1 = Instant::now();
     let mut out = std::io::stdout().lock();
     let reason = loop {
-        let step = session.step(&pool)?;
+        let step = block_on(session.step())?;
         out.write_all(step.text.as_bytes())?;
         out.flush()?;
         if let Some(reason) = step.finish {

@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{FinishReason, GenerateParams, Session};
+use aether_core::session::{CpuBackend, FinishReason, GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
+use pollster::block_on;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
@@ -88,7 +89,7 @@ pub fn spawn(
 const PREFILL_CHUNK: usize = 128;
 
 struct Slot<'m, 'a> {
-    session: Session<'m, 'a>,
+    session: Session<'m, CpuBackend<'m, 'a>>,
     job: Option<Job>,
     /// The prompt is not fully evaluated yet.
     prefilling: bool,
@@ -108,7 +109,7 @@ fn run(
     let model = Model::from_gguf(&g)?;
     let mut slots: Vec<Slot<'_, '_>> = (0..cfg.parallel.max(1))
         .map(|_| Slot {
-            session: Session::new(&model, tokenizer, cfg.n_ctx),
+            session: Session::new(CpuBackend::new(&model, cfg.n_ctx, pool), tokenizer),
             job: None,
             prefilling: false,
             first_token_at: None,
@@ -157,7 +158,7 @@ fn run(
                 continue;
             }
             if slot.prefilling {
-                match slot.session.prefill(PREFILL_CHUNK, pool) {
+                match block_on(slot.session.prefill(PREFILL_CHUNK)) {
                     Ok(done) => slot.prefilling = !done,
                     Err(e) => {
                         let _ = job.events.send(Event::Error(e.to_string()));
@@ -166,7 +167,7 @@ fn run(
                 }
                 continue;
             }
-            match slot.session.step(pool) {
+            match block_on(slot.session.step()) {
                 Ok(step) => {
                     let now = Instant::now();
                     match slot.first_token_at {
