@@ -176,6 +176,11 @@ pub enum Error {
     GpuRowTooLarge { name: String, row_bytes: u64, max_binding: u64 },
     #[error("tensor `{name}` ({bytes} bytes) does not fit the GPU: {why}")]
     GpuTensorTooLarge { name: String, bytes: u64, why: String },
+
+    // ---------------------------------------------------------------- gpu element-wise kernels
+    /// A launcher was given a shape its kernel cannot run (an odd KV width, an odd head size).
+    #[error("GPU kernel `{kernel}`: {why}")]
+    GpuKernelShape { kernel: &'static str, why: String },
 }
 
 /// " while CONTEXT" when the GPU error has one.

@@ -129,3 +129,53 @@ pub fn assert_nmse(got: &[f32], want: &[f32], max_nmse: f64, what: &str) -> f64 
     }
     nmse
 }
+
+// ---- helpers for the element-wise kernel tests (tests/tests/gpu_{rmsnorm,rope,…}.rs)
+
+/// A storage buffer holding `words` (f32 or u32, anything of 4 bytes).
+pub fn buffer<T: bytemuck::Pod>(gpu: &Gpu, label: &str, words: &[T]) -> wgpu::Buffer {
+    let buf = gpu.storage(label, std::mem::size_of_val(words) as u64).expect("storage buffer");
+    gpu.queue().write_buffer(&buf, 0, bytemuck::cast_slice(words));
+    buf
+}
+
+/// Sets `step`, records `encode` into one compute pass and submits it.
+pub fn run_step(
+    gpu: &Gpu,
+    step: &aether_core::gpu::StepBuffer,
+    value: aether_core::gpu::Step,
+    encode: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) -> aether_core::Result<()> {
+    step.write(gpu, value);
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        encode(&mut pass);
+    }
+    gpu.submit(enc, "kernel test")?;
+    Ok(())
+}
+
+/// The whole of `buf` as f32.
+pub fn read_all_f32(gpu: &Gpu, buf: &wgpu::Buffer) -> Vec<f32> {
+    pollster::block_on(gpu.read_f32(buf, 0, (buf.size() / 4) as usize)).expect("read back")
+}
+
+/// The whole of `buf` as u32.
+pub fn read_all_u32(gpu: &Gpu, buf: &wgpu::Buffer) -> Vec<u32> {
+    let mut bytes = vec![0u8; buf.size() as usize];
+    let mut rb = aether_core::gpu::Readback::new(gpu, buf.size()).expect("read-back buffer");
+    pollster::block_on(rb.read(gpu, buf, 0, &mut bytes)).expect("read back");
+    bytes.as_chunks::<4>().0.iter().map(|b| u32::from_le_bytes(*b)).collect()
+}
+
+/// Panics naming the first index where `got` and `want` differ outside `keep` (the range a kernel
+/// writes): a kernel must leave the rest of its buffers alone.
+pub fn assert_untouched(got: &[f32], want: &[f32], keep: std::ops::Range<usize>, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if !keep.contains(&i) && g.to_bits() != w.to_bits() {
+            panic!("{what}: element {i} outside the written range {keep:?} changed: {w} -> {g}");
+        }
+    }
+}

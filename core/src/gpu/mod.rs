@@ -7,7 +7,9 @@
 //! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
 //! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
-//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]).
+//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); the
+//! element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`, `softcap.rs`, `kv_store.rs`,
+//! `argmax.rs`, sharing `launch.rs`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
@@ -23,6 +25,25 @@ mod weights;
 
 #[cfg(test)]
 mod tests;
+
+// The element-wise kernels of the forward pass: one launcher and CPU twin per shader, and what
+// they share (`launch.rs`: [`Rows`], grids, variant sources).
+mod add;
+mod argmax;
+mod glu;
+mod kv_store;
+mod launch;
+mod rmsnorm;
+mod rope;
+mod softcap;
+pub use add::{Add, add_cpu};
+pub use argmax::{Argmax, argmax_cpu};
+pub use glu::{Glu, glu_cpu};
+pub use kv_store::{KvStore, kv_store_cpu};
+pub use launch::Rows;
+pub use rmsnorm::{RmsNorm, rmsnorm_cpu};
+pub use rope::{Rope, rope_cpu};
+pub use softcap::{Softcap, softcap_cpu};
 
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};

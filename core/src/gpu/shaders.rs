@@ -25,6 +25,17 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_q4_k.wgsl", include_str!("../../../shaders/matvec_q4_k.wgsl")),
     ("matvec_q5_k.wgsl", include_str!("../../../shaders/matvec_q5_k.wgsl")),
     ("matvec_q6_k.wgsl", include_str!("../../../shaders/matvec_q6_k.wgsl")),
+    // The element-wise kernels of the forward pass, and their swappable sections.
+    ("rmsnorm.wgsl", include_str!("../../../shaders/rmsnorm.wgsl")),
+    ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
+    ("rmsnorm_sg.wgsl", include_str!("../../../shaders/rmsnorm_sg.wgsl")),
+    ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
+    ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
+    ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
+    ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
+    ("kv_store.wgsl", include_str!("../../../shaders/kv_store.wgsl")),
+    ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
+    ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),
 ];
 
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
@@ -74,4 +85,44 @@ fn section_start(src: &str) -> Option<usize> {
 pub fn const_u32(src: &str, name: &str) -> Option<u32> {
     let prefix = format!("const {name}: u32 = ");
     src.lines().find_map(|l| l.strip_prefix(&prefix)?.strip_suffix("u;")?.parse().ok())
+}
+
+/// `kernel` with its section `name` replaced by the section of the same name in `from`. A section
+/// runs from the line starting `// ---- name` (then a space, a colon or the end of the line) to
+/// the next line starting `// ---- `, or to the end. The element-wise kernels use it to swap in
+/// their in-place bindings (`rmsnorm_inplace.wgsl`) and subgroup reductions (`*_sg.wgsl`);
+/// `None` if either file lacks the section.
+pub fn swap_section(kernel: &str, from: &str, name: &str) -> Option<String> {
+    let (start, end) = section_span(kernel, name)?;
+    let (s, e) = section_span(from, name)?;
+    let mut text = from[s..e].to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Some(format!("{}{text}{}", &kernel[..start], &kernel[end..]))
+}
+
+/// Byte range of section `name` in `src`.
+fn section_span(src: &str, name: &str) -> Option<(usize, usize)> {
+    let head = format!("// ---- {name}");
+    let is_head = |line: &str| {
+        line.strip_prefix(&head)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ':', '\n', '\r']))
+    };
+    let (mut at, mut start) = (0, None);
+    for line in src.split_inclusive('\n') {
+        match start {
+            None if is_head(line) => start = Some(at),
+            Some(s) if line.starts_with("// ---- ") => return Some((s, at)),
+            _ => {}
+        }
+        at += line.len();
+    }
+    start.map(|s| (s, src.len()))
+}
+
+/// `src` as the device compiles it: after `enable subgroups;` for the browser's WebGPU backend
+/// when it uses subgroups (naga natively rejects the directive; see the module docs).
+pub fn for_backend(src: String, subgroups: bool, browser: bool) -> String {
+    if subgroups && browser { format!("enable subgroups;\n{src}") } else { src }
 }

@@ -86,3 +86,44 @@ fn pieces_hold_whole_rows_within_the_padded_limit() {
     assert_eq!(rows_per_piece(2000, 1024), 0);
     assert_eq!(rows_per_piece(0, 1024), 0);
 }
+
+/// Every variant the element-wise launchers build: (base stem, swaps (file, section)).
+const ELEMENTWISE_VARIANTS: &[(&str, &[(&str, &str)])] = &[
+    ("rmsnorm", &[("rmsnorm_inplace.wgsl", "io")]),
+    ("rmsnorm", &[("rmsnorm_sg.wgsl", "reduce")]),
+    ("rmsnorm", &[("rmsnorm_inplace.wgsl", "io"), ("rmsnorm_sg.wgsl", "reduce")]),
+    ("argmax", &[("argmax_sg.wgsl", "reduce")]),
+];
+
+#[test]
+fn every_elementwise_variant_validates_spliced() {
+    for (stem, swaps) in ELEMENTWISE_VARIANTS {
+        let base = shaders::source(&format!("{stem}.wgsl")).expect("in ALL");
+        let mut src = base.to_string();
+        for (file, section) in *swaps {
+            let from = shaders::source(file).unwrap_or_else(|| panic!("{file} is not in ALL"));
+            let next = shaders::swap_section(&src, from, section)
+                .unwrap_or_else(|| panic!("{stem}: no `{section}` section to swap from {file}"));
+            assert_ne!(next, src, "{stem}: swapping `{section}` from {file} changed nothing");
+            src = next;
+        }
+        validate(&format!("{stem} + {swaps:?}"), &src);
+    }
+}
+
+#[test]
+fn swap_section_replaces_exactly_one_section() {
+    let kernel = "a\n// ---- io (x)\nold io\n// ---- reduce: tree\nold reduce\n";
+    let from = "header\n// ---- io (y)\nnew io\n// ---- reduce\nother\n";
+    assert_eq!(
+        shaders::swap_section(kernel, from, "io").as_deref(),
+        Some("a\n// ---- io (y)\nnew io\n// ---- reduce: tree\nold reduce\n")
+    );
+    assert_eq!(
+        shaders::swap_section(kernel, from, "reduce").as_deref(),
+        Some("a\n// ---- io (x)\nold io\n// ---- reduce\nother\n")
+    );
+    // `// ---- iox` is not section `io`; a missing section is None.
+    assert_eq!(shaders::swap_section("// ---- iox\n", from, "io"), None);
+    assert_eq!(shaders::swap_section(kernel, "nothing\n", "io"), None);
+}
