@@ -21,6 +21,7 @@ mod pipelines;
 mod readback;
 pub mod shaders;
 mod step;
+mod stream_read;
 mod weights;
 
 #[cfg(test)]
@@ -49,4 +50,5 @@ pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer};
+pub use stream_read::{StreamRead, stream_read_cpu};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};

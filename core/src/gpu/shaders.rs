@@ -33,6 +33,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
     ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
+    ("stream_read.wgsl", include_str!("../../../shaders/stream_read.wgsl")),
     ("kv_store.wgsl", include_str!("../../../shaders/kv_store.wgsl")),
     ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
     ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),
