@@ -174,6 +174,10 @@ pub enum Error {
     GpuRowTooLarge { name: String, row_bytes: u64, max_binding: u64 },
     #[error("tensor `{name}` ({bytes} bytes) does not fit the GPU: {why}")]
     GpuTensorTooLarge { name: String, bytes: u64, why: String },
+
+    // ---------------------------------------------------------------- gpu attention
+    #[error("GPU attention: {why}")]
+    GpuAttention { why: String },
 }
 
 /// " while CONTEXT" when the GPU error has one.

@@ -7,12 +7,14 @@
 //! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
 //! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
-//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]).
+//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `attention.rs`
+//! ([`Attention`], [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
 //! the same code (native blocks on the futures, the web awaits them).
 
+mod attention;
 mod context;
 mod matvec;
 mod pipelines;
@@ -24,6 +26,8 @@ mod weights;
 #[cfg(test)]
 mod tests;
 
+// Attention (decode, merge, prefill).
+pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
 pub use readback::Readback;

@@ -86,3 +86,12 @@ fn pieces_hold_whole_rows_within_the_padded_limit() {
     assert_eq!(rows_per_piece(2000, 1024), 0);
     assert_eq!(rows_per_piece(0, 1024), 0);
 }
+
+#[test]
+fn attention_prefill_validates_with_the_subgroup_reduction() {
+    let src = shaders::source("attn_prefill.wgsl").expect("in ALL");
+    let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
+    let spliced = shaders::splice_section(src, sg, false).expect("both have a reduce section");
+    assert!(spliced.contains("subgroupShuffleXor") && !src.contains("subgroupShuffleXor"));
+    validate("attn_prefill_sg", &spliced);
+}
