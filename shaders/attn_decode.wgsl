@@ -52,7 +52,8 @@ struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 var<workgroup> sh_q: array<f32, MAX_HEAD_DIM>;
 var<workgroup> sh_s: array<f32, TILE>;                      // scores of the tile's cells
-var<workgroup> sh_acc: array<f32, MAX_GROUPS * MAX_HEAD_DIM>; // [CPP, head_dim]
+// [CPP, head_dim]: CPP · head_dim = CPP · L · 8 <= WG · 8. With the rest, ~6 KiB in all.
+var<workgroup> sh_acc: array<f32, WG * 8u>;
 var<workgroup> sh_m: array<f32, MAX_GROUPS>;
 var<workgroup> sh_l: array<f32, MAX_GROUPS>;
 

@@ -299,6 +299,13 @@ impl Attention {
     }
 }
 
+// The native host shares the engine with the server's tasks.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Attention>();
+};
+
 /// CPU twin of [`Attention`]: att `[n_tokens, n_head · head_dim]` for q `[n_tokens, n_head,
 /// head_dim]` over the f16 caches `[n_ctx (or more), kv_dim]`, in plain f32/f64 arithmetic.
 pub fn attention_cpu(
