@@ -54,7 +54,7 @@ impl AttnDims {
 
     /// The first cell position `pos` attends to.
     pub fn window_start(&self, pos: u32) -> u32 {
-        self.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+        self.window.map_or(0, |w| pos.saturating_add(1).saturating_sub(w))
     }
 
     fn check(&self) -> Result<()> {
@@ -265,7 +265,7 @@ impl Attention {
     /// Chunks the decode kernel cuts the cells of the token at `pos` into (as the kernels compute
     /// it): `chunk = ceil(n_kv / n_split)` rounded up to whole tiles.
     pub fn decode_chunks(&self, pos: u32) -> u32 {
-        let n_kv = pos + 1 - self.dims.window_start(pos);
+        let n_kv = pos.saturating_add(1) - self.dims.window_start(pos);
         let chunk = n_kv.div_ceil(self.n_split).next_multiple_of(self.decode_tile);
         n_kv.div_ceil(chunk)
     }
@@ -319,7 +319,7 @@ pub fn attention_cpu(
     let (n, hd) = (step.n_tokens as usize, dims.head_dim as usize);
     let (qd, kvd, group) =
         (dims.q_dim() as usize, dims.kv_dim() as usize, (dims.n_head / dims.n_head_kv) as usize);
-    let cells = (step.pos0 + step.n_tokens) as usize * kvd;
+    let cells = (step.pos0 as usize + step.n_tokens as usize) * kvd;
     let short = |what, expected: usize, got: usize| {
         (got < expected).then_some(Error::LengthMismatch { what, expected, got })
     };
