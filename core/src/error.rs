@@ -181,6 +181,9 @@ pub enum Error {
     /// A launcher was given a shape its kernel cannot run (an odd KV width, an odd head size).
     #[error("GPU kernel `{kernel}`: {why}")]
     GpuKernelShape { kernel: &'static str, why: String },
+    // ---------------------------------------------------------------- gpu attention
+    #[error("GPU attention: {why}")]
+    GpuAttention { why: String },
 }
 
 /// " while CONTEXT" when the GPU error has one.

@@ -9,12 +9,14 @@
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
 //! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); the
 //! element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`, `softcap.rs`, `kv_store.rs`,
-//! `argmax.rs`, sharing `launch.rs`.
+//! `argmax.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`], [`attention_cpu`]) launches
+//! `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
 //! the same code (native blocks on the futures, the web awaits them).
 
+mod attention;
 mod context;
 mod matvec;
 mod pipelines;
@@ -46,6 +48,8 @@ pub use rmsnorm::{RmsNorm, rmsnorm_cpu};
 pub use rope::{Rope, rope_cpu};
 pub use softcap::{Softcap, softcap_cpu};
 
+// Attention (decode, merge, prefill).
+pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
 pub use readback::Readback;

@@ -37,6 +37,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("kv_store.wgsl", include_str!("../../../shaders/kv_store.wgsl")),
     ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
     ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),
+    ("attn_decode.wgsl", include_str!("../../../shaders/attn_decode.wgsl")),
+    ("attn_merge.wgsl", include_str!("../../../shaders/attn_merge.wgsl")),
+    ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),
+    ("attn_prefill_subgroup.wgsl", include_str!("../../../shaders/attn_prefill_subgroup.wgsl")),
 ];
 
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
@@ -63,8 +67,14 @@ pub fn source(name: &str) -> Option<&'static str> {
 /// `kernel` with its reduction section swapped for the subgroup one, after `enable subgroups;`
 /// when `enable` (the browser backend); `None` if either file lacks the marker.
 pub fn splice_reduce(kernel: &str, enable: bool) -> Option<String> {
+    splice_section(kernel, REDUCE_SUBGROUP, enable)
+}
+
+/// `kernel` with its reduce section swapped for that of `replacement` (another shader file with
+/// such a section, e.g. `attn_prefill_subgroup.wgsl`), as [`splice_reduce`] does.
+pub fn splice_section(kernel: &str, replacement: &str, enable: bool) -> Option<String> {
     let head = &kernel[..section_start(kernel)?];
-    let tail = &REDUCE_SUBGROUP[section_start(REDUCE_SUBGROUP)?..];
+    let tail = &replacement[section_start(replacement)?..];
     let directive = if enable { "enable subgroups;\n" } else { "" };
     Some(format!("{directive}{head}{tail}"))
 }

@@ -127,3 +127,38 @@ fn swap_section_replaces_exactly_one_section() {
     assert_eq!(shaders::swap_section("// ---- iox\n", from, "io"), None);
     assert_eq!(shaders::swap_section(kernel, "nothing\n", "io"), None);
 }
+#[test]
+fn attention_prefill_validates_with_the_subgroup_reduction() {
+    let src = shaders::source("attn_prefill.wgsl").expect("in ALL");
+    let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
+    let spliced = shaders::splice_section(src, sg, false).expect("both have a reduce section");
+    assert!(spliced.contains("subgroupShuffleXor") && !src.contains("subgroupShuffleXor"));
+    validate("attn_prefill_sg", &spliced);
+}
+
+/// Bytes of workgroup memory `src` declares.
+fn workgroup_bytes(src: &str) -> u32 {
+    let module = naga::front::wgsl::parse_str(src).expect("parses");
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, v)| layouter[v.ty].size)
+        .sum()
+}
+
+/// WebGPU guarantees 16 KiB of workgroup memory (browsers often give no more): every kernel, in
+/// every variant, must fit.
+#[test]
+fn every_kernel_fits_webgpus_workgroup_memory() {
+    let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
+    let prefill = shaders::source("attn_prefill.wgsl").expect("in ALL");
+    let spliced = shaders::splice_section(prefill, sg, false).expect("reduce section");
+    let all = ALL.iter().map(|&(n, s)| (n.to_string(), s.to_string()));
+    for (name, src) in all.chain([("attn_prefill_sg".to_string(), spliced)]) {
+        let bytes = workgroup_bytes(&src);
+        assert!(bytes <= 16384, "{name}: {bytes} bytes of workgroup memory");
+    }
+}

@@ -1,0 +1,361 @@
+//! Launcher for the attention kernels of the forward pass — `shaders/attn_decode.wgsl` with
+//! `attn_merge.wgsl` (one token, flash-decoding) and `attn_prefill.wgsl` (a chunk of tokens) —
+//! and their CPU twin [`attention_cpu`].
+//!
+//! Inputs: q f32 `[n_tokens, n_head, head_dim]` (roped, and already scaled by `q_scale` where
+//! the architecture does), one layer's K and V caches f16 packed two per u32, `[n_ctx, kv_dim]`,
+//! holding cells `0..pos0 + n_tokens` once the step's keys and values are stored. Output: att f32
+//! `[n_tokens, n_head · head_dim]`. Token t of a step sits at position `pos0 + t` and attends to
+//! cells `start..=pos0 + t`, `start` being 0 or, on a sliding-window layer, `pos + 1 - window`;
+//! q head h reads kv head `h / (n_head / n_head_kv)`; `p = softmax((q·k) · kq_scale)`,
+//! `out = Σ p·v`. This mirrors `cpu::forward`'s attention over an un-transposed V cache.
+//!
+//! [`Attention::new`] builds the three pipelines, the parameters, the decode scratch (sized for
+//! the longest context) and the bind groups once; [`Attention::encode`] picks the kernel from the
+//! step's token count and only dispatches. Decode splits the cells into at most `n_split` chunks
+//! (enough workgroups to fill a large GPU even with few heads) and merges them; with one chunk
+//! (short contexts) the decode kernel writes att itself and the merge is skipped. Prefill reduces
+//! each token's dot products across 8 invocations with subgroup shuffles when the device has
+//! subgroups of 8 or more (`attn_prefill_sg`), else through workgroup memory (`attn_prefill_wg`).
+
+use half::f16;
+
+use super::pipelines::Family;
+use super::shaders::{const_u32, source, splice_section};
+use super::{Gpu, Step, StepBuffer};
+use crate::{Error, Result};
+
+/// The shapes an [`Attention`] is built for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnDims {
+    pub n_head: u32,
+    /// Divides `n_head`.
+    pub n_head_kv: u32,
+    /// A multiple of 8, at most 256 (64, 80, 96, 128, 256 in the supported models).
+    pub head_dim: u32,
+    /// Cells of the cache.
+    pub n_ctx: u32,
+    /// Most tokens in one step (rows of q and att).
+    pub max_tokens: u32,
+    /// Multiplies q·k inside the softmax.
+    pub kq_scale: f32,
+    /// Sliding-window layer: positions a token sees, itself included.
+    pub window: Option<u32>,
+}
+
+impl AttnDims {
+    pub fn q_dim(&self) -> u32 {
+        self.n_head * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> u32 {
+        self.n_head_kv * self.head_dim
+    }
+
+    /// The first cell position `pos` attends to.
+    pub fn window_start(&self, pos: u32) -> u32 {
+        self.window.map_or(0, |w| pos.saturating_add(1).saturating_sub(w))
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::GpuAttention { why });
+        if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
+            return bad(format!("{} q heads cannot share {} kv heads", self.n_head, self.n_head_kv));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(8) || self.head_dim > MAX_HEAD_DIM {
+            return bad(format!("head_dim {} is not a multiple of 8 up to {MAX_HEAD_DIM}", self.head_dim));
+        }
+        if self.n_ctx == 0 || self.max_tokens == 0 || self.window == Some(0) {
+            return bad(format!(
+                "n_ctx {}, max_tokens {}, window {:?}",
+                self.n_ctx, self.max_tokens, self.window
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that `step` fits these dims.
+    fn check_step(&self, step: Step) -> Result<()> {
+        let end = step.pos0 as u64 + step.n_tokens as u64;
+        if step.n_tokens > self.max_tokens || end > self.n_ctx as u64 {
+            return Err(Error::GpuAttention {
+                why: format!(
+                    "step of {} tokens at position {} does not fit {} tokens and {} cells",
+                    step.n_tokens, step.pos0, self.max_tokens, self.n_ctx
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The kernels' limit on head_dim (their workgroup arrays are sized for it).
+const MAX_HEAD_DIM: u32 = 256;
+/// Decode workgroups wanted per step, across heads and chunks: a few per SM of a large GPU.
+const DECODE_WORKGROUPS: u32 = 512;
+/// Most chunks per head (rows of the decode scratch).
+const MAX_SPLIT: u32 = 64;
+
+/// Mirrors `struct Params` of the attention kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_head: u32,
+    group: u32,
+    head_dim: u32,
+    kv_dim: u32,
+    q_off: u32,
+    att_off: u32,
+    window: u32,
+    n_split: u32,
+    kq_scale: f32,
+    _pad: [u32; 3],
+}
+
+const _: () = assert!(size_of::<Params>() == 48);
+
+/// One layer's attention, bound to its buffers, ready to encode.
+pub struct Attention {
+    dims: AttnDims,
+    n_split: u32,
+    decode_tile: u32,
+    prefill_rows: u32,
+    decode: (wgpu::ComputePipeline, wgpu::BindGroup),
+    merge: (wgpu::ComputePipeline, wgpu::BindGroup),
+    prefill: (wgpu::ComputePipeline, wgpu::BindGroup),
+    prefill_key: String,
+    /// Kept alive for the bind groups: Params, and [n_head, n_split, 2 + head_dim] f32 partials.
+    _params: wgpu::Buffer,
+    _scratch: wgpu::Buffer,
+}
+
+impl Attention {
+    /// q and att are f32 buffers (distinct), with `max_tokens` rows from element `q_off` /
+    /// `att_off`; the caches hold `n_ctx` rows of `kv_dim` f16.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        q: &wgpu::Buffer,
+        q_off: u64,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        att: &wgpu::Buffer,
+        att_off: u64,
+        step: &StepBuffer,
+        dims: AttnDims,
+    ) -> Result<Attention> {
+        dims.check()?;
+        let rows = dims.max_tokens as u64 * dims.q_dim() as u64;
+        let fits = |what: &'static str, buf: &wgpu::Buffer, need: u64| {
+            if need > buf.size() || need / 4 > u32::MAX as u64 {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: need as usize,
+                    got: buf.size() as usize,
+                });
+            }
+            Ok(())
+        };
+        fits("attention q buffer bytes", q, (q_off + rows) * 4)?;
+        fits("attention output buffer bytes", att, (att_off + rows) * 4)?;
+        let cache = dims.n_ctx as u64 * dims.kv_dim() as u64 * 2;
+        fits("attention K cache bytes", k_cache, cache)?;
+        fits("attention V cache bytes", v_cache, cache)?;
+
+        let file = |name: &str| {
+            source(name).ok_or_else(|| Error::GpuAttention { why: format!("{name} is not built in") })
+        };
+        let (decode_src, merge_src, prefill_src) =
+            (file("attn_decode.wgsl")?, file("attn_merge.wgsl")?, file("attn_prefill.wgsl")?);
+        let geometry = |src, name| {
+            const_u32(src, name).filter(|&v| v > 0).ok_or_else(|| Error::GpuAttention {
+                why: format!("no `const {name}` in an attention kernel"),
+            })
+        };
+        let decode_tile = geometry(decode_src, "TILE")?;
+        if geometry(merge_src, "TILE")? != decode_tile {
+            return Err(Error::GpuAttention { why: "decode and merge disagree on TILE".into() });
+        }
+        let prefill_rows = geometry(prefill_src, "BQ")?;
+        let lanes = geometry(prefill_src, "LANES")?;
+
+        let caps = gpu.caps();
+        // The prefill kernel's K/V tile and reduction take 16 KiB, WebGPU's guaranteed minimum.
+        if caps.max_workgroup_storage < 16384 {
+            return Err(Error::GpuAttention {
+                why: format!("{} bytes of workgroup memory, 16384 needed", caps.max_workgroup_storage),
+            });
+        }
+        let subgroups = caps.subgroups && caps.subgroup_min_size >= lanes;
+        let prefill_key = format!("attn_prefill_{}", if subgroups { "sg" } else { "wg" });
+        let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
+        let decode = gpu.pipeline("attn_decode", Family::Auto, || Ok(decode_src.into()))?;
+        let merge = gpu.pipeline("attn_merge", Family::Auto, || Ok(merge_src.into()))?;
+        let prefill = gpu.pipeline(&prefill_key, Family::Auto, || {
+            if !subgroups {
+                return Ok(prefill_src.into());
+            }
+            splice_section(prefill_src, file("attn_prefill_subgroup.wgsl")?, browser)
+                .ok_or_else(|| Error::GpuAttention { why: "attn_prefill: no reduce section".into() })
+        })?;
+
+        let n_split =
+            DECODE_WORKGROUPS.div_ceil(dims.n_head).clamp(1, MAX_SPLIT).min(dims.n_ctx.div_ceil(decode_tile));
+        let params = Params {
+            n_head: dims.n_head,
+            group: dims.n_head / dims.n_head_kv,
+            head_dim: dims.head_dim,
+            kv_dim: dims.kv_dim(),
+            q_off: q_off as u32,
+            att_off: att_off as u32,
+            window: dims.window.unwrap_or(0),
+            n_split,
+            kq_scale: dims.kq_scale,
+            _pad: [0; 3],
+        };
+        let params_buf = gpu.uniform("attn params", &params)?;
+        let scratch_len = dims.n_head as u64 * n_split as u64 * (2 + dims.head_dim as u64);
+        let scratch = gpu.storage("attn scratch", scratch_len * 4)?;
+        let (p, s) = (params_buf.as_entire_binding(), step.buffer().as_entire_binding());
+        let (qb, kb, vb, ab) = (
+            q.as_entire_binding(),
+            k_cache.as_entire_binding(),
+            v_cache.as_entire_binding(),
+            att.as_entire_binding(),
+        );
+        let decode_bind = gpu.bind(
+            "attn_decode",
+            &decode,
+            &[
+                qb.clone(),
+                kb.clone(),
+                vb.clone(),
+                ab.clone(),
+                scratch.as_entire_binding(),
+                p.clone(),
+                s.clone(),
+            ],
+        )?;
+        let merge_bind =
+            gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), s.clone()])?;
+        let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, s])?;
+        Ok(Attention {
+            dims,
+            n_split,
+            decode_tile,
+            prefill_rows,
+            decode: (decode, decode_bind),
+            merge: (merge, merge_bind),
+            prefill: (prefill, prefill_bind),
+            prefill_key,
+            _params: params_buf,
+            _scratch: scratch,
+        })
+    }
+
+    pub fn dims(&self) -> &AttnDims {
+        &self.dims
+    }
+
+    /// The prefill pipeline's key (`attn_prefill_sg` or `attn_prefill_wg`).
+    pub fn prefill_key(&self) -> &str {
+        &self.prefill_key
+    }
+
+    /// Chunks the decode kernel cuts the cells of the token at `pos` into (as the kernels compute
+    /// it): `chunk = ceil(n_kv / n_split)` rounded up to whole tiles.
+    pub fn decode_chunks(&self, pos: u32) -> u32 {
+        let n_kv = pos.saturating_add(1) - self.dims.window_start(pos);
+        let chunk = n_kv.div_ceil(self.n_split).next_multiple_of(self.decode_tile);
+        n_kv.div_ceil(chunk)
+    }
+
+    /// Records the attention of `step`, which must be the step written to the [`StepBuffer`]
+    /// for this submission: decode (and merge, past one chunk) for one token, prefill for more.
+    /// Fails, recording nothing, if the step does not fit the dims.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: Step) -> Result<()> {
+        self.dims.check_step(step)?;
+        let n_head = self.dims.n_head;
+        match step.n_tokens {
+            0 => {}
+            1 => {
+                let n_chunks = self.decode_chunks(step.pos0);
+                pass.set_pipeline(&self.decode.0);
+                pass.set_bind_group(0, &self.decode.1, &[]);
+                pass.dispatch_workgroups(n_chunks, n_head, 1);
+                if n_chunks > 1 {
+                    pass.set_pipeline(&self.merge.0);
+                    pass.set_bind_group(0, &self.merge.1, &[]);
+                    pass.dispatch_workgroups(n_head, 1, 1);
+                }
+            }
+            n => {
+                pass.set_pipeline(&self.prefill.0);
+                pass.set_bind_group(0, &self.prefill.1, &[]);
+                pass.dispatch_workgroups(n.div_ceil(self.prefill_rows), n_head, 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+// The native host shares the engine with the server's tasks.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Attention>();
+};
+
+/// CPU twin of [`Attention`]: att `[n_tokens, n_head · head_dim]` for q `[n_tokens, n_head,
+/// head_dim]` over the f16 caches `[n_ctx (or more), kv_dim]`, in plain f32/f64 arithmetic.
+pub fn attention_cpu(
+    q: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    step: Step,
+    dims: AttnDims,
+) -> Result<Vec<f32>> {
+    dims.check()?;
+    let (n, hd) = (step.n_tokens as usize, dims.head_dim as usize);
+    let (qd, kvd, group) =
+        (dims.q_dim() as usize, dims.kv_dim() as usize, (dims.n_head / dims.n_head_kv) as usize);
+    let cells = (step.pos0 as usize + step.n_tokens as usize) * kvd;
+    let short = |what, expected: usize, got: usize| {
+        (got < expected).then_some(Error::LengthMismatch { what, expected, got })
+    };
+    if let Some(e) = short("attention q", n * qd, q.len())
+        .or(short("attention K cache", cells, k_cache.len()))
+        .or(short("attention V cache", cells, v_cache.len()))
+    {
+        return Err(e);
+    }
+    let mut att = vec![0f32; n * qd];
+    let mut scores = Vec::new();
+    for t in 0..n {
+        let pos = step.pos0 + t as u32;
+        let start = dims.window_start(pos) as usize;
+        for h in 0..dims.n_head as usize {
+            let qh = &q[t * qd + h * hd..][..hd];
+            let kv_off = (h / group) * hd;
+            scores.clear();
+            for cell in start..=pos as usize {
+                let k = &k_cache[cell * kvd + kv_off..][..hd];
+                let dot: f64 = qh.iter().zip(k).map(|(&a, b)| a as f64 * b.to_f64()).sum();
+                scores.push(dot * dims.kq_scale as f64);
+            }
+            let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+            scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+            let sum: f64 = scores.iter().sum();
+            let out = &mut att[t * qd + h * hd..][..hd];
+            for (d, o) in out.iter_mut().enumerate() {
+                let acc: f64 = scores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| p * v_cache[(start + i) * kvd + kv_off + d].to_f64())
+                    .sum();
+                *o = (acc / sum) as f32;
+            }
+        }
+    }
+    Ok(att)
+}

@@ -1,0 +1,172 @@
+// attn_decode.wgsl — attention of the one token of a decode step, flash-decoding style: the
+// cells start..=pos it attends to are cut into n_chunks chunks, and workgroup (chunk, head)
+// writes that chunk's partial softmax (max m, sum l, unnormalised output acc[head_dim]) to
+// scratch; attn_merge.wgsl combines them. With one chunk the workgroup writes att itself and
+// the merge is not dispatched. CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
+//
+// Layout: q f32 [n_tokens, n_head, head_dim] at q_off (token 0 is the decode token); K and V
+// caches f16 packed two per u32, [n_ctx, kv_dim], read as vec4<u32> (8 values: head_dim is a
+// multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
+// [n_head, n_split, 2 + head_dim] (m, l, acc).
+// Chunking (the launcher computes the same): chunk = ceil(n_kv / n_split) rounded up to TILE,
+// n_chunks = ceil(n_kv / chunk), so every chunk holds at least one cell.
+// Dispatch: (n_chunks, n_head, 1) workgroups of WG. Per tile of TILE cells: invocation c scores
+// cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
+// split into CPP cell groups of L = head_dim / 8 lanes, lane j owning dims 8j..8j+8, and group g
+// runs its own online softmax over cells g, g + CPP, ... (coalesced V rows). The groups'
+// states are combined once at the end of the chunk.
+
+const WG: u32 = 128u;
+// Cells scored per pass: one per invocation.
+const TILE: u32 = 128u;
+const MAX_HEAD_DIM: u32 = 256u;
+// Most cell groups: head_dim >= 64, so L >= 8.
+const MAX_GROUPS: u32 = 16u;
+// The max of a state that has seen no cell: finite, so that exp(NEG - m) is a plain 0.
+const NEG: f32 = -1.0e30;
+
+struct Params {
+    n_head: u32,
+    group: u32,       // q heads per kv head (n_head / n_head_kv)
+    head_dim: u32,
+    kv_dim: u32,      // n_head_kv * head_dim
+    q_off: u32,       // offsets in elements
+    att_off: u32,
+    window: u32,      // cells a token sees, itself included; 0 = all
+    n_split: u32,     // most chunks per head (scratch rows)
+    kq_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]
+@group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]
+@group(0) @binding(3) var<storage, read_write> att: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(6) var<uniform> step: Step;
+
+var<workgroup> sh_q: array<f32, MAX_HEAD_DIM>;
+var<workgroup> sh_s: array<f32, TILE>;                      // scores of the tile's cells
+// [CPP, head_dim]: CPP · head_dim = CPP · L · 8 <= WG · 8. With the rest, ~6 KiB in all.
+var<workgroup> sh_acc: array<f32, WG * 8u>;
+var<workgroup> sh_m: array<f32, MAX_GROUPS>;
+var<workgroup> sh_l: array<f32, MAX_GROUPS>;
+
+fn unpack8(u: vec4<u32>, hi: bool) -> vec4<f32> {
+    if hi {
+        return vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
+    }
+    return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let hd = p.head_dim;
+    let h = wg.y;
+    let pos = step.pos0;
+    var start = 0u;
+    if p.window > 0u && pos + 1u > p.window {
+        start = pos + 1u - p.window;
+    }
+    let n_kv = pos + 1u - start;
+    let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
+    let n_chunks = (n_kv + chunk - 1u) / chunk;
+    let c_begin = start + wg.x * chunk;
+    let c_end = min(c_begin + chunk, pos + 1u);
+
+    for (var d = lid; d < hd; d += WG) {
+        sh_q[d] = q[p.q_off + h * hd + d];
+    }
+    workgroupBarrier();
+
+    let l8 = hd / 8u;                 // vec4<u32> per head row
+    let row = p.kv_dim / 8u;          // vec4<u32> per cache row
+    let head = (h / p.group) * l8;    // the kv head's first vec4 in a row
+    let cpp = WG / l8;                // cell groups
+    let j = lid % l8;
+    let g = lid / l8;
+    let in_group = g < cpp;
+    var m = NEG;
+    var l = 0.0;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+
+    for (var t0 = c_begin; t0 < c_end; t0 += TILE) {
+        let n = min(TILE, c_end - t0);
+        if lid < n {
+            let kr = (t0 + lid) * row + head;
+            var s = 0.0;
+            for (var i = 0u; i < l8; i++) {
+                let k = k_cache[kr + i];
+                let qa = vec4<f32>(sh_q[8u * i], sh_q[8u * i + 1u], sh_q[8u * i + 2u], sh_q[8u * i + 3u]);
+                let qb = vec4<f32>(sh_q[8u * i + 4u], sh_q[8u * i + 5u], sh_q[8u * i + 6u], sh_q[8u * i + 7u]);
+                s += dot(qa, unpack8(k, false)) + dot(qb, unpack8(k, true));
+            }
+            sh_s[lid] = s * p.kq_scale;
+        }
+        workgroupBarrier();
+        if in_group {
+            var mt = NEG;
+            for (var c = g; c < n; c += cpp) {
+                mt = max(mt, sh_s[c]);
+            }
+            let m_new = max(m, mt);
+            let alpha = exp(m - m_new);
+            l *= alpha;
+            acc0 *= alpha;
+            acc1 *= alpha;
+            m = m_new;
+            for (var c = g; c < n; c += cpp) {
+                let e = exp(sh_s[c] - m);
+                let v = v_cache[(t0 + c) * row + head + j];
+                l += e;
+                acc0 += e * unpack8(v, false);
+                acc1 += e * unpack8(v, true);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // Combine the cell groups (a group that saw no cell has m = NEG and weighs exactly 0).
+    if in_group {
+        if j == 0u {
+            sh_m[g] = m;
+            sh_l[g] = l;
+        }
+        let a = g * hd + 8u * j;
+        for (var i = 0u; i < 4u; i++) {
+            sh_acc[a + i] = acc0[i];
+            sh_acc[a + 4u + i] = acc1[i];
+        }
+    }
+    workgroupBarrier();
+    var m_all = NEG;
+    for (var i = 0u; i < cpp; i++) {
+        m_all = max(m_all, sh_m[i]);
+    }
+    var l_all = 0.0;
+    for (var i = 0u; i < cpp; i++) {
+        l_all += exp(sh_m[i] - m_all) * sh_l[i];
+    }
+    let slot = (h * p.n_split + wg.x) * (2u + hd);
+    if n_chunks > 1u && lid == 0u {
+        scratch[slot] = m_all;
+        scratch[slot + 1u] = l_all;
+    }
+    for (var d = lid; d < hd; d += WG) {
+        var o = 0.0;
+        for (var i = 0u; i < cpp; i++) {
+            o += exp(sh_m[i] - m_all) * sh_acc[i * hd + d];
+        }
+        if n_chunks == 1u {
+            att[p.att_off + h * hd + d] = o / l_all;
+        } else {
+            scratch[slot + 2u + d] = o;
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The attention kernels (`shaders/attn_{decode,merge,prefill}.wgsl`) against their CPU twin
+//! `gpu::attention_cpu`, on whatever adapter this machine has: lavapipe in CI.
+//!
+//! Shapes cover head_dim 64/80/96/128/256, GQA ratios 1/3/4/8, sliding windows (shorter and
+//! longer than the context seen), decode at n_kv = 1, 7, 300, 4100 (one chunk, and several
+//! merged) and prefill chunks of 1, 13, 64 and 130 tokens at pos0 = 0 and 37, with q and att at
+//! offsets. The caches are random over all n_ctx cells, so a kernel that read a cell past the
+//! step's last position would differ. Both reductions: the device's best, and subgroups forced
+//! off.
+//!
+//! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
+
+use aether_core::Error;
+use aether_core::gpu::{Attention, AttnDims, Gpu, GpuOptions, Readback, Step, StepBuffer, attention_cpu};
+use aether_tests::gpu::{Rng, assert_nmse, test_gpu};
+use half::f16;
+
+/// Worst NMSE accepted (the brief's bound for attention); measured ~1e-13 on lavapipe.
+const MAX_NMSE: f64 = 5e-4;
+/// Sentinel in att outside the rows a step writes.
+const UNTOUCHED: f32 = 12345.0;
+const N_CTX: u32 = 4200;
+const MAX_TOKENS: u32 = 130;
+const Q_OFF: u64 = 3;
+const ATT_OFF: u64 = 5;
+
+/// (n_head, n_head_kv, head_dim, window)
+const SHAPES: [(u32, u32, u32, Option<u32>); 6] = [
+    (9, 3, 64, None),  // SmolLM2-135M
+    (8, 1, 128, None), // GQA 8
+    (4, 4, 96, None),  // Phi-3
+    (4, 2, 80, None),
+    (8, 2, 256, Some(50)),  // Gemma 3 sliding-window layer
+    (6, 6, 64, Some(2000)), // a window the decode at 4100 crosses
+];
+
+const DECODE_KV: [u32; 4] = [1, 7, 300, 4100];
+const PREFILL: [(u32, u32); 8] = [(0, 1), (0, 13), (0, 64), (37, 1), (37, 13), (37, 64), (37, 130), (0, 130)];
+
+fn storage_buffer(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (bytes.len() as u64).next_multiple_of(16),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    gpu.queue().write_buffer(&buf, 0, bytes);
+    buf
+}
+
+/// f16 values as the GPU cache holds them: two per u32, element 2i in the low half.
+fn packed(v: &[f16]) -> Vec<u8> {
+    v.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect()
+}
+
+/// One shape on one device: its caches, buffers and launcher, run for many steps.
+struct Case {
+    dims: AttnDims,
+    k: Vec<f16>,
+    v: Vec<f16>,
+    q_buf: wgpu::Buffer,
+    att_buf: wgpu::Buffer,
+    step: StepBuffer,
+    attn: Attention,
+}
+
+impl Case {
+    fn new(
+        gpu: &Gpu,
+        (n_head, n_head_kv, head_dim, window): (u32, u32, u32, Option<u32>),
+        rng: &mut Rng,
+    ) -> Case {
+        let dims = AttnDims {
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ctx: N_CTX,
+            max_tokens: MAX_TOKENS,
+            kq_scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
+        };
+        let cells = (N_CTX * dims.kv_dim()) as usize;
+        let k: Vec<f16> = rng.vec(cells).into_iter().map(f16::from_f32).collect();
+        let v: Vec<f16> = rng.vec(cells).into_iter().map(f16::from_f32).collect();
+        let k_buf = storage_buffer(gpu, "k cache", &packed(&k));
+        let v_buf = storage_buffer(gpu, "v cache", &packed(&v));
+        let rows = (MAX_TOKENS * dims.q_dim()) as usize;
+        let q_buf = storage_buffer(gpu, "q", &vec![0u8; (Q_OFF as usize + rows) * 4]);
+        let att_buf = storage_buffer(gpu, "att", &vec![0u8; (ATT_OFF as usize + rows + 3) * 4]);
+        let step = StepBuffer::new(gpu).expect("step buffer");
+        let attn = Attention::new(gpu, &q_buf, Q_OFF, &k_buf, &v_buf, &att_buf, ATT_OFF, &step, dims)
+            .unwrap_or_else(|e| panic!("{dims:?}: {e}"));
+        Case { dims, k, v, q_buf, att_buf, step, attn }
+    }
+
+    /// Runs `step` with q random (×3, so the softmax is far from flat); returns (GPU, CPU) att.
+    fn run(&self, gpu: &Gpu, readback: &mut Readback, step: Step, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
+        let n = (step.n_tokens * self.dims.q_dim()) as usize;
+        let q: Vec<f32> = rng.vec(n).into_iter().map(|x| 3.0 * x).collect();
+        let want = attention_cpu(&q, &self.k, &self.v, step, self.dims).expect("CPU twin");
+        gpu.queue().write_buffer(&self.q_buf, Q_OFF * 4, bytemuck::cast_slice(&q));
+        let att_len = (self.att_buf.size() / 4) as usize;
+        gpu.queue().write_buffer(&self.att_buf, 0, bytemuck::cast_slice(&vec![UNTOUCHED; att_len]));
+        self.step.write(gpu, step);
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.attn.encode(&mut pass, step).expect("step fits");
+        }
+        gpu.submit(enc, "attention test").expect("submit");
+        let att = pollster::block_on(readback.read_f32(gpu, &self.att_buf, 0, att_len)).expect("read back");
+        let (a, b) = (ATT_OFF as usize, ATT_OFF as usize + n);
+        let outside = att[..a].iter().chain(&att[b..]).position(|&x| x != UNTOUCHED);
+        assert!(outside.is_none(), "{:?} {step:?}: wrote outside att[{a}..{b}] at {outside:?}", self.dims);
+        (att[a..b].to_vec(), want)
+    }
+}
+
+/// Every shape and step on `gpu`; returns the worst NMSE. Collects failures before panicking.
+fn check_all(gpu: &Gpu, label: &str) -> f64 {
+    let mut rng = Rng::new(0xa77e);
+    let mut readback =
+        Readback::new(gpu, (ATT_OFF + 3 + (MAX_TOKENS * 8 * 256) as u64) * 4).expect("readback");
+    let (mut worst, mut failures) = (0f64, Vec::new());
+    for shape in SHAPES {
+        let case = Case::new(gpu, shape, &mut rng);
+        let steps =
+            DECODE_KV.iter().map(|&n_kv| Step::new(n_kv - 1, 1)).chain(PREFILL.map(|(p, n)| Step::new(p, n)));
+        for step in steps {
+            let what = format!(
+                "{label} {shape:?} pos0={} n_tokens={} ({} decode chunks, {})",
+                step.pos0,
+                step.n_tokens,
+                case.attn.decode_chunks(step.pos0),
+                case.attn.prefill_key()
+            );
+            let (got, want) = case.run(gpu, &mut readback, step, &mut rng);
+            match std::panic::catch_unwind(|| assert_nmse(&got, &want, MAX_NMSE, &what)) {
+                Ok(nmse) => worst = worst.max(nmse),
+                Err(e) => failures.push(e.downcast_ref::<String>().cloned().unwrap_or(what)),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{label}: worst NMSE {worst:.2e}");
+    worst
+}
+
+#[test]
+fn attention_matches_cpu_with_the_best_reduction() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    eprintln!("adapter: {}", gpu.describe());
+    check_all(&gpu, "default");
+    // The subgroup reduction needs the 8 lanes of a row inside one subgroup.
+    let caps = gpu.caps();
+    let want =
+        if caps.subgroups && caps.subgroup_min_size >= 8 { "attn_prefill_sg" } else { "attn_prefill_wg" };
+    assert!(gpu.pipeline_keys().contains(&want.to_string()), "{:?}", gpu.pipeline_keys());
+}
+
+#[test]
+fn attention_matches_cpu_with_subgroups_forced_off() {
+    let Some(gpu) = test_gpu(GpuOptions { no_subgroups: true, ..Default::default() }) else { return };
+    assert!(!gpu.caps().subgroups);
+    check_all(&gpu, "no-subgroups");
+    assert!(gpu.pipeline_keys().contains(&"attn_prefill_wg".to_string()), "{:?}", gpu.pipeline_keys());
+}
+
+#[test]
+fn long_decode_is_split_and_short_is_not() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let case = Case::new(&gpu, SHAPES[0], &mut Rng::new(1));
+    assert_eq!(case.attn.decode_chunks(0), 1, "one cell, one chunk (no merge)");
+    assert!(case.attn.decode_chunks(4099) > 8, "4100 cells: {} chunks", case.attn.decode_chunks(4099));
+    // A window caps the cells, whatever the position.
+    let windowed = Case::new(&gpu, SHAPES[4], &mut Rng::new(2));
+    assert_eq!(windowed.attn.decode_chunks(4099), 1);
+}
+
+#[test]
+fn bad_dims_and_steps_are_errors() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let case = Case::new(&gpu, SHAPES[0], &mut Rng::new(3));
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for step in [Step::new(N_CTX - 2, 3), Step::new(0, MAX_TOKENS + 1)] {
+            let got = case.attn.encode(&mut pass, step);
+            assert!(matches!(got, Err(Error::GpuAttention { .. })), "{step:?}: {got:?}");
+        }
+    }
+    drop(enc);
+    let dims = *case.attn.dims();
+    for bad in [
+        AttnDims { head_dim: 60, ..dims },
+        AttnDims { head_dim: 264, ..dims },
+        AttnDims { n_head_kv: 2, ..dims },
+        AttnDims { window: Some(0), ..dims },
+    ] {
+        let got =
+            Attention::new(&gpu, &case.q_buf, 0, &case.q_buf, &case.q_buf, &case.att_buf, 0, &case.step, bad);
+        assert!(got.is_err(), "{bad:?} was accepted");
+    }
+    // A cache too small for n_ctx rows.
+    let small = storage_buffer(&gpu, "small", &[0; 64]);
+    let got = Attention::new(&gpu, &case.q_buf, 0, &small, &small, &case.att_buf, 0, &case.step, dims);
+    assert!(matches!(got, Err(Error::LengthMismatch { .. })), "{:?}", got.err());
+}
+
+#[test]
+#[should_panic(expected = "NMSE")]
+fn nan_fails_the_check() {
+    assert_nmse(&[1.0, f32::NAN], &[1.0, 2.0], MAX_NMSE, "NaN");
+}
