@@ -1,11 +1,18 @@
-//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file, each valid
-//! WGSL on its own), and the one splice step.
+//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the two
+//! splice steps. Nothing else is ever rewritten.
 //!
-//! Splice: every mat-vec kernel ends with a `// ---- reduce` section, the portable row reduction
+//! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
+//! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts the type's decoder
+//! `dequant_<type>.wgsl` in front of the kernel; the decoder declares binding 0 (`w`, the tensor's
+//! bytes), `const BLOCK`, `const BLOCK_BYTES` and `fn dequant4(row_byte, i) -> vec4<f32>` (its
+//! other names start with `dq_`), and is a valid module alone. The pipeline key is
+//! `<kernel>_<type>` (`matmul_q4_k`).
+//!
+//! Reduce splice: every mat-vec kernel ends with a `// ---- reduce` section, the portable row reduction
 //! through workgroup memory. When the device has subgroups, [`splice_reduce`] keeps the kernel up
 //! to that line and appends the same section of `reduce_subgroup.wgsl`; for the browser it also
 //! puts `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and keys subgroup
-//! built-ins off the device's features). Nothing else is ever rewritten.
+//! built-ins off the device's features).
 
 use crate::quant::GgmlType;
 
@@ -25,6 +32,20 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_q4_k.wgsl", include_str!("../../../shaders/matvec_q4_k.wgsl")),
     ("matvec_q5_k.wgsl", include_str!("../../../shaders/matvec_q5_k.wgsl")),
     ("matvec_q6_k.wgsl", include_str!("../../../shaders/matvec_q6_k.wgsl")),
+    // Decoders (one per type in DECODER_TYPES) and the kernels they prefix (DECODED).
+    ("dequant_f32.wgsl", include_str!("../../../shaders/dequant_f32.wgsl")),
+    ("dequant_f16.wgsl", include_str!("../../../shaders/dequant_f16.wgsl")),
+    ("dequant_bf16.wgsl", include_str!("../../../shaders/dequant_bf16.wgsl")),
+    ("dequant_q4_0.wgsl", include_str!("../../../shaders/dequant_q4_0.wgsl")),
+    ("dequant_q4_1.wgsl", include_str!("../../../shaders/dequant_q4_1.wgsl")),
+    ("dequant_q5_0.wgsl", include_str!("../../../shaders/dequant_q5_0.wgsl")),
+    ("dequant_q5_1.wgsl", include_str!("../../../shaders/dequant_q5_1.wgsl")),
+    ("dequant_q8_0.wgsl", include_str!("../../../shaders/dequant_q8_0.wgsl")),
+    ("dequant_q2_k.wgsl", include_str!("../../../shaders/dequant_q2_k.wgsl")),
+    ("dequant_q3_k.wgsl", include_str!("../../../shaders/dequant_q3_k.wgsl")),
+    ("dequant_q4_k.wgsl", include_str!("../../../shaders/dequant_q4_k.wgsl")),
+    ("dequant_q5_k.wgsl", include_str!("../../../shaders/dequant_q5_k.wgsl")),
+    ("dequant_q6_k.wgsl", include_str!("../../../shaders/dequant_q6_k.wgsl")),
 ];
 
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
@@ -41,6 +62,24 @@ pub const MATVEC_TYPES: [GgmlType; 13] = {
 /// The file stem of `ty`'s mat-vec kernel (`matvec_q4_k`), if it has one.
 pub fn matvec_stem(ty: GgmlType) -> Option<String> {
     MATVEC_TYPES.contains(&ty).then(|| format!("matvec_{}", ty.name().to_ascii_lowercase()))
+}
+
+/// The tensor types with a decoder (`dequant_<type>.wgsl`): the same as have a mat-vec kernel.
+pub const DECODER_TYPES: [GgmlType; 13] = MATVEC_TYPES;
+
+/// The kernels that are prefixed with a decoder; alone they lack `w` and `dequant4`.
+pub const DECODED: &[&str] = &[];
+
+/// The file stem of `ty`'s decoder (`dequant_q4_k`), if it has one.
+pub fn dequant_stem(ty: GgmlType) -> Option<String> {
+    DECODER_TYPES.contains(&ty).then(|| format!("dequant_{}", ty.name().to_ascii_lowercase()))
+}
+
+/// `kernel` (the source of a file in [`DECODED`]) after `ty`'s decoder: a pipeline's source;
+/// `None` if `ty` has no decoder.
+pub fn with_decoder(kernel: &str, ty: GgmlType) -> Option<String> {
+    let decoder = source(&format!("{}.wgsl", dequant_stem(ty)?))?;
+    Some(format!("{decoder}\n{kernel}"))
 }
 
 /// The source of shader file `name` (`matvec_q4_k.wgsl`).

@@ -3,7 +3,7 @@
 //! adapter in `tests/tests/gpu_matvec.rs`.
 
 use super::rows_per_piece;
-use super::shaders::{self, ALL, MATVEC_TYPES, REDUCE_MARKER};
+use super::shaders::{self, ALL, DECODED, DECODER_TYPES, MATVEC_TYPES, REDUCE_MARKER};
 use wgpu::naga;
 
 /// Parses and validates `src` with every capability wgpu could grant, as the device would.
@@ -19,9 +19,32 @@ fn validate(name: &str, src: &str) {
 
 #[test]
 fn every_shader_validates_alone() {
-    for (name, src) in ALL {
+    for (name, src) in ALL.iter().filter(|(n, _)| !DECODED.contains(n)) {
         validate(name, src);
     }
+}
+
+/// Each decoder states its block geometry as the CPU side knows it, and every kernel that takes a
+/// decoder validates with each one in front.
+#[test]
+fn every_decoder_matches_its_type_and_every_decoded_kernel_validates_with_each() {
+    for ty in DECODER_TYPES {
+        let name = format!("{}.wgsl", shaders::dequant_stem(ty).expect("has a decoder"));
+        let src = shaders::source(&name).unwrap_or_else(|| panic!("{name} is not in ALL"));
+        assert_eq!(shaders::const_u32(src, "BLOCK"), Some(ty.block_size() as u32), "{name}: BLOCK");
+        assert_eq!(
+            shaders::const_u32(src, "BLOCK_BYTES"),
+            Some(ty.type_size() as u32),
+            "{name}: BLOCK_BYTES"
+        );
+        assert!(src.contains("fn dequant4(row_byte: u32, i: u32) -> vec4<f32>"), "{name}: no dequant4");
+        for kernel in DECODED {
+            let k = shaders::source(kernel).unwrap_or_else(|| panic!("{kernel} is not in ALL"));
+            let spliced = shaders::with_decoder(k, ty).expect("decoder");
+            validate(&format!("{kernel} with {name}"), &spliced);
+        }
+    }
+    assert_eq!(shaders::dequant_stem(crate::quant::GgmlType::Q8K), None);
 }
 
 #[test]
