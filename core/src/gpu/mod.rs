@@ -7,7 +7,10 @@
 //! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
 //! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
-//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]).
+//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `get_rows.rs`
+//! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
+//! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
+//! parameters).
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
@@ -15,6 +18,10 @@
 
 mod context;
 mod matvec;
+// Tiled kernels on decoded weights: embedding lookup and the prefill product.
+mod get_rows;
+mod matmul;
+mod params;
 mod pipelines;
 mod readback;
 pub mod shaders;
@@ -26,6 +33,9 @@ mod tests;
 
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
+// Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
+pub use get_rows::{GetRows, get_rows_cpu};
+pub use matmul::{MatMul, matmul_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};

@@ -25,7 +25,6 @@ pub(crate) struct Pipelines {
 pub(crate) enum Family {
     MatVec,
     /// The layout derived from the shader's own bindings.
-    #[allow(dead_code)] // until the first such launcher lands
     Auto,
 }
 

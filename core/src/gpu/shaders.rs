@@ -46,6 +46,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("dequant_q4_k.wgsl", include_str!("../../../shaders/dequant_q4_k.wgsl")),
     ("dequant_q5_k.wgsl", include_str!("../../../shaders/dequant_q5_k.wgsl")),
     ("dequant_q6_k.wgsl", include_str!("../../../shaders/dequant_q6_k.wgsl")),
+    ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
+    ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
 ];
 
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
@@ -68,7 +70,7 @@ pub fn matvec_stem(ty: GgmlType) -> Option<String> {
 pub const DECODER_TYPES: [GgmlType; 13] = MATVEC_TYPES;
 
 /// The kernels that are prefixed with a decoder; alone they lack `w` and `dequant4`.
-pub const DECODED: &[&str] = &[];
+pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl"];
 
 /// The file stem of `ty`'s decoder (`dequant_q4_k`), if it has one.
 pub fn dequant_stem(ty: GgmlType) -> Option<String> {
