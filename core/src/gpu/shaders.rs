@@ -8,16 +8,22 @@
 //! other names start with `dq_`), and is a valid module alone. The pipeline key is
 //! `<kernel>_<type>` (`matmul_q4_k`).
 //!
-//! Reduce splice: every mat-vec kernel ends with a `// ---- reduce` section, the portable row reduction
-//! through workgroup memory. When the device has subgroups, [`splice_reduce`] keeps the kernel up
-//! to that line and appends the same section of `reduce_subgroup.wgsl`; for the browser it also
-//! puts `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and keys subgroup
-//! built-ins off the device's features).
+//! Reduce splice: every mat-vec kernel ends at a `// ---- reduce` line, where its row reduction
+//! belongs. [`splice_reduce`] keeps the kernel up to that line and appends the section from the
+//! same line of `reduce_subgroup.wgsl` when the device has subgroups (key suffix `_sg`), else of
+//! `reduce_workgroup.wgsl` (`_wg`, through workgroup memory); for the browser the subgroup
+//! version also gets `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and
+//! keys subgroup built-ins off the device's features).
+//!
+//! So only some files stand alone ([`stands_alone`]): the decoders, the reductions and ordinary
+//! kernels. The unit tests validate those alone, every mat-vec kernel with both reductions, and
+//! every decoded kernel with every decoder.
 
 use crate::quant::GgmlType;
 
 /// Every shader file, by name. A test validates each with naga, alone and spliced.
 pub const ALL: &[(&str, &str)] = &[
+    ("reduce_workgroup.wgsl", REDUCE_WORKGROUP),
     ("reduce_subgroup.wgsl", REDUCE_SUBGROUP),
     ("matvec_f32.wgsl", include_str!("../../../shaders/matvec_f32.wgsl")),
     ("matvec_f16.wgsl", include_str!("../../../shaders/matvec_f16.wgsl")),
@@ -50,6 +56,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
 ];
 
+const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
 
 /// The line that starts the replaceable reduction section.
@@ -89,12 +96,20 @@ pub fn source(name: &str) -> Option<&'static str> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// `kernel` with its reduction section swapped for the subgroup one, after `enable subgroups;`
-/// when `enable` (the browser backend); `None` if either file lacks the marker.
-pub fn splice_reduce(kernel: &str, enable: bool) -> Option<String> {
+/// Whether file `name` is a valid module by itself: not a mat-vec kernel (which ends where its
+/// reduction is spliced on) nor a kernel in [`DECODED`].
+pub fn stands_alone(name: &str) -> bool {
+    !name.starts_with("matvec_") && !DECODED.contains(&name)
+}
+
+/// `kernel` up to its reduce marker followed by the reduction section: the subgroup one when
+/// `subgroups` (after `enable subgroups;` when `browser` too: the WebGPU backend needs the
+/// directive), else the workgroup-memory one. `None` if the kernel lacks the marker.
+pub fn splice_reduce(kernel: &str, subgroups: bool, browser: bool) -> Option<String> {
     let head = &kernel[..section_start(kernel)?];
-    let tail = &REDUCE_SUBGROUP[section_start(REDUCE_SUBGROUP)?..];
-    let directive = if enable { "enable subgroups;\n" } else { "" };
+    let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP };
+    let tail = &reduce[section_start(reduce)?..];
+    let directive = if subgroups && browser { "enable subgroups;\n" } else { "" };
     Some(format!("{directive}{head}{tail}"))
 }
 
