@@ -10,7 +10,7 @@
 
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
-use super::shaders::{DECODED, dequant_stem, source, with_decoder};
+use super::shaders::{dequant_stem, source, with_decoder};
 use super::{Gpu, GpuTensor, StepBuffer};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -60,8 +60,10 @@ impl GetRows {
     ) -> Result<GetRows> {
         let stem = dequant_stem(w.ty).ok_or(Error::UnsupportedType { ty: w.ty, op: "GPU get_rows" })?;
         let key = format!("get_rows_{}", &stem["dequant_".len()..]);
-        debug_assert!(DECODED.contains(&"get_rows.wgsl"));
-        let kernel = source("get_rows.wgsl").expect("get_rows.wgsl is in shaders::ALL");
+        let kernel = source("get_rows.wgsl").ok_or_else(|| Error::GpuValidation {
+            context: format!("preparing `{key}`"),
+            message: "get_rows.wgsl is not in shaders::ALL".into(),
+        })?;
         let pipeline = gpu.pipeline(&key, Family::Auto, || {
             with_decoder(kernel, w.ty).ok_or(Error::UnsupportedType { ty: w.ty, op: "GPU get_rows" })
         })?;

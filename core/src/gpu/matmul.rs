@@ -62,7 +62,10 @@ impl MatMul {
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
         let stem = dequant_stem(w.ty).ok_or_else(unsupported)?;
         let key = format!("matmul_{}", &stem["dequant_".len()..]);
-        let kernel = source("matmul.wgsl").expect("matmul.wgsl is in shaders::ALL");
+        let kernel = source("matmul.wgsl").ok_or_else(|| Error::GpuValidation {
+            context: format!("preparing `{key}`"),
+            message: "matmul.wgsl is not in shaders::ALL".into(),
+        })?;
         let bad_kernel =
             |m: &str| Error::GpuValidation { context: format!("preparing `{key}`"), message: m.into() };
         let tile_rows =

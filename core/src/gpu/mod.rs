@@ -4,7 +4,7 @@
 //! Layout: `context.rs` opens the device ([`Gpu`], [`Caps`]) and turns wgpu's asynchronous errors
 //! into [`crate::Error`]s; `weights.rs` puts tensors on the GPU in their GGUF bytes
 //! ([`GpuTensor`], split by rows past the binding limit); `pipelines.rs` caches pipelines by kernel
-//! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
+//! key; `shaders.rs` holds the WGSL from `shaders/` and its two splices; `readback.rs` brings
 //! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
 //! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `get_rows.rs`
