@@ -56,27 +56,4 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
 }
 
-// ---- reduce (workgroup memory): a tree over the WG partials of each row. When the adapter has
-// subgroups, gpu::shaders::splice_reduce replaces this section with shaders/reduce_subgroup.wgsl's.
-struct Lane {
-    @builtin(local_invocation_index) lid: u32,
-}
-
-// [ROWS, WG] partial sums.
-var<workgroup> red: array<f32, ROWS * WG>;
-
-fn reduce_rows(acc: array<f32, ROWS>, lane: Lane) -> f32 {
-    for (var r = 0u; r < ROWS; r++) {
-        red[r * WG + lane.lid] = acc[r];
-    }
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lane.lid < s {
-            for (var r = 0u; r < ROWS; r++) {
-                red[r * WG + lane.lid] += red[r * WG + lane.lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    return red[min(lane.lid, ROWS - 1u) * WG];
-}
+// ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).

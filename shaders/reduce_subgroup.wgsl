@@ -1,16 +1,16 @@
 // reduce_subgroup.wgsl — the subgroup version of the row reduction that ends every mat-vec kernel.
 //
-// Each matvec_*.wgsl ends with a `// ---- reduce` section holding the portable version (a
-// workgroup-memory tree). When the adapter has subgroups, the launcher keeps the kernel up to that
-// line and appends this file's section instead (gpu::shaders::splice_reduce). The lines above the
-// marker only make this file a module of its own, so that naga can check it; they are never
-// spliced.
+// Each matvec_*.wgsl ends at a `// ---- reduce` line. When the adapter has subgroups, the
+// launcher appends this file's section from its own `// ---- reduce` line on
+// (gpu::shaders::splice_reduce; key suffix `_sg`), else the same section of
+// reduce_workgroup.wgsl, the portable workgroup-memory tree (`_wg`). The lines above the marker
+// only make this file a module of its own, so that naga can check it; they are never spliced.
 //
 // No `enable subgroups;` here: the WGSL spec and browsers require it, but naga (wgpu 30) rejects
 // it as unimplemented and takes subgroup built-ins from the device's features instead. The splice
 // puts the directive first for the browser's WebGPU backend only.
 //
-// Contract of the section: it declares `struct Lane` (the entry point's built-ins, taken as one
+// Contract of the section (the same as reduce_workgroup.wgsl's): it declares `struct Lane` (the entry point's built-ins, taken as one
 // argument so the two versions can differ) and `fn reduce_rows(acc, lane) -> f32`, which every
 // invocation of the workgroup calls once, in uniform control flow, with its partial sums for the
 // ROWS rows; invocation `lid == r` gets the total of row `r` back.

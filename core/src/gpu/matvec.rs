@@ -2,7 +2,8 @@
 //! (`y = W·x` with W in its GGUF encoding), and its CPU twin [`matvec_cpu`].
 //!
 //! A [`MatVec`] is built once per (weight tensor, x, y) at load: it picks the kernel variant for
-//! the device (`_sg` reduces with subgroups, `_wg` through workgroup memory), writes the
+//! the device (`_sg` reduces with subgroups, `_wg` through workgroup memory: the kernel file
+//! followed by `reduce_subgroup.wgsl` or `reduce_workgroup.wgsl`, see `shaders.rs`), writes the
 //! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
 //! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
 //! The kernel's rows per workgroup come from its own `const ROWS`.
@@ -63,11 +64,7 @@ impl MatVec {
             const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
         let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
         let pipeline = gpu.pipeline(&key, Family::MatVec, || {
-            if subgroups {
-                splice_reduce(file, browser).ok_or_else(|| bad_kernel("no reduce section"))
-            } else {
-                Ok(file.into())
-            }
+            splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
 
         let fits = |what: &'static str, buf: &wgpu::Buffer, off: u64, n: u64| {

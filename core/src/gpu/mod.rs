@@ -4,13 +4,15 @@
 //! Layout: `context.rs` opens the device ([`Gpu`], [`Caps`]) and turns wgpu's asynchronous errors
 //! into [`crate::Error`]s; `weights.rs` puts tensors on the GPU in their GGUF bytes
 //! ([`GpuTensor`], split by rows past the binding limit); `pipelines.rs` caches pipelines by kernel
-//! key; `shaders.rs` holds the WGSL from `shaders/` and the subgroup splice; `readback.rs` brings
+//! key; `shaders.rs` holds the WGSL from `shaders/` and its two splices; `readback.rs` brings
 //! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
 //! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
-//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); the
-//! element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`, `softcap.rs`, `kv_store.rs`,
-//! `argmax.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`], [`attention_cpu`]) launches
-//! `attn_decode`/`attn_merge`/`attn_prefill`.
+//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `get_rows.rs`
+//! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
+//! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
+//! parameters); the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
+//! `softcap.rs`, `kv_store.rs`, `argmax.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
+//! [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
@@ -19,6 +21,10 @@
 mod attention;
 mod context;
 mod matvec;
+// Tiled kernels on decoded weights: embedding lookup and the prefill product.
+mod get_rows;
+mod matmul;
+mod params;
 mod pipelines;
 mod readback;
 pub mod shaders;
@@ -52,6 +58,9 @@ pub use softcap::{Softcap, softcap_cpu};
 pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
 pub use matvec::{MatVec, matvec_cpu};
+// Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
+pub use get_rows::{GetRows, get_rows_cpu};
+pub use matmul::{MatMul, matmul_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer};
 pub use stream_read::{StreamRead, stream_read_cpu};

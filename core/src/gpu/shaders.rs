@@ -1,16 +1,29 @@
-//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file, each valid
-//! WGSL on its own), and the one splice step.
+//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the two
+//! splice steps. Nothing else is ever rewritten.
 //!
-//! Splice: every mat-vec kernel ends with a `// ---- reduce` section, the portable row reduction
-//! through workgroup memory. When the device has subgroups, [`splice_reduce`] keeps the kernel up
-//! to that line and appends the same section of `reduce_subgroup.wgsl`; for the browser it also
-//! puts `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and keys subgroup
-//! built-ins off the device's features). Nothing else is ever rewritten.
+//! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
+//! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts the type's decoder
+//! `dequant_<type>.wgsl` in front of the kernel; the decoder declares binding 0 (`w`, the tensor's
+//! bytes), `const BLOCK`, `const BLOCK_BYTES` and `fn dequant4(row_byte, i) -> vec4<f32>` (its
+//! other names start with `dq_`), and is a valid module alone. The pipeline key is
+//! `<kernel>_<type>` (`matmul_q4_k`).
+//!
+//! Reduce splice: every mat-vec kernel ends at a `// ---- reduce` line, where its row reduction
+//! belongs. [`splice_reduce`] keeps the kernel up to that line and appends the section from the
+//! same line of `reduce_subgroup.wgsl` when the device has subgroups (key suffix `_sg`), else of
+//! `reduce_workgroup.wgsl` (`_wg`, through workgroup memory); for the browser the subgroup
+//! version also gets `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and
+//! keys subgroup built-ins off the device's features).
+//!
+//! So only some files stand alone ([`stands_alone`]): the decoders, the reductions and ordinary
+//! kernels. The unit tests validate those alone, every mat-vec kernel with both reductions, and
+//! every decoded kernel with every decoder.
 
 use crate::quant::GgmlType;
 
 /// Every shader file, by name. A test validates each with naga, alone and spliced.
 pub const ALL: &[(&str, &str)] = &[
+    ("reduce_workgroup.wgsl", REDUCE_WORKGROUP),
     ("reduce_subgroup.wgsl", REDUCE_SUBGROUP),
     ("matvec_f32.wgsl", include_str!("../../../shaders/matvec_f32.wgsl")),
     ("matvec_f16.wgsl", include_str!("../../../shaders/matvec_f16.wgsl")),
@@ -41,8 +54,25 @@ pub const ALL: &[(&str, &str)] = &[
     ("attn_merge.wgsl", include_str!("../../../shaders/attn_merge.wgsl")),
     ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),
     ("attn_prefill_subgroup.wgsl", include_str!("../../../shaders/attn_prefill_subgroup.wgsl")),
+    // Decoders (one per type in DECODER_TYPES) and the kernels they prefix (DECODED).
+    ("dequant_f32.wgsl", include_str!("../../../shaders/dequant_f32.wgsl")),
+    ("dequant_f16.wgsl", include_str!("../../../shaders/dequant_f16.wgsl")),
+    ("dequant_bf16.wgsl", include_str!("../../../shaders/dequant_bf16.wgsl")),
+    ("dequant_q4_0.wgsl", include_str!("../../../shaders/dequant_q4_0.wgsl")),
+    ("dequant_q4_1.wgsl", include_str!("../../../shaders/dequant_q4_1.wgsl")),
+    ("dequant_q5_0.wgsl", include_str!("../../../shaders/dequant_q5_0.wgsl")),
+    ("dequant_q5_1.wgsl", include_str!("../../../shaders/dequant_q5_1.wgsl")),
+    ("dequant_q8_0.wgsl", include_str!("../../../shaders/dequant_q8_0.wgsl")),
+    ("dequant_q2_k.wgsl", include_str!("../../../shaders/dequant_q2_k.wgsl")),
+    ("dequant_q3_k.wgsl", include_str!("../../../shaders/dequant_q3_k.wgsl")),
+    ("dequant_q4_k.wgsl", include_str!("../../../shaders/dequant_q4_k.wgsl")),
+    ("dequant_q5_k.wgsl", include_str!("../../../shaders/dequant_q5_k.wgsl")),
+    ("dequant_q6_k.wgsl", include_str!("../../../shaders/dequant_q6_k.wgsl")),
+    ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
+    ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
 ];
 
+const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
 
 /// The line that starts the replaceable reduction section.
@@ -59,19 +89,46 @@ pub fn matvec_stem(ty: GgmlType) -> Option<String> {
     MATVEC_TYPES.contains(&ty).then(|| format!("matvec_{}", ty.name().to_ascii_lowercase()))
 }
 
+/// The tensor types with a decoder (`dequant_<type>.wgsl`): the same as have a mat-vec kernel.
+pub const DECODER_TYPES: [GgmlType; 13] = MATVEC_TYPES;
+
+/// The kernels that are prefixed with a decoder; alone they lack `w` and `dequant4`.
+pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl"];
+
+/// The file stem of `ty`'s decoder (`dequant_q4_k`), if it has one.
+pub fn dequant_stem(ty: GgmlType) -> Option<String> {
+    DECODER_TYPES.contains(&ty).then(|| format!("dequant_{}", ty.name().to_ascii_lowercase()))
+}
+
+/// `kernel` (the source of a file in [`DECODED`]) after `ty`'s decoder: a pipeline's source;
+/// `None` if `ty` has no decoder.
+pub fn with_decoder(kernel: &str, ty: GgmlType) -> Option<String> {
+    let decoder = source(&format!("{}.wgsl", dequant_stem(ty)?))?;
+    Some(format!("{decoder}\n{kernel}"))
+}
+
 /// The source of shader file `name` (`matvec_q4_k.wgsl`).
 pub fn source(name: &str) -> Option<&'static str> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// `kernel` with its reduction section swapped for the subgroup one, after `enable subgroups;`
-/// when `enable` (the browser backend); `None` if either file lacks the marker.
-pub fn splice_reduce(kernel: &str, enable: bool) -> Option<String> {
-    splice_section(kernel, REDUCE_SUBGROUP, enable)
+/// Whether file `name` is a valid module by itself: not a mat-vec kernel (which ends where its
+/// reduction is spliced on) nor a kernel in [`DECODED`].
+pub fn stands_alone(name: &str) -> bool {
+    !name.starts_with("matvec_") && !DECODED.contains(&name)
 }
 
-/// `kernel` with its reduce section swapped for that of `replacement` (another shader file with
-/// such a section, e.g. `attn_prefill_subgroup.wgsl`), as [`splice_reduce`] does.
+/// `kernel` up to its reduce marker followed by the reduction section: the subgroup one when
+/// `subgroups` (after `enable subgroups;` when `browser` too: the WebGPU backend needs the
+/// directive), else the workgroup-memory one. `None` if the kernel lacks the marker.
+pub fn splice_reduce(kernel: &str, subgroups: bool, browser: bool) -> Option<String> {
+    let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP };
+    splice_section(kernel, reduce, subgroups && browser)
+}
+
+/// `kernel` up to its reduce marker followed by the reduce section of `replacement` (another
+/// shader file with such a section, e.g. `attn_prefill_subgroup.wgsl`), after
+/// `enable subgroups;` when `enable`; `None` if either lacks the marker.
 pub fn splice_section(kernel: &str, replacement: &str, enable: bool) -> Option<String> {
     let head = &kernel[..section_start(kernel)?];
     let tail = &replacement[section_start(replacement)?..];

@@ -1,9 +1,9 @@
-//! Tests that need no adapter: every shader validates with naga (alone, and spliced with the
-//! subgroup reduction), and the small pure helpers. Kernels against the CPU run on a real
-//! adapter in `tests/tests/gpu_matvec.rs`.
+//! Tests that need no adapter: every shader validates with naga (alone, or as spliced: mat-vec
+//! kernels with both reductions, decoded kernels with every decoder), and the small pure helpers.
+//! Kernels against the CPU run on a real adapter in `tests/tests/gpu_*.rs`.
 
 use super::rows_per_piece;
-use super::shaders::{self, ALL, MATVEC_TYPES, REDUCE_MARKER};
+use super::shaders::{self, ALL, DECODED, DECODER_TYPES, MATVEC_TYPES, REDUCE_MARKER};
 use wgpu::naga;
 
 /// Parses and validates `src` with every capability wgpu could grant, as the device would.
@@ -18,40 +18,78 @@ fn validate(name: &str, src: &str) {
 }
 
 #[test]
-fn every_shader_validates_alone() {
-    for (name, src) in ALL {
+fn every_shader_validates_alone_or_is_spliced() {
+    for (name, _) in ALL {
+        let spliced = name.starts_with("matvec_") || DECODED.contains(name);
+        assert_eq!(shaders::stands_alone(name), !spliced, "{name}");
+    }
+    for (name, src) in ALL.iter().filter(|(n, _)| shaders::stands_alone(n)) {
         validate(name, src);
     }
 }
 
+/// Each decoder states its block geometry as the CPU side knows it, and every kernel that takes a
+/// decoder validates with each one in front.
 #[test]
-fn every_matvec_kernel_validates_with_the_subgroup_reduction() {
+fn every_decoder_matches_its_type_and_every_decoded_kernel_validates_with_each() {
+    for ty in DECODER_TYPES {
+        let name = format!("{}.wgsl", shaders::dequant_stem(ty).expect("has a decoder"));
+        let src = shaders::source(&name).unwrap_or_else(|| panic!("{name} is not in ALL"));
+        assert_eq!(shaders::const_u32(src, "BLOCK"), Some(ty.block_size() as u32), "{name}: BLOCK");
+        assert_eq!(
+            shaders::const_u32(src, "BLOCK_BYTES"),
+            Some(ty.type_size() as u32),
+            "{name}: BLOCK_BYTES"
+        );
+        assert!(src.contains("fn dequant4(row_byte: u32, i: u32) -> vec4<f32>"), "{name}: no dequant4");
+        for kernel in DECODED {
+            let k = shaders::source(kernel).unwrap_or_else(|| panic!("{kernel} is not in ALL"));
+            let spliced = shaders::with_decoder(k, ty).expect("decoder");
+            validate(&format!("{kernel} with {name}"), &spliced);
+        }
+    }
+    assert_eq!(shaders::dequant_stem(crate::quant::GgmlType::Q8K), None);
+}
+
+#[test]
+fn every_matvec_kernel_validates_with_both_reductions() {
     for ty in MATVEC_TYPES {
         let stem = shaders::matvec_stem(ty).expect("has a kernel");
-        let src =
-            shaders::source(&format!("{stem}.wgsl")).unwrap_or_else(|| panic!("{stem}.wgsl is not in ALL"));
-        let spliced = shaders::splice_reduce(src, false)
-            .unwrap_or_else(|| panic!("{stem}.wgsl lacks `{REDUCE_MARKER}`"));
-        let for_browser = shaders::splice_reduce(src, true).expect("marker");
-        assert_eq!(for_browser.strip_prefix("enable subgroups;\n"), Some(spliced.as_str()), "{stem}");
-        assert!(
-            spliced.contains("subgroupAdd") && !src.contains("subgroupAdd"),
-            "{stem}: splice did not swap the reduction"
+        let name = format!("{stem}.wgsl");
+        let src = shaders::source(&name).unwrap_or_else(|| panic!("{name} is not in ALL"));
+        assert!(!shaders::stands_alone(&name), "{name}");
+        let wg = shaders::splice_reduce(src, false, false)
+            .unwrap_or_else(|| panic!("{name} lacks `{REDUCE_MARKER}`"));
+        assert_eq!(
+            shaders::splice_reduce(src, false, true).as_ref(),
+            Some(&wg),
+            "{stem}: no directive without subgroups"
         );
-        validate(&format!("{stem}_sg"), &spliced);
+        let sg = shaders::splice_reduce(src, true, false).expect("marker");
+        let for_browser = shaders::splice_reduce(src, true, true).expect("marker");
+        assert_eq!(for_browser.strip_prefix("enable subgroups;\n"), Some(sg.as_str()), "{stem}");
+        assert!(
+            sg.contains("subgroupAdd") && !wg.contains("subgroupAdd"),
+            "{stem}: wrong reductions spliced"
+        );
+        validate(&format!("{stem}_wg"), &wg);
+        validate(&format!("{stem}_sg"), &sg);
     }
 }
 
-/// The portable reduction is copied into every kernel (so each file stands alone); the copies
-/// must not drift apart.
+/// The kernels end at the marker (the reduction lives once, in reduce_*.wgsl), and their
+/// geometry suits both reductions.
 #[test]
-fn matvec_kernels_share_one_tree_reduction_and_geometry() {
-    let tail = |src: &'static str| &src[src.find(REDUCE_MARKER).expect("marker")..];
-    let first = shaders::source("matvec_f32.wgsl").expect("f32 kernel");
+fn matvec_kernels_end_at_the_reduce_marker_with_a_geometry_both_reductions_take() {
     for ty in MATVEC_TYPES {
         let name = format!("{}.wgsl", shaders::matvec_stem(ty).expect("kernel"));
         let src = shaders::source(&name).expect("in ALL");
-        assert_eq!(tail(src), tail(first), "{name}'s reduce section differs from matvec_f32.wgsl's");
+        let last = src.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with(REDUCE_MARKER), "{name} must end at `{REDUCE_MARKER}`, ends with `{last}`");
+        assert!(
+            !src.contains("fn reduce_rows") && !src.contains("struct Lane"),
+            "{name} defines its own reduction"
+        );
         let rows = shaders::const_u32(src, "ROWS").unwrap_or_else(|| panic!("{name}: no const ROWS"));
         let wg = shaders::const_u32(src, "WG").unwrap_or_else(|| panic!("{name}: no const WG"));
         // The tree halves WG down to 1; both reductions hand row r's total to invocation r.
