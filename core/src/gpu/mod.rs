@@ -20,6 +20,7 @@
 
 mod attention;
 mod context;
+mod forward;
 mod matvec;
 // Tiled kernels on decoded weights: embedding lookup and the prefill product.
 mod get_rows;
@@ -57,6 +58,7 @@ pub use softcap::{Softcap, softcap_cpu};
 // Attention (decode, merge, prefill).
 pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
+pub use forward::{GpuBackend, GpuModel};
 pub use matvec::{MatVec, matvec_cpu};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};

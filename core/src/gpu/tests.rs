@@ -165,6 +165,7 @@ fn swap_section_replaces_exactly_one_section() {
     assert_eq!(shaders::swap_section("// ---- iox\n", from, "io"), None);
     assert_eq!(shaders::swap_section(kernel, "nothing\n", "io"), None);
 }
+
 #[test]
 fn attention_prefill_validates_with_the_subgroup_reduction() {
     let src = shaders::source("attn_prefill.wgsl").expect("in ALL");
@@ -194,8 +195,24 @@ fn every_kernel_fits_webgpus_workgroup_memory() {
     let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
     let prefill = shaders::source("attn_prefill.wgsl").expect("in ALL");
     let spliced = shaders::splice_section(prefill, sg, false).expect("reduce section");
-    let all = ALL.iter().map(|&(n, s)| (n.to_string(), s.to_string()));
-    for (name, src) in all.chain([("attn_prefill_sg".to_string(), spliced)]) {
+    let mut all: Vec<(String, String)> = ALL
+        .iter()
+        .filter(|(n, _)| shaders::stands_alone(n))
+        .map(|&(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    all.push(("attn_prefill_sg".to_string(), spliced));
+    for ty in MATVEC_TYPES {
+        let stem = shaders::matvec_stem(ty).expect("kernel");
+        let src = shaders::source(&format!("{stem}.wgsl")).expect("in ALL");
+        for sg in [false, true] {
+            all.push((format!("{stem} sg={sg}"), shaders::splice_reduce(src, sg, false).expect("marker")));
+        }
+        for kernel in shaders::DECODED {
+            let src = shaders::source(kernel).expect("in ALL");
+            all.push((format!("{kernel} {ty}"), shaders::with_decoder(src, ty).expect("decoder")));
+        }
+    }
+    for (name, src) in all {
         let bytes = workgroup_bytes(&src);
         assert!(bytes <= 16384, "{name}: {bytes} bytes of workgroup memory");
     }

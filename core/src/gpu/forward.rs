@@ -1,0 +1,638 @@
+//! The forward pass on the GPU: the model's weights in GPU buffers ([`GpuModel`]) and one
+//! sequence's KV cache and activations with every kernel launcher prepared ([`GpuBackend`]).
+//!
+//! It computes what the CPU reference (`cpu/forward.rs`) computes, with the same per-architecture
+//! switches, kernel by kernel; each kernel is tested against its CPU twin and the whole pass
+//! against the CPU path (`tests/tests/gpu_forward.rs`).
+//!
+//! Everything is built at load: buffers for a chunk of up to `max_batch` tokens, the KV cache for
+//! `n_ctx` positions (f16, one buffer per layer for K and one for V), and one launcher per kernel
+//! invocation of a step, each with its bind groups. A step then writes the token ids and the
+//! [`Step`] uniform, records every launcher into ONE compute pass and submits: no GPU object is
+//! created per token, and the pass count does not grow with the layers. A projection is a mat-vec
+//! when the step has one token and a tiled matmul otherwise ([`Proj`]). The logits of the last
+//! token come back only when the sampler needs them; a greedy step runs the argmax on the GPU and
+//! reads back one `u32`.
+
+use super::{
+    Add, Argmax, Attention, AttnDims, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul, MatVec, Readback,
+    RmsNorm, Rope, Rows, Softcap, Step, StepBuffer,
+};
+use crate::cpu::ops::RopeFreqs;
+use crate::error::{Error, Result};
+use crate::model::{Config, Model, QTensor};
+use crate::session::{Backend, Output, Want};
+
+/// A layer's weights on the GPU.
+struct Layer {
+    attn_norm: wgpu::Buffer,
+    attn_q: GpuTensor,
+    attn_k: GpuTensor,
+    attn_v: GpuTensor,
+    attn_q_b: Option<wgpu::Buffer>,
+    attn_k_b: Option<wgpu::Buffer>,
+    attn_v_b: Option<wgpu::Buffer>,
+    attn_q_norm: Option<wgpu::Buffer>,
+    attn_k_norm: Option<wgpu::Buffer>,
+    attn_output: GpuTensor,
+    attn_output_b: Option<wgpu::Buffer>,
+    attn_post_norm: Option<wgpu::Buffer>,
+    ffn_norm: wgpu::Buffer,
+    ffn_gate: GpuTensor,
+    ffn_up: GpuTensor,
+    ffn_down: GpuTensor,
+    ffn_post_norm: Option<wgpu::Buffer>,
+}
+
+impl Layer {
+    /// Bytes of the layer's matrices.
+    fn gpu_bytes(&self) -> u64 {
+        [
+            &self.attn_q,
+            &self.attn_k,
+            &self.attn_v,
+            &self.attn_output,
+            &self.ffn_gate,
+            &self.ffn_up,
+            &self.ffn_down,
+        ]
+        .iter()
+        .map(|t| t.gpu_bytes())
+        .sum()
+    }
+}
+
+/// A model's weights on the GPU, in their GGUF encodings.
+pub struct GpuModel {
+    pub config: Config,
+    token_embd: GpuTensor,
+    /// `None` when the output matrix is the token embedding (tied).
+    output: Option<GpuTensor>,
+    output_norm: wgpu::Buffer,
+    output_b: Option<wgpu::Buffer>,
+    layers: Vec<Layer>,
+    /// Rope frequency divisors, kept on the CPU: which set applies depends on the context size
+    /// of each backend (`Weights::rope_factors`).
+    rope_freqs: Option<Vec<f32>>,
+    rope_factors_short: Option<Vec<f32>>,
+    rope_factors_long: Option<Vec<f32>>,
+}
+
+impl GpuModel {
+    /// Uploads `model`'s weights, calling `progress(bytes_done, bytes_total)` as they go.
+    pub fn upload(gpu: &Gpu, model: &Model<'_>, progress: &mut dyn FnMut(u64, u64)) -> Result<GpuModel> {
+        let w = &model.weights;
+        let tied = std::ptr::eq(w.output.data.as_ptr(), w.token_embd.data.as_ptr());
+        let mut up = Uploader { gpu, done: 0, total: 0, progress };
+        up.total = weight_bytes(model, tied);
+
+        let token_embd = up.tensor(&w.token_embd)?;
+        let output = if tied { None } else { Some(up.tensor(&w.output)?) };
+        let output_norm = up.vector("output_norm", &w.output_norm)?;
+        let output_b = up.optional("output.bias", &w.output_b)?;
+        let layers = w
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let name = |what: &str| format!("blk.{i}.{what}");
+                Ok(Layer {
+                    attn_norm: up.vector(&name("attn_norm"), &l.attn_norm)?,
+                    attn_q: up.tensor(&l.attn_q)?,
+                    attn_k: up.tensor(&l.attn_k)?,
+                    attn_v: up.tensor(&l.attn_v)?,
+                    attn_q_b: up.optional(&name("attn_q.bias"), &l.attn_q_b)?,
+                    attn_k_b: up.optional(&name("attn_k.bias"), &l.attn_k_b)?,
+                    attn_v_b: up.optional(&name("attn_v.bias"), &l.attn_v_b)?,
+                    attn_q_norm: up.optional(&name("attn_q_norm"), &l.attn_q_norm)?,
+                    attn_k_norm: up.optional(&name("attn_k_norm"), &l.attn_k_norm)?,
+                    attn_output: up.tensor(&l.attn_output)?,
+                    attn_output_b: up.optional(&name("attn_output.bias"), &l.attn_output_b)?,
+                    attn_post_norm: up.optional(&name("post_attention_norm"), &l.attn_post_norm)?,
+                    ffn_norm: up.vector(&name("ffn_norm"), &l.ffn_norm)?,
+                    ffn_gate: up.tensor(&l.ffn_gate)?,
+                    ffn_up: up.tensor(&l.ffn_up)?,
+                    ffn_down: up.tensor(&l.ffn_down)?,
+                    ffn_post_norm: up.optional(&name("post_ffw_norm"), &l.ffn_post_norm)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GpuModel {
+            config: model.config.clone(),
+            token_embd,
+            output,
+            output_norm,
+            output_b,
+            layers,
+            rope_freqs: w.rope_freqs.clone(),
+            rope_factors_short: w.rope_factors_short.clone(),
+            rope_factors_long: w.rope_factors_long.clone(),
+        })
+    }
+
+    /// Bytes of weights on the GPU.
+    pub fn gpu_bytes(&self) -> u64 {
+        let layers: u64 = self.layers.iter().map(Layer::gpu_bytes).sum();
+        layers + self.token_embd.gpu_bytes() + self.output.as_ref().map_or(0, |t| t.gpu_bytes())
+    }
+
+    /// Weight bytes one decode step reads: every layer's matrices and the output matrix (the
+    /// embedding lookup reads one row of its own).
+    pub fn bytes_per_token(&self) -> u64 {
+        let layers: u64 = self.layers.iter().map(Layer::gpu_bytes).sum();
+        layers + self.output().gpu_bytes()
+    }
+
+    fn output(&self) -> &GpuTensor {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// Same selection as `Weights::rope_factors`.
+    fn rope_factors(&self, n_ctx: usize) -> Option<&[f32]> {
+        if let Some(f) = &self.rope_freqs {
+            return Some(f);
+        }
+        if n_ctx > self.config.n_ctx_orig {
+            self.rope_factors_long.as_deref()
+        } else {
+            self.rope_factors_short.as_deref()
+        }
+    }
+}
+
+/// Bytes [`GpuModel::upload`] will send: the matrices and the f32 vectors.
+fn weight_bytes(model: &Model<'_>, tied: bool) -> u64 {
+    let w = &model.weights;
+    let vec = |v: &[f32]| v.len() as u64 * 4;
+    let opt = |v: &Option<Vec<f32>>| v.as_deref().map_or(0, vec);
+    let mut total = w.token_embd.data.len() as u64 + vec(&w.output_norm) + opt(&w.output_b);
+    if !tied {
+        total += w.output.data.len() as u64;
+    }
+    for l in &w.layers {
+        for t in [&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down] {
+            total += t.data.len() as u64;
+        }
+        total += vec(&l.attn_norm) + vec(&l.ffn_norm);
+        for o in [
+            &l.attn_q_b,
+            &l.attn_k_b,
+            &l.attn_v_b,
+            &l.attn_q_norm,
+            &l.attn_k_norm,
+            &l.attn_output_b,
+            &l.attn_post_norm,
+            &l.ffn_post_norm,
+        ] {
+            total += opt(o);
+        }
+    }
+    total
+}
+
+/// Uploads tensors and vectors, reporting progress over the whole model.
+struct Uploader<'p> {
+    gpu: &'p Gpu,
+    done: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl Uploader<'_> {
+    fn tensor(&mut self, t: &QTensor<'_>) -> Result<GpuTensor> {
+        let (done, total) = (self.done, self.total);
+        let progress = &mut *self.progress;
+        let g = GpuTensor::upload(
+            self.gpu,
+            t.name,
+            t.ty,
+            t.cols() as u64,
+            t.rows() as u64,
+            t.data,
+            &mut |n, _| progress(done + n, total),
+        )?;
+        self.done += t.data.len() as u64;
+        Ok(g)
+    }
+
+    fn vector(&mut self, name: &str, v: &[f32]) -> Result<wgpu::Buffer> {
+        let buf = self.gpu.storage(name, v.len() as u64 * 4)?;
+        self.gpu.queue().write_buffer(&buf, 0, bytemuck::cast_slice(v));
+        self.done += v.len() as u64 * 4;
+        (self.progress)(self.done, self.total);
+        Ok(buf)
+    }
+
+    fn optional(&mut self, name: &str, v: &Option<Vec<f32>>) -> Result<Option<wgpu::Buffer>> {
+        v.as_deref().map(|v| self.vector(name, v)).transpose()
+    }
+}
+
+/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more.
+struct Proj {
+    vec: MatVec,
+    mat: MatMul,
+}
+
+/// One kernel invocation of a step, prepared.
+enum Op {
+    Proj(Proj),
+    GetRows(GetRows),
+    RmsNorm(RmsNorm),
+    Rope(Rope),
+    Add(Add),
+    Glu(Glu),
+    KvStore(KvStore),
+    Attention(Attention),
+    Softcap(Softcap),
+    MatVec(MatVec),
+    Argmax(Argmax),
+}
+
+impl Op {
+    /// Records the op for `step`; only attention checks the step (against its cache).
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: Step) -> Result<()> {
+        let n = step.n_tokens;
+        match self {
+            Op::Attention(k) => return k.encode(pass, step),
+            Op::Proj(p) if n == 1 => p.vec.encode(pass),
+            Op::Proj(p) => p.mat.encode(pass, n),
+            Op::GetRows(k) => k.encode(pass, n),
+            Op::RmsNorm(k) => k.encode(pass, n),
+            Op::Rope(k) => k.encode(pass, n),
+            Op::Add(k) => k.encode(pass, n),
+            Op::Glu(k) => k.encode(pass, n),
+            Op::KvStore(k) => k.encode(pass, n),
+            Op::Softcap(k) => k.encode(pass, n),
+            Op::MatVec(k) => k.encode(pass),
+            Op::Argmax(k) => k.encode(pass, n),
+        }
+        Ok(())
+    }
+}
+
+/// The activation buffers of a step of up to `max_batch` tokens.
+struct Acts {
+    /// [max_batch] u32 token ids of the step.
+    ids: wgpu::Buffer,
+    /// [max_batch, n_embd] residual stream.
+    x: wgpu::Buffer,
+    /// [max_batch, n_embd] normed input of a sub-layer.
+    xn: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// [max_batch, q_dim] attention output.
+    att: wgpu::Buffer,
+    /// [max_batch, n_embd] a sub-layer's output.
+    proj: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    /// [n_vocab] the last token's logits.
+    logits: wgpu::Buffer,
+    /// [1] u32 their argmax.
+    token: wgpu::Buffer,
+}
+
+impl Acts {
+    fn new(gpu: &Gpu, c: &Config, b: u64) -> Result<Acts> {
+        let f32s = |label: &str, n: usize| gpu.storage(label, b * n as u64 * 4);
+        Ok(Acts {
+            ids: gpu.storage("ids", b * 4)?,
+            x: f32s("x", c.n_embd)?,
+            xn: f32s("xn", c.n_embd)?,
+            q: f32s("q", c.q_dim())?,
+            k: f32s("k", c.kv_dim())?,
+            v: f32s("v", c.kv_dim())?,
+            att: f32s("att", c.q_dim())?,
+            proj: f32s("proj", c.n_embd)?,
+            gate: f32s("gate", c.n_ff)?,
+            up: f32s("up", c.n_ff)?,
+            logits: gpu.storage("logits", c.n_vocab as u64 * 4)?,
+            token: gpu.storage("token", 4)?,
+        })
+    }
+}
+
+/// One sequence on the GPU: its KV cache, activations and the prepared kernels of a step.
+pub struct GpuBackend<'g> {
+    gpu: &'g Gpu,
+    model: &'g GpuModel,
+    n_ctx: usize,
+    n_past: usize,
+    max_batch: usize,
+    step: StepBuffer,
+    acts: Acts,
+    /// The layers, from the embedding lookup to the last residual add.
+    body: Vec<Op>,
+    /// The last token's logits: final norm, output projection, bias, soft-cap.
+    head: Vec<Op>,
+    argmax: Op,
+    readback: Readback,
+    logits: Vec<f32>,
+    /// Per layer (K, V), f16 pairs in u32: [n_ctx, kv_dim].
+    _kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl<'g> GpuBackend<'g> {
+    /// A context of `n_ctx` positions, evaluated in chunks of up to `max_batch` tokens.
+    pub fn new(gpu: &'g Gpu, model: &'g GpuModel, n_ctx: usize, max_batch: usize) -> Result<GpuBackend<'g>> {
+        let c = &model.config;
+        let max_batch = max_batch.clamp(1, n_ctx.max(1));
+        let step = StepBuffer::new(gpu)?;
+        let acts = Acts::new(gpu, c, max_batch as u64)?;
+        let kv_bytes = (n_ctx * c.kv_dim() * 2) as u64;
+        let kv = (0..c.n_layer)
+            .map(|l| {
+                Ok((
+                    gpu.storage(&format!("k_cache.{l}"), kv_bytes)?,
+                    gpu.storage(&format!("v_cache.{l}"), kv_bytes)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let b = Builder { gpu, step: &step, c, max_batch: max_batch as u32 };
+        let body = b.body(model, &acts, &kv, n_ctx)?;
+        let head = b.head(model, &acts)?;
+        let argmax = Op::Argmax(Argmax::new(gpu, (&acts.logits, 0), c.n_vocab as u32, (&acts.token, 0))?);
+        let readback = Readback::new(gpu, c.n_vocab as u64 * 4)?;
+        gpu.check("preparing the forward pass")?;
+        Ok(GpuBackend {
+            gpu,
+            model,
+            n_ctx,
+            n_past: 0,
+            max_batch,
+            step,
+            acts,
+            body,
+            head,
+            argmax,
+            readback,
+            logits: vec![0.0; c.n_vocab],
+            _kv: kv,
+        })
+    }
+
+    /// Records and submits one chunk; with `want` other than `Nothing`, also the last token's
+    /// logits (and their argmax for `Want::Argmax`).
+    fn submit_chunk(&mut self, tokens: &[u32], want: Want) -> Result<()> {
+        let step = Step::new(self.n_past as u32, tokens.len() as u32);
+        self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        self.step.write(self.gpu, step);
+        let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
+            let head = if want == Want::Nothing { &[][..] } else { &self.head[..] };
+            let argmax = (want == Want::Argmax).then_some(&self.argmax);
+            for op in self.body.iter().chain(head).chain(argmax) {
+                op.encode(&mut pass, step)?;
+            }
+        }
+        self.gpu.submit(encoder, "a forward step")?;
+        self.n_past += tokens.len();
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend<'_> {
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>> {
+        let n_vocab = self.model.config.n_vocab;
+        if self.n_past + tokens.len() > self.n_ctx {
+            return Err(Error::ContextFull { n_ctx: self.n_ctx });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::TokenOutOfRange { id, n_vocab });
+        }
+        let n_chunks = tokens.len().div_ceil(self.max_batch);
+        for (i, chunk) in tokens.chunks(self.max_batch).enumerate() {
+            self.submit_chunk(chunk, if i + 1 == n_chunks { want } else { Want::Nothing })?;
+        }
+        match want {
+            Want::Nothing => Ok(Output::Nothing),
+            Want::Argmax => {
+                let mut id = [0u8; 4];
+                self.readback.read(self.gpu, &self.acts.token, 0, &mut id).await?;
+                Ok(Output::Argmax(u32::from_le_bytes(id)))
+            }
+            Want::Logits => {
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits);
+                self.readback.read(self.gpu, &self.acts.logits, 0, bytes).await?;
+                Ok(Output::Logits(&self.logits))
+            }
+        }
+    }
+}
+
+/// Makes the launchers of a backend.
+struct Builder<'b> {
+    gpu: &'b Gpu,
+    step: &'b StepBuffer,
+    c: &'b Config,
+    max_batch: u32,
+}
+
+impl Builder<'_> {
+    fn proj(&self, w: &GpuTensor, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Op> {
+        Ok(Op::Proj(Proj {
+            vec: MatVec::new(self.gpu, w, x, 0, y, 0)?,
+            mat: MatMul::new(self.gpu, w, x, 0, y, 0, self.step, self.max_batch)?,
+        }))
+    }
+
+    fn norm(
+        &self,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        y: Option<&wgpu::Buffer>,
+        width: usize,
+        groups: usize,
+    ) -> Result<Op> {
+        let (gpu, c) = (self.gpu, self.c);
+        let y = y.map(|y| (y, 0));
+        Ok(Op::RmsNorm(RmsNorm::new(
+            gpu,
+            self.step,
+            (x, 0),
+            w,
+            y,
+            width as u32,
+            groups as u32,
+            c.rms_eps,
+            Rows::Step,
+        )?))
+    }
+
+    fn add(&self, y: &wgpu::Buffer, x: &wgpu::Buffer, width: usize, broadcast: bool) -> Result<Op> {
+        Ok(Op::Add(Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, broadcast, Rows::Step)?))
+    }
+
+    fn bias(
+        &self,
+        ops: &mut Vec<Op>,
+        y: &wgpu::Buffer,
+        b: &Option<wgpu::Buffer>,
+        width: usize,
+    ) -> Result<()> {
+        if let Some(b) = b {
+            ops.push(self.add(y, b, width, true)?);
+        }
+        Ok(())
+    }
+
+    fn body(
+        &self,
+        m: &GpuModel,
+        a: &Acts,
+        kv: &[(wgpu::Buffer, wgpu::Buffer)],
+        n_ctx: usize,
+    ) -> Result<Vec<Op>> {
+        let (gpu, c, step) = (self.gpu, self.c, self.step);
+        let (d, qd, kvd, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
+        let mut ops = vec![Op::GetRows(GetRows::new(
+            gpu,
+            &m.token_embd,
+            &a.ids,
+            &a.x,
+            0,
+            c.embd_scale.unwrap_or(1.0),
+            step,
+            self.max_batch,
+        )?)];
+        let global = RopeFreqs {
+            theta_scale: c.rope_base.powf(-2.0 / c.n_rot as f32),
+            freq_scale: c.rope_freq_scale,
+            attn_factor: c.rope_attn_factor,
+            factors: m.rope_factors(n_ctx),
+        };
+        let local_base = c.swa.as_ref().map_or(c.rope_base, |w| w.rope_base);
+        let local = RopeFreqs {
+            theta_scale: local_base.powf(-2.0 / c.n_rot as f32),
+            freq_scale: 1.0,
+            factors: None,
+            ..global
+        };
+        for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
+            ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
+            ops.push(self.proj(&lw.attn_q, &a.xn, &a.q)?);
+            ops.push(self.proj(&lw.attn_k, &a.xn, &a.k)?);
+            ops.push(self.proj(&lw.attn_v, &a.xn, &a.v)?);
+            self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
+            self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
+            self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
+            if let Some(norm) = &lw.attn_q_norm {
+                ops.push(self.norm(&a.q, norm, None, hd, c.n_head)?);
+            }
+            if let Some(norm) = &lw.attn_k_norm {
+                ops.push(self.norm(&a.k, norm, None, hd, c.n_head_kv)?);
+            }
+            let freqs = if c.is_swa(l) { &local } else { &global };
+            let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
+            ops.push(Op::Rope(Rope::new(
+                gpu,
+                step,
+                (&a.q, 0),
+                c.n_head as u32,
+                hd as u32,
+                n_rot,
+                kind,
+                freqs,
+                c.q_scale,
+            )?));
+            ops.push(Op::Rope(Rope::new(
+                gpu,
+                step,
+                (&a.k, 0),
+                c.n_head_kv as u32,
+                hd as u32,
+                n_rot,
+                kind,
+                freqs,
+                1.0,
+            )?));
+            ops.push(Op::KvStore(KvStore::new(
+                gpu,
+                step,
+                (&a.k, 0),
+                (&a.v, 0),
+                k_cache,
+                v_cache,
+                0,
+                kvd as u32,
+                n_ctx as u32,
+            )?));
+            let dims = AttnDims {
+                n_head: c.n_head as u32,
+                n_head_kv: c.n_head_kv as u32,
+                head_dim: hd as u32,
+                n_ctx: n_ctx as u32,
+                max_tokens: self.max_batch,
+                kq_scale: c.kq_scale,
+                window: c.window(l).map(|w| w as u32),
+            };
+            ops.push(Op::Attention(Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, step, dims)?));
+            ops.push(self.proj(&lw.attn_output, &a.att, &a.proj)?);
+            self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
+            if let Some(norm) = &lw.attn_post_norm {
+                ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+            }
+            ops.push(self.add(&a.x, &a.proj, d, false)?);
+
+            ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
+            ops.push(self.proj(&lw.ffn_gate, &a.xn, &a.gate)?);
+            ops.push(self.proj(&lw.ffn_up, &a.xn, &a.up)?);
+            ops.push(Op::Glu(Glu::new(gpu, step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
+            ops.push(self.proj(&lw.ffn_down, &a.gate, &a.proj)?);
+            if let Some(norm) = &lw.ffn_post_norm {
+                ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+            }
+            ops.push(self.add(&a.x, &a.proj, d, false)?);
+        }
+        Ok(ops)
+    }
+
+    fn head(&self, m: &GpuModel, a: &Acts) -> Result<Vec<Op>> {
+        let (gpu, c) = (self.gpu, self.c);
+        let mut ops = vec![Op::RmsNorm(RmsNorm::new(
+            gpu,
+            self.step,
+            (&a.x, 0),
+            &m.output_norm,
+            Some((&a.xn, 0)),
+            c.n_embd as u32,
+            1,
+            c.rms_eps,
+            Rows::Last,
+        )?)];
+        ops.push(Op::MatVec(MatVec::new(gpu, m.output(), &a.xn, 0, &a.logits, 0)?));
+        if let Some(b) = &m.output_b {
+            ops.push(Op::Add(Add::new(
+                gpu,
+                self.step,
+                (&a.logits, 0),
+                (b, 0),
+                c.n_vocab as u32,
+                true,
+                Rows::Fixed(1),
+            )?));
+        }
+        if let Some(cap) = c.final_logit_softcap {
+            ops.push(Op::Softcap(Softcap::new(gpu, (&a.logits, 0), c.n_vocab as u32, cap)?));
+        }
+        Ok(ops)
+    }
+}
