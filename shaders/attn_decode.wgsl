@@ -80,7 +80,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let c_end = min(c_begin + chunk, pos + 1u);
 
     for (var d = lid; d < hd; d += WG) {
-        sh_q[d] = q[p.q_off + h * hd + d];
+        sh_q[d] = unpack2x16float(pack2x16float(vec2<f32>(q[p.q_off + h * hd + d], 0.0))).x;
     }
     workgroupBarrier();
 

@@ -51,6 +51,11 @@ struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 // [BK, MAX_L8]: the K tile, then the V tile.
 var<workgroup> sh_kv: array<vec4<u32>, BK * MAX_L8>;
 
+// v rounded to f16, as the CPU (and llama.cpp) round a query before dotting it with the f16 keys.
+fn f16_round4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
+}
+
 fn unpack8(u: vec4<u32>, hi: bool) -> vec4<f32> {
     if hi {
         return vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
@@ -111,8 +116,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
         let g = j + LANES * i;
         if g < l8 {
             let d = qrow + 8u * g;
-            qa[i] = vec4<f32>(q[d], q[d + 1u], q[d + 2u], q[d + 3u]);
-            qb[i] = vec4<f32>(q[d + 4u], q[d + 5u], q[d + 6u], q[d + 7u]);
+            qa[i] = f16_round4(vec4<f32>(q[d], q[d + 1u], q[d + 2u], q[d + 3u]));
+            qb[i] = f16_round4(vec4<f32>(q[d + 4u], q[d + 5u], q[d + 6u], q[d + 7u]));
         }
     }
     var m = NEG;

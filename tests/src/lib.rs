@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod arch_goldens;
 pub mod gpu;
 pub mod logits;
 

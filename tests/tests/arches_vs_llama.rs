@@ -23,214 +23,42 @@
 //! tensor the architecture does not use.
 
 use aether_core::Error;
-use aether_core::cpu::{Forward, Serial, State};
+use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
 use aether_core::model::{Arch, Model};
 use aether_core::quant::GgmlType;
+use aether_core::session::CpuBackend;
 use aether_core::synth::{Shape, Spec, Synth};
-use aether_tests::logits::{TopRow, argmax, bucketed_kl, margin, parse_top};
-use aether_tests::{goldens_dir, sha256_hex};
+use aether_tests::arch_goldens::{Logits, STRICT, check_arch};
 
-const KL_MEAN_MAX: f64 = 1e-3;
-const KL_MAX_MAX: f64 = 1e-2;
-
-/// One golden file.
-struct Golden {
-    name: String,
-    spec: Spec,
-    n_ctx: usize,
-    bytes: usize,
-    sha256: String,
-    prompt: Vec<u32>,
-    ids: Vec<u32>,
-    tokens: Vec<u32>,
-    rows: Vec<TopRow>,
-    /// llama.cpp's own noise per position: the bucketed KL between its batched and
-    /// token-by-token evaluations.
-    noise: Vec<f64>,
-}
-
-fn ids(s: &str) -> Vec<u32> {
-    s.split_whitespace().map(|t| t.parse().expect("token id")).collect()
-}
-
-fn ggml_type(name: &str) -> GgmlType {
-    GgmlType::ALL
-        .into_iter()
-        .find(|t| t.name().eq_ignore_ascii_case(name))
-        .unwrap_or_else(|| panic!("unknown type `{name}`"))
-}
-
-fn read_golden(file: &str) -> Golden {
-    let p = goldens_dir().join("arches").join(file);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!("{}: {e} (make it with `python3 tests/scripts/make_arch_goldens.py`)", p.display())
-    });
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('\t')))
-            .unwrap_or_else(|| panic!("{file} has no `{key}` line"))
-    };
-    let arch = Arch::from_name(field("arch")).expect("arch");
-    let shape = Shape::named(field("shape"), arch).expect("shape");
-    let spec = Spec {
-        arch,
-        shape,
-        weights: ggml_type(field("quant")),
-        output: ggml_type(field("output_quant")),
-        seed: field("seed").parse().expect("seed"),
-    };
-    let (mut rows, mut noise) = (Vec::new(), Vec::new());
-    for l in text.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())) {
-        let f: Vec<&str> = l.split('\t').collect();
-        let num = |i: usize| f[i].parse::<f64>().expect("number");
-        rows.push(TopRow { lse: num(1), tail: num(2), top: parse_top(f[4]) });
-        noise.push(num(3));
-    }
-    let g = Golden {
-        name: file.trim_end_matches(".tsv").into(),
-        spec,
-        n_ctx: field("n_ctx").parse().expect("n_ctx"),
-        bytes: field("bytes").parse().expect("bytes"),
-        sha256: field("sha256").into(),
-        prompt: ids(field("prompt")),
-        ids: ids(field("ids")),
-        tokens: ids(field("tokens")),
-        rows,
-        noise,
-    };
-    assert_eq!(g.rows.len(), g.tokens.len(), "{file}: one teacher-forced row per token");
-    g
-}
-
-/// The model file the golden was made from, regenerated.
-fn model_bytes(g: &Golden) -> Vec<u8> {
-    let bytes = Synth::new(&g.spec).and_then(|s| s.to_bytes()).expect("synth");
-    assert_eq!(
-        (bytes.len(), sha256_hex(&bytes)),
-        (g.bytes, g.sha256.clone()),
-        "{}: the regenerated model is not the file llama.cpp ran (length, sha256) — did aether_core::synth \
-         change? Re-make the goldens with `python3 tests/scripts/make_arch_goldens.py`",
-        g.name
-    );
-    bytes
-}
-
-/// What one golden measured; failures are collected rather than raised, so every case reports.
-fn check(file: &str) -> Result<String, String> {
-    let g = read_golden(file);
-    let bytes = model_bytes(&g);
-    let gguf = Gguf::parse(&bytes).expect("parse");
-    let model = Model::from_gguf(&gguf).unwrap_or_else(|e| panic!("{}: {e}", g.name));
-    let fwd = Forward { model: &model };
-    let mut problems = Vec::new();
-
-    // Greedy: the prompt in one batch, then one token at a time.
-    let mut s = State::new(&model.config, g.n_ctx, 64);
-    let mut logits = fwd.eval(&mut s, &g.prompt, &Serial).expect("prompt").to_vec();
-    let (mut got, mut margins) = (Vec::new(), Vec::new());
-    for _ in 0..g.ids.len() {
-        let t = argmax(&logits);
-        got.push(t);
-        margins.push(margin(&logits));
-        logits = fwd.eval(&mut s, &[t], &Serial).expect("decode").to_vec();
-    }
-    if got != g.ids {
-        let at = got.iter().zip(&g.ids).position(|(a, b)| a != b).unwrap_or(0);
-        problems.push(format!(
-            "greedy differs from step {at} (aether {} with top-2 margin {:.4}, llama.cpp {})\n    aether:    {got:?}\n    \
-             llama.cpp: {:?}",
-            got[at], margins[at], g.ids[at], g.ids
-        ));
-    }
-
-    // Teacher-forced along llama.cpp's tokens, one at a time.
-    let mut s = State::new(&model.config, g.n_ctx, 64);
-    let (mut kls, mut top1) = (Vec::new(), Vec::new());
-    for (i, (&t, row)) in g.tokens.iter().zip(&g.rows).enumerate() {
-        let logits = fwd.eval(&mut s, &[t], &Serial).expect("eval");
-        kls.push(bucketed_kl(row, logits));
-        let (ours, theirs) = (argmax(logits), row.top[0].0);
-        if ours != theirs {
-            top1.push(format!(
-                "pos {i}: llama.cpp {theirs} ({:.4}, aether gives it {:.4}), aether {ours} ({:.4})",
-                row.top[0].1, logits[theirs as usize], logits[ours as usize]
-            ));
-        }
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let max = |v: &[f64]| v.iter().fold(0f64, |m, &k| m.max(k));
-    let (kl_mean, kl_max) = (mean(&kls), max(&kls));
-    if !top1.is_empty() {
-        problems.push(format!("top-1 differs at {} positions: {}", top1.len(), top1.join("; ")));
-    }
-    if kl_mean > KL_MEAN_MAX || kl_max > KL_MAX_MAX {
-        let worst = kls.iter().enumerate().fold((0, 0f64), |b, (i, &k)| if k > b.1 { (i, k) } else { b });
-        let per_pos: Vec<String> = kls.iter().map(|k| format!("{k:.0e}")).collect();
-        problems.push(format!(
-            "KL mean {kl_mean:.2e} (limit {KL_MEAN_MAX:.0e}), max {kl_max:.2e} (limit {KL_MAX_MAX:.0e}) at position {}; \
-             per position: {}",
-            worst.0,
-            per_pos.join(" ")
-        ));
-    }
-    let summary = format!(
-        "{:<22} KL mean {kl_mean:.2e} max {kl_max:.2e}  (llama.cpp batched vs token-by-token: mean {:.2e} max \
-         {:.2e})  min greedy margin {:.4}",
-        g.name,
-        mean(&g.noise),
-        max(&g.noise),
-        margins.iter().fold(f32::INFINITY, |m, &x| m.min(x)),
-    );
-    if problems.is_empty() { Ok(summary) } else { Err(format!("{summary}\n  {}", problems.join("\n  "))) }
-}
-
-/// Checks every golden of one architecture, printing what each measured.
-fn check_arch(arch: &str) {
-    let dir = goldens_dir().join("arches");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| f.starts_with(&format!("{arch}_")) && f.ends_with(".tsv"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no goldens for {arch} in {}", dir.display());
-    let mut failures = Vec::new();
-    for f in &files {
-        match check(f) {
-            Ok(summary) => eprintln!("{summary}"),
-            Err(report) => {
-                eprintln!("{report}");
-                failures.push(report);
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{arch} differs from llama.cpp:\n{}", failures.join("\n"));
+/// The CPU backend for the checks.
+fn cpu(model: &Model<'_>, n_ctx: usize, f: &mut dyn FnMut(&mut dyn Logits)) {
+    f(&mut CpuBackend::new(model, n_ctx, &Serial));
 }
 
 #[test]
 fn llama_matches_llama_cpp() {
-    check_arch("llama");
+    check_arch("llama", &cpu, STRICT);
 }
 
 #[test]
 fn qwen2_matches_llama_cpp() {
-    check_arch("qwen2");
+    check_arch("qwen2", &cpu, STRICT);
 }
 
 #[test]
 fn qwen3_matches_llama_cpp() {
-    check_arch("qwen3");
+    check_arch("qwen3", &cpu, STRICT);
 }
 
 #[test]
 fn phi3_matches_llama_cpp() {
-    check_arch("phi3");
+    check_arch("phi3", &cpu, STRICT);
 }
 
 #[test]
 fn gemma3_matches_llama_cpp() {
-    check_arch("gemma3");
+    check_arch("gemma3", &cpu, STRICT);
 }
 
 /// A tiny model of `arch` (q8_0, seed 7), as bytes.

@@ -14,13 +14,17 @@
 //! token come back only when the sampler needs them; a greedy step runs the argmax on the GPU and
 //! reads back one `u32`.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use super::{
-    Add, Argmax, Attention, AttnDims, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul, MatVec, Readback,
-    RmsNorm, Rope, Rows, Softcap, Step, StepBuffer,
+    ActQuant, Add, Argmax, Attention, AttnDims, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul, MatVec,
+    Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, QTensor};
+use crate::quant::{self, GgmlType};
 use crate::session::{Backend, Output, Want};
 
 /// A layer's weights on the GPU.
@@ -237,6 +241,8 @@ struct Proj {
 /// One kernel invocation of a step, prepared.
 enum Op {
     Proj(Proj),
+    /// With a fixed row count, or the step's.
+    ActQuant(ActQuant, Option<u32>),
     GetRows(GetRows),
     RmsNorm(RmsNorm),
     Rope(Rope),
@@ -257,6 +263,7 @@ impl Op {
             Op::Attention(k) => return k.encode(pass, step),
             Op::Proj(p) if n == 1 => p.vec.encode(pass),
             Op::Proj(p) => p.mat.encode(pass, n),
+            Op::ActQuant(k, rows) => k.encode(pass, rows.unwrap_or(n)),
             Op::GetRows(k) => k.encode(pass, n),
             Op::RmsNorm(k) => k.encode(pass, n),
             Op::Rope(k) => k.encode(pass, n),
@@ -332,6 +339,8 @@ pub struct GpuBackend<'g> {
     logits: Vec<f32>,
     /// Per layer (K, V), f16 pairs in u32: [n_ctx, kv_dim].
     _kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Projection inputs in their weights' activation formats, one per format.
+    _scratch: Vec<wgpu::Buffer>,
 }
 
 impl<'g> GpuBackend<'g> {
@@ -350,9 +359,10 @@ impl<'g> GpuBackend<'g> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let b = Builder { gpu, step: &step, c, max_batch: max_batch as u32 };
+        let b = Builder { gpu, step: &step, c, max_batch: max_batch as u32, scratch: RefCell::default() };
         let body = b.body(model, &acts, &kv, n_ctx)?;
         let head = b.head(model, &acts)?;
+        let scratch = b.scratch;
         let argmax = Op::Argmax(Argmax::new(gpu, (&acts.logits, 0), c.n_vocab as u32, (&acts.token, 0))?);
         let readback = Readback::new(gpu, c.n_vocab as u64 * 4)?;
         gpu.check("preparing the forward pass")?;
@@ -370,6 +380,7 @@ impl<'g> GpuBackend<'g> {
             readback,
             logits: vec![0.0; c.n_vocab],
             _kv: kv,
+            _scratch: scratch.into_inner().into_values().collect(),
         })
     }
 
@@ -444,14 +455,65 @@ struct Builder<'b> {
     step: &'b StepBuffer,
     c: &'b Config,
     max_batch: u32,
+    /// Per activation format, the buffer projection inputs are converted into (reused by every
+    /// conversion of a step: each is read by its projections before the next one writes).
+    scratch: RefCell<BTreeMap<GgmlType, wgpu::Buffer>>,
 }
 
 impl Builder<'_> {
-    fn proj(&self, w: &GpuTensor, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Op> {
-        Ok(Op::Proj(Proj {
-            vec: MatVec::new(self.gpu, w, x, 0, y, 0)?,
-            mat: MatMul::new(self.gpu, w, x, 0, y, 0, self.step, self.max_batch)?,
-        }))
+    /// Projections `y_i = W_i·x` of one input, each reading x in its weight type's activation
+    /// format (`act_quant.rs`): one conversion per distinct format, then the products.
+    /// `rows`: the conversion's fixed row count (the output head's one row), else the step's.
+    fn projs(
+        &self,
+        ops: &mut Vec<Op>,
+        x: &wgpu::Buffer,
+        cols: usize,
+        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        rows: Option<u32>,
+    ) -> Result<()> {
+        let mut converted: Vec<(GgmlType, wgpu::Buffer)> = Vec::new();
+        for &(w, y) in outs {
+            let act = quant::vec_dot_type(w.ty)?;
+            let input = match converted.iter().find(|(t, _)| *t == act) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let buf = self.scratch_for(act)?;
+                    let n = rows.unwrap_or(self.max_batch);
+                    match ActQuant::new(self.gpu, self.step, w.ty, (x, 0), (&buf, 0), cols as u32, n)? {
+                        Some(k) => {
+                            ops.push(Op::ActQuant(k, rows));
+                            converted.push((act, buf.clone()));
+                            buf
+                        }
+                        None => x.clone(),
+                    }
+                }
+            };
+            let vec = MatVec::new(self.gpu, w, &input, 0, y, 0)?;
+            ops.push(match rows {
+                // One row whatever the step (the output head): the mat-vec alone.
+                Some(1) => Op::MatVec(vec),
+                _ => Op::Proj(Proj {
+                    vec,
+                    mat: MatMul::new(self.gpu, w, &input, 0, y, 0, self.step, self.max_batch)?,
+                }),
+            });
+        }
+        Ok(())
+    }
+
+    /// The conversion buffer of activation format `act`, big enough for any projection input.
+    fn scratch_for(&self, act: GgmlType) -> Result<wgpu::Buffer> {
+        let c = self.c;
+        let widest = c.n_embd.max(c.q_dim()).max(c.n_ff) as u64;
+        let mut scratch = self.scratch.borrow_mut();
+        if let Some(b) = scratch.get(&act) {
+            return Ok(b.clone());
+        }
+        let b = self.gpu.storage(&format!("x as {act}"), self.max_batch as u64 * widest * 4)?;
+        scratch.insert(act, b.clone());
+        Ok(b)
     }
 
     fn norm(
@@ -528,9 +590,8 @@ impl Builder<'_> {
         };
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
-            ops.push(self.proj(&lw.attn_q, &a.xn, &a.q)?);
-            ops.push(self.proj(&lw.attn_k, &a.xn, &a.k)?);
-            ops.push(self.proj(&lw.attn_v, &a.xn, &a.v)?);
+            let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
+            self.projs(&mut ops, &a.xn, d, &qkv, None)?;
             self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
@@ -585,7 +646,7 @@ impl Builder<'_> {
                 window: c.window(l).map(|w| w as u32),
             };
             ops.push(Op::Attention(Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, step, dims)?));
-            ops.push(self.proj(&lw.attn_output, &a.att, &a.proj)?);
+            self.projs(&mut ops, &a.att, qd, &[(&lw.attn_output, &a.proj)], None)?;
             self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
             if let Some(norm) = &lw.attn_post_norm {
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
@@ -593,10 +654,9 @@ impl Builder<'_> {
             ops.push(self.add(&a.x, &a.proj, d, false)?);
 
             ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
-            ops.push(self.proj(&lw.ffn_gate, &a.xn, &a.gate)?);
-            ops.push(self.proj(&lw.ffn_up, &a.xn, &a.up)?);
+            self.projs(&mut ops, &a.xn, d, &[(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)], None)?;
             ops.push(Op::Glu(Glu::new(gpu, step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-            ops.push(self.proj(&lw.ffn_down, &a.gate, &a.proj)?);
+            self.projs(&mut ops, &a.gate, c.n_ff, &[(&lw.ffn_down, &a.proj)], None)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
             }
@@ -618,7 +678,7 @@ impl Builder<'_> {
             c.rms_eps,
             Rows::Last,
         )?)];
-        ops.push(Op::MatVec(MatVec::new(gpu, m.output(), &a.xn, 0, &a.logits, 0)?));
+        self.projs(&mut ops, &a.xn, c.n_embd, &[(m.output(), &a.logits)], Some(1))?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(
                 gpu,

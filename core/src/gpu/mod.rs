@@ -18,6 +18,7 @@
 //! compute pass; only [`Gpu::new`] and read-back are async, so the browser and native hosts drive
 //! the same code (native blocks on the futures, the web awaits them).
 
+mod act_quant;
 mod attention;
 mod context;
 mod forward;
@@ -56,6 +57,7 @@ pub use rope::{Rope, rope_cpu};
 pub use softcap::{Softcap, softcap_cpu};
 
 // Attention (decode, merge, prefill).
+pub use act_quant::{ActQuant, act_quant_cpu};
 pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};

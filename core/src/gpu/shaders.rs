@@ -47,6 +47,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
     ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
     ("stream_read.wgsl", include_str!("../../../shaders/stream_read.wgsl")),
+    ("act_quant.wgsl", include_str!("../../../shaders/act_quant.wgsl")),
     ("kv_store.wgsl", include_str!("../../../shaders/kv_store.wgsl")),
     ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
     ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),

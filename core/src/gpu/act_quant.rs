@@ -1,0 +1,118 @@
+//! Launcher for `shaders/act_quant.wgsl`, which gives a matmul's f32 input the rounding the CPU
+//! reference gives it (its weight type's activation format, `quant::act`), and its CPU twin
+//! [`act_quant_cpu`]. Key: `act_quant`.
+//!
+//! The CPU path, like llama.cpp's, multiplies quantized weights with activations quantized to 8
+//! bits (or rounded to f16/bf16 for float weights). That rounding moves the logits as much as any
+//! other numeric choice in the model, so the GPU reproduces it — quantizing and dequantizing the
+//! input in place of a projection's x — and then multiplies in f32: the two paths then differ by
+//! summation order only. F32 weights need no conversion ([`ActQuant::new`] returns `None`).
+
+use super::launch::{fits, u32_of, variant_source};
+use super::pipelines::Family;
+use super::{Gpu, StepBuffer};
+use crate::Result;
+use crate::error::Error;
+use crate::quant::{self, GgmlType};
+
+/// Mirrors `struct Params` of act_quant.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    cols: u32,
+    mode: u32,
+    x_off: u32,
+    y_off: u32,
+}
+
+const WG: u32 = 256;
+
+/// The kernel's mode for the activation format of weights of type `ty`; `None` for f32.
+fn mode(ty: GgmlType) -> Result<Option<u32>> {
+    use GgmlType::*;
+    Ok(match quant::vec_dot_type(ty)? {
+        F32 => None,
+        Q8_0 | Q8_1 => Some(0),
+        Q8K => Some(1),
+        F16 => Some(2),
+        Bf16 => Some(3),
+        other => return Err(Error::UnsupportedType { ty: other, op: "GPU activation rounding" }),
+    })
+}
+
+/// `y = dequantize(quantize_activations(ty, x))` for the rows of a step, ready to encode.
+pub struct ActQuant {
+    pipeline: wgpu::ComputePipeline,
+    bind: wgpu::BindGroup,
+    groups_x: u32,
+    _params: wgpu::Buffer,
+}
+
+impl ActQuant {
+    /// x and y: `[tokens, cols]` f32 from their offsets (distinct buffers). `None` when weights
+    /// of type `ty` take f32 input as it is.
+    pub fn new(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        ty: GgmlType,
+        x: (&wgpu::Buffer, u64),
+        y: (&wgpu::Buffer, u64),
+        cols: u32,
+        max_tokens: u32,
+    ) -> Result<Option<ActQuant>> {
+        let key = "act_quant";
+        let Some(mode) = mode(ty)? else { return Ok(None) };
+        let block = quant::vec_dot_type(ty)?.block_size() as u32;
+        if !cols.is_multiple_of(block) {
+            return Err(Error::PartialBlockElements {
+                ty: quant::vec_dot_type(ty)?,
+                len: cols as usize,
+                block_elems: block as usize,
+            });
+        }
+        let pipeline = gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, key, &[], false))?;
+        let n = cols as u64 * max_tokens as u64;
+        fits("act_quant x buffer bytes", x.0, x.1, n)?;
+        fits("act_quant y buffer bytes", y.0, y.1, n)?;
+        let params = Params {
+            cols,
+            mode,
+            x_off: u32_of("act_quant x offset", x.1)?,
+            y_off: u32_of("act_quant y offset", y.1)?,
+        };
+        let params_buf = gpu.uniform(key, &params)?;
+        let bind = gpu.bind(
+            key,
+            &pipeline,
+            &[
+                x.0.as_entire_binding(),
+                y.0.as_entire_binding(),
+                params_buf.as_entire_binding(),
+                step.buffer().as_entire_binding(),
+            ],
+        )?;
+        Ok(Some(ActQuant { pipeline, bind, groups_x: cols.div_ceil(WG), _params: params_buf }))
+    }
+
+    /// Records the conversion of a step of `n_tokens` rows (the count in the step uniform, or
+    /// more).
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        if n_tokens == 0 || self.groups_x == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups(self.groups_x, n_tokens, 1);
+    }
+}
+
+/// CPU twin of [`ActQuant`]: `x` (whole rows) converted to the activation format of weights of
+/// type `ty` and back to f32, as the CPU's matmul sees it.
+pub fn act_quant_cpu(ty: GgmlType, x: &[f32]) -> Result<Vec<f32>> {
+    let act = quant::vec_dot_type(ty)?;
+    let mut bytes = Vec::new();
+    quant::quantize_activations(ty, x, &mut bytes)?;
+    let mut y = vec![0.0; x.len()];
+    quant::dequantize(act, &bytes, &mut y)?;
+    Ok(y)
+}

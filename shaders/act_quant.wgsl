@@ -1,0 +1,107 @@
+// act_quant.wgsl — y = the values a matmul's input takes once converted to its weight type's
+// activation format, as the CPU reference converts it (quant::quantize_activations, then
+// dequantized): Q8_0 / Q8_1 (32-element blocks, d = f16(amax/127), q = round(x·127/amax)),
+// Q8_K (256-element blocks, iscale = −127/max by the signed extreme, q = min(127, round(iscale·x)),
+// d = 1/iscale), f16 or bf16 (rounded to nearest even). The projections then multiply y in f32,
+// so GPU and CPU see the same rounding of the activations and agree to f32 summation order.
+// WGSL's round() rounds half to even, as the CPU's round_ties_even. CPU twin: gpu::act_quant_cpu;
+// launcher: core/src/gpu/act_quant.rs.
+//
+// Dispatch: (ceil(cols / WG), n_tokens) workgroups of WG; invocation lid of workgroup (c, t)
+// handles element c·WG + lid of row t. Q8 blocks never straddle workgroups (WG is a multiple of
+// 256 and of 32).
+
+const WG: u32 = 256u;
+
+struct Params {
+    cols: u32,   // elements per row: a multiple of the block (32 for Q8_0/Q8_1, 256 for Q8_K)
+    mode: u32,   // 0 Q8_0 / Q8_1, 1 Q8_K, 2 f16, 3 bf16
+    x_off: u32,  // offsets in elements
+    y_off: u32,
+}
+
+struct Step {
+    pos0: u32,
+    n_tokens: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;         // [x_off + tokens · cols]
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;   // [y_off + tokens · cols]
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<uniform> step: Step;
+
+// |x| of each lane, then the block's maximum (a tree inside each block's lanes).
+var<workgroup> mag: array<f32, WG>;
+// Q8_K: the lane holding the maximum (the first on ties).
+var<workgroup> at: array<u32, WG>;
+
+fn round_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+}
+
+// Round to nearest even at bit 16; NaN stays NaN (quiet).
+fn round_bf16(v: f32) -> f32 {
+    let b = bitcast<u32>(v);
+    if (b & 0x7fffffffu) > 0x7f800000u {
+        return bitcast<f32>((b | 0x00400000u) & 0xffff0000u);
+    }
+    return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.y;
+    if t >= step.n_tokens {
+        return;  // the whole workgroup: barriers stay uniform
+    }
+    let c = wg.x * WG + lid;
+    let live = c < p.cols;
+    let i = t * p.cols + c;
+    var v = 0.0;
+    if live {
+        v = x[p.x_off + i];
+    }
+    if p.mode >= 2u {
+        if live {
+            y[p.y_off + i] = select(round_bf16(v), round_f16(v), p.mode == 2u);
+        }
+        return;
+    }
+    mag[lid] = abs(v);
+    at[lid] = lid;
+    workgroupBarrier();
+    // Blocks of 32 lanes (Q8_0/Q8_1) or the whole workgroup (Q8_K).
+    let span = select(32u, WG, p.mode == 1u);
+    for (var s = span / 2u; s > 0u; s >>= 1u) {
+        if (lid % span) < s {
+            let o = lid + s;
+            // The larger wins; on a tie the lower lane (the first, as the CPU scans).
+            if mag[o] > mag[lid] || (mag[o] == mag[lid] && at[o] < at[lid]) {
+                mag[lid] = mag[o];
+                at[lid] = at[o];
+            }
+        }
+        workgroupBarrier();
+    }
+    let head = lid - lid % span;
+    let amax = mag[head];
+    if !live {
+        return;
+    }
+    var q = 0.0;
+    var d = 0.0;
+    if p.mode == 0u {
+        d = round_f16(amax / 127.0);
+        let id = select(0.0, 127.0 / amax, amax != 0.0);
+        q = clamp(round(v * id), -128.0, 127.0);
+    } else if amax != 0.0 {
+        // The signed extreme: the element at lane at[head] of this workgroup's block.
+        let max = x[p.x_off + t * p.cols + wg.x * WG + at[head]];
+        let iscale = -127.0 / max;
+        q = min(127.0, round(iscale * v));
+        d = 1.0 / iscale;
+    }
+    y[p.y_off + i] = d * q;
+}
