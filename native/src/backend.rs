@@ -33,6 +33,8 @@ pub struct DeviceArgs {
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The processor chosen for this process.
+// One per process: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Device {
     Cpu {
         pool: Pool,
@@ -118,6 +120,7 @@ pub struct Backends {
     on: On,
 }
 
+#[allow(clippy::large_enum_variant)] // one per process
 enum On {
     Cpu(Pool),
     /// The weights, shared by every sequence's backend.

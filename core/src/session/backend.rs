@@ -86,7 +86,9 @@ impl Backend for CpuBackend<'_, '_> {
 }
 
 /// The CPU or the GPU backend, chosen at run time; every call goes to the one inside.
+// One per sequence, made once and never moved per token: boxing would only add a pointer hop.
 #[cfg(feature = "gpu")]
+#[allow(clippy::large_enum_variant)]
 pub enum AnyBackend<'m> {
     Cpu(CpuBackend<'m, 'm>),
     Gpu(crate::gpu::GpuBackend<'m>),
