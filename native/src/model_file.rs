@@ -56,7 +56,7 @@ impl MappedFile {
 }
 
 /// Files from this size on get a loading progress bar.
-const PROGRESS_FROM: usize = 512 << 20;
+pub(crate) const PROGRESS_FROM: usize = 512 << 20;
 
 /// `-m` if given; otherwise the default model from `$AETHER_MODELS_DIR`, `./models`, or the
 /// `models/` folder of the checkout the binary was built in.

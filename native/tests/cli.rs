@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use aether_core::gguf::{MetaValue, Writer};
 use aether_core::quant::GgmlType;
+use aether_tests::gpu::NO_GPU_VAR;
 use aether_tests::{DEFAULT_MODEL, model_path, vocab_cases, vocab_path};
 
 fn aether(args: &[&str]) -> Output {
@@ -76,13 +77,34 @@ fn tokenize_the_default_models_prompt() {
 
 #[test]
 fn run_greedy_matches_llama_cpp() {
-    let out = aether(&["run", "--temp", "0", "-n", "32", "-p", "The capital of France is"]);
+    let out = aether(&["run", "--cpu", "--temp", "0", "-n", "32", "-p", "The capital of France is"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // llama.cpp's greedy continuation (../shared/ANCHORS.md).
     let want = " Paris.\n\nThe United States has a population of approximately 311 million people.\n\nThe United States has a population of approximately 31";
     assert_eq!(text(&out.stdout), want);
     let err = text(&out.stderr);
     assert!(err.contains("generated: 32 tokens") && err.contains("finish: length"), "{err}");
+    assert!(err.contains("backend: CPU (--cpu), "), "no CPU backend line in stderr:\n{err}");
+}
+
+/// Without `--cpu`, `aether run` takes the GPU (lavapipe in CI) and says so; its greedy text
+/// equals the CPU's. Only the first tokens are compared: the GPU's sums run in another order,
+/// and on this prompt the two paths part ways after five tokens.
+#[test]
+fn run_on_the_gpu_by_default_matches_the_cpu() {
+    if std::env::var(NO_GPU_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("NOTE: {NO_GPU_VAR}=1 — GPU test NOT run");
+        return;
+    }
+    let args = ["run", "--temp", "0", "-n", "5", "-p", "The capital of France is"];
+    let gpu = aether(&args);
+    let err = text(&gpu.stderr);
+    assert!(gpu.status.success(), "{err}");
+    assert!(err.contains("backend: GPU — "), "no GPU backend line in stderr:\n{err}");
+    let cpu = aether(&[&args[..], &["--cpu"]].concat());
+    assert!(cpu.status.success(), "{}", text(&cpu.stderr));
+    assert_eq!(text(&gpu.stdout), text(&cpu.stdout), "GPU text (left) differs from the CPU's (right)");
+    assert!(err.contains("generated: 5 tokens"), "{err}");
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -152,7 +174,7 @@ fn run_refuses_bad_models_with_a_clear_error() {
     // The valid model runs; the same file cut short is refused.
     let good = dir.join("good.gguf");
     write_model(&good, "llama", None);
-    let out = aether(&["run", "-m", good.to_str().unwrap(), "-p", "abc", "-n", "2", "--temp", "0"]);
+    let out = aether(&["run", "--cpu", "-m", good.to_str().unwrap(), "-p", "abc", "-n", "2", "--temp", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let bytes = std::fs::read(&good).unwrap();
     let cut = dir.join("cut.gguf");

@@ -1,5 +1,6 @@
 //! The HTTP API through `app(state).oneshot(request)`: no socket, the real engine on the default
-//! model (CPU), every answer checked for OpenAI's shape.
+//! model, every answer checked for OpenAI's shape. The engine runs on the CPU: these tests are
+//! about the HTTP side, and the CPU is the fast path on a machine whose GPU is lavapipe.
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use aether::backend::DeviceArgs;
 use aether::server::{self, AppState};
 
 /// One loaded server for the whole test binary (loading is the slow part).
@@ -19,10 +21,16 @@ fn state(api_key: Option<&str>) -> Arc<AppState> {
     let cell = if api_key.is_some() { &KEYED } else { &OPEN };
     cell.get_or_init(|| {
         let st = AppState::new("SmolLM2-135M-Instruct.Q4_1".into(), api_key.map(str::to_string), 4096, 2);
-        server::load(&st, &model_path(DEFAULT_MODEL), 2, Some(256), 4, 2).expect("load the default model");
+        server::load(&st, &model_path(DEFAULT_MODEL), 2, Some(256), 4, &device(2))
+            .expect("load the default model");
         st
     })
     .clone()
+}
+
+/// The CPU with `threads` threads.
+fn device(threads: usize) -> DeviceArgs {
+    DeviceArgs { cpu: true, threads }
 }
 
 async fn call(st: Arc<AppState>, req: Request<Body>) -> (StatusCode, String) {
@@ -213,7 +221,7 @@ async fn tokenize_detokenize_metrics_openapi() {
 #[tokio::test]
 async fn disconnected_stream_frees_its_slot() {
     let st = AppState::new("SmolLM2-135M-Instruct.Q4_1".into(), None, 4096, 1);
-    server::load(&st, &model_path(DEFAULT_MODEL), 1, Some(256), 4, 1).expect("load");
+    server::load(&st, &model_path(DEFAULT_MODEL), 1, Some(256), 4, &device(1)).expect("load");
     let body = r#"{"prompt":"Once upon a time","max_tokens":200,"stream":true,"temperature":0}"#;
     let resp = server::app(st.clone()).oneshot(post("/v1/completions", body)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);

@@ -6,6 +6,9 @@
 //! future is ready at once. The caller says what it needs from a step ([`Want`]): a prompt chunk
 //! before the last needs nothing, a greedy step only the argmax — which the GPU computes itself,
 //! so a decode step reads back four bytes instead of the logits.
+//!
+//! `Session<B>` is generic over its backend; a host that picks CPU or GPU at run time holds an
+//! [`AnyBackend`] (feature `gpu`), which forwards each call to the one it was given.
 
 use crate::cpu::{Exec, Forward, State};
 use crate::error::Result;
@@ -79,5 +82,45 @@ impl Backend for CpuBackend<'_, '_> {
             Want::Logits => Output::Logits(logits),
             Want::Argmax => Output::Argmax(crate::sample::argmax_logits(logits)),
         })
+    }
+}
+
+/// The CPU or the GPU backend, chosen at run time; every call goes to the one inside.
+// One per sequence, made once and never moved per token: boxing would only add a pointer hop.
+#[cfg(feature = "gpu")]
+#[allow(clippy::large_enum_variant)]
+pub enum AnyBackend<'m> {
+    Cpu(CpuBackend<'m, 'm>),
+    Gpu(crate::gpu::GpuBackend<'m>),
+}
+
+#[cfg(feature = "gpu")]
+impl Backend for AnyBackend<'_> {
+    fn n_ctx(&self) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.n_ctx(),
+            AnyBackend::Gpu(b) => b.n_ctx(),
+        }
+    }
+
+    fn n_past(&self) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.n_past(),
+            AnyBackend::Gpu(b) => b.n_past(),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            AnyBackend::Cpu(b) => b.truncate(n),
+            AnyBackend::Gpu(b) => b.truncate(n),
+        }
+    }
+
+    async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>> {
+        match self {
+            AnyBackend::Cpu(b) => b.eval(tokens, want).await,
+            AnyBackend::Gpu(b) => b.eval(tokens, want).await,
+        }
     }
 }

@@ -8,6 +8,8 @@
 mod backend;
 mod stop;
 
+#[cfg(feature = "gpu")]
+pub use backend::AnyBackend;
 pub use backend::{Backend, CPU_BATCH, CpuBackend, Output, Want};
 pub use stop::{Released, StopMatcher};
 

@@ -1,18 +1,26 @@
-//! `aether bench`: prefill and decode speed, as llama-bench measures them (pp: a prompt of N
-//! tokens in one go; tg: N tokens generated one at a time), median of repeated runs. The figures
-//! belong in docs/PERF.md with the device, the command and the date.
+//! `aether bench`: prefill and decode speed as llama-bench measures them (pp: a prompt of N
+//! tokens in one go; tg: N tokens generated one at a time), median of repeated runs, on the GPU
+//! or (`--cpu`, or no adapter) the CPU. Both go through the session's `Backend`, as `aether run`
+//! does: pp is one `eval(prompt, Want::Argmax)`, so its time includes reading the answer back;
+//! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode.
+//!
+//! On the GPU it also measures the adapter's read bandwidth with the streaming-read kernel and
+//! reports decode's share of the roofline: (weight bytes a decode step reads × tokens/s) /
+//! bandwidth. The figures belong in docs/PERF.md with the device, the command and the date.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aether_core::cpu::{Forward, State};
 use aether_core::gguf::Gguf;
+use aether_core::gpu::{Gpu, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
 use aether_core::sample::Rng;
+use aether_core::session::{AnyBackend, Backend, Want};
 use anyhow::{Context, Result};
+use pollster::block_on;
 
-use crate::exec::Pool;
+use crate::backend::{Device, DeviceArgs};
 use crate::model_file::{self, MappedFile};
 
 #[derive(clap::Args)]
@@ -21,22 +29,31 @@ pub struct BenchArgs {
     #[arg(short, long)]
     model: Option<PathBuf>,
     /// Prompt length for the prefill test (0 skips it).
-    #[arg(short = 'p', long, default_value_t = 64)]
+    #[arg(short = 'p', long, default_value_t = 512)]
     n_prompt: usize,
     /// Tokens generated in the decode test (0 skips it).
-    #[arg(short = 'n', long, default_value_t = 32)]
+    #[arg(short = 'n', long, default_value_t = 128)]
     n_gen: usize,
     /// Repetitions; the median is reported.
     #[arg(short, long, default_value_t = 3)]
     reps: usize,
-    /// CPU threads (default: one per core).
-    #[arg(short, long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// CPU kernel set: `scalar` (the reference) or one this CPU supports, e.g. `avx2` (default:
     /// the fastest). Results are identical; only the speed differs.
     #[arg(long)]
     isa: Option<String>,
 }
+
+/// Prompt tokens per GPU submission, as in `aether run`.
+const GPU_BATCH: usize = 512;
+
+/// The bandwidth probe reads this much (or the adapter's binding limit, if smaller)...
+const PROBE_BYTES: u64 = 1 << 30;
+/// ...with this many workgroups of 256 (a grid-stride loop: enough to fill a large GPU).
+const PROBE_GROUPS: u32 = 4096;
+/// Timed probe runs; the median counts.
+const PROBE_RUNS: usize = 10;
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let path = model_file::resolve(a.model.as_deref())?;
@@ -51,55 +68,97 @@ pub fn run(a: BenchArgs) -> Result<()> {
         })?;
         simd::select(isa);
     }
-    let pool = Pool::new(a.threads)?;
-    let threads =
-        if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
-    let forward = Forward { model: &model };
+    let backends = Device::open(&a.device)?.load(&model)?;
     let n_ctx = (a.n_prompt + a.n_gen).max(1);
-    let mut state = State::new(&model.config, n_ctx, a.n_prompt.clamp(1, 512));
+    let mut backend = backends.backend(&model, n_ctx, a.n_prompt.clamp(1, GPU_BATCH))?;
     let mut rng = Rng::new(42);
     let vocab = model.config.n_vocab as u64;
     let mut random_tokens =
         |n: usize| -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % vocab) as u32).collect() };
 
     println!("model: {} ({})", path.display(), model.config.arch.name());
-    println!("backend: cpu, {threads} threads, {} kernels", simd::selected().name());
-    println!("| test | tok/s (median of {}) | ms/token |", a.reps.max(1));
-    println!("|---|---|---|");
-    // One untimed warm-up of each test pages the weights in.
+    println!("backend: {}", backends.describe());
+    // Bytes a decode step reads, and what this adapter can read per second.
+    let roofline = match backends.gpu() {
+        Some((gpu, weights)) => {
+            let bandwidth = read_bandwidth(gpu)?;
+            let per_token = weights.bytes_per_token();
+            println!("bandwidth: {:.1} GB/s", bandwidth / 1e9);
+            println!("weights per token: {:.1} MB", per_token as f64 / 1e6);
+            Some((per_token as f64, bandwidth))
+        }
+        None => None,
+    };
+    let reps = a.reps.max(1);
+    println!();
+    println!("| test | tok/s (median of {reps}) | ms/token | roofline |");
+    println!("|---|---|---|---|");
+    // One untimed warm-up of each test pages the weights in and builds what is built lazily.
     if a.n_prompt > 0 {
         let prompt = random_tokens(a.n_prompt);
-        let mut times = Vec::new();
-        for rep in 0..=a.reps.max(1) {
-            state.truncate(0);
-            let t = Instant::now();
-            forward.eval(&mut state, &prompt, &pool)?;
-            if rep > 0 {
-                times.push(t.elapsed());
-            }
-        }
-        report(&format!("pp{}", a.n_prompt), a.n_prompt, &mut times);
+        let times = timed(reps, || {
+            backend.truncate(0);
+            block_on(backend.eval(&prompt, Want::Argmax))?;
+            Ok(())
+        })?;
+        report(&format!("pp{}", a.n_prompt), a.n_prompt, times, None);
     }
     if a.n_gen > 0 {
         let tokens = random_tokens(a.n_gen);
-        let mut times = Vec::new();
-        for rep in 0..=a.reps.max(1) {
-            state.truncate(0);
-            let t = Instant::now();
-            for &tok in &tokens {
-                forward.eval(&mut state, &[tok], &pool)?;
-            }
-            if rep > 0 {
-                times.push(t.elapsed());
-            }
-        }
-        report(&format!("tg{}", a.n_gen), a.n_gen, &mut times);
+        let times = timed(reps, || decode(&mut backend, &tokens))?;
+        report(&format!("tg{}", a.n_gen), a.n_gen, times, roofline);
     }
     Ok(())
 }
 
-fn report(name: &str, n: usize, times: &mut [Duration]) {
+/// Feeds `tokens` one at a time from an empty context, reading back each step's argmax.
+fn decode(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<()> {
+    backend.truncate(0);
+    for &tok in tokens {
+        block_on(backend.eval(&[tok], Want::Argmax))?;
+    }
+    Ok(())
+}
+
+/// One untimed run of `f`, then `reps` timed ones.
+fn timed(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
+    f()?;
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed())
+        })
+        .collect()
+}
+
+fn median(mut times: Vec<Duration>) -> f64 {
     times.sort();
-    let median = times[times.len() / 2].as_secs_f64();
-    println!("| {name} | {:.1} | {:.2} |", n as f64 / median, median * 1e3 / n as f64);
+    times[times.len() / 2].as_secs_f64()
+}
+
+/// A table row; `roofline` = (weight bytes per token, bandwidth in bytes/s) for a decode test.
+fn report(name: &str, n: usize, times: Vec<Duration>, roofline: Option<(f64, f64)>) {
+    let secs = median(times);
+    let tok_s = n as f64 / secs;
+    let share = roofline.map_or("—".into(), |(bytes, bw)| format!("{:.1}%", 100.0 * bytes * tok_s / bw));
+    println!("| {name} | {tok_s:.1} | {:.2} | {share} |", secs * 1e3 / n as f64);
+}
+
+/// The adapter's read bandwidth in bytes/s: the median of [`PROBE_RUNS`] reads of one buffer,
+/// each its own submission waited on, after one untimed read.
+fn read_bandwidth(gpu: &Gpu) -> Result<f64> {
+    let probe = StreamRead::new(gpu, PROBE_BYTES, PROBE_GROUPS, |i| i as u32)?;
+    gpu.wait(None, "filling the bandwidth probe")?;
+    let times = timed(PROBE_RUNS, || {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            probe.encode(&mut pass);
+        }
+        let done = gpu.submit(encoder, "the bandwidth probe")?;
+        gpu.wait(Some(done), "the bandwidth probe")?;
+        Ok(())
+    })?;
+    Ok(probe.bytes() as f64 / median(times))
 }

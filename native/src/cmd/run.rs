@@ -1,5 +1,5 @@
 //! `aether run`: generate from a prompt on the command line. Only the generated text goes to
-//! stdout; load progress and the closing speed line go to stderr.
+//! stdout; the backend line, load progress and the closing speed line go to stderr.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,12 +9,12 @@ use aether_core::chat_template::{ChatTemplate, DateTime, Message, RenderOptions}
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
 use aether_core::sample::SamplingParams;
-use aether_core::session::{CpuBackend, GenerateParams, Session};
+use aether_core::session::{GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
 use anyhow::{Context, Result};
 use pollster::block_on;
 
-use crate::exec::Pool;
+use crate::backend::{Device, DeviceArgs};
 use crate::model_file::{self, MappedFile};
 
 #[derive(clap::Args)]
@@ -50,10 +50,12 @@ pub struct RunArgs {
     /// Context size in tokens (default: the model's, capped at 4096).
     #[arg(short = 'c', long)]
     ctx_size: Option<usize>,
-    /// CPU threads (default: one per core).
-    #[arg(short, long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
+
+/// Prompt tokens the GPU evaluates per submission.
+const GPU_BATCH: usize = 512;
 
 pub fn run(a: RunArgs) -> Result<()> {
     let path = model_file::resolve(a.model.as_deref())?;
@@ -62,7 +64,6 @@ pub fn run(a: RunArgs) -> Result<()> {
     let g = Gguf::parse(file.bytes()).with_context(|| path.display().to_string())?;
     let model = Model::from_gguf(&g).with_context(|| path.display().to_string())?;
     let tokenizer = Tokenizer::from_metadata(g.metadata()).with_context(|| path.display().to_string())?;
-    let pool = Pool::new(a.threads)?;
 
     let prompt = if a.chat {
         let template = ChatTemplate::from_metadata(g.metadata())?;
@@ -103,7 +104,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         ..Default::default()
     };
 
-    let mut session = Session::new(CpuBackend::new(&model, n_ctx, &pool), &tokenizer);
+    let device = Device::open(&a.device)?;
+    eprintln!("backend: {}", device.describe());
+    let backends = device.load(&model)?;
+    let mut session = Session::new(backends.backend(&model, n_ctx, GPU_BATCH)?, &tokenizer);
     let t0 = Instant::now();
     block_on(session.start(&tokens, params))?;
     let prefill = t0.elapsed();

@@ -1,12 +1,12 @@
 //! The engine thread: owns the model and a pool of `--parallel` sessions, each with its own KV
-//! cache. HTTP handlers never run model code; they submit a [`Job`] over a bounded queue and
+//! cache and backend (on the GPU, all sharing the one copy of the weights). HTTP handlers never run model code; they submit a [`Job`] over a bounded queue and
 //! receive [`Event`]s over the job's own channel. A job whose receiver is gone (the client
 //! disconnected) is dropped and its slot freed at the next step.
 //!
 //! Scheduling today: each round admits at most one queued job, evaluates at most
 //! `PREFILL_CHUNK` prompt tokens of each prefilling slot, and advances every generating slot by
-//! one token, so a long prompt never stalls the streams already running. Slots step one after another; advancing all of them in one batched forward
-//! pass is the next step for throughput.
+//! one token, so a long prompt never stalls the streams already running. Slots step one after
+//! another; advancing all of them in one batched forward pass is the next step for throughput.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{CpuBackend, FinishReason, GenerateParams, Session};
+use aether_core::session::{AnyBackend, FinishReason, GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
 use pollster::block_on;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
-use crate::exec::Pool;
+use crate::backend::Backends;
 use crate::model_file::MappedFile;
 
 /// A generation request, already tokenized.
@@ -65,31 +65,38 @@ pub struct EngineConfig {
     pub parallel: usize,
     pub n_ctx: usize,
     pub max_queue: usize,
-    pub threads: usize,
 }
 
-/// Starts the engine thread over an already-validated model file.
+/// Starts the engine thread over an already-validated model file, readied on its device, and
+/// returns once every slot's backend exists (or with the error that prevented it).
 pub fn spawn(
     file: Arc<MappedFile>,
     tokenizer: Arc<Tokenizer>,
+    backends: Backends,
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<EngineHandle> {
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.max_queue.max(1));
-    let pool = Pool::new(cfg.threads)?;
+    let (started_tx, started) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new().name("aether-engine".into()).spawn(move || {
-        if let Err(e) = run(&file, &tokenizer, &cfg, &pool, &rx, &metrics) {
-            eprintln!("engine stopped: {e:#}");
+        if let Err(e) = run(&file, &tokenizer, &backends, &cfg, &rx, &metrics, &started_tx) {
+            // Before start-up completed, `spawn` reports the error; after, only this line can.
+            if let Err(TrySendError::Full(Err(e)) | TrySendError::Disconnected(Err(e))) =
+                started_tx.try_send(Err(e))
+            {
+                eprintln!("engine stopped: {e:#}");
+            }
         }
     })?;
+    started.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the engine thread ended while starting")))?;
     Ok(EngineHandle { queue: tx })
 }
 
 /// Prompt tokens a slot evaluates per round while others decode.
 const PREFILL_CHUNK: usize = 128;
 
-struct Slot<'m, 'a> {
-    session: Session<'m, CpuBackend<'m, 'a>>,
+struct Slot<'m> {
+    session: Session<'m, AnyBackend<'m>>,
     job: Option<Job>,
     /// The prompt is not fully evaluated yet.
     prefilling: bool,
@@ -100,22 +107,26 @@ struct Slot<'m, 'a> {
 fn run(
     file: &MappedFile,
     tokenizer: &Tokenizer,
+    backends: &Backends,
     cfg: &EngineConfig,
-    pool: &Pool,
     rx: &Receiver<Job>,
     metrics: &Metrics,
+    started: &SyncSender<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let g = Gguf::parse(file.bytes())?;
     let model = Model::from_gguf(&g)?;
-    let mut slots: Vec<Slot<'_, '_>> = (0..cfg.parallel.max(1))
-        .map(|_| Slot {
-            session: Session::new(CpuBackend::new(&model, cfg.n_ctx, pool), tokenizer),
-            job: None,
-            prefilling: false,
-            first_token_at: None,
-            last_token_at: Instant::now(),
+    let mut slots = (0..cfg.parallel.max(1))
+        .map(|_| {
+            Ok(Slot {
+                session: Session::new(backends.backend(&model, cfg.n_ctx, PREFILL_CHUNK)?, tokenizer),
+                job: None,
+                prefilling: false,
+                first_token_at: None,
+                last_token_at: Instant::now(),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<Slot<'_>>>>()?;
+    let _ = started.send(Ok(()));
     loop {
         // Admit one queued job per round into a free slot (so running streams keep flowing while
         // prompts are prefilled); block only when nothing is running.

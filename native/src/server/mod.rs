@@ -41,6 +41,7 @@ use engine::{EngineConfig, EngineHandle, Event, Job};
 use error::ApiError;
 use metrics::Metrics;
 
+use crate::backend::{Device, DeviceArgs};
 use crate::model_file::{self, MappedFile};
 
 #[derive(clap::Args)]
@@ -73,9 +74,8 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
-    /// CPU threads (default: one per core).
-    #[arg(short, long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// What exists once the model has loaded.
@@ -121,7 +121,7 @@ pub fn load(
     parallel: usize,
     ctx_size: Option<usize>,
     max_queue: usize,
-    threads: usize,
+    device: &DeviceArgs,
 ) -> anyhow::Result<()> {
     let file = Arc::new(MappedFile::open(path)?);
     file.page_in();
@@ -134,8 +134,11 @@ pub fn load(
     if template.is_fallback() {
         eprintln!("note: the model has no chat template; chat requests use ChatML");
     }
-    let cfg = EngineConfig { parallel, n_ctx, max_queue, threads };
-    let engine = engine::spawn(file.clone(), tokenizer.clone(), cfg, state.metrics.clone())?;
+    let device = Device::open(device)?;
+    eprintln!("backend: {}", device.describe());
+    let backends = device.load(&model)?;
+    let cfg = EngineConfig { parallel, n_ctx, max_queue };
+    let engine = engine::spawn(file.clone(), tokenizer.clone(), backends, cfg, state.metrics.clone())?;
     let _ = state.ready.set(Ready { engine, tokenizer, template, n_ctx });
     Ok(())
 }
@@ -184,10 +187,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
     eprintln!("listening on http://{addr} (loading {})", path.display());
     let loader_state = state.clone();
-    let (parallel, ctx, queue, threads) = (a.parallel.max(1), a.ctx_size, a.max_queue, a.threads);
+    let (parallel, ctx, queue, device) = (a.parallel.max(1), a.ctx_size, a.max_queue, a.device);
     std::thread::spawn(move || {
         let t = Instant::now();
-        match load(&loader_state, &path, parallel, ctx, queue, threads) {
+        match load(&loader_state, &path, parallel, ctx, queue, &device) {
             Ok(()) => eprintln!("model ready in {:.1} s", t.elapsed().as_secs_f64()),
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -1,0 +1,159 @@
+//! Where the model runs: the GPU when the system has an adapter, the CPU when it has none or
+//! `--cpu` says so. The choice is made once per process ([`Device::open`]) and announced in one
+//! line ([`Device::describe`]); [`Device::load`] then puts the weights where they are needed (on
+//! the GPU: uploaded once, with a progress bar for large models) and the resulting [`Backends`]
+//! hands out one [`AnyBackend`] — one KV cache — per sequence. GPU backends all share the one
+//! uploaded `GpuModel`.
+
+use std::time::Duration;
+
+use aether_core::Error;
+use aether_core::gpu::{Gpu, GpuBackend, GpuModel, GpuOptions};
+use aether_core::model::Model;
+use aether_core::quant::simd;
+use aether_core::session::{AnyBackend, CpuBackend};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exec::Pool;
+use crate::model_file::PROGRESS_FROM;
+
+/// The flags every model-running subcommand shares.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DeviceArgs {
+    /// Run on the CPU even when a GPU adapter exists.
+    #[arg(long)]
+    pub cpu: bool,
+    /// CPU threads (default: one per core).
+    #[arg(short, long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
+const POLL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The processor chosen for this process.
+// One per process: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Device {
+    Cpu {
+        pool: Pool,
+        threads: usize,
+        /// Why not the GPU.
+        reason: String,
+    },
+    Gpu(Gpu),
+}
+
+impl Device {
+    /// Opens the GPU unless `args.cpu`; falls back to the CPU when the system has no adapter. Any
+    /// other GPU failure is an error, since a quiet fallback would hide a broken driver.
+    pub fn open(args: &DeviceArgs) -> Result<Device> {
+        let cpu = |reason: String| -> Result<Device> {
+            let threads = if args.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                args.threads
+            };
+            Ok(Device::Cpu { pool: Pool::new(args.threads)?, threads, reason })
+        };
+        if args.cpu {
+            return cpu("--cpu".into());
+        }
+        let opts = GpuOptions { poll_timeout: Some(POLL_TIMEOUT), ..Default::default() };
+        match pollster::block_on(Gpu::new(opts)) {
+            Ok(gpu) => Ok(Device::Gpu(gpu)),
+            Err(Error::NoAdapter { reason }) => cpu(format!("no GPU adapter: {reason}")),
+            Err(e) => Err(e).context("opening the GPU (--cpu runs on the CPU instead)"),
+        }
+    }
+
+    /// One line: `GPU — <adapter and features>` or `CPU (<why>), N threads, <isa> kernels`.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Gpu(gpu) => format!("GPU — {}", gpu.describe()),
+            Device::Cpu { threads, reason, .. } => {
+                format!("CPU ({reason}), {threads} threads, {} kernels", simd::selected().name())
+            }
+        }
+    }
+
+    /// Readies `model` for this device: on the GPU, uploads its weights.
+    pub fn load(self, model: &Model<'_>) -> Result<Backends> {
+        let description = self.describe();
+        let on = match self {
+            Device::Cpu { pool, .. } => On::Cpu(pool),
+            Device::Gpu(gpu) => {
+                let weights = upload(&gpu, model)?;
+                On::Gpu(gpu, weights)
+            }
+        };
+        Ok(Backends { description, on })
+    }
+}
+
+/// Uploads the weights, with a progress bar on stderr when that takes a noticeable time.
+fn upload(gpu: &Gpu, model: &Model<'_>) -> Result<GpuModel> {
+    let mut bar: Option<ProgressBar> = None;
+    let mut progress = |done: u64, total: u64| {
+        if total < PROGRESS_FROM as u64 {
+            return;
+        }
+        let bar = bar.get_or_insert_with(|| {
+            let style =
+                ProgressStyle::with_template("uploading [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::new(total).with_style(style)
+        });
+        bar.set_position(done);
+    };
+    let gpu_model = GpuModel::upload(gpu, model, &mut progress).context("uploading the weights to the GPU");
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    gpu_model
+}
+
+/// A device with the model readied on it; makes one backend per sequence.
+pub struct Backends {
+    description: String,
+    on: On,
+}
+
+#[allow(clippy::large_enum_variant)] // one per process
+enum On {
+    Cpu(Pool),
+    /// The weights, shared by every sequence's backend.
+    Gpu(Gpu, GpuModel),
+}
+
+impl Backends {
+    /// A backend over `model` (the one given to [`Device::load`]) with a KV cache of `n_ctx`
+    /// positions; on the GPU, prompts are evaluated in chunks of up to `max_batch` tokens.
+    pub fn backend<'m>(
+        &'m self,
+        model: &'m Model<'m>,
+        n_ctx: usize,
+        max_batch: usize,
+    ) -> Result<AnyBackend<'m>> {
+        Ok(match &self.on {
+            On::Cpu(pool) => AnyBackend::Cpu(CpuBackend::new(model, n_ctx, pool)),
+            On::Gpu(gpu, weights) => AnyBackend::Gpu(
+                GpuBackend::new(gpu, weights, n_ctx, max_batch).context("preparing a sequence on the GPU")?,
+            ),
+        })
+    }
+
+    /// [`Device::describe`] of the device.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The GPU and the weights on it, when the model runs there.
+    pub fn gpu(&self) -> Option<(&Gpu, &GpuModel)> {
+        match &self.on {
+            On::Gpu(gpu, weights) => Some((gpu, weights)),
+            On::Cpu(_) => None,
+        }
+    }
+}
