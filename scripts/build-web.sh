@@ -40,3 +40,7 @@ cp web/js/index.js web/js/index.d.ts web/js/errors.js web/js/download.js web/js/
 version=$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)
 sed "s/\"version\": \"0.0.0\"/\"version\": \"$version\"/" web/js/package.json > "$out/package.json"
 echo "build-web: $out ($(du -sh "$out/wasm/aether_web_bg.wasm" | cut -f1) wasm), aether-llm@$version" >&2
+
+# The demo site: www/ with the package beside it, in www/dist/ (git-ignored).
+rm -rf www/dist && mkdir -p www/dist
+cp www/index.html www/app.js www/style.css www/dist/ && cp -r "$out" www/dist/pkg

@@ -160,8 +160,8 @@ export async function fetchResumable(url, { onStart, onChunk, signal, retries = 
     } else {
       throw new DownloadError(`GET ${url} (resuming at byte ${offset}): HTTP ${resp.status}`);
     }
+    const reader = resp.body.getReader();
     try {
-      const reader = resp.body.getReader();
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
@@ -177,6 +177,7 @@ export async function fetchResumable(url, { onStart, onChunk, signal, retries = 
         attempt = Math.min(attempt, 1); // progress made: the retry budget starts over
       }
     } catch (e) {
+      reader.cancel().catch(() => {});
       if (signal?.aborted) throw signal.reason;
       if (e instanceof DownloadError || !(e instanceof TypeError)) throw e; // from onChunk
       lastError = e;

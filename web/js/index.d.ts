@@ -112,6 +112,7 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** "resume" (a dropped connection picked up again, with `attempt` and `error`) comes between "download" events. */
 export type LoadPhase = "download" | "resume" | "cache" | "file" | "build" | "ready";
 
 export interface LoadProgress {

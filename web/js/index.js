@@ -56,7 +56,11 @@ export class Engine {
     signal?.throwIfAborted();
     const url = workerUrl ?? new URL("./worker.js", import.meta.url);
     const engine = new Engine(new Worker(url, { type: "module", name: "aether-llm" }));
-    const src = typeof source === "string" || source instanceof URL ? String(source) : source;
+    // A relative URL means the page's, not the worker's (which sits in the package folder).
+    const src =
+      typeof source === "string" || source instanceof URL
+        ? new URL(String(source), globalThis.location?.href).href
+        : source;
     const onAbort = () => engine.unload();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {

@@ -66,12 +66,12 @@ function post(msg) {
 function progressReporter(id) {
   let last = -1;
   let lastPhase = null;
-  return (phase, loaded, total, force = false) => {
+  return (phase, loaded, total, force = false, extra = {}) => {
     const progress = total ? Math.min(loaded / total, 1) : 0;
     if (!force && phase === lastPhase && progress - last < 0.0025) return;
     last = Math.max(last, progress);
     lastPhase = phase;
-    post({ type: "progress", id, phase, loaded, total, progress: last });
+    post({ type: "progress", id, phase, loaded, total, progress: last, ...extra });
   };
 }
 
@@ -155,17 +155,20 @@ async function load(m) {
         writer = cacheWriter(cache, url, total, sha256);
       };
       try {
+        let total = null;
         built = await feed("download", null, async (push, setTotal) => {
           const r = await fetchResumable(url, {
-            onStart: (total) => {
-              setTotal(total);
-              return onStart(total);
+            onStart: (t) => {
+              total = t;
+              setTotal(t);
+              return onStart(t);
             },
             onChunk: (chunk) => {
               push(chunk);
               writer?.write(chunk);
             },
-            onRetry: (r) => post({ type: "progress", id: m.id, phase: "resume", ...r }),
+            onRetry: (r) =>
+              report("resume", r.offset, total ?? 0, true, { attempt: r.attempt, error: r.error }),
             retries: options.retries ?? 5,
           });
           resumes = r.resumes;
