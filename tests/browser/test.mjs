@@ -193,7 +193,9 @@ await test("second load comes from the cache with no model bytes over the networ
 });
 
 await test("chat completion, stop string, abort", async () => {
-  const r = await page.evaluate(async () => {
+  // A stop string from the middle of the reference text: generation ends before it.
+  const STOP = expected.trim().split(/\s+/)[2];
+  const r = await page.evaluate(async ({ prompt, stop }) => {
     const chat = await window.engine.chat.completions.create({
       messages: [{ role: "user", content: "What is the capital of France?" }],
       max_tokens: 16,
@@ -214,14 +216,15 @@ await test("chat completion, stop string, abort", async () => {
       aborted = e.name;
     }
     const after = await window.engine.completions.create({ prompt: "Paris is", max_tokens: 4, temperature: 0 });
+    const stopped = await window.engine.completions.create({ prompt, max_tokens: 32, temperature: 0, stop: [stop] });
     let invalid = null;
     try {
       await window.engine.completions.create({ prompt: "x", temperature: 5 });
     } catch (e) {
       invalid = { name: e.name, typed: e instanceof aether.InvalidRequestError };
     }
-    return { chat, n, aborted, after, invalid };
-  });
+    return { chat, n, aborted, after, invalid, stopped };
+  }, { prompt: PROMPT, stop: STOP });
   eq(r.chat.object, "chat.completion", "object");
   eq(r.chat.choices[0].message.role, "assistant", "role");
   check(r.chat.choices[0].message.content.length > 0, "chat content");
@@ -230,6 +233,8 @@ await test("chat completion, stop string, abort", async () => {
   eq(r.n, 4, "chunks before the abort");
   eq(r.after.usage.completion_tokens, 4, "a request after the abort");
   eq(r.invalid?.name, "InvalidRequestError", "temperature 5");
+  eq(r.stopped.choices[0].text, expected.slice(0, expected.indexOf(STOP)), `text before stop ${JSON.stringify(STOP)}`);
+  eq(r.stopped.choices[0].finish_reason, "stop", "finish_reason at a stop string");
   check(r.invalid.typed, "instanceof InvalidRequestError");
 });
 
