@@ -332,6 +332,41 @@ await test("the demo site loads the model and streams a chat reply", async () =>
   check(/cache: hit/.test(status), `status: ${status}`);
 });
 
+await test("without WebGPU (no --enable-unsafe-webgpu) the CPU path answers; device gpu is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "aether-chromium-nogpu-"));
+  const plain = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-features=WebGPU"],
+  });
+  try {
+    const tab = plain.pages()[0] ?? (await plain.newPage());
+    await tab.goto(`${server.url}/index.html`);
+    await tab.waitForFunction(() => window.harnessReady);
+    const r = await tab.evaluate(async (url) => {
+      const caps = await aether.Engine.capabilities();
+      let gpu = null;
+      try {
+        await aether.Engine.load(url, { device: "gpu" });
+      } catch (e) {
+        gpu = e.name;
+      }
+      const engine = await aether.Engine.load(url, { cache: false });
+      const c = await engine.completions.create({ prompt: "The capital of France is", max_tokens: 4, temperature: 0 });
+      engine.unload();
+      return { caps, gpu, text: c.choices[0].text, backend: engine.info.backend };
+    }, MODEL_URL);
+    eq(r.caps.webgpu, false, "capabilities().webgpu");
+    check(r.caps.reason, "capabilities().reason");
+    eq(r.gpu, "WebGPUUnavailableError", "device: gpu");
+    eq(r.backend, "cpu", "backend");
+    check(r.text.length > 0 && expected.startsWith(r.text), `CPU path text ${JSON.stringify(r.text)}`);
+  } finally {
+    await plain.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // ---------------------------------------------------------------------------- summary
 
 await context.close();
