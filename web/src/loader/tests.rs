@@ -107,7 +107,7 @@ fn truncated_streams_are_model_format_errors() {
     assert_eq!(e.kind, Kind::ModelFormat, "{e}");
     // Not GGUF at all; the loader then keeps failing.
     let mut l = Loader::new(None, false);
-    let e = l.push(b"<!doctype html><html>").err().expect("must fail");
+    let e = l.push(b"<!doctype html><html>").expect_err("must fail");
     assert_eq!(e.kind, Kind::ModelFormat, "{e}");
     assert_eq!(l.push(b"more").err(), Some(e));
 }
