@@ -160,6 +160,8 @@ export interface ModelInfo {
   cache: string;
   /** Range requests the download needed. */
   resumes: number;
+  /** The worker's wasm memory once loaded (the CPU path holds the file and the KV cache there). */
+  wasmMemoryBytes: number;
   engine: { version: string; backends: string[]; gpu: boolean; architectures: string[] };
 }
 
