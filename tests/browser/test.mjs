@@ -249,9 +249,12 @@ await test("a cut download resumes with a Range request", async () => {
   const resumed = reqs.find((e) => e.range);
   check(resumed, `no Range request: ${JSON.stringify(reqs)}`);
   eq(resumed.status, 206, "resumed status");
-  eq(resumed.range, `bytes=${30 << 20}-`, "resumed range");
+  // It resumes where the browser's bytes end: at the cut, or a little before it when the reset
+  // connection lost bytes in flight.
+  const from = Number(/^bytes=(\d+)-$/.exec(resumed.range)?.[1]);
+  check(from > 0 && from <= 30 << 20, `resumed from ${resumed.range}, cut at ${30 << 20}`);
+  eq(resumed.bytes, modelSize - from, "bytes of the resumed response");
   check(r.info.resumes >= 1, "info.resumes");
-  eq(server.bytesFor("/models/"), modelSize, "bytes served in all");
   eq(r.info.cache, "stored", "the resumed download is cached");
   const text = (await complete(8)).map((c) => c.choices[0].text).join("");
   check(expected.startsWith(text) && text.length > 0, `after resume: ${JSON.stringify(text)}`);
