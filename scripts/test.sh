@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (the wasm target, the default
 # model and chat templates, Mesa's lavapipe Vulkan driver for the GPU kernel tests), then
-# formatting, the workspace tests and the wasm32 build of the core.
+# formatting, the workspace tests, the wasm32 build of the core and the browser tests (the npm
+# package in headless chromium; tests/browser/run.sh installs chromium and playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +21,7 @@ cargo fmt --all --check
 cargo check -p aether-core -p aether-web --target wasm32-unknown-unknown
 cargo check -p aether-core --features gpu --target wasm32-unknown-unknown
 cargo test --workspace
+# AETHER_NO_BROWSER=1 declares a machine without chromium (or apt) and skips the browser tests.
+if [ "${AETHER_NO_BROWSER:-0}" != 1 ]; then
+  bash tests/browser/run.sh
+fi

@@ -1,0 +1,385 @@
+// Browser tests of the aether-llm package (web/pkg), in headless Debian chromium driven by
+// playwright-core, against the local server in server.mjs. Run by run.sh, which builds the
+// package and passes the text `aether run` generates greedily (AETHER_EXPECTED_FILE).
+//
+// One persistent browser profile (the Cache API needs real storage: an incognito context's quota
+// is too small for the 98 MB model); each test clears the model cache it depends on.
+
+import { chromium } from "playwright-core";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startServer } from "./server.mjs";
+
+const root = resolve(import.meta.dirname, "../..");
+const modelsDir = process.env.AETHER_MODELS_DIR ?? join(root, "models");
+const MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const modelPath = join(modelsDir, MODEL);
+const modelSize = statSync(modelPath).size;
+const expected = readFileSync(process.env.AETHER_EXPECTED_FILE, "utf8");
+const PROMPT = "The capital of France is";
+
+// In-memory variants of the model: truncated in the data section, and with an unknown
+// architecture (the value of general.architecture patched, same length).
+const modelBytes = readFileSync(modelPath);
+const truncated = modelBytes.subarray(0, Math.floor(modelSize / 2));
+const unsupported = Buffer.from(modelBytes);
+{
+  const key = Buffer.from("general.architecture");
+  const at = unsupported.indexOf(key) + key.length + 4 + 8;
+  if (unsupported.subarray(at, at + 5).toString() !== "llama") throw new Error("unexpected model header");
+  unsupported[at + 4] = "x".charCodeAt(0);
+}
+const sha256 = createHash("sha256").update(modelBytes).digest("hex");
+
+const server = await startServer({
+  roots: {
+    "/pkg/": join(root, "web/pkg"),
+    "/models/": modelsDir,
+    "/tarball/": join(import.meta.dirname, ".tarball"),
+    "/www/": join(root, "www/dist"),
+    "/": join(import.meta.dirname, "pages"),
+  },
+  files: { "/bad/truncated.gguf": truncated, "/bad/unsupported.gguf": unsupported },
+});
+const MODEL_URL = `/models/${MODEL}`;
+
+const profile = mkdtempSync(join(tmpdir(), "aether-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--enable-unsafe-webgpu", "--no-sandbox"],
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const consoleLines = [];
+page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+await page.goto(`${server.url}/index.html`);
+await page.waitForFunction(() => window.harnessReady);
+
+// ---------------------------------------------------------------------------- helpers
+
+const ONLY = process.env.ONLY ? new RegExp(process.env.ONLY) : null; // run only tests matching
+const results = [];
+const report = {};
+async function test(name, fn) {
+  if (ONLY && !ONLY.test(name)) return;
+  const t0 = performance.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok    ${name} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL  ${name}: ${e.stack ?? e}`);
+  }
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+function eq(got, want, what) {
+  if (got !== want) {
+    const g = JSON.stringify(got);
+    const w = JSON.stringify(want);
+    let i = 0;
+    while (i < g.length && g[i] === w[i]) i++;
+    throw new Error(`${what}: got ${g}, want ${w} (first difference at character ${i})`);
+  }
+}
+
+const clearCache = () => page.evaluate(() => caches.delete("aether-llm-models"));
+
+/** Loads in the page, returning { info, progress } or { error: { name, message, typed } }. */
+function load(url, options = {}) {
+  return page.evaluate(
+    async ({ url, options }) => {
+      const progress = [];
+      try {
+        const engine = await aether.Engine.load(url, { ...options, onProgress: (p) => progress.push(p) });
+        window.engine?.unload();
+        window.engine = engine;
+        return { info: engine.info, progress };
+      } catch (e) {
+        const typed = aether[e.name] ? e instanceof aether[e.name] : false;
+        return { error: { name: e.name, message: e.message, typed }, progress };
+      }
+    },
+    { url, options },
+  );
+}
+
+/** A streamed greedy completion of PROMPT on window.engine. */
+function complete(maxTokens) {
+  return page.evaluate(
+    async ({ prompt, maxTokens }) => {
+      const stream = await window.engine.completions.create({
+        prompt,
+        max_tokens: maxTokens,
+        temperature: 0,
+        stream: true,
+      });
+      const chunks = [];
+      for await (const c of stream) chunks.push(c);
+      return chunks;
+    },
+    { prompt: PROMPT, maxTokens },
+  );
+}
+
+// ---------------------------------------------------------------------------- tests
+
+await test("capabilities", async () => {
+  const caps = await page.evaluate(() => aether.Engine.capabilities());
+  report.capabilities = caps;
+  check(typeof caps.webgpu === "boolean" && caps.backend === "cpu", JSON.stringify(caps));
+  const r = await load(MODEL_URL, { device: "gpu" });
+  eq(r.error?.name, "WebGPUUnavailableError", "device: gpu");
+  check(r.error.typed, "instanceof WebGPUUnavailableError");
+});
+
+await test("greedy completion streams the same text as aether run", async () => {
+  await clearCache();
+  server.reset();
+  const t0 = performance.now();
+  const r = await load(MODEL_URL);
+  report.firstLoadSeconds = (performance.now() - t0) / 1000;
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  eq(r.info.architecture, "llama", "architecture");
+  eq(r.info.cache, "stored", "cache state after the first load");
+  eq(server.bytesFor("/models/"), modelSize, "model bytes served");
+  report.wasmMemoryBytes = r.info.wasmMemoryBytes;
+
+  // Progress: phases in order, progress never decreasing, ending at 100% with "ready".
+  const order = ["download", "build", "ready"];
+  const p = r.progress;
+  check(p.length >= 3, `only ${p.length} progress events`);
+  for (let i = 1; i < p.length; i++) {
+    check(p[i].progress >= p[i - 1].progress, `progress went back at event ${i}: ${JSON.stringify(p.slice(i - 1, i + 1))}`);
+    check(order.indexOf(p[i].phase) >= order.indexOf(p[i - 1].phase), `phase ${p[i].phase} after ${p[i - 1].phase}`);
+  }
+  const last = p.at(-1);
+  eq(last.phase, "ready", "last phase");
+  eq(last.progress, 1, "last progress");
+  eq(last.loaded, modelSize, "bytes at the end");
+  check(p.some((e) => e.phase === "download" && e.progress > 0 && e.progress < 1), "intermediate download progress");
+
+  const chunks = await complete(32);
+  const text = chunks.map((c) => c.choices[0].text).join("");
+  eq(text, expected, "streamed text vs aether run");
+  const end = chunks.at(-1);
+  eq(end.choices[0].finish_reason, "length", "finish_reason");
+  eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
+  check(end.usage.prompt_tokens > 0, "usage.prompt_tokens");
+  check(chunks.length > 8, `only ${chunks.length} chunks: not streamed`);
+  report.decodeTokensPerSecond = end.timings.predicted_per_second;
+  report.prefillTokensPerSecond = end.timings.prompt_per_second;
+});
+
+await test("second load comes from the cache with no model bytes over the network", async () => {
+  server.reset();
+  const t0 = performance.now();
+  const r = await load(MODEL_URL);
+  report.cachedLoadSeconds = (performance.now() - t0) / 1000;
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  eq(r.info.cache, "hit", "cache state");
+  eq(server.bytesFor("/models/"), 0, "model bytes served");
+  eq(r.progress.at(-1).progress, 1, "last progress");
+  check(r.progress.some((e) => e.phase === "cache"), "a cache phase");
+  const text = (await complete(8)).map((c) => c.choices[0].text).join("");
+  check(expected.startsWith(text) && text.length > 0, `8 tokens ${JSON.stringify(text)} do not start ${JSON.stringify(expected)}`);
+});
+
+await test("chat completion, stop string, abort", async () => {
+  // A stop string from the middle of the reference text: generation ends before it.
+  const STOP = expected.trim().split(/\s+/)[2];
+  const r = await page.evaluate(async ({ prompt, stop }) => {
+    const chat = await window.engine.chat.completions.create({
+      messages: [{ role: "user", content: "What is the capital of France?" }],
+      max_tokens: 16,
+      temperature: 0,
+    });
+    const ac = new AbortController();
+    let n = 0;
+    let aborted = null;
+    try {
+      const s = await window.engine.chat.completions.create({
+        messages: [{ role: "user", content: "Count to one hundred." }],
+        max_tokens: 200,
+        stream: true,
+        signal: ac.signal,
+      });
+      for await (const c of s) if (++n === 4) ac.abort();
+    } catch (e) {
+      aborted = e.name;
+    }
+    const after = await window.engine.completions.create({ prompt: "Paris is", max_tokens: 4, temperature: 0 });
+    const stopped = await window.engine.completions.create({ prompt, max_tokens: 32, temperature: 0, stop: [stop] });
+    let invalid = null;
+    try {
+      await window.engine.completions.create({ prompt: "x", temperature: 5 });
+    } catch (e) {
+      invalid = { name: e.name, typed: e instanceof aether.InvalidRequestError };
+    }
+    return { chat, n, aborted, after, invalid, stopped };
+  }, { prompt: PROMPT, stop: STOP });
+  eq(r.chat.object, "chat.completion", "object");
+  eq(r.chat.choices[0].message.role, "assistant", "role");
+  check(r.chat.choices[0].message.content.length > 0, "chat content");
+  check(r.chat.usage.total_tokens === r.chat.usage.prompt_tokens + r.chat.usage.completion_tokens, "usage sums");
+  eq(r.aborted, "AbortError", "abort");
+  eq(r.n, 4, "chunks before the abort");
+  eq(r.after.usage.completion_tokens, 4, "a request after the abort");
+  eq(r.invalid?.name, "InvalidRequestError", "temperature 5");
+  eq(r.stopped.choices[0].text, expected.slice(0, expected.indexOf(STOP)), `text before stop ${JSON.stringify(STOP)}`);
+  eq(r.stopped.choices[0].finish_reason, "stop", "finish_reason at a stop string");
+  check(r.invalid.typed, "instanceof InvalidRequestError");
+});
+
+await test("a cut download resumes with a Range request", async () => {
+  await clearCache();
+  server.reset();
+  server.cut(MODEL_URL, 30 << 20);
+  const r = await load(MODEL_URL);
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  const reqs = server.log.filter((e) => e.path === MODEL_URL);
+  check(reqs[0].cut, `the first response was not cut: ${JSON.stringify(reqs)}`);
+  const resumed = reqs.find((e) => e.range);
+  check(resumed, `no Range request: ${JSON.stringify(reqs)}`);
+  eq(resumed.status, 206, "resumed status");
+  // It resumes where the browser's bytes end: at the cut, or a little before it when the reset
+  // connection lost bytes in flight.
+  const from = Number(/^bytes=(\d+)-$/.exec(resumed.range)?.[1]);
+  check(from > 0 && from <= 30 << 20, `resumed from ${resumed.range}, cut at ${30 << 20}`);
+  eq(resumed.bytes, modelSize - from, "bytes of the resumed response");
+  check(r.info.resumes >= 1, "info.resumes");
+  eq(r.info.cache, "stored", "the resumed download is cached");
+  const text = (await complete(8)).map((c) => c.choices[0].text).join("");
+  check(expected.startsWith(text) && text.length > 0, `after resume: ${JSON.stringify(text)}`);
+});
+
+await test("a partial cache entry is detected and fetched again", async () => {
+  // A cut-short write: the recorded size is the file's, the body is not.
+  await page.evaluate(async ({ url, size }) => {
+    const cache = await caches.open("aether-llm-models");
+    const body = new Uint8Array(1 << 20);
+    await cache.put(new URL(url, location.href).href, new Response(body, { headers: { "x-aether-size": String(size) } }));
+  }, { url: MODEL_URL, size: modelSize });
+  server.reset();
+  const r = await load(MODEL_URL);
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  eq(server.bytesFor("/models/"), modelSize, "model bytes served");
+  eq(r.info.cache, "stored", "cache state");
+});
+
+await test("sha256: a matching file loads and is cached with it; a mismatch is a DownloadError", async () => {
+  server.reset();
+  let r = await load(MODEL_URL, { sha256: "00".repeat(32) });
+  eq(r.error?.name, "DownloadError", "wrong sha256 (stored copy rejected, download rejected)");
+  check(/sha256/.test(r.error.message), r.error.message);
+  r = await load(MODEL_URL, { sha256 });
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  server.reset();
+  r = await load(MODEL_URL, { sha256 });
+  eq(r.info?.cache, "hit", "cached with its sha256");
+  eq(server.bytesFor("/models/"), 0, "model bytes served");
+});
+
+await test("errors: 404, truncated, unsupported architecture, not GGUF", async () => {
+  for (const [url, name] of [
+    ["/models/missing.gguf", "DownloadError"],
+    ["/bad/truncated.gguf", "ModelFormatError"],
+    ["/bad/unsupported.gguf", "UnsupportedModelError"],
+    ["/index.html", "ModelFormatError"],
+  ]) {
+    const r = await load(url, { cache: false });
+    eq(r.error?.name, name, url);
+    check(r.error.typed, `${url}: instanceof ${name}`);
+  }
+  // The unsupported model fails on its header, before its weights stream in. (Counted in the
+  // loader's progress, not at the server: over loopback chromium buffers the whole body in
+  // milliseconds.)
+  const r = await load("/bad/unsupported.gguf", { cache: false });
+  const read = Math.max(0, ...r.progress.map((p) => p.loaded));
+  check(read < unsupported.length / 4, `unsupported model: ${read} of ${unsupported.length} bytes read`);
+});
+
+await test("a page importing the npm pack tarball works", async () => {
+  const tab = await context.newPage();
+  await tab.goto(`${server.url}/tarball.html`);
+  await tab.waitForFunction(() => window.harnessReady);
+  const r = await tab.evaluate((url) => window.run(url), MODEL_URL);
+  await tab.close();
+  eq(r.object, "text_completion", "object");
+  check(expected.startsWith(r.choices[0].text), `tarball text ${JSON.stringify(r.choices[0].text)}`);
+});
+
+await test("the demo site loads the model and streams a chat reply", async () => {
+  const tab = await context.newPage();
+  await tab.goto(`${server.url}/www/index.html?model=${MODEL_URL}`);
+  await tab.click("#load-url");
+  await tab.waitForSelector("#chat:not([hidden])", { timeout: 120_000 });
+  await tab.click("summary"); // the sampling settings
+  await tab.fill("#max_tokens", "8");
+  await tab.fill("#prompt", "Hello!");
+  await tab.click("#send");
+  await tab.waitForFunction(() => document.getElementById("speed").textContent.includes("tok/s"), null, {
+    timeout: 120_000,
+  });
+  const reply = await tab.textContent(".assistant");
+  const status = await tab.textContent("#status");
+  await tab.close();
+  check(reply.length > 0, "empty reply");
+  check(/cache: hit/.test(status), `status: ${status}`);
+});
+
+await test("without WebGPU (no --enable-unsafe-webgpu) the CPU path answers; device gpu is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "aether-chromium-nogpu-"));
+  const plain = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-features=WebGPU"],
+  });
+  try {
+    const tab = plain.pages()[0] ?? (await plain.newPage());
+    await tab.goto(`${server.url}/index.html`);
+    await tab.waitForFunction(() => window.harnessReady);
+    const r = await tab.evaluate(async (url) => {
+      const caps = await aether.Engine.capabilities();
+      let gpu = null;
+      try {
+        await aether.Engine.load(url, { device: "gpu" });
+      } catch (e) {
+        gpu = e.name;
+      }
+      const engine = await aether.Engine.load(url, { cache: false });
+      const c = await engine.completions.create({ prompt: "The capital of France is", max_tokens: 4, temperature: 0 });
+      engine.unload();
+      return { caps, gpu, text: c.choices[0].text, backend: engine.info.backend };
+    }, MODEL_URL);
+    eq(r.caps.webgpu, false, "capabilities().webgpu");
+    check(r.caps.reason, "capabilities().reason");
+    eq(r.gpu, "WebGPUUnavailableError", "device: gpu");
+    eq(r.backend, "cpu", "backend");
+    check(r.text.length > 0 && expected.startsWith(r.text), `CPU path text ${JSON.stringify(r.text)}`);
+  } finally {
+    await plain.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---------------------------------------------------------------------------- summary
+
+await context.close();
+await server.close();
+rmSync(profile, { recursive: true, force: true });
+const failed = results.filter((r) => !r.ok);
+console.log(JSON.stringify({ report }, null, 1));
+if (failed.length) {
+  console.log("browser console:\n" + consoleLines.slice(-40).join("\n"));
+  console.log(`${failed.length} of ${results.length} browser tests failed`);
+  process.exit(1);
+}
+console.log(`all ${results.length} browser tests passed`);

@@ -1,0 +1,308 @@
+// aether-llm: run GGUF language models in the browser. The engine (aether-core compiled to wasm)
+// runs in a dedicated Web Worker; this module is the page's side: `Engine.load` starts the worker
+// and streams the model into it, `engine.chat.completions.create` / `engine.completions.create`
+// take OpenAI request objects and return OpenAI-shaped responses, or async-iterable chunks when
+// `stream: true`. An AbortSignal (`signal` in the request or the second argument) cancels.
+//
+// Wire protocol with worker.js: {type: load|generate|abort, id, ...} in; {type: progress|result|
+// token|done|error, id, ...} out. One request runs at a time; others wait their turn in order.
+
+import { AetherError, WebGPUUnavailableError, fromWire } from "./errors.js";
+
+export * from "./errors.js";
+
+/** Whether this build of the package carries the WebGPU engine (mirrors the wasm's capabilities()). */
+const GPU_ENGINE = false;
+
+export class Engine {
+  #worker;
+  #pending = new Map(); // id -> { onMessage(msg) }
+  #nextId = 0;
+  #dead = null;
+
+  /** The loaded model: architecture, name, context size, backend, … */
+  info;
+  /** OpenAI-style chat completions. */
+  chat;
+  /** OpenAI-style text completions. */
+  completions;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = (ev) => this.#pending.get(ev.data.id)?.onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#die(new AetherError(`the engine worker failed: ${ev.message ?? "unknown error"}`));
+    };
+    this.chat = { completions: { create: (req, opts) => this.#create("chat", req, opts) } };
+    this.completions = { create: (req, opts) => this.#create("text", req, opts) };
+  }
+
+  /**
+   * Loads a GGUF model from a URL, File or Blob into a new engine worker.
+   * options: onProgress({phase, loaded, total, progress}), contextSize, sha256, cache (true |
+   * false | "required"), cacheName, device ("auto" | "cpu" | "gpu"), signal, workerUrl.
+   */
+  static async load(source, options = {}) {
+    const { onProgress, signal, workerUrl, device = "auto", ...rest } = options;
+    if (device === "gpu") {
+      const caps = await Engine.capabilities();
+      throw new WebGPUUnavailableError(
+        caps.webgpu
+          ? "this build of aether-llm has no WebGPU engine yet; use device: \"cpu\" or \"auto\""
+          : `WebGPU is not available: ${caps.reason}`,
+      );
+    }
+    signal?.throwIfAborted();
+    const url = workerUrl ?? new URL("./worker.js", import.meta.url);
+    const engine = new Engine(new Worker(url, { type: "module", name: "aether-llm" }));
+    // A relative URL means the page's, not the worker's (which sits in the package folder).
+    const src =
+      typeof source === "string" || source instanceof URL
+        ? new URL(String(source), globalThis.location?.href).href
+        : source;
+    const onAbort = () => engine.unload();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const result = await engine.#call({ type: "load", source: src, options: rest }, (m) => {
+        if (m.type === "progress") onProgress?.(m);
+      });
+      signal?.throwIfAborted();
+      engine.info = { ...result.info, cache: result.cache, resumes: result.resumes, engine: result.engine };
+      engine.info.model = engine.info.name || modelName(src);
+      return engine;
+    } catch (e) {
+      engine.unload();
+      throw signal?.aborted ? signal.reason : e;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * What this browser offers: WebGPU availability, the adapter, its features and limits, and the
+   * backend `Engine.load` will use.
+   */
+  static async capabilities() {
+    const out = {
+      webgpu: false,
+      adapter: null,
+      features: [],
+      limits: {},
+      shaderF16: false,
+      subgroups: false,
+      gpuEngine: GPU_ENGINE,
+      backend: "cpu",
+      reason: null,
+    };
+    const gpu = globalThis.navigator?.gpu;
+    if (!gpu) {
+      out.reason = "navigator.gpu is undefined (no WebGPU in this browser or context)";
+      return out;
+    }
+    let adapter = null;
+    try {
+      adapter = await gpu.requestAdapter();
+    } catch (e) {
+      out.reason = `requestAdapter failed: ${e.message}`;
+      return out;
+    }
+    if (!adapter) {
+      out.reason = "requestAdapter returned no adapter";
+      return out;
+    }
+    const info = adapter.info ?? {};
+    out.webgpu = true;
+    out.adapter = {
+      vendor: info.vendor ?? "",
+      architecture: info.architecture ?? "",
+      device: info.device ?? "",
+      description: info.description ?? "",
+      isFallbackAdapter: !!(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+    };
+    out.features = [...adapter.features].sort();
+    for (const k in adapter.limits) {
+      if (typeof adapter.limits[k] === "number") out.limits[k] = adapter.limits[k];
+    }
+    out.shaderF16 = adapter.features.has("shader-f16");
+    out.subgroups = adapter.features.has("subgroups");
+    out.backend = GPU_ENGINE ? "webgpu" : "cpu";
+    if (!GPU_ENGINE) out.reason = "this build has no WebGPU engine yet; models run on the CPU in wasm";
+    return out;
+  }
+
+  /** Stops the worker and frees everything it held (pending requests reject). */
+  unload() {
+    this.#die(new AetherError("the engine was unloaded"));
+  }
+
+  #die(error) {
+    if (this.#dead) return;
+    this.#dead = error;
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.onMessage({ type: "error", error });
+    this.#pending.clear();
+  }
+
+  /** Sends one message; resolves with its result, calling `each` on intermediate messages. */
+  #call(msg, each) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = ++this.#nextId;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, {
+        onMessage: (m) => {
+          if (m.type === "result") {
+            this.#pending.delete(id);
+            resolve(m.value);
+          } else if (m.type === "error") {
+            this.#pending.delete(id);
+            reject(m.error instanceof Error ? m.error : fromWire(m.error));
+          } else {
+            each?.(m);
+          }
+        },
+      });
+      this.#worker.postMessage({ ...msg, id });
+    });
+  }
+
+  #create(kind, request, options = {}) {
+    const { signal: reqSignal, ...body } = request ?? {};
+    const signal = options.signal ?? reqSignal;
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const id = ++this.#nextId;
+    const events = new EventQueue();
+    const onAbort = () => {
+      this.#worker.postMessage({ type: "abort", id });
+      this.#pending.delete(id);
+      events.fail(abortError(signal));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#pending.set(id, {
+      onMessage: (m) => {
+        if (m.type === "error") {
+          events.fail(m.error instanceof Error ? m.error : fromWire(m.error));
+        } else {
+          events.push(m);
+        }
+        if (m.type === "done" || m.type === "error") {
+          this.#pending.delete(id);
+          signal?.removeEventListener("abort", onAbort);
+          events.end();
+        }
+      },
+    });
+    this.#worker.postMessage({ type: "generate", id, kind, request: body });
+    const shape = {
+      id: kind === "chat" ? `chatcmpl-${id}` : `cmpl-${id}`,
+      created: Math.floor(Date.now() / 1000),
+      model: this.info?.model ?? "",
+    };
+    if (body.stream) return Promise.resolve(new Stream(chunks(kind, shape, events), () => onAbort()));
+    return collect(kind, shape, events);
+  }
+}
+
+/** The async iterable `create({stream: true})` resolves to; `abort()` cancels the request. */
+export class Stream {
+  #it;
+  #abort;
+  constructor(iterator, abort) {
+    this.#it = iterator;
+    this.#abort = abort;
+  }
+  [Symbol.asyncIterator]() {
+    return this.#it;
+  }
+  abort() {
+    this.#abort();
+  }
+}
+
+async function* chunks(kind, shape, events) {
+  const object = kind === "chat" ? "chat.completion.chunk" : "text_completion";
+  const chunk = (delta, finish_reason = null, extra = {}) => ({
+    ...shape,
+    object,
+    choices: [
+      kind === "chat"
+        ? { index: 0, delta, finish_reason, logprobs: null }
+        : { index: 0, text: delta.content ?? "", finish_reason, logprobs: null },
+    ],
+    ...extra,
+  });
+  if (kind === "chat") yield chunk({ role: "assistant", content: "" });
+  for await (const m of events) {
+    if (m.type === "token" && m.text) yield chunk({ content: m.text });
+    if (m.type === "done") yield chunk({}, m.finish_reason, { usage: m.usage, timings: m.timings });
+  }
+}
+
+async function collect(kind, shape, events) {
+  let text = "";
+  for await (const m of events) {
+    if (m.type === "token") text += m.text;
+    if (m.type === "done") {
+      const choice =
+        kind === "chat"
+          ? { index: 0, message: { role: "assistant", content: text }, finish_reason: m.finish_reason, logprobs: null }
+          : { index: 0, text, finish_reason: m.finish_reason, logprobs: null };
+      return {
+        ...shape,
+        object: kind === "chat" ? "chat.completion" : "text_completion",
+        choices: [choice],
+        usage: m.usage,
+        timings: m.timings,
+      };
+    }
+  }
+  throw new AetherError("the engine stopped without finishing the request");
+}
+
+/** Messages from the worker as an async iterable; `fail` makes the next read throw. */
+class EventQueue {
+  #items = [];
+  #waiting = null;
+  #error = null;
+  #ended = false;
+  push(m) {
+    this.#items.push(m);
+    this.#wake();
+  }
+  fail(e) {
+    this.#error ??= e;
+    this.#wake();
+  }
+  end() {
+    this.#ended = true;
+    this.#wake();
+  }
+  #wake() {
+    const w = this.#waiting;
+    this.#waiting = null;
+    w?.();
+  }
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      if (this.#error) throw this.#error;
+      if (this.#items.length) {
+        yield this.#items.shift();
+        continue;
+      }
+      if (this.#ended) return;
+      await new Promise((r) => (this.#waiting = r));
+    }
+  }
+}
+
+function abortError(signal) {
+  const r = signal?.reason;
+  return r instanceof Error ? r : new DOMException("the request was aborted", "AbortError");
+}
+
+function modelName(src) {
+  if (typeof src !== "string") return src?.name ?? "model";
+  const last = src.split(/[?#]/)[0].split("/").pop() || "model";
+  return last.replace(/\.gguf$/i, "");
+}
