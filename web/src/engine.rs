@@ -12,7 +12,7 @@ use aether_core::chat_template::{ChatTemplate, DateTime, RenderOptions};
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{GenerateParams, Session};
+use aether_core::session::{CpuBackend, GenerateParams, Session};
 use aether_core::tokenizer::Tokenizer;
 
 use crate::error::{Kind, Result, WebError};
@@ -41,7 +41,7 @@ pub struct StepOut {
 
 pub struct EngineCore {
     loaded: &'static Loaded,
-    session: Session<'static, 'static>,
+    session: Session<'static, CpuBackend<'static, 'static>>,
     /// A request has been begun and not yet finished.
     active: bool,
 }
@@ -72,7 +72,7 @@ impl EngineCore {
             file_len,
             n_tensors,
         }));
-        let session = Session::new(&loaded.model, &loaded.tokenizer, n_ctx);
+        let session = Session::new(CpuBackend::new(&loaded.model, n_ctx, &Serial), &loaded.tokenizer);
         Ok(EngineCore { loaded, session, active: false })
     }
 
@@ -127,13 +127,13 @@ impl EngineCore {
     /// Evaluates up to `budget` more prompt tokens; `true` once the prompt is in the cache.
     pub fn prefill(&mut self, budget: usize) -> Result<bool> {
         self.require_active()?;
-        Ok(self.session.prefill(budget, &Serial)?)
+        ready(self.session.prefill(budget))
     }
 
     /// Samples one token (prefilling what remains first).
     pub fn step(&mut self) -> Result<StepOut> {
         self.require_active()?;
-        let s = self.session.step(&Serial)?;
+        let s = ready(self.session.step())?;
         if s.finish.is_some() {
             self.active = false;
         }
@@ -171,5 +171,16 @@ impl EngineCore {
             "chatTemplate": !l.template.is_fallback(),
         })
         .to_string()
+    }
+}
+
+/// The result of a future that is ready when first polled: the CPU backend's evaluations (they
+/// compute before returning). The GPU path will await instead, through wasm-bindgen-futures.
+pub(crate) fn ready<T>(f: impl std::future::Future<Output = aether_core::Result<T>>) -> Result<T> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Ok(r?),
+        std::task::Poll::Pending => Err(WebError::new(Kind::Internal, "a CPU evaluation did not complete")),
     }
 }

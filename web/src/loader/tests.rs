@@ -6,7 +6,7 @@ use aether_core::gguf::Gguf;
 use aether_core::model::{Arch, Model};
 use aether_core::quant::GgmlType;
 use aether_core::sample::SamplingParams;
-use aether_core::session::{GenerateParams, Session};
+use aether_core::session::{CpuBackend, GenerateParams, Session};
 use aether_core::synth::{Shape, Spec, Synth};
 use aether_core::tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
@@ -33,12 +33,12 @@ fn reference(bytes: &[u8], prompt: &str, n: usize) -> String {
     let g = Gguf::parse(bytes).expect("parse");
     let model = Model::from_gguf(&g).expect("model");
     let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
-    let mut s = Session::new(&model, &tok, 64);
+    let mut s = Session::new(CpuBackend::new(&model, 64, &Serial), &tok);
     let params = GenerateParams { max_tokens: n, sampling: SamplingParams::greedy(), ..Default::default() };
-    s.start(&tok.encode(prompt, true, true).expect("encode"), params, &Serial).expect("start");
+    crate::engine::ready(s.start(&tok.encode(prompt, true, true).expect("encode"), params)).expect("start");
     let mut out = String::new();
     loop {
-        let step = s.step(&Serial).expect("step");
+        let step = crate::engine::ready(s.step()).expect("step");
         out += &step.text;
         if step.finish.is_some() {
             return out;
