@@ -153,3 +153,53 @@ fn phi3_matches_llama_cpp_on_the_gpu() {
 fn gemma3_matches_llama_cpp_on_the_gpu() {
     arch_on_gpu("gemma3", true);
 }
+
+/// Live GPU objects of each kind that a step could create.
+fn live_objects(gpu: &Gpu) -> [isize; 5] {
+    let c = gpu.device().get_internal_counters().hal;
+    [
+        c.buffers.read(),
+        c.bind_groups.read(),
+        c.compute_pipelines.read(),
+        c.shader_modules.read(),
+        c.query_sets.read(),
+    ]
+}
+
+#[test]
+fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
+    use aether_core::model::Arch;
+    use aether_core::quant::GgmlType;
+    use aether_core::session::{Backend, Want};
+    use aether_core::synth::{Shape, Spec, Synth};
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
+    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let g = Gguf::parse(&bytes).expect("parse");
+    let mut per_depth = Vec::new();
+    for depth in [1, 4] {
+        let mut model = Model::from_gguf(&g).expect("model");
+        assert!(model.weights.layers.len() >= depth);
+        model.weights.layers.truncate(depth);
+        model.config.n_layer = depth;
+        let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+        let mut b = GpuBackend::new(&gpu, &gm, 64, 16).expect("backend");
+        // A prompt chunk and one decode step first: pipelines and buffers exist from here on.
+        pollster::block_on(b.eval(&[1, 2, 3], Want::Argmax)).expect("prompt");
+        pollster::block_on(b.eval(&[4], Want::Argmax)).expect("step");
+        let (before, passes) = (live_objects(&gpu), b.passes());
+        assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
+        for want in [Want::Argmax, Want::Logits, Want::Nothing, Want::Argmax] {
+            pollster::block_on(b.eval(&[5], want)).expect("step");
+        }
+        gpu.wait(None, "decode steps").expect("wait");
+        assert_eq!(
+            live_objects(&gpu),
+            before,
+            "depth {depth}: decode steps left GPU objects behind (buffers, bind groups, pipelines, shaders, queries)"
+        );
+        per_depth.push((b.passes() - passes) as f64 / 4.0);
+    }
+    assert_eq!(per_depth, [1.0, 1.0], "compute passes per decode step at depths 1 and 4");
+}

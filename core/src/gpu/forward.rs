@@ -337,6 +337,8 @@ pub struct GpuBackend<'g> {
     argmax: Op,
     readback: Readback,
     logits: Vec<f32>,
+    /// Compute passes recorded so far (one per submitted chunk).
+    passes: u64,
     /// Per layer (K, V), f16 pairs in u32: [n_ctx, kv_dim].
     _kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Projection inputs in their weights' activation formats, one per format.
@@ -379,9 +381,16 @@ impl<'g> GpuBackend<'g> {
             argmax,
             readback,
             logits: vec![0.0; c.n_vocab],
+            passes: 0,
             _kv: kv,
             _scratch: scratch.into_inner().into_values().collect(),
         })
+    }
+
+    /// Compute passes recorded since the backend was made: one per chunk of a step, whatever the
+    /// model's depth (a test holds it to that).
+    pub fn passes(&self) -> u64 {
+        self.passes
     }
 
     /// Records and submits one chunk; with `want` other than `Nothing`, also the last token's
@@ -402,6 +411,7 @@ impl<'g> GpuBackend<'g> {
                 op.encode(&mut pass, step)?;
             }
         }
+        self.passes += 1;
         self.gpu.submit(encoder, "a forward step")?;
         self.n_past += tokens.len();
         Ok(())
