@@ -15,6 +15,11 @@
 use half::f16;
 
 use crate::quant::f16_bits_to_f32;
+use crate::quant::simd::{self, dot_f16_rows};
+
+/// The longest head for which the query is widened on the stack; longer ones take the scalar
+/// path (same results).
+const MAX_HEAD_DIM: usize = 1024;
 
 /// An f16 as f32 (exact; the table-free conversion the quant kernels use, faster than `half`'s
 /// portable fallback).
@@ -23,24 +28,27 @@ fn widen(h: f16) -> f32 {
     f16_bits_to_f32(h.to_bits())
 }
 
-/// Σ a[i]·b[i] over f16 values: each product is exact in f32 (11-bit significands), the sum runs
-/// in f64 and is rounded to f32 once, like ggml's scalar `ggml_vec_dot_f16`.
-fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
-    let mut sum = 0f64;
-    for (x, y) in a.iter().zip(b) {
-        sum += (widen(*x) * widen(*y)) as f64;
-    }
-    sum as f32
-}
-
 /// p[t] = softmax_t(scale · q·K[t]) for t in 0..p.len(), each rounded to f16 (kept as f32).
 ///
 /// q: [head_dim] f16; k_cache: [n_ctx, kv_dim] f16 (this layer); kv_off: the head's offset in a
-/// cached row; p: [n_kv] (positions 0..n_kv).
+/// cached row; p: [n_kv] (positions 0..n_kv). Each `q·K[t]` is `Σ (q_i·k_i) as f64` in index
+/// order, rounded to f32 (`simd::dot_f16_rows`, ggml's `ggml_vec_dot_f16`).
 pub fn attn_probs(p: &mut [f32], q: &[f16], k_cache: &[f16], kv_dim: usize, kv_off: usize, scale: f32) {
     let hd = q.len();
-    for (t, s) in p.iter_mut().enumerate() {
-        *s = dot_f16(q, &k_cache[t * kv_dim + kv_off..][..hd]) * scale;
+    if hd <= MAX_HEAD_DIM {
+        let mut qf = [0f32; MAX_HEAD_DIM];
+        qf.iter_mut().zip(q).for_each(|(f, &h)| *f = widen(h));
+        if dot_f16_rows(simd::selected(), &qf[..hd], &k_cache[kv_off..], kv_dim, p).is_err() {
+            p.fill(f32::NAN);
+        }
+    } else {
+        for (t, s) in p.iter_mut().enumerate() {
+            let k = &k_cache[t * kv_dim + kv_off..][..hd];
+            *s = q.iter().zip(k).fold(0f64, |sum, (&a, &b)| sum + (widen(a) * widen(b)) as f64) as f32;
+        }
+    }
+    for s in p.iter_mut() {
+        *s *= scale;
     }
     let max = p.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0f64;
@@ -60,12 +68,7 @@ pub fn attn_probs(p: &mut [f32], q: &[f16], k_cache: &[f16], kv_dim: usize, kv_o
 /// exact in f32, as in `ggml_vec_dot_f16`); v_cache_t: [kv_dim, n_ctx] f16 (this layer);
 /// out: [head_dim].
 pub fn attn_values(out: &mut [f32], p: &[f32], v_cache_t: &[f16], n_ctx: usize, kv_off: usize) {
-    for (d, o) in out.iter_mut().enumerate() {
-        let v = &v_cache_t[(kv_off + d) * n_ctx..][..p.len()];
-        let mut sum = 0f64;
-        for (&pt, vt) in p.iter().zip(v) {
-            sum += (pt * widen(*vt)) as f64;
-        }
-        *o = sum as f32;
+    if dot_f16_rows(simd::selected(), p, &v_cache_t[kv_off * n_ctx..], n_ctx, out).is_err() {
+        out.fill(f32::NAN);
     }
 }

@@ -3,13 +3,13 @@
 //! Numerics follow ggml's CPU backend (the llama.cpp reference), in its scalar form: `rmsnorm`
 //! sums squares in f64 (`ggml_compute_forward_rms_norm_f32`); `matmul` converts each activation row
 //! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
-//! with `quant::dot_quantized`); `rope` builds its angles by repeated multiplication by
+//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope` builds its angles by repeated multiplication by
 //! `base^(-2/n_rot)` as `ggml_rope_cache_init` does; `silu` is `x/(1+e^-x)` in f32.
 
 use super::Exec;
 use crate::error::Result;
 use crate::model::{QTensor, RopeKind};
-use crate::quant;
+use crate::quant::simd;
 
 /// out[i] = (x[i] · s) · w[i] with s = 1/sqrt(mean(x²) + eps); the sum of squares (each square
 /// rounded to f32) is accumulated in f64, the mean rounded to f32, as ggml does.
@@ -22,7 +22,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Weight rows per parallel task.
+/// Weight rows per parallel task: a multiple of the eight rows the SIMD kernels take at once.
 const ROWS_PER_TASK: usize = 16;
 
 /// out[b, r] = w[r, :] · x[b, :] for `n_tok` tokens.
@@ -32,7 +32,8 @@ const ROWS_PER_TASK: usize = 16;
 /// not grow); scratch: at least [rows, n_tok], the transposed result, so each task owns a
 /// contiguous piece.
 ///
-/// Each (row, token) dot product is computed the same way whatever `n_tok` is, so a batch gives
+/// The kernels are `quant::simd`'s selected set, bit-identical to `quant::dot_quantized`. Each
+/// (row, token) dot product is computed the same way whatever `n_tok` is, so a batch gives
 /// bit-identical results to its tokens one at a time. Errors only for a weight type without an
 /// integer dot product; mismatched sizes from a caller show up as NaN rather than a panic.
 pub fn matmul(
@@ -44,23 +45,26 @@ pub fn matmul(
     acts: &mut Vec<u8>,
     scratch: &mut [f32],
 ) -> Result<()> {
-    let (rows, cols) = (w.rows(), w.cols());
-    quant::quantize_activations(w.ty, &x[..n_tok * cols], acts)?;
-    let act_row = acts.len() / n_tok.max(1);
+    let (rows, cols, row_bytes) = (w.rows(), w.cols(), w.row_bytes());
+    let isa = simd::selected();
+    simd::prepare_activations(isa, w.ty, &x[..n_tok * cols], acts)?;
     let acts = &acts[..];
-    let scratch = &mut scratch[..rows * n_tok];
-    exec.chunks(scratch, ROWS_PER_TASK * n_tok, &|task, piece| {
-        for (i, dst) in piece.chunks_mut(n_tok).enumerate() {
-            let row = w.row(task * ROWS_PER_TASK + i);
-            for (b, d) in dst.iter_mut().enumerate() {
-                let a = &acts[b * act_row..(b + 1) * act_row];
-                *d = quant::dot_quantized(w.ty, row, a).unwrap_or(f32::NAN);
-            }
+    // One token: the transposed layout is the output's, so the tasks write it directly.
+    let direct = n_tok == 1;
+    let target = if direct { &mut out[..rows] } else { &mut scratch[..rows * n_tok] };
+    exec.chunks(target, ROWS_PER_TASK * n_tok, &|task, piece| {
+        let r0 = task * ROWS_PER_TASK;
+        let n = piece.len() / n_tok.max(1);
+        let w_rows = w.data.get(r0 * row_bytes..(r0 + n) * row_bytes).unwrap_or(&[]);
+        if simd::dot_rows(isa, w.ty, w_rows, cols, acts, n_tok, piece).is_err() {
+            piece.fill(f32::NAN);
         }
     });
-    for (r, col) in scratch.chunks(n_tok).enumerate() {
-        for (b, &v) in col.iter().enumerate() {
-            out[b * rows + r] = v;
+    if !direct {
+        for (r, col) in scratch[..rows * n_tok].chunks(n_tok).enumerate() {
+            for (b, &v) in col.iter().enumerate() {
+                out[b * rows + r] = v;
+            }
         }
     }
     Ok(())

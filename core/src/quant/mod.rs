@@ -16,7 +16,8 @@
 //!
 //! Layout: `float.rs` (F32, F16, BF16), `legacy.rs` (Q4_0 … Q8_0), `kquants.rs` (Q2_K … Q6_K),
 //! `quantize.rs` (quantizers; the K-quant scale search lives in `kquantize.rs`), `act.rs`
-//! (activation formats Q8_1, Q8_K and their quantizers), `vecdot.rs` (`dot_quantized`).
+//! (activation formats Q8_1, Q8_K and their quantizers), `vecdot.rs` (`dot_quantized`), `simd/`
+//! (the fast twins of `act.rs` and `vecdot.rs` that matmuls use, bit-identical to them).
 
 mod act;
 mod float;
@@ -24,6 +25,7 @@ mod kquantize;
 mod kquants;
 mod legacy;
 mod quantize;
+pub mod simd;
 mod types;
 mod vecdot;
 

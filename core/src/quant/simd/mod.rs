@@ -1,0 +1,255 @@
+//! Fast kernels for the CPU matmul, giving bit-identical results to the scalar reference
+//! (`act.rs`'s quantizers, `vecdot.rs`'s `dot_quantized`).
+//!
+//! Why identical is possible: every integer dot product is exact whatever the order of its
+//! additions, so SIMD may regroup the integer parts freely; the f32 parts are computed with the
+//! same operations in the same order as the reference (products associated the same way, no fused
+//! multiply-add, the per-block terms added one after another). Where the reference keeps eight
+//! K-quant lanes (element `e` in lane `e % 8`), the kernels keep exactly those lanes.
+//!
+//! An [`Isa`] names a kernel set: `Scalar` (the reference itself, on any target) or `Avx2`
+//! (x86_64 with AVX2 and F16C, found by runtime detection; values of `Isa` can only be made for
+//! sets the CPU has, which is what makes the kernels' `unsafe` sound). The process-wide choice
+//! ([`selected`]) is the best the CPU offers unless [`select`] overrides it (tests compare the
+//! sets; `aether bench --isa` times them).
+//!
+//! A matmul calls [`prepare_activations`] once per input, then [`dot_rows`] per piece of weight
+//! rows. The prepared bytes are the reference activation blocks (`quantize_activations`), except
+//! that for `Avx2` the quants of each 32-element chunk of a Q8_K block are reordered (see
+//! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart.
+//!
+//! Attention's f16 products ([`dot_f16_rows`]) live here too: the same f16 × f16 → f64 sums.
+//!
+//! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_legacy.rs`
+//! (Q4_0 … Q8_0), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
+//! kernel against the reference).
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_act;
+#[cfg(target_arch = "x86_64")]
+mod x86_f16;
+#[cfg(target_arch = "x86_64")]
+mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_legacy;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::{GgmlType, dot_quantized, f16_bits_to_f32, quantize_activations, vec_dot_type};
+use crate::{Error, Result};
+
+/// A kernel set the running CPU supports. Only [`Isa::SCALAR`] and the sets [`Isa::available`]
+/// lists can be made, so holding an `Isa` proves its instructions exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isa(Level);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Scalar = 1,
+    #[cfg(target_arch = "x86_64")]
+    Avx2 = 2,
+}
+
+impl Isa {
+    /// The reference kernels (`vecdot.rs`), on any target.
+    pub const SCALAR: Isa = Isa(Level::Scalar);
+
+    /// Every kernel set this CPU can run, the reference first and the fastest last.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)] // targets without SIMD sets add nothing
+        let mut v = vec![Isa::SCALAR];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+            v.push(Isa(Level::Avx2));
+        }
+        v
+    }
+
+    /// The fastest set this CPU can run.
+    pub fn best() -> Isa {
+        Isa::available().pop().unwrap_or(Isa::SCALAR)
+    }
+
+    /// A set by name (`scalar`, `avx2`), if this CPU can run it.
+    pub fn by_name(name: &str) -> Option<Isa> {
+        Isa::available().into_iter().find(|i| i.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Level::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => "avx2",
+        }
+    }
+}
+
+/// The process-wide kernel set: 0 until the first [`selected`], then a `Level` discriminant.
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+/// The kernel set matmuls use: the best available unless [`select`] chose another.
+pub fn selected() -> Isa {
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Isa::SCALAR,
+        #[cfg(target_arch = "x86_64")]
+        2 => Isa(Level::Avx2),
+        _ => {
+            let best = Isa::best();
+            SELECTED.store(best.0 as u8, Ordering::Relaxed);
+            best
+        }
+    }
+}
+
+/// Makes every later matmul use `isa` (for comparing kernel sets; results do not change).
+pub fn select(isa: Isa) {
+    SELECTED.store(isa.0 as u8, Ordering::Relaxed);
+}
+
+/// Converts `x` ([n_tok, cols] f32) to the activations `isa`'s kernels read for weights of type
+/// `ty_weight`, replacing `out`'s contents without growing a buffer reserved for
+/// `n_tok · cols · 4` bytes. The bytes are `quantize_activations`'s, except for the chunk order
+/// inside Q8_K blocks under `Avx2` (see the module doc).
+pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
+    match isa.0 {
+        Level::Scalar => quantize_activations(ty_weight, x, out),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            let act = vec_dot_type(ty_weight)?;
+            if !matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8K) {
+                return quantize_activations(ty_weight, x, out);
+            }
+            let bs = act.block_size();
+            if !x.len().is_multiple_of(bs) {
+                return Err(Error::PartialBlockElements { ty: act, len: x.len(), block_elems: bs });
+            }
+            out.clear();
+            out.resize(x.len() / bs * act.type_size(), 0);
+            // SAFETY: an `Avx2` value exists only where AVX2 and F16C were detected; `out` holds
+            // exactly one `act` block per `bs` elements of `x`.
+            unsafe { x86_act::quantize(act, x, out) };
+            Ok(())
+        }
+    }
+}
+
+/// out[r · n_tok + t] = row r · token t, for the `out.len() / n_tok` rows in `rows` (whole rows
+/// of `ty`, each `cols` elements) and the `n_tok` activation rows in `acts` (from
+/// [`prepare_activations`] with the same `isa` and `ty`).
+///
+/// Every result equals `dot_quantized(ty, row, act_row)` bit for bit, for activations that
+/// `prepare_activations` made (their levels lie in -127..=127, which the `Avx2` kernels rely on).
+pub fn dot_rows(
+    isa: Isa,
+    ty: GgmlType,
+    rows: &[u8],
+    cols: usize,
+    acts: &[u8],
+    n_tok: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let act = vec_dot_type(ty)?;
+    let (row_bytes, act_row) = (row_len(ty, cols)?, row_len(act, cols)?);
+    let n_rows = out.len().checked_div(n_tok).unwrap_or(0);
+    if rows.len() != n_rows * row_bytes {
+        return Err(Error::LengthMismatch {
+            what: "dot_rows weight bytes",
+            expected: n_rows * row_bytes,
+            got: rows.len(),
+        });
+    }
+    if acts.len() != n_tok * act_row {
+        return Err(Error::LengthMismatch {
+            what: "dot_rows activation bytes",
+            expected: n_tok * act_row,
+            got: acts.len(),
+        });
+    }
+    if n_rows == 0 || cols == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    #[cfg(target_arch = "x86_64")]
+    if isa.0 == Level::Avx2 {
+        use GgmlType::*;
+        use x86_legacy::dot_rows as legacy;
+        let (r, a) = (rows, acts);
+        // SAFETY (every call): AVX2 and F16C were detected (an `Avx2` value exists); `rows` holds
+        // `n_rows` rows of `row_bytes` and `acts` `n_tok` rows of `act_row` bytes, checked above,
+        // and `out` has `n_rows · n_tok` elements.
+        let done = unsafe {
+            match ty {
+                Q4_0 => legacy::<{ x86_legacy::Q4_0 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q4_1 => legacy::<{ x86_legacy::Q4_1 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q5_0 => legacy::<{ x86_legacy::Q5_0 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q5_1 => legacy::<{ x86_legacy::Q5_1 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q8_0 => legacy::<{ x86_legacy::Q8_0 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q2K | Q3K | Q4K | Q5K | Q6K => {
+                    x86_kquants::dot_rows(ty, r, row_bytes, a, act_row, n_tok, out)
+                }
+                _ => false,
+            }
+        };
+        if done {
+            return Ok(());
+        }
+    }
+    for (r, dst) in out.chunks_mut(n_tok).enumerate() {
+        let row = &rows[r * row_bytes..][..row_bytes];
+        for (t, d) in dst.iter_mut().enumerate() {
+            *d = dot_quantized(ty, row, &acts[t * act_row..][..act_row])?;
+        }
+    }
+    Ok(())
+}
+
+/// out[j] = Σ_i (x[i] · m[j·stride + i]) as f64, rounded to f32 once, for each `j < out.len()`:
+/// ggml's scalar `ggml_vec_dot_f16` when `x` holds f16 values (each product is then exact in f32
+/// and only the f64 sum, in index order, rounds). Attention's K·q (rows = cached keys) and p·V
+/// (rows = a head dimension's cached values).
+pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f32]) -> Result<()> {
+    let need = if out.is_empty() { 0 } else { (out.len() - 1) * stride + x.len() };
+    if m.len() < need {
+        return Err(Error::LengthMismatch { what: "dot_f16_rows matrix", expected: need, got: m.len() });
+    }
+    let bits: &[u16] = m.reinterpret_cast();
+    let done = match isa.0 {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            for (j, o) in out.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+                // SAFETY: AVX2 and F16C were detected; rows 8j..8j + 8 lie in `m` (checked above).
+                unsafe { x86_f16::dot8(x, &bits[8 * j * stride..], stride, o) };
+            }
+            out.len() / 8 * 8
+        }
+        _ => 0,
+    };
+    for (j, o) in out.iter_mut().enumerate().skip(done) {
+        let row = &bits[j * stride..][..x.len()];
+        let mut sum = 0f64;
+        for (&xi, &h) in x.iter().zip(row) {
+            sum += (xi * f16_bits_to_f32(h)) as f64;
+        }
+        *o = sum as f32;
+    }
+    Ok(())
+}
+
+/// Bytes of one `cols`-element row of `ty`.
+fn row_len(ty: GgmlType, cols: usize) -> Result<usize> {
+    let bs = ty.block_size();
+    if !cols.is_multiple_of(bs) {
+        return Err(Error::PartialBlockElements { ty, len: cols, block_elems: bs });
+    }
+    Ok(cols / bs * ty.type_size())
+}
