@@ -17,4 +17,8 @@ impl Exec for Pool {
     fn chunks(&self, out: &mut [f32], chunk: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
         self.0.install(|| out.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c)));
     }
+
+    fn run(&self, f: &mut (dyn FnMut() + Send)) {
+        self.0.install(f)
+    }
 }

@@ -127,9 +127,11 @@ impl Forward<'_, '_> {
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
             return Err(Error::TokenOutOfRange { id, n_vocab: c.n_vocab });
         }
-        for batch in tokens.chunks(s.max_batch) {
-            self.batch(s, batch, exec)?;
-        }
+        let mut result = Ok(());
+        exec.run(&mut || {
+            result = tokens.chunks(s.max_batch).try_for_each(|batch| self.batch(s, batch, exec))
+        });
+        result?;
         Ok(&s.logits)
     }
 

@@ -15,6 +15,14 @@ pub trait Exec: Sync {
     /// Calls `f(i, chunk)` for each `chunk`-element piece of `out` (the last may be shorter),
     /// `i` being the piece's index.
     fn chunks(&self, out: &mut [f32], chunk: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync));
+
+    /// Runs `f`, whose parallel loops use this executor, where they start cheapest: a thread pool
+    /// runs it on one of its own threads, so each loop is split among the workers directly
+    /// instead of being handed over from an outside thread and waited for (a sleep and a wake-up
+    /// per loop, hundreds of loops per token).
+    fn run(&self, f: &mut (dyn FnMut() + Send)) {
+        f()
+    }
 }
 
 /// Everything on the calling thread.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use aether_core::cpu::{Forward, State};
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
+use aether_core::quant::simd;
 use aether_core::sample::Rng;
 use anyhow::{Context, Result};
 
@@ -31,6 +32,10 @@ pub struct BenchArgs {
     /// CPU threads (default: one per core).
     #[arg(short, long, default_value_t = 0)]
     threads: usize,
+    /// CPU kernel set: `scalar` (the reference) or one this CPU supports, e.g. `avx2` (default:
+    /// the fastest). Results are identical; only the speed differs.
+    #[arg(long)]
+    isa: Option<String>,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -38,6 +43,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let file = MappedFile::open(&path)?;
     let g = Gguf::parse(file.bytes()).with_context(|| path.display().to_string())?;
     let model = Model::from_gguf(&g).with_context(|| path.display().to_string())?;
+    if let Some(name) = &a.isa {
+        let isa = simd::Isa::by_name(name).with_context(|| {
+            let have: Vec<_> = simd::Isa::available().iter().map(|i| i.name()).collect();
+            format!("kernel set `{name}` is not available on this CPU (available: {})", have.join(", "))
+        })?;
+        simd::select(isa);
+    }
     let pool = Pool::new(a.threads)?;
     let threads =
         if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
@@ -50,7 +62,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         |n: usize| -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % vocab) as u32).collect() };
 
     println!("model: {} ({})", path.display(), model.config.arch.name());
-    println!("backend: cpu, {threads} threads");
+    println!("backend: cpu, {threads} threads, {} kernels", simd::selected().name());
     println!("| test | tok/s (median of {}) | ms/token |", a.reps.max(1));
     println!("|---|---|---|");
     // One untimed warm-up of each test pages the weights in.
