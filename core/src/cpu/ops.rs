@@ -61,9 +61,14 @@ pub fn matmul(
         }
     });
     if !direct {
-        for (r, col) in scratch[..rows * n_tok].chunks(n_tok).enumerate() {
-            for (b, &v) in col.iter().enumerate() {
-                out[b * rows + r] = v;
+        // [rows, n_tok] -> [n_tok, rows], a band of 16 rows at a time: the band's reads stay in
+        // cache while each token's 16 results are written together.
+        for (band, src) in scratch[..rows * n_tok].chunks(16 * n_tok).enumerate() {
+            let (r0, n) = (band * 16, src.len() / n_tok);
+            for b in 0..n_tok {
+                for (i, d) in out[b * rows + r0..][..n].iter_mut().enumerate() {
+                    *d = src[i * n_tok + b];
+                }
             }
         }
     }

@@ -289,7 +289,8 @@ fn dot_f16_rows_matches_the_sequential_sum() {
         for (n, n_rows, stride) in
             [(64, 9, 192), (6, 3, 6), (8, 8, 8), (38, 17, 40), (128, 24, 130), (2, 1, 2)]
         {
-            let x: Vec<f32> = (0..n).map(|_| if rng.next_u64().is_multiple_of(2) { big } else { tiny }).collect();
+            let x: Vec<f32> =
+                (0..n).map(|_| if rng.next_u64().is_multiple_of(2) { big } else { tiny }).collect();
             let n_big = x.iter().filter(|&&v| v == big).count();
             let mut m = vec![f16::ZERO; (n_rows - 1) * stride + n];
             for j in 0..n_rows {

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{gather_f16_pairs, load128, load256, read_u16, read_u32, reduce8};
+use super::x86::{gather_f16_pairs, load128, load256, read_u16, read_u32, reduce8, reduce8_i16};
 
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;
@@ -98,7 +98,7 @@ unsafe fn group<const K: u8, const T: usize>(
     let (wb, ab) = (w_bytes(K), a_bytes(K));
     let mut acc = [_mm256_setzero_ps(); T];
     // Where the group after this one starts (p[7] is the last row, or a repeat of it).
-    let next = p[7].wrapping_add(nb * wb);
+    let next = p[7].wrapping_add(nb * wb + 8 * nb * wb);
     for k in 0..nb {
         // SAFETY (this loop): block k < nb of each row and of each token's activations.
         let mut lv = [_mm256_setzero_si256(); 8];
@@ -120,22 +120,32 @@ unsafe fn group<const K: u8, const T: usize>(
             let da = _mm256_set1_ps(super::x86::f16_to_f32(unsafe { read_u16(y) }));
             let mut prod = [_mm256_setzero_si256(); 8];
             let ones = _mm256_set1_epi16(1);
-            if K == Q8_0 {
-                for (pr, &w) in prod.iter_mut().zip(&lv) {
-                    let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w));
-                    *pr = _mm256_madd_epi16(pairs, ones);
-                }
-            } else if K == Q4_0 || K == Q5_0 {
+            let s = if K == Q4_0 || K == Q4_1 {
+                // Four-bit levels keep every 16-element sum within i16 (≤ 16·15·127), so the
+                // i16 pair sums are reduced in i16 and only the two halves widened.
                 let qa = _mm256_abs_epi8(q);
                 for (pr, &w) in prod.iter_mut().zip(&lv) {
-                    *pr = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(w, q)), ones);
+                    *pr = if K == Q4_0 {
+                        _mm256_maddubs_epi16(qa, _mm256_sign_epi8(w, q))
+                    } else {
+                        _mm256_maddubs_epi16(w, q)
+                    };
                 }
+                reduce8_i16(&prod)
             } else {
                 for (pr, &w) in prod.iter_mut().zip(&lv) {
-                    *pr = _mm256_madd_epi16(_mm256_maddubs_epi16(w, q), ones);
+                    let pairs = if K == Q8_0 {
+                        _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w))
+                    } else if K == Q5_0 {
+                        _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(w, q))
+                    } else {
+                        _mm256_maddubs_epi16(w, q)
+                    };
+                    *pr = _mm256_madd_epi16(pairs, ones);
                 }
-            }
-            let s = _mm256_cvtepi32_ps(reduce8(&prod));
+                reduce8(&prod)
+            };
+            let s = _mm256_cvtepi32_ps(s);
             // The reference's term, operation for operation (`vecdot.rs`).
             let term = match K {
                 Q4_0 => _mm256_mul_ps(_mm256_mul_ps(s, dw), da),
