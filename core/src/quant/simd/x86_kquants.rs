@@ -14,9 +14,8 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{hsum_i32, load256, permute32, read_f32, read_u16};
+use super::x86::{f16_to_f32, hsum_i32, load256, permute32, read_f32, read_u16};
 use crate::quant::GgmlType;
-use crate::quant::kquants::{q3k_scales, scale_min_k4};
 
 /// Per-token state of one row's dot product: the reference's eight lane sums and running sum.
 #[derive(Clone, Copy)]
@@ -142,18 +141,91 @@ unsafe fn bsums(y: *const u8) -> __m256i {
     unsafe { load256(y.add(260)) }
 }
 
-/// The i16 pair (lo, hi) broadcast to every 32-bit lane, for `madd`.
+/// Scale pairs for `madd`, one per chunk: 32-bit lane c of `pairs` holds chunk c's two i16
+/// group scales (low half: group 2c, high half: group 2c + 1); `at(c)` broadcasts it.
+#[derive(Clone, Copy)]
+struct Pairs(__m256i);
+
+impl Pairs {
+    /// From sixteen i16 group scales (lane c is then the pair of chunk c as it stands).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn from_i16(scales: __m256i) -> Pairs {
+        Pairs(scales)
+    }
+
+    /// From eight sub-block scales shared by both groups of a chunk (Q4_K/Q5_K), as i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn from_shared(scales: __m256i) -> Pairs {
+        Pairs(_mm256_or_si256(scales, _mm256_slli_epi32(scales, 16)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn at(self, c: usize) -> __m256i {
+        _mm256_permutevar8x32_epi32(self.0, _mm256_set1_epi32(c as i32))
+    }
+}
+
+/// The bytes of `b` as a vector (bytes beyond 16 are zero).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn pair(lo: i32, hi: i32) -> __m256i {
-    _mm256_set1_epi32((lo & 0xffff) | (hi << 16))
+fn bytes16(b: [u8; 16]) -> __m128i {
+    // SAFETY: `b` is 16 readable bytes.
+    unsafe { _mm_loadu_si128(b.as_ptr() as *const __m128i) }
+}
+
+/// The 16 bytes at `p` as an array. Safety: they are readable.
+#[inline]
+unsafe fn read16(p: *const u8) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: the caller guarantees the read; `b` is 16 writable bytes.
+    unsafe { std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), 16) };
+    b
+}
+
+/// The 12 packed scale bytes of a Q4_K/Q5_K block unpacked to eight scales and eight mins (as
+/// `scale_min_k4` gives them), four per u32 little-endian: `[sc0-3, sc4-7, m0-3, m4-7]`.
+#[inline]
+fn k4_scales_mins(s: &[u8]) -> [u32; 4] {
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (w(0), w(1), w(2));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    // Sub-blocks 0-3: low six bits of bytes 0-3 (scales) and 4-7 (mins). Sub-blocks 4-7: a
+    // nibble of bytes 8-11, topped by the two spare bits of bytes 0-3 (scales) or 4-7 (mins).
+    [a & LOW6, (c & LOW4) | (((a >> 6) & TOP2) << 4), b & LOW6, ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4)]
+}
+
+/// The 12 packed scale bytes of a Q3_K block unpacked to its sixteen 6-bit scales (biased by
+/// 32, as `q3k_scales` reads them before subtracting), one per byte.
+#[inline]
+fn k3_scales(s: &[u8]) -> [u8; 16] {
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (w(0), w(1), w(2));
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    // Scale k: a nibble of byte k % 8 (low for k < 8), topped by bits 2(k/4).. of byte 8 + k % 4.
+    let words = [
+        (a & LOW4) | ((c & TOP2) << 4),
+        (b & LOW4) | (((c >> 2) & TOP2) << 4),
+        ((a >> 4) & LOW4) | (((c >> 4) & TOP2) << 4),
+        ((b >> 4) & LOW4) | (((c >> 6) & TOP2) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 /// Eight i32 lanes of Σ scale·level·q8 over one super-block: `lv[c]` the reordered levels of
-/// chunk c (unsigned, or signed with `SIGNED`), `sc[c]` its two groups' scale pair.
+/// chunk c (unsigned, or signed with `SIGNED`), `sc` the chunks' group scale pairs.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn lanes<const SIGNED: bool>(lv: &[__m256i; 8], sc: &[__m256i; 8], y: *const u8) -> __m256i {
+unsafe fn lanes<const SIGNED: bool>(lv: &[__m256i; 8], sc: Pairs, y: *const u8) -> __m256i {
     let mut acc = _mm256_setzero_si256();
     for c in 0..8 {
         // SAFETY: chunk c < 8 of the block at y.
@@ -163,7 +235,7 @@ unsafe fn lanes<const SIGNED: bool>(lv: &[__m256i; 8], sc: &[__m256i; 8], y: *co
         } else {
             _mm256_maddubs_epi16(lv[c], q)
         };
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc[c]));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc.at(c)));
     }
     acc
 }
@@ -189,28 +261,20 @@ fn bit_to(v: __m256i, b: i32, to: i32) -> __m256i {
 unsafe fn q2_k<const T: usize>(x: *const u8, y: &[*const u8; T], acc: &mut [Acc; T]) {
     // Layout: scales[16] (scale low nibble, min high), qs[64], d, dmin.
     // SAFETY (this function): reads inside the 84-byte block at x and the Q8_K blocks at y.
-    let mut s = [0u8; 16];
-    unsafe { std::ptr::copy_nonoverlapping(x, s.as_mut_ptr(), 16) };
-    let (d, dmin) =
-        unsafe { (super::x86::f16_to_f32(read_u16(x.add(80))), super::x86::f16_to_f32(read_u16(x.add(82)))) };
+    let s = bytes16(unsafe { read16(x) });
+    let low4 = _mm_set1_epi8(0x0f);
+    let sc = Pairs::from_i16(_mm256_cvtepu8_epi16(_mm_and_si128(s, low4)));
+    let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), low4));
+    let (d, dmin) = unsafe { (f16_to_f32(read_u16(x.add(80))), f16_to_f32(read_u16(x.add(82)))) };
     let mut lv = [_mm256_setzero_si256(); 8];
-    let mut sc = [_mm256_setzero_si256(); 8];
     for h in 0..2 {
         let q = permute32(unsafe { load256(x.add(16 + 32 * h)) });
         for j in 0..4 {
-            let c = 4 * h + j;
-            lv[c] = _mm256_and_si256(shr(q, 2 * j as i32), _mm256_set1_epi8(3));
-            sc[c] = pair((s[2 * c] & 0xf) as i32, (s[2 * c + 1] & 0xf) as i32);
+            lv[4 * h + j] = _mm256_and_si256(shr(q, 2 * j as i32), _mm256_set1_epi8(3));
         }
     }
-    let mut mins = [0i16; 16];
-    for (m, s) in mins.iter_mut().zip(&s) {
-        *m = (s >> 4) as i16;
-    }
-    // SAFETY: `mins` is 32 readable bytes.
-    let mins = unsafe { _mm256_loadu_si256(mins.as_ptr() as *const __m256i) };
     for (acc, &y) in acc.iter_mut().zip(y) {
-        let isum = hsum_i32(unsafe { lanes::<false>(&lv, &sc, y) });
+        let isum = hsum_i32(unsafe { lanes::<false>(&lv, sc, y) });
         let summs = hsum_i32(_mm256_madd_epi16(unsafe { bsums(y) }, mins));
         let yd = unsafe { read_f32(y) };
         let (dall, dmin) = (yd * d, yd * dmin);
@@ -226,24 +290,22 @@ unsafe fn q3_k<const T: usize>(x: *const u8, y: &[*const u8; T], acc: &mut [Acc;
     // SAFETY (this function): reads inside the 110-byte block at x and the Q8_K blocks at y.
     let mut s = [0u8; 12];
     unsafe { std::ptr::copy_nonoverlapping(x.add(96), s.as_mut_ptr(), 12) };
-    let scales = q3k_scales(&s);
-    let d = super::x86::f16_to_f32(unsafe { read_u16(x.add(108)) });
+    let biased = bytes16(k3_scales(&s));
+    let sc = Pairs::from_i16(_mm256_cvtepi8_epi16(_mm_sub_epi8(biased, _mm_set1_epi8(32))));
+    let d = f16_to_f32(unsafe { read_u16(x.add(108)) });
     let hm = permute32(unsafe { load256(x) });
     let mut lv = [_mm256_setzero_si256(); 8];
-    let mut sc = [_mm256_setzero_si256(); 8];
     for h in 0..2 {
         let q = permute32(unsafe { load256(x.add(32 + 32 * h)) });
         for j in 0..4 {
-            let c = 4 * h + j;
             // low two bits | the hmask bit as bit 2, minus 4: set means no offset.
             let low = _mm256_and_si256(shr(q, 2 * j as i32), _mm256_set1_epi8(3));
             let raw = _mm256_or_si256(low, bit_to(hm, (4 * h + j) as i32, 2));
-            lv[c] = _mm256_sub_epi8(raw, _mm256_set1_epi8(4));
-            sc[c] = pair(scales[2 * c], scales[2 * c + 1]);
+            lv[4 * h + j] = _mm256_sub_epi8(raw, _mm256_set1_epi8(4));
         }
     }
     for (acc, &y) in acc.iter_mut().zip(y) {
-        let l = unsafe { lanes::<true>(&lv, &sc, y) };
+        let l = unsafe { lanes::<true>(&lv, sc, y) };
         add_lanes(acc, d * unsafe { read_f32(y) }, l);
     }
 }
@@ -256,19 +318,14 @@ unsafe fn q4_k<const FIVE: bool, const T: usize>(x: *const u8, y: &[*const u8; T
     // SAFETY (this function): reads inside the 144- or 176-byte block at x and the Q8_K blocks.
     let mut s = [0u8; 12];
     unsafe { std::ptr::copy_nonoverlapping(x.add(4), s.as_mut_ptr(), 12) };
-    let (d, dmin) =
-        unsafe { (super::x86::f16_to_f32(read_u16(x)), super::x86::f16_to_f32(read_u16(x.add(2)))) };
+    let [sc0, sc1, m0, m1] = k4_scales_mins(&s);
+    let sc = Pairs::from_shared(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, sc1 as i32, sc0 as i32)));
+    // One min per 32-element sub-block, against the bsums summed in pairs.
+    let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, m1 as i32, m0 as i32));
+    let (d, dmin) = unsafe { (f16_to_f32(read_u16(x)), f16_to_f32(read_u16(x.add(2)))) };
     let qs = if FIVE { 48 } else { 16 };
     let qh = if FIVE { permute32(unsafe { load256(x.add(16)) }) } else { _mm256_setzero_si256() };
     let mut lv = [_mm256_setzero_si256(); 8];
-    let mut sc = [_mm256_setzero_si256(); 8];
-    let mut mins = [0i16; 16];
-    for j in 0..8 {
-        let (scale, min) = scale_min_k4(&s, j);
-        sc[j] = _mm256_set1_epi16(scale as i16);
-        mins[2 * j] = min as i16;
-        mins[2 * j + 1] = min as i16;
-    }
     for p in 0..4 {
         let q = permute32(unsafe { load256(x.add(qs + 32 * p)) });
         lv[2 * p] = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
@@ -278,13 +335,13 @@ unsafe fn q4_k<const FIVE: bool, const T: usize>(x: *const u8, y: &[*const u8; T
             lv[2 * p + 1] = _mm256_or_si256(lv[2 * p + 1], bit_to(qh, 2 * p as i32 + 1, 4));
         }
     }
-    // SAFETY: `mins` is 32 readable bytes.
-    let mins = unsafe { _mm256_loadu_si256(mins.as_ptr() as *const __m256i) };
     for (acc, &y) in acc.iter_mut().zip(y) {
-        let l = unsafe { lanes::<false>(&lv, &sc, y) };
+        let l = unsafe { lanes::<false>(&lv, sc, y) };
         let yd = unsafe { read_f32(y) };
         add_lanes(acc, d * yd, l);
-        let m = hsum_i32(_mm256_madd_epi16(unsafe { bsums(y) }, mins));
+        let b = unsafe { bsums(y) };
+        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+        let m = hsum_i32(_mm256_zextsi128_si256(_mm_madd_epi16(pair_sums, mins)));
         acc.sum -= dmin * yd * m as f32;
     }
 }
@@ -295,11 +352,9 @@ unsafe fn q4_k<const FIVE: bool, const T: usize>(x: *const u8, y: &[*const u8; T
 unsafe fn q6_k<const T: usize>(x: *const u8, y: &[*const u8; T], acc: &mut [Acc; T]) {
     // Layout: ql[128], qh[64], scales[16] (i8), d.
     // SAFETY (this function): reads inside the 210-byte block at x and the Q8_K blocks at y.
-    let mut s = [0u8; 16];
-    unsafe { std::ptr::copy_nonoverlapping(x.add(192), s.as_mut_ptr(), 16) };
-    let d = super::x86::f16_to_f32(unsafe { read_u16(x.add(208)) });
+    let sc = Pairs::from_i16(_mm256_cvtepi8_epi16(bytes16(unsafe { read16(x.add(192)) })));
+    let d = f16_to_f32(unsafe { read_u16(x.add(208)) });
     let mut lv = [_mm256_setzero_si256(); 8];
-    let mut sc = [_mm256_setzero_si256(); 8];
     let (low4, high2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     for h in 0..2 {
         let (ql0, ql1, qh) = unsafe {
@@ -324,13 +379,11 @@ unsafe fn q6_k<const T: usize>(x: *const u8, y: &[*const u8; T], acc: &mut [Acc;
             _mm256_and_si256(shr(qh, 2), high2),
         ];
         for k in 0..4 {
-            let c = 4 * h + k;
-            lv[c] = _mm256_sub_epi8(_mm256_or_si256(lo[k], hi[k]), _mm256_set1_epi8(32));
-            sc[c] = pair(s[2 * c] as i8 as i32, s[2 * c + 1] as i8 as i32);
+            lv[4 * h + k] = _mm256_sub_epi8(_mm256_or_si256(lo[k], hi[k]), _mm256_set1_epi8(32));
         }
     }
     for (acc, &y) in acc.iter_mut().zip(y) {
-        let l = unsafe { lanes::<true>(&lv, &sc, y) };
+        let l = unsafe { lanes::<true>(&lv, sc, y) };
         add_lanes(acc, d * unsafe { read_f32(y) }, l);
     }
 }
