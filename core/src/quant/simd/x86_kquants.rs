@@ -227,13 +227,13 @@ fn k3_scales(s: &[u8]) -> [u8; 16] {
 #[target_feature(enable = "avx2")]
 unsafe fn lanes<const SIGNED: bool>(lv: &[__m256i; 8], sc: Pairs, y: *const u8) -> __m256i {
     let mut acc = _mm256_setzero_si256();
-    for c in 0..8 {
+    for (c, &w) in lv.iter().enumerate() {
         // SAFETY: chunk c < 8 of the block at y.
         let q = unsafe { q8(y, c) };
         let pairs = if SIGNED {
-            _mm256_maddubs_epi16(_mm256_abs_epi8(lv[c]), _mm256_sign_epi8(q, lv[c]))
+            _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w))
         } else {
-            _mm256_maddubs_epi16(lv[c], q)
+            _mm256_maddubs_epi16(w, q)
         };
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc.at(c)));
     }
