@@ -30,21 +30,24 @@ fn widen(h: f16) -> f32 {
 
 /// p[t] = softmax_t(scale · q·K[t]) for t in 0..p.len(), each rounded to f16 (kept as f32).
 ///
-/// q: [head_dim] f16; k_cache: [n_ctx, kv_dim] f16 (this layer); kv_off: the head's offset in a
-/// cached row; p: [n_kv] (positions 0..n_kv). Each `q·K[t]` is `Σ (q_i·k_i) as f64` in index
-/// order, rounded to f32 (`simd::dot_f16_rows`, ggml's `ggml_vec_dot_f16`).
-pub fn attn_probs(p: &mut [f32], q: &[f16], k_cache: &[f16], kv_dim: usize, kv_off: usize, scale: f32) {
+/// q: [head_dim], rounded here to f16; k_cache: [n_ctx, kv_dim] f16 (this layer); kv_off: the
+/// head's offset in a cached row; p: [n_kv] (positions 0..n_kv). Each `q·K[t]` is
+/// `Σ (q_i·k_i) as f64` in index order, rounded to f32 (`simd::dot_f16_rows`, ggml's
+/// `ggml_vec_dot_f16`).
+pub fn attn_probs(p: &mut [f32], q: &[f32], k_cache: &[f16], kv_dim: usize, kv_off: usize, scale: f32) {
     let hd = q.len();
     if hd <= MAX_HEAD_DIM {
         let mut qf = [0f32; MAX_HEAD_DIM];
-        qf.iter_mut().zip(q).for_each(|(f, &h)| *f = widen(h));
+        qf.iter_mut().zip(q).for_each(|(f, &v)| *f = widen(f16::from_f32(v)));
         if dot_f16_rows(simd::selected(), &qf[..hd], &k_cache[kv_off..], kv_dim, p).is_err() {
             p.fill(f32::NAN);
         }
     } else {
         for (t, s) in p.iter_mut().enumerate() {
             let k = &k_cache[t * kv_dim + kv_off..][..hd];
-            *s = q.iter().zip(k).fold(0f64, |sum, (&a, &b)| sum + (widen(a) * widen(b)) as f64) as f32;
+            let dot =
+                q.iter().zip(k).fold(0f64, |sum, (&a, &b)| sum + (widen(f16::from_f32(a)) * widen(b)) as f64);
+            *s = dot as f32;
         }
     }
     for s in p.iter_mut() {

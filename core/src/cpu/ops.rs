@@ -9,7 +9,7 @@
 use super::Exec;
 use crate::error::Result;
 use crate::model::{QTensor, RopeKind};
-use crate::quant::simd;
+use crate::quant::{self, simd};
 
 /// out[i] = (x[i] · s) · w[i] with s = 1/sqrt(mean(x²) + eps); the sum of squares (each square
 /// rounded to f32) is accumulated in f64, the mean rounded to f32, as ggml does.
@@ -45,34 +45,84 @@ pub fn matmul(
     acts: &mut Vec<u8>,
     scratch: &mut [f32],
 ) -> Result<()> {
-    let (rows, cols, row_bytes) = (w.rows(), w.cols(), w.row_bytes());
+    matmuls(exec, &[w], x, &mut [out], n_tok, acts, scratch)
+}
+
+/// [`matmul`] of one input by several weights (q, k and v; gate and up): the input is converted
+/// once and all the rows share one parallel loop. outs[i]: [n_tok, ws[i].rows()]; scratch: at
+/// least [Σ rows, n_tok]. Weights whose activation formats differ, or too little scratch, fall
+/// back to one `matmul` each (same results).
+pub fn matmuls(
+    exec: &dyn Exec,
+    ws: &[&QTensor<'_>],
+    x: &[f32],
+    outs: &mut [&mut [f32]],
+    n_tok: usize,
+    acts: &mut Vec<u8>,
+    scratch: &mut [f32],
+) -> Result<()> {
+    let Some(first) = ws.first() else { return Ok(()) };
+    let cols = first.cols();
+    let act = quant::vec_dot_type(first.ty)?;
+    let total: usize = ws.iter().map(|w| w.rows()).sum();
+    let fits = total * n_tok <= scratch.len();
+    if ws.len() > 1 && (!fits || ws.iter().any(|w| w.cols() != cols || quant::vec_dot_type(w.ty) != Ok(act)))
+    {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmuls(exec, &[w], x, &mut [&mut **out], n_tok, acts, scratch)?;
+        }
+        return Ok(());
+    }
     let isa = simd::selected();
-    simd::prepare_activations(isa, w.ty, &x[..n_tok * cols], acts)?;
+    simd::prepare_activations(isa, first.ty, &x[..n_tok * cols], acts)?;
     let acts = &acts[..];
-    // One token: the transposed layout is the output's, so the tasks write it directly.
-    let direct = n_tok == 1;
-    let target = if direct { &mut out[..rows] } else { &mut scratch[..rows * n_tok] };
+    // One weight and one token: the transposed layout is the output's, so the tasks write it.
+    let direct = ws.len() == 1 && n_tok == 1;
+    let target = if direct { &mut outs[0][..total] } else { &mut scratch[..total * n_tok] };
     exec.chunks(target, ROWS_PER_TASK * n_tok, &|task, piece| {
-        let r0 = task * ROWS_PER_TASK;
-        let n = piece.len() / n_tok.max(1);
-        let w_rows = w.data.get(r0 * row_bytes..(r0 + n) * row_bytes).unwrap_or(&[]);
-        if simd::dot_rows(isa, w.ty, w_rows, cols, acts, n_tok, piece).is_err() {
-            piece.fill(f32::NAN);
+        // Rows r0.. of the weights laid end to end; a piece may straddle two weights.
+        let (mut r, mut piece, mut w0) = (task * ROWS_PER_TASK, piece, 0);
+        for w in ws {
+            let rows = w.rows();
+            if r < w0 + rows && !piece.is_empty() {
+                let (local, rb) = (r - w0, w.row_bytes());
+                let n = (rows - local).min(piece.len() / n_tok.max(1));
+                let (here, rest) = piece.split_at_mut(n * n_tok);
+                let w_rows = w.data.get(local * rb..(local + n) * rb).unwrap_or(&[]);
+                if simd::dot_rows(isa, w.ty, w_rows, cols, acts, n_tok, here).is_err() {
+                    here.fill(f32::NAN);
+                }
+                (piece, r) = (rest, r + n);
+            }
+            w0 += rows;
         }
     });
     if !direct {
-        // [rows, n_tok] -> [n_tok, rows], a band of 16 rows at a time: the band's reads stay in
-        // cache while each token's 16 results are written together.
-        for (band, src) in scratch[..rows * n_tok].chunks(16 * n_tok).enumerate() {
-            let (r0, n) = (band * 16, src.len() / n_tok);
-            for b in 0..n_tok {
-                for (i, d) in out[b * rows + r0..][..n].iter_mut().enumerate() {
-                    *d = src[i * n_tok + b];
-                }
-            }
+        let mut w0 = 0;
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            let rows = w.rows();
+            transpose(&scratch[w0 * n_tok..(w0 + rows) * n_tok], out, rows, n_tok);
+            w0 += rows;
         }
     }
     Ok(())
+}
+
+/// out[b, r] = src[r, b]: src [rows, n_tok] -> out [n_tok, rows], a band of 16 rows at a time, so
+/// the band's reads stay in cache while each token's 16 results are written together.
+fn transpose(src: &[f32], out: &mut [f32], rows: usize, n_tok: usize) {
+    if n_tok == 1 {
+        out[..rows].copy_from_slice(src);
+        return;
+    }
+    for (band, src) in src.chunks(16 * n_tok).enumerate() {
+        let (r0, n) = (band * 16, src.len() / n_tok);
+        for b in 0..n_tok {
+            for (i, d) in out[b * rows + r0..][..n].iter_mut().enumerate() {
+                *d = src[i * n_tok + b];
+            }
+        }
+    }
 }
 
 /// The rotation of each dimension pair at position `pos`: `cs[i] = (cos θ_i, sin θ_i)` with
