@@ -137,7 +137,7 @@ fn dot_rows_matches_dot_quantized_bit_for_bit() {
             let col_counts: &[usize] =
                 if bs == QK_K { &[QK_K, 3 * QK_K, 9 * QK_K] } else { &[32, 96, 576, 1536] };
             for &cols in col_counts {
-                for (n_rows, n_tok) in [(1, 1), (8, 1), (13, 2), (17, 5), (24, 4), (3, 9)] {
+                for (n_rows, n_tok) in [(1, 1), (8, 1), (13, 2), (17, 5), (24, 4), (3, 9), (9, 19)] {
                     let row_bytes = cols / ty.block_size() * ty.type_size();
                     let rows = random_blocks(ty, n_rows * row_bytes / ty.type_size(), &mut rng);
                     let x = activations(n_tok * cols, &mut rng);

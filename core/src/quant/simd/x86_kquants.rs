@@ -17,6 +17,9 @@ use std::arch::x86_64::*;
 use super::x86::{f16_to_f32, hsum_i32, load256, permute32, read_f32, read_u16};
 use crate::quant::GgmlType;
 
+/// Tokens per pass over a row: each unpacked super-block serves this many.
+const TOKENS: usize = 8;
+
 /// Per-token state of one row's dot product: the reference's eight lane sums and running sum.
 #[derive(Clone, Copy)]
 struct Acc {
@@ -47,15 +50,19 @@ pub(super) unsafe fn dot_rows(
         let w = unsafe { rows.as_ptr().add(r * row_bytes) };
         let mut t0 = 0;
         while t0 < n_tok {
-            let tn = (n_tok - t0).min(4);
+            let tn = (n_tok - t0).min(TOKENS);
             let a = unsafe { acts.as_ptr().add(t0 * act_row) };
-            let mut res = [0f32; 4];
+            let mut res = [0f32; TOKENS];
             unsafe {
                 match tn {
                     1 => row::<1>(ty, w, nb, a, act_row, &mut res),
                     2 => row::<2>(ty, w, nb, a, act_row, &mut res),
                     3 => row::<3>(ty, w, nb, a, act_row, &mut res),
-                    _ => row::<4>(ty, w, nb, a, act_row, &mut res),
+                    4 => row::<4>(ty, w, nb, a, act_row, &mut res),
+                    5 => row::<5>(ty, w, nb, a, act_row, &mut res),
+                    6 => row::<6>(ty, w, nb, a, act_row, &mut res),
+                    7 => row::<7>(ty, w, nb, a, act_row, &mut res),
+                    _ => row::<8>(ty, w, nb, a, act_row, &mut res),
                 }
             }
             dst[t0..t0 + tn].copy_from_slice(&res[..tn]);
@@ -76,7 +83,7 @@ unsafe fn row<const T: usize>(
     nb: usize,
     a: *const u8,
     act_row: usize,
-    res: &mut [f32; 4],
+    res: &mut [f32; TOKENS],
 ) {
     let mut acc = [Acc { lanes: _mm256_setzero_ps(), sum: 0.0 }; T];
     let mut y = [a; T];

@@ -23,6 +23,9 @@ pub(super) const Q5_0: u8 = 2;
 pub(super) const Q5_1: u8 = 3;
 pub(super) const Q8_0: u8 = 4;
 
+/// Tokens per pass over a group of rows: each unpacked weight block serves this many.
+const TOKENS: usize = 8;
+
 /// Bytes of a weight block.
 const fn w_bytes(k: u8) -> usize {
     [18, 20, 22, 24, 34][k as usize]
@@ -59,16 +62,20 @@ pub(super) unsafe fn dot_rows<const K: u8>(
         }
         let mut t0 = 0;
         while t0 < n_tok {
-            let tn = (n_tok - t0).min(4);
+            let tn = (n_tok - t0).min(TOKENS);
             // SAFETY: tokens t0..t0 + tn < n_tok, rows as above, nb blocks each.
             let a = unsafe { acts.as_ptr().add(t0 * act_row) };
-            let mut sums = [[0f32; 8]; 4];
+            let mut sums = [[0f32; 8]; TOKENS];
             unsafe {
                 match tn {
                     1 => group::<K, 1>(&p, nb, a, act_row, &mut sums),
                     2 => group::<K, 2>(&p, nb, a, act_row, &mut sums),
                     3 => group::<K, 3>(&p, nb, a, act_row, &mut sums),
-                    _ => group::<K, 4>(&p, nb, a, act_row, &mut sums),
+                    4 => group::<K, 4>(&p, nb, a, act_row, &mut sums),
+                    5 => group::<K, 5>(&p, nb, a, act_row, &mut sums),
+                    6 => group::<K, 6>(&p, nb, a, act_row, &mut sums),
+                    7 => group::<K, 7>(&p, nb, a, act_row, &mut sums),
+                    _ => group::<K, 8>(&p, nb, a, act_row, &mut sums),
                 }
             }
             for (j, s) in sums[..tn].iter().enumerate() {
@@ -93,7 +100,7 @@ unsafe fn group<const K: u8, const T: usize>(
     nb: usize,
     a: *const u8,
     act_row: usize,
-    sums: &mut [[f32; 8]; 4],
+    sums: &mut [[f32; 8]; TOKENS],
 ) {
     let (wb, ab) = (w_bytes(K), a_bytes(K));
     let mut acc = [_mm256_setzero_ps(); T];
