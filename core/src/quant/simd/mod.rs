@@ -116,8 +116,10 @@ pub fn select(isa: Isa) {
 
 /// Converts `x` ([n_tok, cols] f32) to the activations `isa`'s kernels read for weights of type
 /// `ty_weight`, replacing `out`'s contents without growing a buffer reserved for
-/// `n_tok · cols · 4` bytes. The bytes are `quantize_activations`'s, except for the chunk order
-/// inside Q8_K blocks under `Avx2` (see the module doc).
+/// `n_tok · cols · 4` bytes. The bytes are `quantize_activations`'s, except under `Avx2`: the
+/// chunk order inside Q8_K blocks (see the module doc), and after Q8_0/Q8_1 blocks a table of
+/// each block's `d` and `s` as f32 ([n_blocks, 2], `s` = 0 for Q8_0), read by the kernels
+/// instead of converting the f16 fields once per weight row group.
 pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
     match isa.0 {
         Level::Scalar => quantize_activations(ty_weight, x, out),
@@ -131,11 +133,14 @@ pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut V
             if !x.len().is_multiple_of(bs) {
                 return Err(Error::PartialBlockElements { ty: act, len: x.len(), block_elems: bs });
             }
+            let (n_blocks, table) = (x.len() / bs, scale_table_len(isa, act, x.len()));
             out.clear();
-            out.resize(x.len() / bs * act.type_size(), 0);
-            // SAFETY: an `Avx2` value exists only where AVX2 and F16C were detected; `out` holds
-            // exactly one `act` block per `bs` elements of `x`.
-            unsafe { x86_act::quantize(act, x, out) };
+            out.resize(n_blocks * act.type_size() + table, 0);
+            let (blocks, table) = out.split_at_mut(n_blocks * act.type_size());
+            // SAFETY: an `Avx2` value exists only where AVX2 and F16C were detected; `blocks`
+            // holds exactly one `act` block per `bs` elements of `x`, `table` two f32 per block
+            // for Q8_0/Q8_1 and nothing for Q8_K.
+            unsafe { x86_act::quantize(act, x, blocks, table) };
             Ok(())
         }
     }
@@ -166,10 +171,11 @@ pub fn dot_rows(
             got: rows.len(),
         });
     }
-    if acts.len() != n_tok * act_row {
+    let table = scale_table_len(isa, act, n_tok * cols);
+    if acts.len() != n_tok * act_row + table {
         return Err(Error::LengthMismatch {
             what: "dot_rows activation bytes",
-            expected: n_tok * act_row,
+            expected: n_tok * act_row + table,
             got: acts.len(),
         });
     }
@@ -185,8 +191,9 @@ pub fn dot_rows(
         use x86_legacy::dot_rows as legacy;
         let (r, a) = (rows, acts);
         // SAFETY (every call): AVX2 and F16C were detected (an `Avx2` value exists); `rows` holds
-        // `n_rows` rows of `row_bytes` and `acts` `n_tok` rows of `act_row` bytes, checked above,
-        // and `out` has `n_rows · n_tok` elements.
+        // `n_rows` rows of `row_bytes` and `acts` `n_tok` rows of `act_row` bytes then the scale
+        // table (two f32 per block for the legacy kinds), checked above, and `out` has
+        // `n_rows · n_tok` elements.
         let done = unsafe {
             match ty {
                 Q4_0 => legacy::<{ x86_legacy::Q4_0 }>(r, row_bytes, a, act_row, n_tok, out),
@@ -243,6 +250,15 @@ pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f3
         *o = sum as f32;
     }
     Ok(())
+}
+
+/// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
+fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
+    match isa.0 {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) => n / 32 * 8,
+        _ => 0,
+    }
 }
 
 /// Bytes of one `cols`-element row of `ty`.

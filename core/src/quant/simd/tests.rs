@@ -31,16 +31,28 @@ fn activations(n: usize, rng: &mut Rng) -> Vec<f32> {
         .collect()
 }
 
-/// The reference bytes with `isa`'s layout applied (Q8_K chunks reordered under AVX2).
+/// The reference bytes with `isa`'s layout applied: Q8_K chunks reordered and, for Q8_0/Q8_1, the
+/// table of (d, s) as f32 appended under AVX2.
 fn expected_layout(isa: Isa, ty: GgmlType, reference: &[u8]) -> Vec<u8> {
     let mut want = reference.to_vec();
     #[cfg(target_arch = "x86_64")]
-    if isa.0 == Level::Avx2 && vec_dot_type(ty) == Ok(GgmlType::Q8K) {
-        for (blk, src) in want.chunks_exact_mut(292).zip(reference.chunks_exact(292)) {
-            for c in 0..8 {
-                for pos in 0..32 {
-                    blk[4 + 32 * c + pos] = src[4 + 32 * c + super::x86::permute32_source(pos)];
+    if isa.0 == Level::Avx2 {
+        let act = vec_dot_type(ty).unwrap();
+        if act == GgmlType::Q8K {
+            for (blk, src) in want.chunks_exact_mut(292).zip(reference.chunks_exact(292)) {
+                for c in 0..8 {
+                    for pos in 0..32 {
+                        blk[4 + 32 * c + pos] = src[4 + 32 * c + super::x86::permute32_source(pos)];
+                    }
                 }
+            }
+        }
+        if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) {
+            for blk in reference.chunks_exact(act.type_size()) {
+                let f = |at: usize| half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32();
+                let s = if act == GgmlType::Q8_1 { f(2) } else { 0.0 };
+                want.extend_from_slice(&f(0).to_le_bytes());
+                want.extend_from_slice(&s.to_le_bytes());
             }
         }
     }
@@ -214,7 +226,7 @@ fn dot_rows_matches_on_arbitrary_weight_bytes() {
 #[test]
 fn dot_rows_checks_lengths() {
     use GgmlType::*;
-    let isa = Isa::best();
+    let isa = Isa::SCALAR;
     let mut acts = Vec::new();
     prepare_activations(isa, Q4_1, &[0.5; 64], &mut acts).unwrap();
     let mut out = [0f32; 2];
@@ -234,6 +246,17 @@ fn dot_rows_checks_lengths() {
         dot_rows(isa, Iq4Nl, &[0; 36], 64, &acts, 1, &mut out),
         Err(Error::UnsupportedType { ty: Iq4Nl, op: "integer dot product" })
     );
+    // Every set rejects activations cut short, whatever it appends.
+    for isa in Isa::available() {
+        let mut acts = Vec::new();
+        prepare_activations(isa, Q4_1, &[0.5; 64], &mut acts).unwrap();
+        let cut = &acts[..acts.len() - 1];
+        assert!(
+            matches!(dot_rows(isa, Q4_1, &[0; 80], 64, cut, 1, &mut out), Err(Error::LengthMismatch { .. })),
+            "{}",
+            isa.name()
+        );
+    }
 }
 
 #[test]

@@ -14,24 +14,34 @@ use std::arch::x86_64::*;
 use super::x86::permute32;
 use crate::quant::{GgmlType, QK_K};
 
-/// Fills `out` (whole `act` blocks) from `x`. Safety: AVX2 and F16C are present; `act` is Q8_0,
-/// Q8_1 or Q8_K and `out` holds exactly `x.len() / block_size` blocks of it.
+/// Fills `out` (whole `act` blocks) from `x`, and for Q8_0/Q8_1 `table` with each block's `d`
+/// and `s` (0 for Q8_0) as f32, the values of its f16 fields. Safety: AVX2 and F16C are present;
+/// `act` is Q8_0, Q8_1 or Q8_K and `out` holds exactly `x.len() / block_size` blocks of it.
 #[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn quantize(act: GgmlType, x: &[f32], out: &mut [u8]) {
+pub(super) unsafe fn quantize(act: GgmlType, x: &[f32], out: &mut [u8], table: &mut [u8]) {
+    let table = table.as_chunks_mut::<8>().0;
     match act {
         GgmlType::Q8_0 => {
-            for (x, o) in x.as_chunks::<32>().0.iter().zip(out.as_chunks_mut::<34>().0) {
+            let blocks = out.as_chunks_mut::<34>().0;
+            for ((x, o), t) in x.as_chunks::<32>().0.iter().zip(blocks).zip(table) {
                 let (d, qs, _) = q8_x86(x);
-                o[..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+                let d = half::f16::from_f32(d);
+                o[..2].copy_from_slice(&d.to_le_bytes());
                 store32(&mut o[2..], qs);
+                t[..4].copy_from_slice(&d.to_f32().to_le_bytes());
+                t[4..].copy_from_slice(&0f32.to_le_bytes());
             }
         }
         GgmlType::Q8_1 => {
-            for (x, o) in x.as_chunks::<32>().0.iter().zip(out.as_chunks_mut::<36>().0) {
+            let blocks = out.as_chunks_mut::<36>().0;
+            for ((x, o), t) in x.as_chunks::<32>().0.iter().zip(blocks).zip(table) {
                 let (d, qs, sum) = q8_x86(x);
-                o[..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
-                o[2..4].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
+                let (dh, sh) = (half::f16::from_f32(d), half::f16::from_f32(d * sum as f32));
+                o[..2].copy_from_slice(&dh.to_le_bytes());
+                o[2..4].copy_from_slice(&sh.to_le_bytes());
                 store32(&mut o[4..], qs);
+                t[..4].copy_from_slice(&dh.to_f32().to_le_bytes());
+                t[4..].copy_from_slice(&sh.to_f32().to_le_bytes());
             }
         }
         GgmlType::Q8K => {

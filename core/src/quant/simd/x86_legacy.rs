@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{gather_f16_pairs, load128, load256, read_u16, read_u32, reduce8, reduce8_i16};
+use super::x86::{gather_f16_pairs, load128, load256, read_f32, read_u32, reduce8, reduce8_i16};
 
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;
@@ -39,7 +39,8 @@ const fn a_bytes(k: u8) -> usize {
 /// out[r · n_tok + t] = row r · token t (see `super::dot_rows`); returns true (it handled them).
 ///
 /// Safety: AVX2 and F16C are present; `rows` holds `out.len() / n_tok` rows of `row_bytes` (a
-/// multiple of the block size), `acts` holds `n_tok` rows of `act_row` bytes with as many blocks.
+/// multiple of the block size), `acts` holds `n_tok` rows of `act_row` bytes with as many blocks,
+/// then the scale table: (d, s) as f32 for each of those blocks.
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn dot_rows<const K: u8>(
     rows: &[u8],
@@ -50,7 +51,8 @@ pub(super) unsafe fn dot_rows<const K: u8>(
     out: &mut [f32],
 ) -> bool {
     let (n_rows, nb) = (out.len() / n_tok, row_bytes / w_bytes(K));
-    debug_assert!(rows.len() == n_rows * row_bytes && acts.len() == n_tok * act_row);
+    debug_assert!(rows.len() == n_rows * row_bytes && acts.len() == n_tok * (act_row + 8 * nb));
+    let (acts, table) = acts.split_at(n_tok * act_row);
     debug_assert!(nb * a_bytes(K) == act_row);
     for g in (0..n_rows).step_by(8) {
         let nr = (n_rows - g).min(8);
@@ -65,17 +67,18 @@ pub(super) unsafe fn dot_rows<const K: u8>(
             let tn = (n_tok - t0).min(TOKENS);
             // SAFETY: tokens t0..t0 + tn < n_tok, rows as above, nb blocks each.
             let a = unsafe { acts.as_ptr().add(t0 * act_row) };
+            let sc = unsafe { table.as_ptr().add(t0 * nb * 8) };
             let mut sums = [[0f32; 8]; TOKENS];
             unsafe {
                 match tn {
-                    1 => group::<K, 1>(&p, nb, a, act_row, &mut sums),
-                    2 => group::<K, 2>(&p, nb, a, act_row, &mut sums),
-                    3 => group::<K, 3>(&p, nb, a, act_row, &mut sums),
-                    4 => group::<K, 4>(&p, nb, a, act_row, &mut sums),
-                    5 => group::<K, 5>(&p, nb, a, act_row, &mut sums),
-                    6 => group::<K, 6>(&p, nb, a, act_row, &mut sums),
-                    7 => group::<K, 7>(&p, nb, a, act_row, &mut sums),
-                    _ => group::<K, 8>(&p, nb, a, act_row, &mut sums),
+                    1 => group::<K, 1>(&p, nb, a, act_row, sc, &mut sums),
+                    2 => group::<K, 2>(&p, nb, a, act_row, sc, &mut sums),
+                    3 => group::<K, 3>(&p, nb, a, act_row, sc, &mut sums),
+                    4 => group::<K, 4>(&p, nb, a, act_row, sc, &mut sums),
+                    5 => group::<K, 5>(&p, nb, a, act_row, sc, &mut sums),
+                    6 => group::<K, 6>(&p, nb, a, act_row, sc, &mut sums),
+                    7 => group::<K, 7>(&p, nb, a, act_row, sc, &mut sums),
+                    _ => group::<K, 8>(&p, nb, a, act_row, sc, &mut sums),
                 }
             }
             for (j, s) in sums[..tn].iter().enumerate() {
@@ -89,10 +92,11 @@ pub(super) unsafe fn dot_rows<const K: u8>(
     true
 }
 
-/// Eight rows (`p`) times `T` consecutive tokens (`a`, rows `act_row` apart), into `sums[t][row]`.
+/// Eight rows (`p`) times `T` consecutive tokens (`a`, rows `act_row` apart; `sc` their blocks'
+/// (d, s) as f32, token after token), into `sums[t][row]`.
 ///
 /// Safety: AVX2 and F16C; each `p[i]` starts `nb` weight blocks, `a` starts `T` rows of `nb`
-/// activation blocks.
+/// activation blocks, `sc` `T · nb` scale pairs.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn group<const K: u8, const T: usize>(
@@ -100,6 +104,7 @@ unsafe fn group<const K: u8, const T: usize>(
     nb: usize,
     a: *const u8,
     act_row: usize,
+    sc: *const u8,
     sums: &mut [[f32; 8]; TOKENS],
 ) {
     let (wb, ab) = (w_bytes(K), a_bytes(K));
@@ -124,7 +129,8 @@ unsafe fn group<const K: u8, const T: usize>(
         for (t, acc) in acc.iter_mut().enumerate() {
             let y = unsafe { a.add(t * act_row + k * ab) };
             let q = unsafe { load256(y.add(ab - 32)) };
-            let da = _mm256_set1_ps(super::x86::f16_to_f32(unsafe { read_u16(y) }));
+            let yd = unsafe { sc.add((t * nb + k) * 8) };
+            let da = _mm256_set1_ps(unsafe { read_f32(yd) });
             let mut prod = [_mm256_setzero_si256(); 8];
             let ones = _mm256_set1_epi16(1);
             let s = if K == Q4_0 || K == Q4_1 {
@@ -159,7 +165,7 @@ unsafe fn group<const K: u8, const T: usize>(
                 Q5_0 => _mm256_mul_ps(_mm256_mul_ps(dw, da), s),
                 Q8_0 => _mm256_mul_ps(s, _mm256_mul_ps(dw, da)),
                 _ => {
-                    let sa = _mm256_set1_ps(super::x86::f16_to_f32(unsafe { read_u16(y.add(2)) }));
+                    let sa = _mm256_set1_ps(unsafe { read_f32(yd.add(4)) });
                     _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(dw, da), s), _mm256_mul_ps(mw, sa))
                 }
             };
