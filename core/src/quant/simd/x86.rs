@@ -95,21 +95,6 @@ pub(super) fn reduce8(v: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31))
 }
 
-/// [Σ v0, …, Σ v7] as i32 for eight vectors of sixteen i16 whose sum over each 128-bit half
-/// fits in i16 (the caller's bound): three rounds of i16 pair sums, then the halves widened.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) fn reduce8_i16(v: &[__m256i; 8]) -> __m256i {
-    let a = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
-    let b = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
-    // Per 128-bit half: [Σ v0, …, Σ v7] over that half's elements.
-    let h = _mm256_hadd_epi16(a, b);
-    _mm256_add_epi32(
-        _mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
-        _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)),
-    )
-}
-
 /// The sum of the eight i32 of `v`.
 #[inline]
 #[target_feature(enable = "avx2")]

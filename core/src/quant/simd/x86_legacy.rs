@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{gather_f16_pairs, load128, load256, read_f32, read_u32, reduce8, reduce8_i16};
+use super::x86::{gather_f16_pairs, load128, load256, read_f32, read_u32, reduce8};
 
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;
@@ -114,8 +114,31 @@ unsafe fn group<const K: u8, const T: usize>(
     for k in 0..nb {
         // SAFETY (this loop): block k < nb of each row and of each token's activations.
         let mut lv = [_mm256_setzero_si256(); 8];
-        for (lv, p) in lv.iter_mut().zip(p) {
-            *lv = unsafe { levels::<K>(p.add(k * wb)) };
+        if K == Q4_0 || K == Q4_1 {
+            // Rows j and j + 4 share a vector: lv[j] their low-nibble levels (elements 0..16),
+            // lv[j + 4] their high-nibble ones (16..32), row j in the low half.
+            let off = if K == Q4_0 { 2 } else { 4 };
+            for j in 0..4 {
+                let both = unsafe {
+                    _mm256_loadu2_m128i(
+                        p[j + 4].add(k * wb + off) as *const __m128i,
+                        p[j].add(k * wb + off) as *const __m128i,
+                    )
+                };
+                let (mut lo, mut hi) = (
+                    _mm256_and_si256(both, _mm256_set1_epi8(0x0f)),
+                    _mm256_and_si256(_mm256_srli_epi16(both, 4), _mm256_set1_epi8(0x0f)),
+                );
+                if K == Q4_0 {
+                    (lo, hi) =
+                        (_mm256_sub_epi8(lo, _mm256_set1_epi8(8)), _mm256_sub_epi8(hi, _mm256_set1_epi8(8)));
+                }
+                (lv[j], lv[j + 4]) = (lo, hi);
+            }
+        } else {
+            for (lv, p) in lv.iter_mut().zip(p) {
+                *lv = unsafe { levels::<K>(p.add(k * wb)) };
+            }
         }
         // Eight interleaved row streams defeat the hardware prefetcher, and the next group's
         // rows would only be requested when it starts: fetch them now, 8 blocks' worth per block
@@ -128,24 +151,39 @@ unsafe fn group<const K: u8, const T: usize>(
         let (dw, mw) = unsafe { gather_f16_pairs(p, k * wb) };
         for (t, acc) in acc.iter_mut().enumerate() {
             let y = unsafe { a.add(t * act_row + k * ab) };
-            let q = unsafe { load256(y.add(ab - 32)) };
             let yd = unsafe { sc.add((t * nb + k) * 8) };
             let da = _mm256_set1_ps(unsafe { read_f32(yd) });
             let mut prod = [_mm256_setzero_si256(); 8];
             let ones = _mm256_set1_epi16(1);
             let s = if K == Q4_0 || K == Q4_1 {
-                // Four-bit levels keep every 16-element sum within i16 (≤ 16·15·127), so the
-                // i16 pair sums are reduced in i16 and only the two halves widened.
-                let qa = _mm256_abs_epi8(q);
-                for (pr, &w) in prod.iter_mut().zip(&lv) {
-                    *pr = if K == Q4_0 {
-                        _mm256_maddubs_epi16(qa, _mm256_sign_epi8(w, q))
+                // Both halves of a vector meet the same activations: elements 0..16 against the
+                // low nibbles, 16..32 against the high ones. Each i16 then sums four products
+                // and, after two rounds of pair sums, sixteen (≤ 16·15·127, within i16); `madd`
+                // finishes in i32 with the rows in order (row j low, row j + 4 high).
+                let (qlo, qhi) = unsafe {
+                    (
+                        _mm256_broadcastsi128_si256(load128(y.add(ab - 32))),
+                        _mm256_broadcastsi128_si256(load128(y.add(ab - 16))),
+                    )
+                };
+                let mut pv = [_mm256_setzero_si256(); 4];
+                for (j, pv) in pv.iter_mut().enumerate() {
+                    *pv = if K == Q4_0 {
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(_mm256_abs_epi8(qlo), _mm256_sign_epi8(lv[j], qlo)),
+                            _mm256_maddubs_epi16(_mm256_abs_epi8(qhi), _mm256_sign_epi8(lv[j + 4], qhi)),
+                        )
                     } else {
-                        _mm256_maddubs_epi16(w, q)
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lv[j], qlo),
+                            _mm256_maddubs_epi16(lv[j + 4], qhi),
+                        )
                     };
                 }
-                reduce8_i16(&prod)
+                let h = _mm256_hadd_epi16(_mm256_hadd_epi16(pv[0], pv[1]), _mm256_hadd_epi16(pv[2], pv[3]));
+                _mm256_madd_epi16(h, ones)
             } else {
+                let q = unsafe { load256(y.add(ab - 32)) };
                 for (pr, &w) in prod.iter_mut().zip(&lv) {
                     let pairs = if K == Q8_0 {
                         _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w))
