@@ -23,7 +23,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 }
 
 /// Weight rows per parallel task: a multiple of the eight rows the SIMD kernels take at once.
-const ROWS_PER_TASK: usize = 16;
+const ROWS_PER_TASK: usize = 32;
 
 /// out[b, r] = w[r, :] · x[b, :] for `n_tok` tokens.
 ///
