@@ -16,7 +16,11 @@
 //! A matmul calls [`prepare_activations`] once per input, then [`dot_rows`] per piece of weight
 //! rows. The prepared bytes are the reference activation blocks (`quantize_activations`), except
 //! that for `Avx2` the quants of each 32-element chunk of a Q8_K block are reordered (see
-//! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart.
+//! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart, and
+//! Q8_0/Q8_1 blocks are followed by a table of their scales as f32.
+//!
+//! Not here yet: AVX-512/VNNI sets (no such CPU to test them on), wasm32 `simd128`; both would be
+//! further `Level`s with their own kernel files and the same tests.
 //!
 //! Attention's f16 products ([`dot_f16_rows`]) live here too: the same f16 × f16 → f64 sums.
 //!
