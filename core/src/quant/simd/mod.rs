@@ -258,11 +258,9 @@ pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f3
 
 /// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
 fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
-    match isa.0 {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) => n / 32 * 8,
-        _ => 0,
-    }
+    // Every set but the reference appends it (today: AVX2).
+    let table = matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) && isa != Isa::SCALAR;
+    if table { n / 32 * 8 } else { 0 }
 }
 
 /// Bytes of one `cols`-element row of `ty`.
