@@ -3,8 +3,9 @@
 //! Numerics follow ggml's CPU backend (the llama.cpp reference), in its scalar form: `rmsnorm`
 //! sums squares in f64 (`ggml_compute_forward_rms_norm_f32`); `matmul` converts each activation row
 //! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
-//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope` builds its angles by repeated multiplication by
-//! `base^(-2/n_rot)` as `ggml_rope_cache_init` does; `silu` is `x/(1+e^-x)` in f32.
+//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope`
+//! builds its angles by repeated multiplication by `base^(-2/n_rot)` as `ggml_rope_cache_init`
+//! does; `silu` is `x/(1+e^-x)` in f32.
 
 use super::Exec;
 use crate::error::Result;
