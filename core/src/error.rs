@@ -96,9 +96,9 @@ pub enum Error {
     PartialBlockElements { ty: GgmlType, len: usize, block_elems: usize },
 
     // ---------------------------------------------------------------- model
-    #[error("architecture `{arch}` is not supported (supported: llama)")]
+    #[error("architecture `{arch}` is not supported (supported: llama, qwen2, qwen3, phi3, gemma3)")]
     UnsupportedArchitecture { arch: String },
-    #[error("hyper-parameter `{key}` is invalid")]
+    #[error("hyper-parameter `{key}` is invalid or not supported")]
     InvalidHyperParameter { key: String },
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
@@ -106,6 +106,14 @@ pub enum Error {
     ContextFull { n_ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+
+    // ---------------------------------------------------------------- model architectures
+    #[error("`{key}` is `{value}`; aether supports rope scaling none, linear and longrope")]
+    UnsupportedRopeScaling { key: String, value: String },
+    /// llama.cpp refuses a file with tensors its architecture does not create; so does aether,
+    /// rather than run a model without a piece of it.
+    #[error("tensor `{name}` is not part of a {arch} model (unsupported feature or wrong architecture)")]
+    UnexpectedTensor { name: String, arch: &'static str },
 
     // ---------------------------------------------------------------- tokenizer
     #[error("tokenizer: {0}")]
@@ -140,6 +148,37 @@ pub enum Error {
     TokenIdOutOfRange { key: String, id: u32, n_vocab: usize },
     #[error("invalid date {year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} for strftime_now")]
     InvalidDate { year: i32, month: u8, day: u8, hour: u8, minute: u8, second: u8 },
+
+    // ---------------------------------------------------------------- gpu
+    // wgpu reports most failures asynchronously (an uncaptured-error handler, a device-lost
+    // callback); `gpu::Gpu` records them and returns them from its next fallible call.
+    #[error("no GPU adapter: {reason}")]
+    NoAdapter { reason: String },
+    #[error("GPU `{adapter}` refused a device: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+    #[error("GPU device lost ({reason}): {message}")]
+    DeviceLost { reason: String, message: String },
+    #[error("GPU out of memory{}", in_context(context))]
+    GpuOutOfMemory { context: String },
+    #[error("GPU validation error{}: {message}", in_context(context))]
+    GpuValidation { context: String, message: String },
+    #[error("GPU internal error{}: {message}", in_context(context))]
+    GpuInternal { context: String, message: String },
+    #[error("GPU work did not finish within {seconds} s{}", in_context(context))]
+    GpuTimeout { context: String, seconds: f64 },
+    #[error("GPU buffer read-back failed{}: {message}", in_context(context))]
+    GpuReadback { context: String, message: String },
+    #[error(
+        "tensor `{name}`: one row is {row_bytes} bytes, over the GPU's {max_binding}-byte storage binding limit"
+    )]
+    GpuRowTooLarge { name: String, row_bytes: u64, max_binding: u64 },
+    #[error("tensor `{name}` ({bytes} bytes) does not fit the GPU: {why}")]
+    GpuTensorTooLarge { name: String, bytes: u64, why: String },
+}
+
+/// " while CONTEXT" when the GPU error has one.
+fn in_context(context: &str) -> String {
+    if context.is_empty() { String::new() } else { format!(" while {context}") }
 }
 
 /// " at line N" when the template line is known.

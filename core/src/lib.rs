@@ -7,6 +7,8 @@
 pub mod chat_template;
 pub mod error;
 pub mod gguf;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod quant;
 pub mod tokenizer;
 
@@ -15,3 +17,4 @@ pub mod cpu;
 pub mod model;
 pub mod sample;
 pub mod session;
+pub mod synth;

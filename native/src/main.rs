@@ -1,10 +1,6 @@
-//! `aether`: the native binary. Subcommands: `run`, `inspect`, `tokenize` (more as the engine
-//! grows).
-//! Errors print one clear line to stderr and exit 1; nothing a user passes can make it panic.
-
-mod cmd;
-mod exec;
-mod model_file;
+//! `aether`: the native binary. Subcommands: `run`, `serve`, `bench`, `inspect`, `tokenize`,
+//! `synth`. Errors print one clear line to stderr and exit 1; nothing a user passes can make it
+//! panic.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +9,8 @@ use aether_core::gguf::Gguf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use model_file::MappedFile;
+use aether::model_file::{self, MappedFile};
+use aether::{cmd, server};
 
 #[derive(Parser)]
 #[command(name = "aether", version, about = "Run GGUF language models on any GPU (and the CPU).")]
@@ -26,6 +23,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt (the generated text alone goes to stdout).
     Run(cmd::run::RunArgs),
+    /// Serve an OpenAI-compatible HTTP API.
+    Serve(server::ServeArgs),
     /// Measure prefill and decode speed (median of repeated runs).
     Bench(cmd::bench::BenchArgs),
     /// Write a synthetic model: real shapes, random well-formed weights.
@@ -55,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Serve(a) => tokio::runtime::Runtime::new()?.block_on(server::serve(a)),
         Command::Inspect { model } => {
             let path = model_file::resolve(model.as_deref())?;
             let file = MappedFile::open(&path)?;

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 
 /// The default model: SmolLM2-135M-Instruct, Q4_1, fetched by `scripts/fetch-models.sh`.
@@ -28,7 +29,34 @@ impl MappedFile {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// Reads every page once so the first token does not pay for faulting the weights in, with a
+    /// progress bar on stderr for files large enough to take a noticeable time.
+    pub fn page_in(&self) {
+        const PAGE: usize = 4096;
+        const CHUNK: usize = 64 << 20;
+        let bar = (self.map.len() >= PROGRESS_FROM).then(|| {
+            let style =
+                ProgressStyle::with_template("loading [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::new(self.map.len() as u64).with_style(style)
+        });
+        let mut sum = 0u8;
+        for chunk in self.map.chunks(CHUNK) {
+            sum = chunk.iter().step_by(PAGE).fold(sum, |a, &b| a.wrapping_add(b));
+            if let Some(bar) = &bar {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        std::hint::black_box(sum);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
 }
+
+/// Files from this size on get a loading progress bar.
+const PROGRESS_FROM: usize = 512 << 20;
 
 /// `-m` if given; otherwise the default model from `$AETHER_MODELS_DIR`, `./models`, or the
 /// `models/` folder of the checkout the binary was built in.

@@ -10,19 +10,10 @@ use aether_core::cpu::{Forward, Serial, State};
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
 use aether_tests::default_model_bytes;
+use aether_tests::logits::argmax;
 
 /// "The capital of France is" in SmolLM2's vocabulary.
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+pub mod gpu;
+pub mod logits;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -77,4 +80,10 @@ pub fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
     );
     assert!(inputs.len() > 40, "{name}: only {} cases", inputs.len());
     inputs.into_iter().zip(outputs).collect()
+}
+
+/// The SHA-256 digest of `data` as 64 lowercase hex digits.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -59,3 +59,35 @@ fn seeds_stops_and_lengths() {
     let others: Vec<String> = (12..15).map(|seed| sampled(&mut s, seed)).collect();
     assert!(others.iter().any(|o| *o != a), "seeds 11..15 all gave {a:?}");
 }
+
+#[test]
+fn chunked_prefill_matches_one_go_and_long_prompts_are_refused() {
+    let bytes = default_model_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
+    let mut s = Session::new(&model, &tok, 16);
+    let greedy =
+        || GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), ..Default::default() };
+    let (one_go, _, _) = generate(&mut s, greedy());
+
+    let mut s = Session::new(&model, &tok, 16);
+    assert_eq!(s.begin(&PROMPT, greedy()).unwrap(), 5);
+    let mut rounds = 0;
+    while !s.prefill(2, &Serial).unwrap() {
+        rounds += 1;
+    }
+    assert_eq!(rounds, 2, "5 tokens in chunks of 2 take 3 calls");
+    let mut text = String::new();
+    loop {
+        let step = s.step(&Serial).unwrap();
+        text += &step.text;
+        if step.finish.is_some() {
+            break;
+        }
+    }
+    assert_eq!(text, one_go);
+
+    let long = vec![504u32; 16];
+    assert!(matches!(s.begin(&long, greedy()), Err(aether_core::Error::ContextFull { n_ctx: 16 })));
+}

@@ -13,6 +13,7 @@
 use aether_core::cpu::{Forward, Serial, State};
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
+use aether_tests::logits::argmax;
 use aether_tests::{default_model_bytes, goldens_dir};
 
 fn golden(name: &str) -> String {
@@ -77,17 +78,6 @@ fn teacher_golden() -> (Vec<u32>, Vec<Row>) {
         .collect::<Vec<_>>();
     assert_eq!(rows.len(), tokens.len(), "one teacher-forced row per token");
     (tokens, rows)
-}
-
-/// Index of the largest logit, the lowest on ties (as numpy's argmax and llama.cpp's greedy).
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// The gap between the two largest logits.

@@ -1,4 +1,15 @@
-//! The llama-family forward pass over a KV cache allocated once for the whole context.
+//! The forward pass of every supported architecture over a KV cache allocated once for the whole
+//! context. The architectures share one layer loop; where they differ it reads a field of the
+//! `Config` or an optional weight, each in one place and named for what it is:
+//!
+//! - embeddings scaled (Gemma 3: `embd_scale`);
+//! - q/k/v biases (Qwen 2), q/k per-head RMS norms before rope (Qwen 3, Gemma 3);
+//! - rope pairing (llama: adjacent pairs, the others NeoX halves), frequency divisors (Llama 3's
+//!   `rope_freqs`, Phi-3's LongRoPE factors), and for sliding-window layers their own base;
+//! - q scaled before the KQ product (Phi-3, Gemma 3) or the scores scaled in the softmax (others);
+//! - sliding-window layers attend to the last `window` positions only (Gemma 3);
+//! - RMS norms of the attention and FFN outputs before each residual add (Gemma 3);
+//! - SwiGLU or GeGLU; an output bias (Qwen 2); final logit soft-capping (Gemma 3, when set).
 //!
 //! Tokens are processed in batches of up to `max_batch`: the matmuls read each weight row once per
 //! batch, so prefill costs far less than one decode step per prompt token. Every per-token value
@@ -13,9 +24,11 @@ use half::f16;
 
 use super::Exec;
 use super::attention::{attn_probs, attn_values};
-use super::ops::{matmul, matmuls, rmsnorm, rope, rope_angles, swiglu};
+use super::ops::{
+    RopeFreqs, geglu, matmul, matmuls, rmsnorm, rmsnorm_heads, rope, rope_angles, softcap, swiglu,
+};
 use crate::error::{Error, Result};
-use crate::model::{Config, Model};
+use crate::model::{Config, FfnAct, Model};
 
 /// Run state: the KV cache and every activation buffer, sized at creation; nothing is allocated
 /// per token.
@@ -38,6 +51,8 @@ pub struct State {
     k: Vec<f32>,
     /// [max_batch, kv_dim]
     v: Vec<f32>,
+    /// [max_batch, q_dim] the queries rounded to f16 (kept as f32), as the KQ product reads them
+    q16: Vec<f32>,
     /// [n_head, attn_stride]: per head, one token's attention probabilities (f16 values,
     /// [n_ctx]) then the head's output for each token of the batch ([max_batch, head_dim])
     probs: Vec<f32>,
@@ -59,10 +74,12 @@ pub struct State {
     hidden: Vec<f32>,
     /// [n_vocab] logits of the last token processed
     logits: Vec<f32>,
-    /// [max_batch, n_rot / 2] (cos, sin) of each token's rotary angles
+    /// [2, max_batch, n_rot / 2] (cos, sin) of each token's rotary angles: [0] for global layers,
+    /// [1] for sliding-window layers (their own base, no scaling or factors)
     rope_cs: Vec<(f32, f32)>,
-    /// base^(-2/n_rot): the ratio between successive rotary frequencies
-    theta_scale: f32,
+    /// base^(-2/n_rot) for global and sliding-window layers: the ratio between successive rotary
+    /// frequencies
+    theta_scale: [f32; 2],
 }
 
 impl State {
@@ -81,6 +98,7 @@ impl State {
             q: vec![0.0; max_batch * c.q_dim()],
             k: vec![0.0; max_batch * c.kv_dim()],
             v: vec![0.0; max_batch * c.kv_dim()],
+            q16: vec![0.0; max_batch * c.q_dim()],
             probs: vec![0.0; c.n_head * attn_stride(n_ctx, max_batch, c.head_dim)],
             att: vec![0.0; max_batch * c.q_dim()],
             proj: vec![0.0; max_batch * c.n_embd],
@@ -90,8 +108,9 @@ impl State {
             scratch: vec![0.0; widest * max_batch],
             hidden: vec![0.0; c.n_embd],
             logits: vec![0.0; c.n_vocab],
-            rope_cs: vec![(0.0, 0.0); max_batch * (c.n_rot / 2)],
-            theta_scale: c.rope_base.powf(-2.0 / c.n_rot as f32),
+            rope_cs: vec![(0.0, 0.0); 2 * max_batch * (c.n_rot / 2)],
+            theta_scale: [c.rope_base, c.swa.as_ref().map_or(c.rope_base, |w| w.rope_base)]
+                .map(|base| base.powf(-2.0 / c.n_rot as f32)),
         }
     }
 
@@ -131,9 +150,10 @@ impl Forward<'_, '_> {
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
             return Err(Error::TokenOutOfRange { id, n_vocab: c.n_vocab });
         }
+        // Inside the executor, so each parallel loop starts without a hand-over between threads.
         let mut result = Ok(());
         exec.run(&mut || {
-            result = tokens.chunks(s.max_batch).try_for_each(|batch| self.batch(s, batch, exec))
+            result = tokens.chunks(s.max_batch).try_for_each(|batch| self.batch(s, batch, exec));
         });
         result?;
         Ok(&s.logits)
@@ -145,9 +165,24 @@ impl Forward<'_, '_> {
         let (n, half) = (tokens.len(), c.n_rot / 2);
         let pos0 = s.n_past;
 
+        let global = RopeFreqs {
+            theta_scale: s.theta_scale[0],
+            freq_scale: c.rope_freq_scale,
+            attn_factor: c.rope_attn_factor,
+            factors: w.rope_factors(c, s.n_ctx),
+        };
+        let local = RopeFreqs { theta_scale: s.theta_scale[1], freq_scale: 1.0, factors: None, ..global };
+        let cs_len = s.max_batch * half;
         for (b, &t) in tokens.iter().enumerate() {
-            w.token_embd.dequantize_row(t as usize, &mut s.x[b * d..(b + 1) * d])?;
-            rope_angles(&mut s.rope_cs[b * half..(b + 1) * half], pos0 + b, s.theta_scale);
+            let x = &mut s.x[b * d..(b + 1) * d];
+            w.token_embd.dequantize_row(t as usize, x)?;
+            if let Some(scale) = c.embd_scale {
+                x.iter_mut().for_each(|v| *v *= scale);
+            }
+            rope_angles(&mut s.rope_cs[b * half..(b + 1) * half], pos0 + b, &global);
+            if c.swa.is_some() {
+                rope_angles(&mut s.rope_cs[cs_len + b * half..cs_len + (b + 1) * half], pos0 + b, &local);
+            }
         }
 
         for (l, lw) in w.layers.iter().enumerate() {
@@ -157,25 +192,43 @@ impl Forward<'_, '_> {
             }
             let qkv = [&lw.attn_q, &lw.attn_k, &lw.attn_v];
             matmuls(exec, &qkv, &s.xn, &mut [&mut s.q, &mut s.k, &mut s.v], n, &mut s.acts, &mut s.scratch)?;
+            add_bias(&mut s.q[..n * qd], lw.attn_q_b.as_deref());
+            add_bias(&mut s.k[..n * kvd], lw.attn_k_b.as_deref());
+            add_bias(&mut s.v[..n * kvd], lw.attn_v_b.as_deref());
+            if let Some(norm) = &lw.attn_q_norm {
+                rmsnorm_heads(&mut s.q[..n * qd], norm, c.rms_eps);
+            }
+            if let Some(norm) = &lw.attn_k_norm {
+                rmsnorm_heads(&mut s.k[..n * kvd], norm, c.rms_eps);
+            }
+            let cs_off = if c.is_swa(l) { cs_len } else { 0 };
             for b in 0..n {
-                let cs = &s.rope_cs[b * half..(b + 1) * half];
-                rope(&mut s.q[b * qd..(b + 1) * qd], c.head_dim, cs, c.rope_kind);
+                let cs = &s.rope_cs[cs_off + b * half..cs_off + (b + 1) * half];
+                let q = &mut s.q[b * qd..(b + 1) * qd];
+                rope(q, c.head_dim, cs, c.rope_kind);
+                if c.q_scale != 1.0 {
+                    q.iter_mut().for_each(|v| *v *= c.q_scale);
+                }
                 rope(&mut s.k[b * kvd..(b + 1) * kvd], c.head_dim, cs, c.rope_kind);
                 self.store_kv(s, l, b, pos0 + b);
             }
             self.attention(s, l, n, pos0, exec);
             matmul(exec, &lw.attn_output, &s.att, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
-            s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            add_bias(&mut s.proj[..n * d], lw.attn_output_b.as_deref());
+            add_residual(s, n, d, lw.attn_post_norm.as_deref(), c.rms_eps);
 
-            // Feed-forward block (SwiGLU).
+            // Feed-forward block: act(gate) · up, then down.
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.ffn_norm, c.rms_eps);
             }
             let gate_up = [&lw.ffn_gate, &lw.ffn_up];
             matmuls(exec, &gate_up, &s.xn, &mut [&mut s.gate, &mut s.up], n, &mut s.acts, &mut s.scratch)?;
-            swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]);
+            match c.ffn_act {
+                FfnAct::Silu => swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
+                FfnAct::GeluTanh => geglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
+            }
             matmul(exec, &lw.ffn_down, &s.gate, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
-            s.x[..n * d].iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
+            add_residual(s, n, d, lw.ffn_post_norm.as_deref(), c.rms_eps);
         }
 
         // Only the last token's logits are needed.
@@ -183,6 +236,10 @@ impl Forward<'_, '_> {
         s.hidden.copy_from_slice(&s.x[last..last + d]);
         rmsnorm(&mut s.xn[..d], &s.hidden, &w.output_norm, c.rms_eps);
         matmul(exec, &w.output, &s.xn[..d], &mut s.logits, 1, &mut s.acts, &mut s.scratch)?;
+        add_bias(&mut s.logits, w.output_b.as_deref());
+        if let Some(cap) = c.final_logit_softcap {
+            softcap(&mut s.logits, cap);
+        }
         s.n_past += n;
         Ok(())
     }
@@ -207,17 +264,26 @@ impl Forward<'_, '_> {
         let c = &self.model.config;
         let (qd, kvd, hd, n_ctx) = (c.q_dim(), c.kv_dim(), c.head_dim, s.n_ctx);
         let group = c.n_head / c.n_head_kv;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = c.kq_scale;
+        for (h, &q) in s.q16[..n * qd].iter_mut().zip(&s.q[..n * qd]) {
+            *h = f16::from_f32(q).to_f32();
+        }
         let stride = attn_stride(n_ctx, s.max_batch, hd);
-        let (q, k_cache) = (&s.q, &s.k_cache[l * n_ctx * kvd..(l + 1) * n_ctx * kvd]);
+        let (q16, k_cache) = (&s.q16, &s.k_cache[l * n_ctx * kvd..(l + 1) * n_ctx * kvd]);
         let v_cache = &s.v_cache[l * kvd * n_ctx..(l + 1) * kvd * n_ctx];
         exec.chunks(&mut s.probs[..c.n_head * stride], stride, &|h, work| {
             let (p, out) = work.split_at_mut(n_ctx);
             let kv_off = (h / group) * hd;
             for b in 0..n {
-                let p = &mut p[..pos0 + b + 1];
-                attn_probs(p, &q[b * qd + h * hd..][..hd], k_cache, kvd, kv_off, scale);
-                attn_values(&mut out[b * hd..][..hd], p, v_cache, n_ctx, kv_off);
+                // Positions start..=pos; a sliding-window layer sees the last `window` of them.
+                // The masked positions would contribute exact zeros in llama.cpp's masked softmax.
+                let pos = pos0 + b;
+                let start = c.window(l).map_or(0, |w| (pos + 1).saturating_sub(w));
+                let p = &mut p[..pos + 1 - start];
+                let q = &q16[b * qd + h * hd..][..hd];
+                attn_probs(p, q, &k_cache[start * kvd..], kvd, kv_off, scale, start);
+                // Rows of the transposed cache still n_ctx apart, each read from `start` on.
+                attn_values(&mut out[b * hd..][..hd], p, &v_cache[start..], n_ctx, kv_off, start);
             }
         });
         for b in 0..n {
@@ -227,4 +293,27 @@ impl Forward<'_, '_> {
             }
         }
     }
+}
+
+/// y[b, :] += bias for every row of y, when there is a bias.
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in y.chunks_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    }
+}
+
+/// x += proj for the first `n` tokens, with proj RMS-normed first when the layer has a post-norm.
+fn add_residual(s: &mut State, n: usize, d: usize, post_norm: Option<&[f32]>, eps: f32) {
+    let add = match post_norm {
+        Some(w) => {
+            for b in 0..n {
+                rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.proj[b * d..(b + 1) * d], w, eps);
+            }
+            &s.xn
+        }
+        None => &s.proj,
+    };
+    s.x[..n * d].iter_mut().zip(add).for_each(|(x, p)| *x += p);
 }

@@ -5,7 +5,8 @@
 //! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
 //! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope`
 //! builds its angles by repeated multiplication by `base^(-2/n_rot)` as `ggml_rope_cache_init`
-//! does; `silu` is `x/(1+e^-x)` in f32.
+//! does; `silu` is `x/(1+e^-x)` in f32; `gelu` goes through f16 as ggml's table-driven
+//! `ggml_vec_geglu_f32` does.
 
 use super::Exec;
 use crate::error::Result;
@@ -15,11 +16,27 @@ use crate::quant::{self, simd};
 /// out[i] = (x[i] · s) · w[i] with s = 1/sqrt(mean(x²) + eps); the sum of squares (each square
 /// rounded to f32) is accumulated in f64, the mean rounded to f32, as ggml does.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
+    }
+}
+
+/// 1/sqrt(mean(x²) + eps), the sum of squares in f64 as ggml sums it.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// [`rmsnorm`] of each `w.len()`-wide head of x, in place (the q/k norms of Qwen 3 and Gemma 3).
+/// x: [n_heads, head_dim]; w: [head_dim].
+pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
+    for head in x.chunks_mut(w.len().max(1)) {
+        let scale = rms_scale(head, eps);
+        for (v, &g) in head.iter_mut().zip(w) {
+            *v = *v * scale * g;
+        }
     }
 }
 
@@ -126,14 +143,30 @@ fn transpose(src: &[f32], out: &mut [f32], rows: usize, n_tok: usize) {
     }
 }
 
-/// The rotation of each dimension pair at position `pos`: `cs[i] = (cos θ_i, sin θ_i)` with
-/// `θ_0 = pos` and `θ_{i+1} = θ_i · theta_scale`, `theta_scale = base^(-2/n_rot)` — ggml builds
-/// the angles by this running product, not by a power per pair, and the roundings differ.
-pub fn rope_angles(cs: &mut [(f32, f32)], pos: usize, theta_scale: f32) {
+/// How positions become rotary angles, beyond the base.
+#[derive(Clone, Copy, Debug)]
+pub struct RopeFreqs<'f> {
+    /// base^(-2/n_rot): the ratio between successive pairs' frequencies.
+    pub theta_scale: f32,
+    /// Multiplies every angle (1/linear scaling factor).
+    pub freq_scale: f32,
+    /// Multiplies cos and sin.
+    pub attn_factor: f32,
+    /// [n_rot/2] per-pair divisors of the angle (Llama 3's `rope_freqs`, LongRoPE's factors).
+    pub factors: Option<&'f [f32]>,
+}
+
+/// The rotation of each dimension pair at position `pos`: `cs[i] = (cos φ_i, sin φ_i) · attn_factor`
+/// with `φ_i = freq_scale · (θ_i / factor_i)`, `θ_0 = pos` and `θ_{i+1} = θ_i · theta_scale` —
+/// ggml builds the angles by this running product (`ggml_rope_cache_init`, `rope_yarn` without
+/// YaRN), not by a power per pair, and the roundings differ.
+pub fn rope_angles(cs: &mut [(f32, f32)], pos: usize, f: &RopeFreqs<'_>) {
     let mut theta = pos as f32;
-    for c in cs.iter_mut() {
-        *c = (theta.cos(), theta.sin());
-        theta *= theta_scale;
+    for (i, c) in cs.iter_mut().enumerate() {
+        let divisor = f.factors.and_then(|ff| ff.get(i).copied()).unwrap_or(1.0);
+        let phi = f.freq_scale * (theta / divisor);
+        *c = (phi.cos() * f.attn_factor, phi.sin() * f.attn_factor);
+        theta *= f.theta_scale;
     }
 }
 
@@ -158,5 +191,43 @@ pub fn rope(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], kind: RopeKind) {
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// gate[i] = gelu(gate[i]) · up[i] (GeGLU), with ggml's tanh-approximated GELU evaluated the way
+/// its default CPU build does: through a table indexed by the input rounded to f16, holding the
+/// f32 result rounded to f16; inputs at or below -10 give 0, at or above 10 the input itself.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let act = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            f16_round(gelu_tanh(f16_round(x)))
+        };
+        *g = act * u;
+    }
+}
+
+/// 0.5·x·(1 + tanh(sqrt(2/π)·x·(1 + 0.044715·x²))) in f32, in ggml's order of operations.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// x rounded to the nearest f16 (ties to even), back as f32.
+fn f16_round(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// v[i] = cap · tanh(v[i] · (1/cap)): Gemma's final logit soft-capping, as llama.cpp's scale,
+/// tanh, scale.
+pub fn softcap(v: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for x in v.iter_mut() {
+        *x = (*x * inv).tanh() * cap;
     }
 }

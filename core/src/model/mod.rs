@@ -5,7 +5,7 @@
 mod config;
 mod weights;
 
-pub use config::{Arch, Config, RopeKind};
+pub use config::{Arch, Config, FfnAct, RopeKind, Swa};
 pub use weights::{LayerWeights, QTensor, Weights};
 
 use crate::error::Result;
@@ -24,3 +24,6 @@ impl<'a> Model<'a> {
         Ok(Model { config, weights })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -113,15 +113,26 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Evaluates `prompt` (reusing whatever prefix of it is already in the KV cache) and prepares
     /// to generate. Returns the number of prompt tokens actually evaluated.
     pub fn start(&mut self, prompt: &[u32], params: GenerateParams, exec: &dyn Exec) -> Result<usize> {
+        let n = self.begin(prompt, params)?;
+        self.prefill(usize::MAX, exec)?;
+        Ok(n)
+    }
+
+    /// Sets up generation from `prompt` without evaluating it yet: the prefix already in the KV
+    /// cache is kept, the rest is left for [`Session::prefill`]. Returns how many prompt tokens
+    /// remain to evaluate.
+    pub fn begin(&mut self, prompt: &[u32], params: GenerateParams) -> Result<usize> {
         if prompt.is_empty() {
             return Err(crate::Error::EmptyPrompt);
         }
-        let evaluated = self.tokens.len() - usize::from(self.unevaluated.is_some());
-        let common = self.tokens[..evaluated].iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        if prompt.len() >= self.state.n_ctx {
+            return Err(crate::Error::ContextFull { n_ctx: self.state.n_ctx });
+        }
+        let cached = self.state.n_past.min(self.tokens.len());
+        let common = self.tokens[..cached].iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // At least the last prompt token is evaluated, to get its logits.
         let keep = common.min(prompt.len() - 1);
         self.state.truncate(keep);
-        Forward { model: self.model }.eval(&mut self.state, &prompt[keep..], exec)?;
         self.tokens.clear();
         self.tokens.extend_from_slice(prompt);
         self.n_prompt = prompt.len();
@@ -135,10 +146,24 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(prompt.len() - keep)
     }
 
+    /// Evaluates up to `budget` more prompt tokens; `true` once the whole prompt is in the cache.
+    /// A server interleaves these chunks with other sequences' decode steps.
+    pub fn prefill(&mut self, budget: usize, exec: &dyn Exec) -> Result<bool> {
+        let done = self.state.n_past;
+        if done < self.n_prompt {
+            let end = self.n_prompt.min(done.saturating_add(budget.max(1)));
+            Forward { model: self.model }.eval(&mut self.state, &self.tokens[done..end], exec)?;
+        }
+        Ok(self.state.n_past >= self.n_prompt)
+    }
+
     /// Samples the next token and returns the text it releases.
     pub fn step(&mut self, exec: &dyn Exec) -> Result<Step> {
         if let Some(reason) = self.finished {
             return Ok(Step { token: None, text: String::new(), finish: Some(reason) });
+        }
+        if self.state.n_past < self.n_prompt {
+            self.prefill(usize::MAX, exec)?;
         }
         if let Some(t) = self.unevaluated.take() {
             if self.state.n_past >= self.state.n_ctx {

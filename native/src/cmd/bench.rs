@@ -41,6 +41,7 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     let path = model_file::resolve(a.model.as_deref())?;
     let file = MappedFile::open(&path)?;
+    file.page_in();
     let g = Gguf::parse(file.bytes()).with_context(|| path.display().to_string())?;
     let model = Model::from_gguf(&g).with_context(|| path.display().to_string())?;
     if let Some(name) = &a.isa {

@@ -57,6 +57,7 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> Result<()> {
     let path = model_file::resolve(a.model.as_deref())?;
     let file = MappedFile::open(&path)?;
+    file.page_in();
     let g = Gguf::parse(file.bytes()).with_context(|| path.display().to_string())?;
     let model = Model::from_gguf(&g).with_context(|| path.display().to_string())?;
     let tokenizer = Tokenizer::from_metadata(g.metadata()).with_context(|| path.display().to_string())?;

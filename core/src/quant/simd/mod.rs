@@ -22,7 +22,8 @@
 //! Not here yet: AVX-512/VNNI sets (no such CPU to test them on), wasm32 `simd128`; both would be
 //! further `Level`s with their own kernel files and the same tests.
 //!
-//! Attention's f16 products ([`dot_f16_rows`]) live here too: the same f16 × f16 → f64 sums.
+//! Attention's f16 products ([`dot_f16_rows`]) live here too, with their reference ([`F16Lanes`]):
+//! ggml's AVX2 lane order, which the SIMD twin keeps lane for lane.
 //!
 //! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_legacy.rs`
 //! (Q4_0 … Q8_0), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
@@ -224,36 +225,68 @@ pub fn dot_rows(
     Ok(())
 }
 
-/// out[j] = Σ_i (x[i] · m[j·stride + i]) as f64, rounded to f32 once, for each `j < out.len()`:
-/// ggml's scalar `ggml_vec_dot_f16` when `x` holds f16 values (each product is then exact in f32
-/// and only the f64 sum, in index order, rounds). Attention's K·q (rows = cached keys) and p·V
-/// (rows = a head dimension's cached values).
-pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f32]) -> Result<()> {
+/// out[j] = Σ_i x[i] · m[j·stride + i] for each `j < out.len()`, summed as ggml's AVX2
+/// `ggml_vec_dot_f16` sums (see [`F16Lanes`]): element i goes to lane `(first + i) % 32`, the lanes
+/// are reduced at the end. x must hold f16 values, so each product is exact in f32 and only the
+/// lane sums round. Attention's K·q (rows = cached keys, `first` = 0; the `len % 32` tail that
+/// ggml adds in f64 is the caller's) and p·V (rows = a head dimension's cached values, `first` =
+/// the cell of p[0], since ggml's lanes are aligned to cell 0).
+pub fn dot_f16_rows(
+    isa: Isa,
+    x: &[f32],
+    m: &[f16],
+    stride: usize,
+    first: usize,
+    out: &mut [f32],
+) -> Result<()> {
     let need = if out.is_empty() { 0 } else { (out.len() - 1) * stride + x.len() };
     if m.len() < need {
         return Err(Error::LengthMismatch { what: "dot_f16_rows matrix", expected: need, got: m.len() });
     }
     let bits: &[u16] = m.reinterpret_cast();
-    let done = match isa.0 {
+    match isa.0 {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
-            for (j, o) in out.as_chunks_mut::<8>().0.iter_mut().enumerate() {
-                // SAFETY: AVX2 and F16C were detected; rows 8j..8j + 8 lie in `m` (checked above).
-                unsafe { x86_f16::dot8(x, &bits[8 * j * stride..], stride, o) };
+            for (j, o) in out.iter_mut().enumerate() {
+                // SAFETY: AVX2 and F16C were detected; row j lies in `m` (checked above).
+                *o = unsafe { x86_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first) };
             }
-            out.len() / 8 * 8
         }
-        _ => 0,
-    };
-    for (j, o) in out.iter_mut().enumerate().skip(done) {
-        let row = &bits[j * stride..][..x.len()];
-        let mut sum = 0f64;
-        for (&xi, &h) in x.iter().zip(row) {
-            sum += (xi * f16_bits_to_f32(h)) as f64;
+        _ => {
+            for (j, o) in out.iter_mut().enumerate() {
+                let mut lanes = F16Lanes::default();
+                for (i, (&xi, &h)) in x.iter().zip(&bits[j * stride..][..x.len()]).enumerate() {
+                    lanes.add(first + i, xi * f16_bits_to_f32(h));
+                }
+                *o = lanes.reduce();
+            }
         }
-        *o = sum as f32;
     }
     Ok(())
+}
+
+/// ggml's AVX2 f16 dot-product accumulators (`ggml_vec_dot_f16`, `GGML_F16_STEP` = 32): 4
+/// registers of 8 f32 lanes; element i of a 32-element step goes to lane i (register i / 8). A
+/// product of two f16 values is exact in f32, so the FMA into its lane rounds once, as an f32 add
+/// does.
+#[derive(Default)]
+pub struct F16Lanes([f32; 32]);
+
+impl F16Lanes {
+    /// Adds `product` (exact) into lane `i % 32`.
+    #[inline(always)]
+    pub fn add(&mut self, i: usize, product: f32) {
+        self.0[i % 32] += product;
+    }
+
+    /// The registers summed pairwise (0+2, 1+3, then those two), then the 8 lanes: the two
+    /// halves added, then two horizontal adds (`GGML_F32x8_REDUCE`).
+    pub fn reduce(&self) -> f32 {
+        let a = &self.0;
+        let x: [f32; 8] = std::array::from_fn(|l| (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]));
+        let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
+        (t[0] + t[1]) + (t[2] + t[3])
+    }
 }
 
 /// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.

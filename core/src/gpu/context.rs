@@ -1,0 +1,286 @@
+//! GPU set-up: one adapter, one device, one queue, and the error plumbing around them.
+//!
+//! [`Gpu::new`] is the crate's one async constructor (the browser can only request an adapter and
+//! a device asynchronously); everything after it records work synchronously, and only read-back
+//! (`readback.rs`) awaits again. The device is created with the adapter's *real* limits — wgpu's
+//! defaults would cap a storage binding at 128 MiB and a buffer at 256 MiB on every GPU — and with
+//! the optional features the kernels can use ([`Caps`]); a test can switch features off or shrink
+//! the binding limit through [`GpuOptions`] to exercise the portable paths.
+//!
+//! wgpu reports validation errors, out-of-memory and device loss through callbacks, and its default
+//! uncaptured-error handler panics. So the first thing done with a new device is to install our own
+//! handlers, which record the error; [`Gpu::check`] (called by every fallible GPU function in this
+//! module) hands it back as an [`Error`]. Natively wgpu-core reports errors at the offending call,
+//! so the error surfaces at the right place; on the web it arrives a little later, at the next
+//! check.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::pipelines::Pipelines;
+use crate::{Error, Result};
+
+/// What [`Gpu::new`] may be asked for. The defaults take the best adapter with everything it has.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Prefer a low-power (integrated) adapter over a high-performance one.
+    pub low_power: bool,
+    /// Ask for the system's CPU fallback adapter (lavapipe, SwiftShader, WARP) only.
+    pub force_fallback: bool,
+    /// Leave subgroup operations off even if the adapter has them (tests the portable kernels).
+    pub no_subgroups: bool,
+    /// Leave `shader-f16` off even if the adapter has it.
+    pub no_f16: bool,
+    /// Cap the bytes one storage binding may cover below the adapter's limit (tests tensors split
+    /// by rows). Rounded down to a multiple of 4.
+    pub max_storage_binding: Option<u64>,
+    /// Natively, how long a read-back or upload waits for the GPU before giving up with
+    /// [`Error::GpuTimeout`] (`None`: for ever). A hung kernel then fails a test instead of
+    /// hanging it. The browser never blocks, so there it does nothing.
+    pub poll_timeout: Option<Duration>,
+}
+
+/// What the kernels may use on this device, decided once in [`Gpu::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// WGSL `enable subgroups;` (wgpu `SUBGROUP`): kernels reduce with `subgroupAdd`.
+    pub subgroups: bool,
+    /// WGSL `enable f16;` (wgpu `SHADER_F16`).
+    pub shader_f16: bool,
+    /// Timestamp queries at compute-pass boundaries (wgpu `TIMESTAMP_QUERY`).
+    pub timestamps: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    /// Bytes one storage binding may cover: the smaller of the adapter's binding and buffer limits
+    /// (and [`GpuOptions::max_storage_binding`]), a multiple of 4. Tensors above it are split.
+    pub max_storage_binding: u64,
+    pub max_buffer_size: u64,
+    pub max_storage_buffers_per_stage: u32,
+    pub max_workgroups_per_dim: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_workgroup_storage: u32,
+    pub min_uniform_offset_alignment: u32,
+}
+
+/// The optional features the kernels can use; requested when the adapter has them.
+const WANTED: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+
+/// An adapter, its device and queue, and the pipelines built on them.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    caps: Caps,
+    errors: Arc<ErrorSink>,
+    poll_timeout: Option<Duration>,
+    pub(super) pipelines: Pipelines,
+}
+
+impl Gpu {
+    /// Finds an adapter and opens a device on it with the adapter's real limits and the optional
+    /// features of [`Caps`]. Fails with [`Error::NoAdapter`] when the system has none.
+    pub async fn new(opts: GpuOptions) -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::PRIMARY;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: if opts.low_power {
+                    wgpu::PowerPreference::LowPower
+                } else {
+                    wgpu::PowerPreference::HighPerformance
+                },
+                force_fallback_adapter: opts.force_fallback,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter { reason: e.to_string() })?;
+        let info = adapter.get_info();
+
+        let mut features = adapter.features() & WANTED;
+        if opts.no_subgroups {
+            features.remove(wgpu::Features::SUBGROUP);
+        }
+        if opts.no_f16 {
+            features.remove(wgpu::Features::SHADER_F16);
+        }
+        // The adapter's own limits: request_device accepts exactly these, and only these lift
+        // wgpu's conservative defaults (128 MiB bindings) to what the hardware allows.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("aether"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() })?;
+
+        // Before anything else is done with the device: wgpu's default handler panics.
+        let errors = Arc::new(ErrorSink::default());
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e| sink.record(e)));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| sink.lost(reason, message));
+
+        let caps = caps(&device.features(), &device.limits(), &info, &opts);
+        let pipelines = Pipelines::new(&device);
+        let gpu = Gpu { device, queue, info, caps, errors, poll_timeout: opts.poll_timeout, pipelines };
+        gpu.check("opening the device")?;
+        Ok(gpu)
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Name, backend, driver and subgroup sizes of the adapter.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// One line for logs: adapter, backend, driver and what the kernels will use.
+    pub fn describe(&self) -> String {
+        let c = &self.caps;
+        format!(
+            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} timestamps={} max_binding={} MiB max_buffer={} MiB",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info,
+            c.subgroups,
+            c.subgroup_min_size,
+            c.subgroup_max_size,
+            c.shader_f16,
+            c.timestamps,
+            c.max_storage_binding >> 20,
+            c.max_buffer_size >> 20,
+        )
+    }
+
+    /// The first GPU error recorded since the last check (or the device's loss, which persists),
+    /// with `context` saying what we were doing. Every fallible function of this module calls it.
+    pub fn check(&self, context: &str) -> Result<()> {
+        self.errors.take(context)
+    }
+
+    /// Natively, blocks until `submission` (or everything submitted so far) has finished and its
+    /// callbacks have run; on the web does nothing (the browser runs callbacks itself).
+    pub fn wait(&self, submission: Option<wgpu::SubmissionIndex>, context: &str) -> Result<()> {
+        let poll = wgpu::PollType::Wait { submission_index: submission, timeout: self.poll_timeout };
+        match self.device.poll(poll) {
+            Ok(_) => self.check(context),
+            Err(wgpu::PollError::Timeout) => Err(Error::GpuTimeout {
+                context: context.into(),
+                seconds: self.poll_timeout.map_or(0.0, |t| t.as_secs_f64()),
+            }),
+            Err(e) => {
+                self.check(context)?;
+                Err(Error::GpuInternal { context: context.into(), message: e.to_string() })
+            }
+        }
+    }
+
+    /// Submits `encoder`'s commands and reports any error recorded while they were encoded.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<wgpu::SubmissionIndex> {
+        let index = self.queue.submit([encoder.finish()]);
+        self.check(context)?;
+        Ok(index)
+    }
+}
+
+// The native host runs the engine on a thread of its own and shares it with the server's tasks.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Gpu>();
+    send_sync::<super::MatVec>();
+    send_sync::<super::GpuTensor>();
+    send_sync::<super::Readback>();
+};
+
+/// The adapter facts the kernels look at, from the device actually opened.
+fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &GpuOptions) -> Caps {
+    let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+    let binding = opts.max_storage_binding.map_or(binding, |cap| cap.min(binding)) & !3;
+    Caps {
+        subgroups: f.contains(wgpu::Features::SUBGROUP),
+        shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        subgroup_min_size: info.subgroup_min_size,
+        subgroup_max_size: info.subgroup_max_size,
+        max_storage_binding: binding,
+        max_buffer_size: l.max_buffer_size,
+        max_storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
+        max_workgroups_per_dim: l.max_compute_workgroups_per_dimension,
+        max_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_workgroup_storage: l.max_compute_workgroup_storage_size,
+        min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
+    }
+}
+
+/// Where wgpu's callbacks leave their errors until [`Gpu::check`] collects them.
+#[derive(Default)]
+struct ErrorSink {
+    /// The first error since the last check; later ones are usually its consequences.
+    first: Mutex<Option<Error>>,
+    /// Set once, never cleared: a lost device stays lost.
+    lost: Mutex<Option<Error>>,
+}
+
+/// Locks `m` even if a panic elsewhere poisoned it: the guarded value is a plain `Option`.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ErrorSink {
+    fn record(&self, e: wgpu::Error) {
+        let e = match e {
+            wgpu::Error::OutOfMemory { .. } => Error::GpuOutOfMemory { context: String::new() },
+            wgpu::Error::Validation { description, .. } => {
+                Error::GpuValidation { context: String::new(), message: description }
+            }
+            wgpu::Error::Internal { description, .. } => {
+                Error::GpuInternal { context: String::new(), message: description }
+            }
+        };
+        lock(&self.first).get_or_insert(e);
+    }
+
+    fn lost(&self, reason: wgpu::DeviceLostReason, message: String) {
+        lock(&self.lost).get_or_insert(Error::DeviceLost { reason: format!("{reason:?}"), message });
+    }
+
+    fn take(&self, context: &str) -> Result<()> {
+        if let Some(e) = lock(&self.lost).clone() {
+            return Err(e);
+        }
+        match lock(&self.first).take() {
+            None => Ok(()),
+            Some(mut e) => {
+                if let Error::GpuOutOfMemory { context: c }
+                | Error::GpuValidation { context: c, .. }
+                | Error::GpuInternal { context: c, .. } = &mut e
+                {
+                    *c = context.to_string();
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Launcher for `shaders/matvec_*.wgsl`, the fused dequantize × vector product of decode
+//! (`y = W·x` with W in its GGUF encoding), and its CPU twin [`matvec_cpu`].
+//!
+//! A [`MatVec`] is built once per (weight tensor, x, y) at load: it picks the kernel variant for
+//! the device (`_sg` reduces with subgroups, `_wg` through workgroup memory), writes the
+//! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
+//! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
+//! The kernel's rows per workgroup come from its own `const ROWS`.
+
+use super::pipelines::Family;
+use super::shaders::{const_u32, matvec_stem, source, splice_reduce};
+use super::{Gpu, GpuTensor};
+use crate::quant::{self, GgmlType};
+use crate::{Error, Result};
+
+/// Mirrors `struct Params` of the mat-vec kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_rows: u32,
+    cols: u32,
+    row_bytes: u32,
+    x_off: u32,
+    y_off: u32,
+    groups_x: u32,
+    _pad: [u32; 2],
+}
+
+const _: () = assert!(size_of::<Params>() == 32);
+
+/// `y[y_off + r] = Σ_c W[r, c] · x[x_off + c]` for every row of one weight tensor, ready to
+/// encode.
+pub struct MatVec {
+    key: String,
+    pipeline: wgpu::ComputePipeline,
+    /// Per piece: its bind group and workgroup grid.
+    pieces: Vec<(wgpu::BindGroup, [u32; 2])>,
+    /// [pieces] Params, one per `min_uniform_offset_alignment` bytes; kept alive for the bind groups.
+    _params: wgpu::Buffer,
+}
+
+impl MatVec {
+    /// `x` and `y` are f32 buffers (distinct: one is read, the other written); the offsets are in
+    /// elements.
+    pub fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        x_off: u64,
+        y: &wgpu::Buffer,
+        y_off: u64,
+    ) -> Result<MatVec> {
+        let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
+        let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
+        let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
+        let subgroups = gpu.caps().subgroups;
+        let key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
+        let bad_kernel = |message: &str| Error::GpuValidation {
+            context: format!("preparing `{key}`"),
+            message: message.into(),
+        };
+        let rows_per_wg =
+            const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
+        let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
+        let pipeline = gpu.pipeline(&key, Family::MatVec, || {
+            if subgroups {
+                splice_reduce(file, browser).ok_or_else(|| bad_kernel("no reduce section"))
+            } else {
+                Ok(file.into())
+            }
+        })?;
+
+        let fits = |what: &'static str, buf: &wgpu::Buffer, off: u64, n: u64| {
+            let need = (off + n) * 4;
+            if need > buf.size() || off + n > u32::MAX as u64 {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: need as usize,
+                    got: buf.size() as usize,
+                });
+            }
+            Ok(())
+        };
+        fits("mat-vec x buffer bytes", x, x_off, w.cols)?;
+        fits("mat-vec y buffer bytes", y, y_off, w.rows)?;
+
+        let max_dim = gpu.caps().max_workgroups_per_dim.max(1) as u64;
+        let stride = (size_of::<Params>() as u64)
+            .next_multiple_of(gpu.caps().min_uniform_offset_alignment.max(1) as u64);
+        let mut params = vec![0u8; (stride * w.pieces.len() as u64) as usize];
+        let mut grids = Vec::new();
+        for (i, piece) in w.pieces.iter().enumerate() {
+            let groups = piece.rows.div_ceil(rows_per_wg as u64);
+            let gx = groups.min(max_dim);
+            let gy = groups.div_ceil(gx);
+            if gy > max_dim {
+                return Err(Error::GpuTensorTooLarge {
+                    name: w.name.clone(),
+                    bytes: w.gpu_bytes(),
+                    why: format!("{groups} workgroups exceed a {max_dim}² grid"),
+                });
+            }
+            let p = Params {
+                n_rows: piece.rows as u32,
+                cols: w.cols as u32,
+                row_bytes: w.row_bytes as u32,
+                x_off: x_off as u32,
+                y_off: (y_off + piece.first_row) as u32,
+                groups_x: gx as u32,
+                _pad: [0; 2],
+            };
+            let at = i * stride as usize;
+            params[at..at + size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p));
+            grids.push([gx as u32, gy as u32]);
+        }
+        let params_buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&key),
+            size: params.len().max(4) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue().write_buffer(&params_buf, 0, &params);
+
+        let pieces = w
+            .pieces
+            .iter()
+            .zip(grids)
+            .enumerate()
+            .map(|(i, (piece, grid))| {
+                let bind = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&key),
+                    layout: &gpu.pipelines.matvec_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: piece.buffer.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: x.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 2, resource: y.as_entire_binding() },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &params_buf,
+                                offset: i as u64 * stride,
+                                size: wgpu::BufferSize::new(size_of::<Params>() as u64),
+                            }),
+                        },
+                    ],
+                });
+                (bind, grid)
+            })
+            .collect();
+        gpu.check(&format!("preparing `{key}` for `{}`", w.name))?;
+        Ok(MatVec { key, pipeline, pieces, _params: params_buf })
+    }
+
+    /// The pipeline key (`matvec_q4_k_sg`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Records the product: one dispatch per piece of the weight tensor.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        for (bind, [gx, gy]) in &self.pieces {
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(*gx, *gy, 1);
+        }
+    }
+}
+
+/// CPU twin of [`MatVec`]: `y[r] = Σ_c W[r, c] · x[c]` for the `y.len()` rows of `w` (GGUF bytes
+/// of type `ty`, rows of `x.len()` elements), one [`quant::dot`] per row.
+pub fn matvec_cpu(ty: GgmlType, w: &[u8], x: &[f32], y: &mut [f32]) -> Result<()> {
+    let block = ty.block_size();
+    let row_bytes = ty.row_bytes(x.len() as u64).ok_or(Error::PartialBlockElements {
+        ty,
+        len: x.len(),
+        block_elems: block,
+    })? as usize;
+    let rows = y.len();
+    if w.len() != rows * row_bytes {
+        return Err(Error::LengthMismatch {
+            what: "mat-vec weight bytes",
+            expected: rows * row_bytes,
+            got: w.len(),
+        });
+    }
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = quant::dot(ty, &w[r * row_bytes..(r + 1) * row_bytes], x)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The pipeline cache: every compute pipeline is built once per device and kept under a readable
+//! key naming the kernel and its variant (`matvec_q4_k_sg`, `matvec_q4_k_wg`), so a trace or an
+//! error names exactly which WGSL ran. The mat-vec kernels share one explicit bind-group layout
+//! (every mat-vec takes the same four bindings), so bind groups built for one type would fit any
+//! other. Every other kernel uses the layout wgpu derives from its WGSL ([`Family::Auto`]): its
+//! launcher makes bind groups from `pipeline.get_bind_group_layout(0)`, which fit that pipeline
+//! only — and a launcher never binds anything else.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::Gpu;
+use crate::Result;
+
+pub(crate) struct Pipelines {
+    built: Mutex<BTreeMap<String, wgpu::ComputePipeline>>,
+    /// Mat-vec bindings: 0 weights (storage, read), 1 x (storage, read), 2 y (storage,
+    /// read-write), 3 params (uniform).
+    pub(crate) matvec_layout: wgpu::BindGroupLayout,
+    matvec_pipeline_layout: wgpu::PipelineLayout,
+}
+
+/// Which bind-group layout a kernel uses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Family {
+    MatVec,
+    /// The layout derived from the shader's own bindings.
+    #[allow(dead_code)] // until the first such launcher lands
+    Auto,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let matvec_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("matvec"),
+            entries: &[storage(0, true), storage(1, true), storage(2, false), uniform(3)],
+        });
+        let matvec_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("matvec"),
+            bind_group_layouts: &[Some(&matvec_layout)],
+            immediate_size: 0,
+        });
+        Pipelines { built: Mutex::new(BTreeMap::new()), matvec_layout, matvec_pipeline_layout }
+    }
+}
+
+impl Gpu {
+    /// The pipeline cached under `key`, built from `source()` (WGSL) on first use.
+    pub(crate) fn pipeline(
+        &self,
+        key: &str,
+        family: Family,
+        source: impl FnOnce() -> Result<String>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let mut built = self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = built.get(key) {
+            return Ok(p.clone());
+        }
+        let source = source()?;
+        let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(key),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let layout = match family {
+            Family::MatVec => Some(&self.pipelines.matvec_pipeline_layout),
+            Family::Auto => None,
+        };
+        let pipeline = self.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key),
+            layout,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        self.check(&format!("building pipeline `{key}`"))?;
+        built.insert(key.to_string(), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Keys of the pipelines built so far, in order.
+    pub fn pipeline_keys(&self) -> Vec<String> {
+        self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+}
+
+/// Small helpers every launcher uses to make what it binds.
+impl Gpu {
+    /// A uniform buffer holding `value` (its parameters, written once at load).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer> {
+        let bytes = bytemuck::bytes_of(value);
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (bytes.len() as u64).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue().write_buffer(&buffer, 0, bytes);
+        self.check(&format!("creating uniform `{label}`"))?;
+        Ok(buffer)
+    }
+
+    /// A zeroed storage buffer of `bytes` (rounded up to 4) that kernels read and write and that
+    /// can be copied to and from.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.check(&format!("creating a {bytes}-byte buffer `{label}`"))?;
+        Ok(buffer)
+    }
+
+    /// A bind group for group 0 of `pipeline` (built with [`Family::Auto`]): `resources[i]` at
+    /// binding `i`.
+    pub fn bind(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        resources: &[wgpu::BindingResource<'_>],
+    ) -> Result<wgpu::BindGroup> {
+        let entries: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
+            .collect();
+        let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.check(&format!("binding `{label}`"))?;
+        Ok(group)
+    }
+}

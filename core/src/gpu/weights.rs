@@ -1,0 +1,157 @@
+//! Weights on the GPU: a tensor's GGUF bytes, uploaded unchanged and decoded by the kernels.
+//!
+//! A tensor is a run of rows (`ne[0]` elements each, a whole number of blocks). Its bytes go up
+//! as they are in the file, padded with zeros to a multiple of 4 so they can be bound as
+//! `array<u32>`. One storage binding may cover at most [`Caps::max_storage_binding`] bytes
+//! (128 MiB on lavapipe, 1 GiB in Chromium, 2 GiB on an H100), less than a large output matrix;
+//! such a tensor is split by whole rows into several buffers ([`Piece`]s), and a kernel runs once
+//! per piece. Rows never straddle pieces, so a piece is a valid tensor of its own.
+//!
+//! Uploads go in chunks of at most [`UPLOAD_CHUNK`] bytes, each submitted before the next is
+//! written, so wgpu never stages more than one chunk at a time; a progress callback hears after
+//! each one.
+//!
+//! [`Caps::max_storage_binding`]: super::Caps::max_storage_binding
+
+use super::Gpu;
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+
+/// Most bytes staged by one `write_buffer` before it is submitted.
+pub const UPLOAD_CHUNK: u64 = 32 << 20;
+
+/// A run of whole rows of a tensor in one GPU buffer.
+pub struct Piece {
+    pub buffer: wgpu::Buffer,
+    /// Index of the piece's first row in the tensor.
+    pub first_row: u64,
+    pub rows: u64,
+}
+
+/// A 2-D tensor (`[rows, cols]`, `cols` = `ne[0]` innermost) in its GGUF encoding on the GPU.
+pub struct GpuTensor {
+    pub name: String,
+    pub ty: GgmlType,
+    pub cols: u64,
+    pub rows: u64,
+    pub row_bytes: u64,
+    pub pieces: Vec<Piece>,
+}
+
+/// How many rows of `row_bytes` one piece holds under a binding limit of `max_binding` bytes
+/// (padding included).
+pub fn rows_per_piece(row_bytes: u64, max_binding: u64) -> u64 {
+    if row_bytes == 0 {
+        return 0;
+    }
+    let mut n = max_binding / row_bytes;
+    while n > 0 && (n * row_bytes).next_multiple_of(4) > max_binding {
+        n -= 1;
+    }
+    n
+}
+
+impl GpuTensor {
+    /// Uploads `data`, the GGUF bytes of a `[rows, cols]` tensor of type `ty`, calling
+    /// `progress(bytes_done, bytes_total)` after each chunk.
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        cols: u64,
+        rows: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<GpuTensor> {
+        let (block, block_bytes) = (ty.block_size() as u64, ty.type_size() as u64);
+        if cols == 0 || !cols.is_multiple_of(block) {
+            return Err(Error::RowNotBlockMultiple {
+                name: name.into(),
+                ne0: cols,
+                ty,
+                block: block as usize,
+            });
+        }
+        let row_bytes = cols / block * block_bytes;
+        let total = row_bytes.checked_mul(rows).ok_or(Error::ByteSizeOverflow { name: name.into() })?;
+        if data.len() as u64 != total {
+            return Err(Error::LengthMismatch {
+                what: "GPU tensor bytes",
+                expected: total as usize,
+                got: data.len(),
+            });
+        }
+        let max_binding = gpu.caps().max_storage_binding;
+        let per_piece = rows_per_piece(row_bytes, max_binding);
+        if per_piece == 0 {
+            return Err(Error::GpuRowTooLarge { name: name.into(), row_bytes, max_binding });
+        }
+        // The kernels address bytes with u32 and dispatch at most max_workgroups² workgroups.
+        if per_piece.min(rows) * row_bytes > u32::MAX as u64 || row_bytes > u32::MAX as u64 {
+            return Err(Error::GpuTensorTooLarge {
+                name: name.into(),
+                bytes: total,
+                why: "a piece over 4 GiB cannot be addressed with u32".into(),
+            });
+        }
+
+        let mut pieces = Vec::new();
+        let mut done = 0;
+        let mut first_row = 0;
+        while first_row < rows {
+            let n = per_piece.min(rows - first_row);
+            let bytes = &data[(first_row * row_bytes) as usize..((first_row + n) * row_bytes) as usize];
+            let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: (bytes.len() as u64).next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            gpu.check(&format!("creating a {}-byte buffer for `{name}`", buffer.size()))?;
+            write_chunked(gpu, &buffer, bytes, &mut |n| {
+                done += n;
+                progress(done, total);
+            })?;
+            pieces.push(Piece { buffer, first_row, rows: n });
+            first_row += n;
+        }
+        Ok(GpuTensor { name: name.into(), ty, cols, rows, row_bytes, pieces })
+    }
+
+    /// Bytes on the GPU, padding included.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.pieces.iter().map(|p| p.buffer.size()).sum()
+    }
+}
+
+/// Writes `bytes` to the start of `buffer` (at least `bytes.len()` rounded up to 4) in chunks,
+/// the tail zero-padded to a multiple of 4. Each chunk is submitted once staged, and natively the
+/// previous one is waited for, so at most two chunks of staging memory are alive (the browser
+/// copies `writeBuffer` data at once and needs no wait; there the poll does nothing).
+fn write_chunked(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    bytes: &[u8],
+    on_chunk: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let mut previous: Option<wgpu::SubmissionIndex> = None;
+    for (i, chunk) in bytes.chunks(UPLOAD_CHUNK as usize).enumerate() {
+        let at = i as u64 * UPLOAD_CHUNK;
+        let whole = chunk.len() / 4 * 4;
+        if whole > 0 {
+            gpu.queue().write_buffer(buffer, at, &chunk[..whole]);
+        }
+        if whole < chunk.len() {
+            let mut tail = [0u8; 4];
+            tail[..chunk.len() - whole].copy_from_slice(&chunk[whole..]);
+            gpu.queue().write_buffer(buffer, at + whole as u64, &tail);
+        }
+        let index = gpu.queue().submit([]);
+        if let Some(prev) = previous.replace(index) {
+            gpu.wait(Some(prev), "uploading weights")?;
+        }
+        gpu.check("uploading weights")?;
+        on_chunk(chunk.len() as u64);
+    }
+    Ok(())
+}

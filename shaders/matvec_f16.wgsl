@@ -1,0 +1,102 @@
+// matvec_f16.wgsl — y[y_off + r] = Σ_c W[r, c] · x[x_off + c] for the n_rows rows of one piece
+// of a F16 tensor, decoded straight from its GGUF bytes. CPU twin: gpu::matvec_cpu (quant::dot
+// per row); launcher: core/src/gpu/matvec.rs.
+//
+// Layout: IEEE half floats, row r at byte r * row_bytes (2-byte aligned).
+// Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
+// row of the grid). Invocation i takes elements 4i.. of every WG * 4, then one each of the tail.
+
+const WG: u32 = 256u;
+// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
+const ROWS: u32 = 4u;
+
+struct Params {
+    n_rows: u32,     // rows in this piece
+    cols: u32,       // elements per row (ne[0])
+    row_bytes: u32,  // bytes per row
+    x_off: u32,      // offsets in elements
+    y_off: u32,
+    groups_x: u32,   // workgroups per row of the dispatch grid
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes, padded to 4
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + cols]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + n_rows]
+@group(0) @binding(3) var<uniform> p: Params;
+
+// The u32 at byte `byte` (even) of w: blocks whose size is not a multiple of 4 start on 2-byte
+// boundaries.
+fn load_u32(byte: u32) -> u32 {
+    let i = byte >> 2u;
+    let sh = (byte & 3u) * 8u;
+    if sh == 0u {
+        return w[i];
+    }
+    return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+}
+
+// The f16 at byte `byte` (even) of w, as f32.
+fn f16_at(byte: u32) -> f32 {
+    return unpack2x16float(w[byte >> 2u] >> ((byte & 2u) * 8u)).x;
+}
+
+// Four f16 from the 8 bytes at byte `byte` (even).
+fn f16x4(byte: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(load_u32(byte)), unpack2x16float(load_u32(byte + 4u)));
+}
+
+fn xv(i: u32) -> vec4<f32> {
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let row0 = (wg.y * p.groups_x + wg.x) * ROWS;
+    if row0 >= p.n_rows {
+        return;
+    }
+    var acc: array<f32, ROWS>;
+    let n4 = p.cols / 4u;
+    for (var c = lane.lid; c < n4; c += WG) {
+        let xc = xv(p.x_off + 4u * c);
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r] += dot(f16x4(min(row0 + r, p.n_rows - 1u) * p.row_bytes + 8u * c), xc);
+        }
+    }
+    for (var c = 4u * n4 + lane.lid; c < p.cols; c += WG) {
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r] += f16_at(min(row0 + r, p.n_rows - 1u) * p.row_bytes + 2u * c) * x[p.x_off + c];
+        }
+    }
+    let total = reduce_rows(acc, lane);
+    if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
+        y[p.y_off + row0 + lane.lid] = total;
+    }
+}
+
+// ---- reduce (workgroup memory): a tree over the WG partials of each row. When the adapter has
+// subgroups, gpu::shaders::splice_reduce replaces this section with shaders/reduce_subgroup.wgsl's.
+struct Lane {
+    @builtin(local_invocation_index) lid: u32,
+}
+
+// [ROWS, WG] partial sums.
+var<workgroup> red: array<f32, ROWS * WG>;
+
+fn reduce_rows(acc: array<f32, ROWS>, lane: Lane) -> f32 {
+    for (var r = 0u; r < ROWS; r++) {
+        red[r * WG + lane.lid] = acc[r];
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lane.lid < s {
+            for (var r = 0u; r < ROWS; r++) {
+                red[r * WG + lane.lid] += red[r * WG + lane.lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    return red[min(lane.lid, ROWS - 1u) * WG];
+}

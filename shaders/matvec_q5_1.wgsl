@@ -1,0 +1,95 @@
+// matvec_q5_1.wgsl — y[y_off + r] = Σ_c W[r, c] · x[x_off + c] for the n_rows rows of one piece
+// of a Q5_1 tensor, decoded straight from its GGUF bytes. CPU twin: gpu::matvec_cpu (quant::dot
+// per row); launcher: core/src/gpu/matvec.rs.
+//
+// Layout: 24-byte blocks of 32: f16 d, f16 m, u32 qh, qs[16]; bits as Q5_0; y = q * d + m.
+// Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
+// row of the grid). Invocation s (0..TPB) of a block takes qs[4s..4s+4]: elements 4s.. and 16 + 4s...
+
+const WG: u32 = 256u;
+// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
+const ROWS: u32 = 4u;
+// Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
+const TPB: u32 = 4u;
+
+struct Params {
+    n_rows: u32,     // rows in this piece
+    cols: u32,       // elements per row (ne[0])
+    row_bytes: u32,  // bytes per row
+    x_off: u32,      // offsets in elements
+    y_off: u32,
+    groups_x: u32,   // workgroups per row of the dispatch grid
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes, padded to 4
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + cols]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + n_rows]
+@group(0) @binding(3) var<uniform> p: Params;
+
+fn xv(i: u32) -> vec4<f32> {
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// Bits 0..4 of b moved to bit 0 of bytes 0..4.
+fn spread4(b: u32) -> u32 {
+    return (b & 1u) | ((b & 2u) << 7u) | ((b & 4u) << 14u) | ((b & 8u) << 21u);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let row0 = (wg.y * p.groups_x + wg.x) * ROWS;
+    if row0 >= p.n_rows {
+        return;
+    }
+    var acc: array<f32, ROWS>;
+    let s = lane.lid % TPB;
+    for (var b = lane.lid / TPB; b < p.cols / 32u; b += WG / TPB) {
+        let xl = xv(p.x_off + 32u * b + 4u * s);
+        let xh = xv(p.x_off + 32u * b + 16u + 4u * s);
+        let xsum = hsum(xl) + hsum(xh);
+        for (var r = 0u; r < ROWS; r++) {
+            let wb = (min(row0 + r, p.n_rows - 1u) * p.row_bytes + 24u * b) >> 2u;
+            let dm = unpack2x16float(w[wb]);
+            let qh = w[wb + 1u];
+            let q = w[wb + 2u + s];
+            let ql = (q & 0x0F0F0F0Fu) | (spread4((qh >> (4u * s)) & 15u) << 4u);
+            let qu = ((q >> 4u) & 0x0F0F0F0Fu) | (spread4((qh >> (16u + 4u * s)) & 15u) << 4u);
+            acc[r] += dm.x * (dot(vec4<f32>(unpack4xU8(ql)), xl) + dot(vec4<f32>(unpack4xU8(qu)), xh)) + dm.y * xsum;
+        }
+    }
+    let total = reduce_rows(acc, lane);
+    if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
+        y[p.y_off + row0 + lane.lid] = total;
+    }
+}
+
+// ---- reduce (workgroup memory): a tree over the WG partials of each row. When the adapter has
+// subgroups, gpu::shaders::splice_reduce replaces this section with shaders/reduce_subgroup.wgsl's.
+struct Lane {
+    @builtin(local_invocation_index) lid: u32,
+}
+
+// [ROWS, WG] partial sums.
+var<workgroup> red: array<f32, ROWS * WG>;
+
+fn reduce_rows(acc: array<f32, ROWS>, lane: Lane) -> f32 {
+    for (var r = 0u; r < ROWS; r++) {
+        red[r * WG + lane.lid] = acc[r];
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lane.lid < s {
+            for (var r = 0u; r < ROWS; r++) {
+                red[r * WG + lane.lid] += red[r * WG + lane.lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    return red[min(lane.lid, ROWS - 1u) * WG];
+}

@@ -1,0 +1,286 @@
+//! Times the mat-vec kernels on this machine's adapter and prints GB/s of weights read. A program,
+//! not a timed test:
+//!
+//!     cargo run --release -p aether-tests --example gpu_matvec_bench [-- TYPE:ROWSxCOLS ...]
+//!
+//! Default cases: Q4_K 14336x4096 and 4096x14336 (llama3-8b's ffn_gate/up and ffn_down), Q8_0
+//! and Q6_K 4096x14336. For each, both kernel variants (`_sg` when the adapter has subgroups, and
+//! `_wg`). Method: the weights are uploaded to COPIES distinct buffers (together larger than an
+//! H100's 50 MB L2, so each dispatch streams from memory); one compute pass runs ROUNDS rounds
+//! over all copies; the pass is timed with timestamp queries when the adapter has them (GPU time)
+//! and with the wall clock from submit to completion (always). Median of REPS passes after a
+//! warm-up. Before timing, the result of the first copy is checked against the CPU twin.
+//!
+//! First it measures the roofline the same way: a 1 GiB buffer read as vec4<u32> by a
+//! grid-stride loop (the method of `../shared/ANCHORS.md`), 20 passes, median.
+
+use std::time::Instant;
+
+use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatVec, matvec_cpu};
+use aether_core::quant::GgmlType;
+use aether_tests::gpu::{Rng, assert_nmse, weights};
+
+const COPIES: usize = 8;
+const ROUNDS: usize = 25;
+const REPS: usize = 9;
+
+fn parse_case(s: &str) -> (GgmlType, usize, usize) {
+    let (ty, shape) = s.split_once(':').expect("TYPE:ROWSxCOLS");
+    let ty = GgmlType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(ty)).expect("known type");
+    let (r, c) = shape.split_once('x').expect("ROWSxCOLS");
+    (ty, r.parse().expect("rows"), c.parse().expect("cols"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Timing {
+    gpu_s: Option<f64>,
+    wall_s: f64,
+}
+
+fn time_pass(
+    gpu: &Gpu,
+    ops: &[MatVec],
+    query: Option<(&wgpu::QuerySet, &wgpu::Buffer, &wgpu::Buffer)>,
+) -> Timing {
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    {
+        let timestamp_writes = query.map(|(q, _, _)| wgpu::ComputePassTimestampWrites {
+            query_set: q,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+        for _ in 0..ROUNDS {
+            for op in ops {
+                op.encode(&mut pass);
+            }
+        }
+    }
+    if let Some((q, resolve, read)) = query {
+        enc.resolve_query_set(q, 0..2, resolve, 0);
+        enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+    }
+    let t0 = Instant::now();
+    gpu.submit(enc, "bench pass").expect("submit");
+    gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+    let wall_s = t0.elapsed().as_secs_f64();
+    let gpu_s = query.map(|(_, _, read)| {
+        let slice = read.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+        gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+        let ticks: Vec<u64> = {
+            let view = slice.get_mapped_range().expect("mapped");
+            view.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect()
+        };
+        read.unmap();
+        (ticks[1] - ticks[0]) as f64 * gpu.queue().get_timestamp_period() as f64 * 1e-9
+    });
+    gpu.check("bench").expect("no GPU error");
+    Timing { gpu_s, wall_s }
+}
+
+fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize) {
+    let mut rng = Rng::new(42);
+    let bytes = weights(ty, rows, cols, true, &mut rng);
+    let x = rng.vec(cols);
+    let dev = gpu.device();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let xb = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("x"),
+        size: (cols * 4) as u64,
+        usage,
+        mapped_at_creation: false,
+    });
+    gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+    let tensors: Vec<GpuTensor> = (0..COPIES)
+        .map(|i| {
+            GpuTensor::upload(gpu, &format!("w{i}"), ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+                .expect("upload")
+        })
+        .collect();
+    let ys: Vec<wgpu::Buffer> = (0..COPIES)
+        .map(|_| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("y"),
+                size: (rows * 4) as u64,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+        .collect();
+    let ops: Vec<MatVec> =
+        tensors.iter().zip(&ys).map(|(w, y)| MatVec::new(gpu, w, &xb, 0, y, 0).expect("matvec")).collect();
+
+    // Correctness on this adapter first.
+    time_pass(gpu, &ops[..1], None);
+    let got = pollster::block_on(gpu.read_f32(&ys[0], 0, rows)).expect("read y");
+    let mut want = vec![0f32; rows];
+    matvec_cpu(ty, &bytes, &x, &mut want).expect("cpu");
+    let nmse = assert_nmse(&got, &want, 1e-10, &format!("{} {rows}x{cols}", ops[0].key()));
+
+    let query = gpu.caps().timestamps.then(|| {
+        let q = dev.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        (q, resolve, read)
+    });
+    let query = query.as_ref().map(|(q, r, b)| (q, r, b));
+    time_pass(gpu, &ops, query); // warm-up
+    let runs: Vec<Timing> = (0..REPS).map(|_| time_pass(gpu, &ops, query)).collect();
+    let dispatches = (COPIES * ROUNDS) as f64;
+    let weight_bytes = tensors[0].gpu_bytes() as f64;
+    let wall = median(runs.iter().map(|t| t.wall_s).collect()) / dispatches;
+    let gb = |s: f64| weight_bytes / s / 1e9;
+    let gpu_part = match runs.iter().map(|t| t.gpu_s).collect::<Option<Vec<f64>>>() {
+        Some(v) => {
+            let t = median(v) / dispatches;
+            format!("{:8.2} µs {:8.1} GB/s", t * 1e6, gb(t))
+        }
+        None => "       (no timestamps)".to_string(),
+    };
+    println!(
+        "| {:<16} | {:>5}x{:<5} | {:>7.2} MB | {gpu_part} | {:8.2} µs {:8.1} GB/s | {nmse:.1e} |",
+        ops[0].key(),
+        rows,
+        cols,
+        weight_bytes / 1e6,
+        wall * 1e6,
+        gb(wall),
+    );
+}
+
+/// Streaming read: every invocation sums its grid-stride share of `src` and writes one word.
+const STREAM_WGSL: &str = "
+@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let stride = nwg.x * 256u;
+    var acc = vec4<u32>(0u);
+    for (var i = gid.x; i < arrayLength(&src); i += stride) {
+        acc ^= src[i];
+    }
+    dst[gid.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}
+";
+
+fn roofline(gpu: &Gpu) {
+    const BYTES: u64 = 1 << 30;
+    const GROUPS: u32 = 132 * 16;
+    let dev = gpu.device();
+    let bytes = BYTES.min(gpu.caps().max_storage_binding);
+    let usage = wgpu::BufferUsages::STORAGE;
+    let src = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("src"),
+        size: bytes,
+        usage,
+        mapped_at_creation: false,
+    });
+    let dst = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("dst"),
+        size: GROUPS as u64 * 256 * 4,
+        usage,
+        mapped_at_creation: false,
+    });
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("stream"),
+        source: wgpu::ShaderSource::Wgsl(STREAM_WGSL.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("stream"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+        ],
+    });
+    let mut times = Vec::new();
+    for i in 0..21 {
+        let mut enc = dev.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            for _ in 0..10 {
+                pass.dispatch_workgroups(GROUPS, 1, 1);
+            }
+        }
+        let t0 = Instant::now();
+        gpu.submit(enc, "stream").expect("submit");
+        dev.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64() / 10.0);
+        }
+    }
+    let t = median(times);
+    println!(
+        "roofline: streaming read of {} MiB: {:.1} µs, {:.0} GB/s (wall, 10 dispatches per pass)",
+        bytes >> 20,
+        t * 1e6,
+        bytes as f64 / t / 1e9
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cases: Vec<(GgmlType, usize, usize)> = if args.is_empty() {
+        vec![
+            (GgmlType::Q4K, 14336, 4096),
+            (GgmlType::Q4K, 4096, 14336),
+            (GgmlType::Q5K, 4096, 14336),
+            (GgmlType::Q6K, 4096, 14336),
+            (GgmlType::Q8_0, 4096, 14336),
+            (GgmlType::Q4_0, 4096, 14336),
+            (GgmlType::F16, 4096, 4096),
+        ]
+    } else {
+        args.iter().map(|a| parse_case(a)).collect()
+    };
+    let best = pollster::block_on(Gpu::new(GpuOptions::default())).expect("adapter");
+    println!("adapter: {}", best.describe());
+    println!("info: {:?}", best.info());
+    println!("features: {:?}", best.device().features());
+    println!("limits: {:?}", best.device().limits());
+    roofline(&best);
+    println!(
+        "{COPIES} copies x {ROUNDS} rounds per pass, median of {REPS} passes; GB/s = weight bytes / time per dispatch"
+    );
+    println!("| kernel | rows x cols | weights | GPU time / dispatch | wall / dispatch | NMSE vs CPU |");
+    println!("|---|---|---|---|---|---|");
+    let portable = best.caps().subgroups.then(|| {
+        pollster::block_on(Gpu::new(GpuOptions { no_subgroups: true, ..Default::default() }))
+            .expect("adapter")
+    });
+    for &(ty, rows, cols) in &cases {
+        bench(&best, ty, rows, cols);
+        if let Some(g) = &portable {
+            bench(g, ty, rows, cols);
+        }
+    }
+}
