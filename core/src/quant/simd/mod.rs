@@ -3,12 +3,13 @@
 //!
 //! Why identical is possible: every integer dot product is exact whatever the order of its
 //! additions, so SIMD may regroup the integer parts freely; the f32 parts are computed with the
-//! same operations in the same order as the reference (products associated the same way, no fused
-//! multiply-add, the per-block terms added one after another). Where the reference keeps eight
-//! K-quant lanes (element `e` in lane `e % 8`), the kernels keep exactly those lanes.
+//! same operations in the same order as the reference (products associated the same way, fused
+//! multiply-adds exactly where the reference fuses, the per-block terms added one after another).
+//! Where the reference keeps lanes (eight K-quant lanes, element `e` in lane `e % 8`; the eight
+//! lanes of four consecutive elements of Q4_1 and Q8_0), the kernels keep exactly those lanes.
 //!
 //! An [`Isa`] names a kernel set: `Scalar` (the reference itself, on any target) or `Avx2`
-//! (x86_64 with AVX2 and F16C, found by runtime detection; values of `Isa` can only be made for
+//! (x86_64 with AVX2, F16C and FMA, found by runtime detection; values of `Isa` can only be made for
 //! sets the CPU has, which is what makes the kernels' `unsafe` sound). The process-wide choice
 //! ([`selected`]) is the best the CPU offers unless [`select`] overrides it (tests compare the
 //! sets; `aether bench --isa` times them).
@@ -25,8 +26,8 @@
 //! Attention's f16 products ([`dot_f16_rows`]) live here too, with their reference ([`F16Lanes`]):
 //! ggml's AVX2 lane order, which the SIMD twin keeps lane for lane.
 //!
-//! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_legacy.rs`
-//! (Q4_0 … Q8_0), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
+//! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_lanes.rs`
+//! (Q4_1, Q8_0), `x86_legacy.rs` (Q4_0, Q5_0, Q5_1), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
 //! kernel against the reference).
 
 #[cfg(target_arch = "x86_64")]
@@ -37,6 +38,8 @@ mod x86_act;
 mod x86_f16;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
 
@@ -72,7 +75,10 @@ impl Isa {
         #[allow(unused_mut)] // targets without SIMD sets add nothing
         let mut v = vec![Isa::SCALAR];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("f16c")
+            && std::is_x86_feature_detected!("fma")
+        {
             v.push(Isa(Level::Avx2));
         }
         v
@@ -195,17 +201,17 @@ pub fn dot_rows(
         use GgmlType::*;
         use x86_legacy::dot_rows as legacy;
         let (r, a) = (rows, acts);
-        // SAFETY (every call): AVX2 and F16C were detected (an `Avx2` value exists); `rows` holds
+        // SAFETY (every call): AVX2, F16C and FMA were detected (an `Avx2` value exists); `rows` holds
         // `n_rows` rows of `row_bytes` and `acts` `n_tok` rows of `act_row` bytes then the scale
         // table (two f32 per block for the legacy kinds), checked above, and `out` has
         // `n_rows · n_tok` elements.
         let done = unsafe {
             match ty {
                 Q4_0 => legacy::<{ x86_legacy::Q4_0 }>(r, row_bytes, a, act_row, n_tok, out),
-                Q4_1 => legacy::<{ x86_legacy::Q4_1 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q4_1 => x86_lanes::dot_rows::<{ x86_lanes::Q4_1 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q5_0 => legacy::<{ x86_legacy::Q5_0 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q5_1 => legacy::<{ x86_legacy::Q5_1 }>(r, row_bytes, a, act_row, n_tok, out),
-                Q8_0 => legacy::<{ x86_legacy::Q8_0 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q8_0 => x86_lanes::dot_rows::<{ x86_lanes::Q8_0 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q2K | Q3K | Q4K | Q5K | Q6K => {
                     x86_kquants::dot_rows(ty, r, row_bytes, a, act_row, n_tok, out)
                 }

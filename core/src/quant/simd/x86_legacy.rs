@@ -1,4 +1,5 @@
-//! AVX2 dot products of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with Q8_0/Q8_1
+//! AVX2 dot products of the 32-element formats that follow ggml's scalar kernels (Q4_0, Q5_0,
+//! Q5_1; Q4_1 and Q8_0 follow its AVX2 kernels instead, in `x86_lanes.rs`) with Q8_0/Q8_1
 //! activations, eight weight rows at a time.
 //!
 //! The reference (`vecdot.rs`) computes, per (row, token), `sum += term(block)` block after block,
@@ -9,11 +10,10 @@
 //! operations. A weight block is unpacked once per group of up to `TOKENS` tokens, and the next
 //! groups' rows are prefetched (eight interleaved row streams defeat the hardware prefetcher).
 //!
-//! Integer products use `maddubs` (u8 × i8 → i16 pairs, saturating): unsigned levels (Q4_1, Q5_1:
-//! 0..31) go in directly; small signed ones (Q4_0, Q5_0: -16..15) as `maddubs(|a|, sign(w, a))`;
-//! Q8_0 weights (any i8, -128 included) as `maddubs(|w|, sign(a, w))`. None can saturate as long
-//! as no activation level is -128, which `prepare_activations` guarantees. The 4-bit kinds put two
-//! rows in one vector (row j in the low half, row j + 4 in the high half) and meet each half of
+//! Integer products use `maddubs` (u8 × i8 → i16 pairs, saturating): unsigned levels (Q5_1:
+//! 0..31) go in directly; small signed ones (Q4_0, Q5_0: -16..15) as `maddubs(|a|, sign(w, a))`.
+//! None can saturate as long as no activation level is -128, which `prepare_activations`
+//! guarantees. Q4_0 puts two rows in one vector (row j in the low half, row j + 4 in the high half) and meet each half of
 //! the activations broadcast to both halves; their small products leave room to sum in i16, so the
 //! eight rows reduce in three `hadd`s and one `madd` instead of eight `madd`s and six `hadd`s.
 
@@ -22,22 +22,20 @@ use std::arch::x86_64::*;
 use super::x86::{gather_f16_pairs, load128, load256, read_f32, read_u32, reduce8};
 
 pub(super) const Q4_0: u8 = 0;
-pub(super) const Q4_1: u8 = 1;
-pub(super) const Q5_0: u8 = 2;
-pub(super) const Q5_1: u8 = 3;
-pub(super) const Q8_0: u8 = 4;
+pub(super) const Q5_0: u8 = 1;
+pub(super) const Q5_1: u8 = 2;
 
 /// Tokens per pass over a group of rows: each unpacked weight block serves this many.
 const TOKENS: usize = 8;
 
 /// Bytes of a weight block.
 const fn w_bytes(k: u8) -> usize {
-    [18, 20, 22, 24, 34][k as usize]
+    [18, 22, 24][k as usize]
 }
 
-/// Bytes of an activation block: Q8_1 (d, s, 32 quants) for the `_1` kinds, else Q8_0.
+/// Bytes of an activation block: Q8_1 (d, s, 32 quants) for Q5_1, else Q8_0.
 const fn a_bytes(k: u8) -> usize {
-    if k == Q4_1 || k == Q5_1 { 36 } else { 34 }
+    if k == Q5_1 { 36 } else { 34 }
 }
 
 /// out[r · n_tok + t] = row r · token t (see `super::dot_rows`); returns true (it handled them).
@@ -135,7 +133,6 @@ unsafe fn group<const K: u8, const T: usize>(
             let term = match K {
                 Q4_0 => _mm256_mul_ps(_mm256_mul_ps(s, dw), da),
                 Q5_0 => _mm256_mul_ps(_mm256_mul_ps(dw, da), s),
-                Q8_0 => _mm256_mul_ps(s, _mm256_mul_ps(dw, da)),
                 _ => {
                     let sa = _mm256_set1_ps(unsafe { read_f32(yd.add(4)) });
                     _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(dw, da), s), _mm256_mul_ps(mw, sa))
@@ -150,11 +147,10 @@ unsafe fn group<const K: u8, const T: usize>(
     }
 }
 
-/// The levels of block `off / w_bytes` of the eight rows `p`. For Q5_0, Q5_1, Q8_0: vector i
-/// holds row i's 32 levels in element order (offset to signed for Q5_0, the stored i8 for Q8_0).
-/// For Q4_0/Q4_1: vector j < 4 holds the low-nibble levels (elements 0..16) of rows j and j + 4,
-/// vector j + 4 their high-nibble levels (16..32), row j in the low half (offset to signed for
-/// Q4_0).
+/// The levels of block `off / w_bytes` of the eight rows `p`. For Q5_0, Q5_1: vector i holds
+/// row i's 32 levels in element order (offset to signed for Q5_0). For Q4_0: vector j < 4 holds
+/// the low-nibble levels (elements 0..16) of rows j and j + 4, vector j + 4 their high-nibble
+/// levels (16..32), row j in the low half, offset to signed.
 ///
 /// Safety: AVX2; each `p[i] + off` starts a whole block of kind `K`.
 #[inline]
@@ -163,25 +159,21 @@ unsafe fn unpack<const K: u8>(p: &[*const u8; 8], off: usize) -> [__m256i; 8] {
     let mut lv = [_mm256_setzero_si256(); 8];
     // SAFETY: every read below lies inside a block (sizes in `w_bytes`).
     unsafe {
-        if K == Q4_0 || K == Q4_1 {
-            let qs = off + if K == Q4_0 { 2 } else { 4 };
+        if K == Q4_0 {
+            let qs = off + 2;
             for j in 0..4 {
                 let both =
                     _mm256_loadu2_m128i(p[j + 4].add(qs) as *const __m128i, p[j].add(qs) as *const __m128i);
                 let lo = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
                 let hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), _mm256_set1_epi8(0x0f));
-                (lv[j], lv[j + 4]) = if K == Q4_0 {
-                    (_mm256_sub_epi8(lo, _mm256_set1_epi8(8)), _mm256_sub_epi8(hi, _mm256_set1_epi8(8)))
-                } else {
-                    (lo, hi)
-                };
+                (lv[j], lv[j + 4]) =
+                    (_mm256_sub_epi8(lo, _mm256_set1_epi8(8)), _mm256_sub_epi8(hi, _mm256_set1_epi8(8)));
             }
             return lv;
         }
         for (lv, p) in lv.iter_mut().zip(p) {
             let b = p.add(off);
             *lv = match K {
-                Q8_0 => load256(b.add(2)),
                 Q5_0 => _mm256_sub_epi8(
                     _mm256_or_si256(nibbles(load128(b.add(6))), high_bits(read_u32(b.add(2)))),
                     _mm256_set1_epi8(16),
@@ -201,7 +193,7 @@ unsafe fn unpack<const K: u8>(p: &[*const u8; 8], off: usize) -> [__m256i; 8] {
 unsafe fn int_sums<const K: u8>(lv: &[__m256i; 8], q: *const u8) -> __m256i {
     let ones = _mm256_set1_epi16(1);
     let mut prod = [_mm256_setzero_si256(); 8];
-    if K == Q4_0 || K == Q4_1 {
+    if K == Q4_0 {
         // Each i16 sums four products here and sixteen after two rounds of pair sums
         // (≤ 16·15·127, within i16); `madd` finishes in i32 with the rows in order.
         // SAFETY: the two 16-byte halves of the 32 readable bytes.
@@ -209,14 +201,10 @@ unsafe fn int_sums<const K: u8>(lv: &[__m256i; 8], q: *const u8) -> __m256i {
             (_mm256_broadcastsi128_si256(load128(q)), _mm256_broadcastsi128_si256(load128(q.add(16))))
         };
         for (j, pv) in prod[..4].iter_mut().enumerate() {
-            *pv = if K == Q4_0 {
-                _mm256_add_epi16(
-                    _mm256_maddubs_epi16(_mm256_abs_epi8(qlo), _mm256_sign_epi8(lv[j], qlo)),
-                    _mm256_maddubs_epi16(_mm256_abs_epi8(qhi), _mm256_sign_epi8(lv[j + 4], qhi)),
-                )
-            } else {
-                _mm256_add_epi16(_mm256_maddubs_epi16(lv[j], qlo), _mm256_maddubs_epi16(lv[j + 4], qhi))
-            };
+            *pv = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(qlo), _mm256_sign_epi8(lv[j], qlo)),
+                _mm256_maddubs_epi16(_mm256_abs_epi8(qhi), _mm256_sign_epi8(lv[j + 4], qhi)),
+            );
         }
         let h = _mm256_hadd_epi16(_mm256_hadd_epi16(prod[0], prod[1]), _mm256_hadd_epi16(prod[2], prod[3]));
         return _mm256_madd_epi16(h, ones);
@@ -225,7 +213,6 @@ unsafe fn int_sums<const K: u8>(lv: &[__m256i; 8], q: *const u8) -> __m256i {
     let q = unsafe { load256(q) };
     for (pr, &w) in prod.iter_mut().zip(lv) {
         let pairs = match K {
-            Q8_0 => _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)),
             Q5_0 => _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(w, q)),
             _ => _mm256_maddubs_epi16(w, q),
         };
