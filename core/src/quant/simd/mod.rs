@@ -148,7 +148,7 @@ pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut V
             out.clear();
             out.resize(n_blocks * act.type_size() + table, 0);
             let (blocks, table) = out.split_at_mut(n_blocks * act.type_size());
-            // SAFETY: an `Avx2` value exists only where AVX2 and F16C were detected; `blocks`
+            // SAFETY: an `Avx2` value exists only where AVX2, F16C and FMA were detected; `blocks`
             // holds exactly one `act` block per `bs` elements of `x`, `table` two f32 per block
             // for Q8_0/Q8_1 and nothing for Q8_K.
             unsafe { x86_act::quantize(act, x, blocks, table) };
@@ -254,7 +254,7 @@ pub fn dot_f16_rows(
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
             for (j, o) in out.iter_mut().enumerate() {
-                // SAFETY: AVX2 and F16C were detected; row j lies in `m` (checked above).
+                // SAFETY: AVX2, F16C and FMA were detected; row j lies in `m` (checked above).
                 *o = unsafe { x86_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first) };
             }
         }

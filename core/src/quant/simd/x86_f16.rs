@@ -2,8 +2,8 @@
 //! time, in the reference's 32 lanes (`F16Lanes`), which are ggml's own AVX2 accumulators — four
 //! vectors of eight f32, element i of an aligned 32-element step in lane i.
 //!
-//! The products are exact in f32 (x holds f16 values: 11-bit significands), so a vector multiply
-//! then add rounds once per lane exactly as the reference's scalar `+=` does. Elements before the
+//! The products are exact in f32 (x holds f16 values: 11-bit significands), so a fused
+//! multiply-add rounds once per lane exactly as the reference's scalar `+=` does. Elements before the
 //! first aligned step (when `first % 32 != 0`) and after the last go through the same lanes one at
 //! a time; the final reduction is `GGML_F32x8_REDUCE`'s order, in vectors.
 
@@ -13,8 +13,8 @@ use super::x86::f16_to_f32;
 
 /// The reduced lanes of Σ_i x[i]·row[i], element i in lane (first + i) % 32.
 ///
-/// Safety: AVX2 and F16C are present; `row.len() >= x.len()`.
-#[target_feature(enable = "avx2,f16c")]
+/// Safety: AVX2, F16C and FMA are present; `row.len() >= x.len()`.
+#[target_feature(enable = "avx2,f16c,fma")]
 pub(super) unsafe fn dot_lanes(x: &[f32], row: &[u16], first: usize) -> f32 {
     debug_assert!(row.len() >= x.len());
     let n = x.len();
@@ -36,7 +36,8 @@ pub(super) unsafe fn dot_lanes(x: &[f32], row: &[u16], first: usize) -> f32 {
                     _mm_loadu_si128(row.as_ptr().add(i + 8 * r) as *const __m128i),
                 )
             };
-            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, _mm256_cvtph_ps(hv)));
+            // The product is exact, so the fused form rounds exactly as mul-then-add would.
+            *acc = _mm256_fmadd_ps(xv, _mm256_cvtph_ps(hv), *acc);
         }
     }
     if body < n {

@@ -33,6 +33,12 @@ const fn a_bytes(k: u8) -> usize {
 /// Rows per band: the rows a band's token groups share while they are in L1.
 const BAND: usize = 4;
 
+/// Tokens per pass: 8 for Q8_0; 4 for Q4_1, whose `m·s` sums take a register per (row, token)
+/// beside the lane vectors (8 tokens spill).
+const fn group(k: u8) -> usize {
+    if k == Q4_1 { 4 } else { 8 }
+}
+
 /// out[r · n_tok + t] = row r · token t (see `super::dot_rows`); returns true (it handled them).
 ///
 /// Safety: AVX2, F16C and FMA are present; `rows` holds `out.len() / n_tok` rows of `row_bytes`
@@ -53,22 +59,26 @@ pub(super) unsafe fn dot_rows<const K: u8>(
     let (acts, table) = acts.split_at(n_tok * act_row);
     for r0 in (0..n_rows).step_by(BAND) {
         let band = Band { rows: &rows[r0 * row_bytes..], row_bytes, n: (n_rows - r0).min(BAND), nb };
-        for t0 in (0..n_tok).step_by(8) {
-            let tn = (n_tok - t0).min(8);
+        for t0 in (0..n_tok).step_by(group(K)) {
+            let tn = (n_tok - t0).min(group(K));
             let at = Out { out: &mut *out, n_tok, r0, t0 };
             // SAFETY: tokens t0..t0 + tn < n_tok, each with nb blocks and nb table pairs.
             let (a, sc) = unsafe { (acts.as_ptr().add(t0 * act_row), table.as_ptr().add(t0 * nb * 8)) };
             // SAFETY: as for this function.
             unsafe {
-                match tn {
-                    1 => pass::<K, 4, 1>(&band, a, act_row, sc, at),
-                    2 => pass::<K, 4, 2>(&band, a, act_row, sc, at),
-                    3 => pass::<K, 2, 3>(&band, a, act_row, sc, at),
-                    4 => pass::<K, 2, 4>(&band, a, act_row, sc, at),
-                    5 => pass::<K, 1, 5>(&band, a, act_row, sc, at),
-                    6 => pass::<K, 1, 6>(&band, a, act_row, sc, at),
-                    7 => pass::<K, 1, 7>(&band, a, act_row, sc, at),
-                    _ => pass::<K, 1, 8>(&band, a, act_row, sc, at),
+                match (K == Q4_1, tn) {
+                    (true, 1) => pass::<K, 4, 1>(&band, a, act_row, sc, at),
+                    (true, 2) => pass::<K, 2, 2>(&band, a, act_row, sc, at),
+                    (true, 3) => pass::<K, 1, 3>(&band, a, act_row, sc, at),
+                    (true, _) => pass::<K, 1, 4>(&band, a, act_row, sc, at),
+                    (false, 1) => pass::<K, 4, 1>(&band, a, act_row, sc, at),
+                    (false, 2) => pass::<K, 4, 2>(&band, a, act_row, sc, at),
+                    (false, 3) => pass::<K, 2, 3>(&band, a, act_row, sc, at),
+                    (false, 4) => pass::<K, 2, 4>(&band, a, act_row, sc, at),
+                    (false, 5) => pass::<K, 1, 5>(&band, a, act_row, sc, at),
+                    (false, 6) => pass::<K, 1, 6>(&band, a, act_row, sc, at),
+                    (false, 7) => pass::<K, 1, 7>(&band, a, act_row, sc, at),
+                    (false, _) => pass::<K, 1, 8>(&band, a, act_row, sc, at),
                 }
             }
         }
@@ -116,6 +126,10 @@ unsafe fn pass<const K: u8, const R: usize, const T: usize>(
         let mut summs = [[0f32; T]; R];
         for k in 0..nb {
             for (i, w) in rows.iter().enumerate() {
+                // Two bands ahead, the same block of the same row of its band: the streams the
+                // next passes read (interleaved row streams defeat the hardware prefetcher). A
+                // hint never faults, even past the end.
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(2 * BAND * band.row_bytes + k * wb) as *const i8);
                 // SAFETY (this loop): block k < nb of each row (whole rows of the band) and of
                 // each token's activations, and its (d, s) pair in the table.
                 let w = unsafe { w.add(k * wb) };
