@@ -8,23 +8,26 @@
 #                         top-1 minus top-2 logit margin at each greedy step. Generation as an
 #                         application runs it: one eval of the prompt (logits of its last token
 #                         only), then one eval per generated token, argmax (lowest id on ties).
-#   smollm2_teacher.tsv   teacher-forced logits along those tokens: ONE eval of prompt + 32
-#                         generated ids (37 tokens) with logits_all=True, then per position
-#                         (37 rows): the log-sum-exp of the full f32 row (in f64), the probability
-#                         mass outside the row's top 100 (summed in f64 over the other 49052
-#                         entries, not as 1 - head, to keep its precision), llama.cpp's own noise
-#                         (below), and the top 100 as id:logit pairs (logits are the f32 values,
-#                         printed to round-trip). The test computes KL(llama.cpp || aether) over
-#                         those 100 tokens plus one tail bucket; grouping the tail can only lower a
-#                         KL (here by about 10% of the mean: 2.17e-3 bucketed vs 2.39e-3 over the
-#                         full vocabulary).
-#                         "Own noise" is the same bucketed KL between this batched eval and
-#                         llama.cpp evaluating the same 37 tokens one at a time (logits_all). The two
-#                         paths run different kernels (the batch uses the llamafile sgemm for the
-#                         f16 attention products and the Q8_0 output matrix) and their rounding
-#                         differences grow through the model: rows 0-6 agree, later rows differ by
-#                         up to 1.6 in a logit, KL mean 1.2e-3, max 7.2e-3. That is the floor any
-#                         independent implementation of the same math is measured against.
+#   smollm2_teacher.tsv   teacher-forced logits along those tokens, computed the way aether computes
+#                         them and the way decoding does: llama.cpp evaluating prompt + 32 generated
+#                         ids (37 tokens) ONE AT A TIME (logits_all=True), then per position (37
+#                         rows): the log-sum-exp of the full f32 row (in f64), the probability mass
+#                         outside the row's top 100 (summed in f64 over the other 49052 entries, not
+#                         as 1 - head, to keep its precision), llama.cpp's own noise (below), and
+#                         the top 100 as id:logit pairs (logits are the f32 values, printed to
+#                         round-trip). The test computes KL(llama.cpp || aether) over those 100
+#                         tokens plus one tail bucket; grouping the tail can only lower a KL.
+#                         Why one at a time: llama.cpp runs different kernels for a batch than for
+#                         one token (a batch of n >= 2 goes through the llamafile sgemm for the f16
+#                         attention products and the Q8_0 output matrix; one token through the
+#                         ggml_vec_dot_* mat-vec kernels), and aether mirrors the mat-vec kernels
+#                         for every batch size (its batch and its tokens one by one are
+#                         bit-identical). Against llama.cpp's batched logits aether therefore
+#                         measures exactly llama.cpp's own batch-vs-single gap.
+#                         "Own noise" is that gap: the same bucketed KL between llama.cpp's
+#                         token-by-token logits (the golden) and one batched eval of the 37 tokens
+#                         (logits_all): rows 0-6 agree, later rows differ by up to 1.6 in a logit,
+#                         KL mean 1.2e-3, max 7.2e-3.
 #   smollm2_hidden.f32    the residual stream (`l_out-0`, `l_out-1`, `l_out-2`: after layers 0, 1, 2)
 #                         for the first three prompt tokens evaluated one at a time, read through
 #                         ggml's eval callback: [3 positions][3 layers][576] little-endian f32.
@@ -116,15 +119,15 @@ def bucketed_kl(p_row, q_row, top):
 
 def teacher_forced(ids):
     tokens = PROMPT + ids
-    llm = load(logits_all=True)
-    llm.reset()
-    llm.eval(tokens)
-    rows = np.array(llm.scores[: len(tokens)], dtype=np.float32)
     one = load(logits_all=True)
     one.reset()
     for t in tokens:
         one.eval([t])
-    rows_one = np.array(one.scores[: len(tokens)], dtype=np.float32)
+    rows = np.array(one.scores[: len(tokens)], dtype=np.float32)
+    llm = load(logits_all=True)
+    llm.reset()
+    llm.eval(tokens)
+    rows_batched = np.array(llm.scores[: len(tokens)], dtype=np.float32)
     lines = []
     for i, row in enumerate(rows):
         lp = log_softmax(row)
@@ -132,7 +135,7 @@ def teacher_forced(ids):
         order = np.argsort(-row, kind="stable")
         top, rest = order[:TOP_K], order[TOP_K:]
         tail = float(np.exp(lp[rest]).sum())
-        noise = bucketed_kl(row, rows_one[i], top)
+        noise = bucketed_kl(row, rows_batched[i], top)
         pairs = " ".join(f"{int(t)}:{float(row[t])!r}" for t in top)
         lines.append(f"{i}\t{lse!r}\t{tail!r}\t{noise!r}\t{pairs}")
     return lines
@@ -208,10 +211,10 @@ def main():
         f.write("margins\t" + " ".join(f"{m:.4f}" for m in margins) + "\n")
     lines = teacher_forced(ids)
     with open(os.path.join(OUT, "smollm2_teacher.tsv"), "w") as f:
-        f.write("# llama.cpp teacher-forced logits along its greedy tokens (one eval, logits_all)\n")
+        f.write("# llama.cpp teacher-forced logits along its greedy tokens (one eval per token, logits_all)\n")
         f.write(
             f"# position <TAB> logsumexp <TAB> tail mass outside the top {TOP_K} <TAB> llama.cpp's own noise "
-            f"(bucketed KL, batched vs one token at a time) <TAB> top {TOP_K} as id:logit\n"
+            f"(bucketed KL, one token at a time vs batched) <TAB> top {TOP_K} as id:logit\n"
         )
         f.write("tokens\t" + " ".join(map(str, PROMPT + ids)) + "\n")
         f.write("\n".join(lines) + "\n")

@@ -2,10 +2,10 @@
 //! Q4_1), from the goldens of `tests/scripts/make_llama_goldens.py` (llama-cpp-python 0.3.36, its
 //! default CPU settings) under `tests/goldens/llama/`:
 //! - greedy decoding of "The capital of France is" gives llama.cpp's 32 tokens exactly;
-//! - teacher-forced along llama.cpp's tokens, every position's top-1 agrees and
-//!   KL(llama.cpp ‖ aether), computed over llama.cpp's top 100 tokens plus one bucket for the rest
-//!   of the vocabulary, stays within 4× llama.cpp's own batched-vs-token-by-token noise (mean and
-//!   max over the 37 positions);
+//! - teacher-forced along llama.cpp's tokens (llama.cpp evaluating them one at a time, the mode
+//!   aether's kernels mirror), every position's top-1 agrees and KL(llama.cpp ‖ aether), computed
+//!   over llama.cpp's top 100 tokens plus one bucket for the rest of the vocabulary, has mean
+//!   ≤ 1e-3 and max ≤ 1e-2 over the 37 positions;
 //! - the residual stream after each of the first three layers agrees with llama.cpp's to f32
 //!   rounding;
 //! - a batch and the same tokens one at a time give bit-identical logits.
@@ -51,7 +51,7 @@ struct Row {
     lse: f64,
     /// Probability mass outside `top`.
     tail: f64,
-    /// llama.cpp's own noise: the same bucketed KL between its batched and token-by-token paths.
+    /// llama.cpp's own noise: the same bucketed KL between its token-by-token and batched paths.
     noise: f64,
     /// The top tokens, highest logit first.
     top: Vec<(u32, f32)>,
@@ -163,13 +163,15 @@ fn greedy_32_tokens_match_llama_cpp() {
     eprintln!("greedy text matches llama.cpp: {:?} (smallest top-2 margin {m:.4} at step {at})", gold.text);
 }
 
-/// The KL thresholds are relative to llama.cpp's own noise, which the golden records per position:
-/// its batched and token-by-token paths round differently, and on this model (activation outliers
-/// of 10^4 in one channel, re-quantized to 8 bits before every matmul) one-ulp differences turn
-/// into whole-level flips that grow through the layers. Measured: llama.cpp against itself KL mean
-/// 1.1e-3, max 6.7e-3; aether against llama.cpp 2.2e-3, 1.1e-2 (an independent rounding of the same
-/// math diverges from both of llama.cpp's paths). The layer-level test below pins the semantics
-/// this end-to-end number cannot resolve.
+/// The golden rows are llama.cpp's logits evaluating the tokens one at a time: for a batch,
+/// llama.cpp switches the f16 attention products and the Q8_0 output matrix to the llamafile
+/// sgemm, whose roundings differ, and on this model (activation outliers of 10^4 in one channel,
+/// re-quantized to 8 bits before every matmul) one-ulp differences turn into whole-level flips that
+/// grow through the layers: its batched logits differ from its own token-by-token ones by KL mean
+/// 1.2e-3, max 7.2e-3 (the golden's "noise" column). aether mirrors the one-token kernels for every
+/// batch size and, on an x86 build like the goldens', reproduces these rows bit for bit (KL 0);
+/// the thresholds are the issue's (mean ≤ 1e-3, max ≤ 1e-2), which leave room for libm and
+/// platform differences.
 #[test]
 fn teacher_forced_logits_match_llama_cpp() {
     let (tokens, rows) = teacher_golden();
@@ -200,19 +202,18 @@ fn teacher_forced_logits_match_llama_cpp() {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let max = |v: &[f64]| v.iter().fold(0f64, |m, &k| m.max(k));
     let (kl_mean, kl_max, noise_mean, noise_max) = (mean(&kls), max(&kls), mean(&noise), max(&noise));
-    const FACTOR: f64 = 4.0;
-    let ok = top1_mismatch.is_empty() && kl_mean <= FACTOR * noise_mean && kl_max <= FACTOR * noise_max;
+    const MAX_MEAN: f64 = 1e-3;
+    const MAX_ANY: f64 = 1e-2;
+    let ok = top1_mismatch.is_empty() && kl_mean <= MAX_MEAN && kl_max <= MAX_ANY;
     assert!(
         ok,
-        "teacher-forced logits vs llama.cpp: KL mean {kl_mean:.2e} (limit {:.2e}), max {kl_max:.2e} (limit \
-         {:.2e}) — {FACTOR}× llama.cpp's own noise (mean {noise_mean:.2e}, max {noise_max:.2e}); top-1 differs \
-         at positions {top1_mismatch:?}\n{report}",
-        FACTOR * noise_mean,
-        FACTOR * noise_max
+        "teacher-forced logits vs llama.cpp: KL mean {kl_mean:.2e} (limit {MAX_MEAN:.0e}), max {kl_max:.2e} (limit \
+         {MAX_ANY:.0e}); top-1 differs at positions {top1_mismatch:?} (llama.cpp's own batched-vs-one-by-one noise: \
+         mean {noise_mean:.2e}, max {noise_max:.2e})\n{report}"
     );
     eprintln!(
         "teacher-forced vs llama.cpp over {} positions: KL mean {kl_mean:.2e}, max {kl_max:.2e} (llama.cpp's \
-         own noise: mean {noise_mean:.2e}, max {noise_max:.2e})",
+         own batched-vs-one-by-one noise: mean {noise_mean:.2e}, max {noise_max:.2e})",
         kls.len()
     );
 }
@@ -220,9 +221,9 @@ fn teacher_forced_logits_match_llama_cpp() {
 /// The residual stream after each of the first three layers, for the first three prompt tokens,
 /// against llama.cpp's (`l_out-0..2`, read through ggml's eval callback). Here rounding
 /// differences have not yet compounded, so the match is to f32 rounding: the largest error is
-/// below 1e-6 of the largest value (measured at most 4e-7). Plausible numeric variants fail by
-/// three orders of magnitude: f32 instead of Q8 activations gives 3e-3 to 1e-2 of the largest
-/// value, attention probabilities kept in f32 instead of rounded to f16 up to 7e-3.
+/// below 1e-6 of the largest value (measured: 0, bit for bit, on x86 with AVX2). Plausible numeric
+/// variants fail by three orders of magnitude: f32 instead of Q8 activations gives 3e-3 to 1e-2
+/// of the largest value, attention probabilities kept in f32 instead of rounded to f16 up to 7e-3.
 #[test]
 fn first_layers_match_llama_cpp_to_rounding() {
     const N_TOK: usize = 3;

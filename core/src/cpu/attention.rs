@@ -3,13 +3,13 @@
 //! summation orders of ggml's x86 AVX2 build (the reference the goldens come from):
 //!
 //! 1. [`attn_probs`]: `kq = K·q` with q rounded to f16 (the `vec_dot_type` of the f16 cache),
-//!    summed as [`dot_f16`] does; then `ggml_soft_max_ext`: `w = kq·scale` in f32,
+//!    summed as [`dot_f16`] does (ggml's lanes, `simd::dot_f16_rows`, then a tail in f64); then `ggml_soft_max_ext`: `w = kq·scale` in f32,
 //!    `e = exp(w − max)` with ggml's vectorised `ggml_v_expf` (not libm's `expf`: they differ in
 //!    the last bit), `Σe` in f32 per aligned group of 8 cache cells and in f64 across groups, every
 //!    `e` multiplied by `(1/Σe)` rounded to f32. The probabilities are rounded to f16, because the
 //!    next product's `vec_dot_type` is f16 again.
-//! 2. [`attn_values`]: `out[d] = Σ_t p[t]·V[d, t]` over the transposed V cache, summed as
-//!    [`dot_f16`] does along the cache's cells.
+//! 2. [`attn_values`]: `out[d] = Σ_t p[t]·V[d, t]` over the transposed V cache, summed in
+//!    ggml's lanes along the cache's cells.
 //!
 //! Cells are positions (one sequence, filled from 0), and llama.cpp's rows span a multiple of 256
 //! cells, the ones not attended masked to −∞ (probability 0): so the groups of 8 and the lanes of
@@ -22,7 +22,11 @@
 
 use half::f16;
 
+use super::expf::exp_shifted;
 use crate::quant::f16_bits_to_f32;
+#[cfg(test)]
+use crate::quant::simd::F16Lanes;
+use crate::quant::simd::{self, dot_f16_rows};
 
 /// An f16 as f32 (exact; the table-free conversion the quant kernels use, faster than `half`'s
 /// portable fallback).
@@ -31,105 +35,38 @@ fn widen(h: f16) -> f32 {
     f16_bits_to_f32(h.to_bits())
 }
 
-/// ggml's AVX2 `ggml_vec_dot_f16` accumulators: 4 registers of 8 f32 lanes; element i of a
-/// 32-element step goes to lane i (register i / 8). A product of two f16 values is exact in f32,
-/// so the FMA into its lane rounds once, as an f32 add does.
-struct F16Lanes([f32; 32]);
-
-impl F16Lanes {
-    #[inline(always)]
-    fn add(&mut self, i: usize, product: f32) {
-        self.0[i % 32] += product;
-    }
-
-    /// The registers summed pairwise (0+2, 1+3, then 0+1), then the 8 lanes: the two halves
-    /// added, then two horizontal adds (`GGML_F32x8_REDUCE`).
-    fn reduce(&self) -> f32 {
-        let a = &self.0;
-        let x: [f32; 8] = std::array::from_fn(|l| (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]));
-        let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
-        (t[0] + t[1]) + (t[2] + t[3])
-    }
-}
-
-/// Σ a[i]·b[i] over f16 values as the AVX2 `ggml_vec_dot_f16` sums them: the first
-/// `len - len % 32` products in [`F16Lanes`], the rest added to that in f64.
-fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+/// Σ a[i]·b[i] over f16 values (kept as f32 in `a`) as the AVX2 `ggml_vec_dot_f16` sums them:
+/// the first `len - len % 32` products in [`F16Lanes`], the rest added to that in f64. The
+/// reference for [`attn_probs`]'s dots.
+#[cfg(test)]
+fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
     let n = a.len().min(b.len());
     let whole = n - n % 32;
-    let mut lanes = F16Lanes([0.0; 32]);
+    let mut lanes = F16Lanes::default();
     for i in 0..whole {
-        lanes.add(i, widen(a[i]) * widen(b[i]));
+        lanes.add(i, a[i] * widen(b[i]));
     }
     let mut sum = lanes.reduce() as f64;
     for i in whole..n {
-        sum += (widen(a[i]) * widen(b[i])) as f64;
+        sum += (a[i] * widen(b[i])) as f64;
     }
     sum as f32
 }
 
-/// e^x as ggml's AVX2 `ggml_v_expf` computes it, one lane: x = n·ln2 + b with n rounded to an
-/// integer, a degree-5 polynomial in b, scaled by 2^n through the exponent bits; |n| > 126 takes
-/// the split-scale path, |n| > 192 saturates (to 0 for large negative x, as a masked −∞ does).
-/// Every `mul_add` is a fused multiply-add, as in ggml; see [`exp_shifted`] for its speed.
-#[inline(always)]
-fn expf_ggml(x: f32) -> f32 {
-    let c = |bits: u32| f32::from_bits(bits);
-    let round = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
-    let z = x.mul_add(c(0x3fb8_aa3b), round); // log2(e)
-    let n = z - round;
-    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x)); // ln 2, low and high parts
-    let e = z.to_bits() << 23;
-    let k = c(e.wrapping_add(1f32.to_bits()));
-    let u = b * b;
-    let j = c(0x3c07_2010)
-        .mul_add(b, c(0x3d2b_9f17))
-        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
-        .mul_add(u, c(0x3f7f_fff6) * b);
-    if n.abs() <= 126.0 {
-        return k.mul_add(j, k);
-    }
-    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
-    let s1 = c(g.wrapping_add(0x7f00_0000));
-    if n.abs() > 192.0 {
-        return s1 * s1;
-    }
-    let s2 = c(e.wrapping_sub(g));
-    s2.mul_add(j, s2) * s1
-}
-
-/// v[i] = expf_ggml(v[i] - max). Without a hardware FMA, `mul_add` is libm's `fmaf` (exact, about
-/// 6× slower), so on x86-64 CPUs that have one the loop is compiled for it.
-fn exp_shifted(v: &mut [f32], max: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "fma")]
-        fn with_fma(v: &mut [f32], max: f32) {
-            v.iter_mut().for_each(|x| *x = expf_ggml(*x - max));
-        }
-        // SAFETY: the CPU supports FMA, checked just above.
-        return unsafe { with_fma(v, max) };
-    }
-    v.iter_mut().for_each(|x| *x = expf_ggml(*x - max));
-}
-
 /// p[t] = softmax_t(scale · q·K[t]) for t in 0..p.len(), each rounded to f16 (kept as f32).
 ///
-/// q: [head_dim] f16; k_cache: [n, kv_dim] f16 from the cell of p[0] on (this layer); kv_off: the
-/// head's offset in a cached row; first: the cell of p[0].
+/// q: [head_dim] f16 values (kept as f32); k_cache: [n, kv_dim] f16 from the cell of p[0] on
+/// (this layer); kv_off: the head's offset in a cached row; first: the cell of p[0].
 pub fn attn_probs(
     p: &mut [f32],
-    q: &[f16],
+    q: &[f32],
     k_cache: &[f16],
     kv_dim: usize,
     kv_off: usize,
     scale: f32,
     first: usize,
 ) {
-    let hd = q.len();
-    for (t, s) in p.iter_mut().enumerate() {
-        *s = dot_f16(q, &k_cache[t * kv_dim + kv_off..][..hd]) * scale;
-    }
+    kq(p, q, k_cache, kv_dim, kv_off, scale);
     let max = p.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     exp_shifted(p, max);
     // Σ over groups of 8 cells aligned to cell 0, each summed in f32 as the AVX2 loop does:
@@ -151,51 +88,40 @@ pub fn attn_probs(
     }
 }
 
+/// p[t] = dot_f16(q, K[t]) · scale: the lanes of the whole 32-element steps (aligned to the
+/// row's start) through the selected kernel set, then the tail in f64.
+fn kq(p: &mut [f32], q: &[f32], k_cache: &[f16], kv_dim: usize, kv_off: usize, scale: f32) {
+    let hd = q.len();
+    let whole = hd - hd % 32;
+    if dot_f16_rows(simd::selected(), &q[..whole], &k_cache[kv_off..], kv_dim, 0, p).is_err() {
+        p.fill(f32::NAN);
+    }
+    for (t, s) in p.iter_mut().enumerate() {
+        let mut sum = *s as f64;
+        if whole < hd {
+            let k = &k_cache[t * kv_dim + kv_off..][..hd];
+            for i in whole..hd {
+                sum += (q[i] * widen(k[i])) as f64;
+            }
+        }
+        *s = sum as f32 * scale;
+    }
+}
+
 /// out[d] = Σ_t p[t] · V[kv_off + d, t] for one head.
 ///
 /// p: [n] probabilities from [`attn_probs`] (f16 values, so each product with a cached f16 is
 /// exact in f32); v_cache_t: [kv_dim, n_ctx] f16 (this layer), each row read from the cell of p[0]
 /// on; first: the cell of p[0]; out: [head_dim].
 pub fn attn_values(out: &mut [f32], p: &[f32], v_cache_t: &[f16], n_ctx: usize, kv_off: usize, first: usize) {
-    for (d, o) in out.iter_mut().enumerate() {
-        let v = &v_cache_t[(kv_off + d) * n_ctx..][..p.len()];
-        let mut lanes = F16Lanes([0.0; 32]);
-        for (t, (&pt, vt)) in p.iter().zip(v).enumerate() {
-            lanes.add(first + t, pt * widen(*vt));
-        }
-        *o = lanes.reduce();
+    if dot_f16_rows(simd::selected(), p, &v_cache_t[kv_off * n_ctx..], n_ctx, first, out).is_err() {
+        out.fill(f32::NAN);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expf_ggml_is_exp_to_a_few_ulp() {
-        for i in -2000..=200 {
-            let x = i as f32 * 0.0437;
-            let (got, want) = (expf_ggml(x), (x as f64).exp());
-            let rel = ((got as f64 - want) / want).abs();
-            assert!(
-                rel < 3e-7 || want < 1e-37,
-                "exp({x}) = {got}, expected {want} (relative error {rel:.1e})"
-            );
-        }
-        assert_eq!(expf_ggml(0.0), 1.0);
-        assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
-    }
-
-    #[test]
-    fn exp_shifted_is_the_same_with_and_without_hardware_fma() {
-        // A fused multiply-add is exact either way; only the speed may differ.
-        let xs: Vec<f32> = (0..20_000).map(|i| -(i as f32) * 0.00731 + 3.0).collect();
-        let mut v = xs.clone();
-        exp_shifted(&mut v, 0.0);
-        for (x, got) in xs.iter().zip(&v) {
-            assert_eq!(got.to_bits(), expf_ggml(*x).to_bits(), "exp({x})");
-        }
-    }
 
     #[test]
     fn dot_f16_sums_like_ggml_lanes() {
@@ -212,6 +138,28 @@ mod tests {
             (0..8).map(|l| (lanes[l] + lanes[16 + l]) + (lanes[8 + l] + lanes[24 + l])).collect();
         let head = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
         let tail: f64 = (32..40).map(|i| (widen(a[i]) * widen(b[i])) as f64).sum();
+        let a: Vec<f32> = a.iter().map(|&v| widen(v)).collect();
         assert_eq!(dot_f16(&a, &b), (head as f64 + tail) as f32);
+    }
+
+    #[test]
+    fn kq_is_dot_f16_for_every_head_size() {
+        // Head sizes with and without a tail; 13 cached rows of a 3-head cache.
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            f16::from_f32((seed >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0)
+        };
+        for hd in [16, 40, 64, 72, 128] {
+            let kv_dim = 3 * hd;
+            let k: Vec<f16> = (0..13 * kv_dim).map(|_| next()).collect();
+            let q: Vec<f32> = (0..hd).map(|_| widen(next())).collect();
+            let mut p = vec![0f32; 13];
+            kq(&mut p, &q, &k, kv_dim, hd, 0.125);
+            for (t, &got) in p.iter().enumerate() {
+                let want = dot_f16(&q, &k[t * kv_dim + hd..][..hd]) * 0.125;
+                assert_eq!(got.to_bits(), want.to_bits(), "head_dim {hd}, row {t}: {got} vs {want}");
+            }
+        }
     }
 }

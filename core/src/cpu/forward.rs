@@ -24,7 +24,9 @@ use half::f16;
 
 use super::Exec;
 use super::attention::{attn_probs, attn_values};
-use super::ops::{RopeFreqs, geglu, matmul, rmsnorm, rmsnorm_heads, rope, rope_angles, softcap, swiglu};
+use super::ops::{
+    RopeFreqs, geglu, matmul, matmuls, rmsnorm, rmsnorm_heads, rope, rope_angles, softcap, swiglu,
+};
 use crate::error::{Error, Result};
 use crate::model::{Config, FfnAct, Model};
 
@@ -49,9 +51,10 @@ pub struct State {
     k: Vec<f32>,
     /// [max_batch, kv_dim]
     v: Vec<f32>,
-    /// [q_dim] f16: one token's queries, as the KQ product reads them
-    q16: Vec<f16>,
-    /// [n_head, n_ctx] one token's attention probabilities (f16 values)
+    /// [max_batch, q_dim] the queries rounded to f16 (kept as f32), as the KQ product reads them
+    q16: Vec<f32>,
+    /// [n_head, attn_stride]: per head, one token's attention probabilities (f16 values,
+    /// [n_ctx]) then the head's output for each token of the batch ([max_batch, head_dim])
     probs: Vec<f32>,
     /// [max_batch, q_dim] attention output
     att: Vec<f32>,
@@ -64,7 +67,8 @@ pub struct State {
     /// [max_batch, act_row_bytes] a matmul's input in its weight's `vec_dot_type`; capacity for
     /// the widest input at 4 bytes per element (f32, the largest activation format)
     acts: Vec<u8>,
-    /// [max(n_ff, q_dim, n_vocab) * max_batch] transposed matmul results
+    /// [widest * max_batch] transposed matmul results (widest: the most rows one parallel
+    /// matmul produces, q, k and v or gate and up together)
     scratch: Vec<f32>,
     /// [n_embd] residual stream of the last token processed, before the output norm
     hidden: Vec<f32>,
@@ -81,7 +85,7 @@ pub struct State {
 impl State {
     pub fn new(c: &Config, n_ctx: usize, max_batch: usize) -> State {
         let max_batch = max_batch.max(1);
-        let widest = c.n_ff.max(c.q_dim()).max(c.n_embd).max(c.n_vocab);
+        let widest = (2 * c.n_ff).max(c.q_dim() + 2 * c.kv_dim()).max(c.n_embd).max(c.n_vocab);
         let widest_input = c.n_ff.max(c.q_dim()).max(c.n_embd);
         State {
             n_ctx,
@@ -94,8 +98,8 @@ impl State {
             q: vec![0.0; max_batch * c.q_dim()],
             k: vec![0.0; max_batch * c.kv_dim()],
             v: vec![0.0; max_batch * c.kv_dim()],
-            q16: vec![f16::ZERO; c.q_dim()],
-            probs: vec![0.0; c.n_head * n_ctx],
+            q16: vec![0.0; max_batch * c.q_dim()],
+            probs: vec![0.0; c.n_head * attn_stride(n_ctx, max_batch, c.head_dim)],
             att: vec![0.0; max_batch * c.q_dim()],
             proj: vec![0.0; max_batch * c.n_embd],
             gate: vec![0.0; max_batch * c.n_ff],
@@ -124,6 +128,11 @@ impl State {
     pub fn hidden(&self) -> &[f32] {
         &self.hidden
     }
+}
+
+/// Floats of one head's attention workspace in `State::probs`.
+fn attn_stride(n_ctx: usize, max_batch: usize, head_dim: usize) -> usize {
+    n_ctx + max_batch * head_dim
 }
 
 /// The forward pass of one model.
@@ -181,9 +190,8 @@ impl Forward<'_, '_> {
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.attn_norm, c.rms_eps);
             }
-            matmul(exec, &lw.attn_q, &s.xn, &mut s.q, n, &mut s.acts, &mut s.scratch)?;
-            matmul(exec, &lw.attn_k, &s.xn, &mut s.k, n, &mut s.acts, &mut s.scratch)?;
-            matmul(exec, &lw.attn_v, &s.xn, &mut s.v, n, &mut s.acts, &mut s.scratch)?;
+            let qkv = [&lw.attn_q, &lw.attn_k, &lw.attn_v];
+            matmuls(exec, &qkv, &s.xn, &mut [&mut s.q, &mut s.k, &mut s.v], n, &mut s.acts, &mut s.scratch)?;
             add_bias(&mut s.q[..n * qd], lw.attn_q_b.as_deref());
             add_bias(&mut s.k[..n * kvd], lw.attn_k_b.as_deref());
             add_bias(&mut s.v[..n * kvd], lw.attn_v_b.as_deref());
@@ -204,9 +212,7 @@ impl Forward<'_, '_> {
                 rope(&mut s.k[b * kvd..(b + 1) * kvd], c.head_dim, cs, c.rope_kind);
                 self.store_kv(s, l, b, pos0 + b);
             }
-            for b in 0..n {
-                self.attention(s, l, b, pos0 + b, exec);
-            }
+            self.attention(s, l, n, pos0, exec);
             matmul(exec, &lw.attn_output, &s.att, &mut s.proj, n, &mut s.acts, &mut s.scratch)?;
             add_bias(&mut s.proj[..n * d], lw.attn_output_b.as_deref());
             add_residual(s, n, d, lw.attn_post_norm.as_deref(), c.rms_eps);
@@ -215,8 +221,8 @@ impl Forward<'_, '_> {
             for b in 0..n {
                 rmsnorm(&mut s.xn[b * d..(b + 1) * d], &s.x[b * d..(b + 1) * d], &lw.ffn_norm, c.rms_eps);
             }
-            matmul(exec, &lw.ffn_gate, &s.xn, &mut s.gate, n, &mut s.acts, &mut s.scratch)?;
-            matmul(exec, &lw.ffn_up, &s.xn, &mut s.up, n, &mut s.acts, &mut s.scratch)?;
+            let gate_up = [&lw.ffn_gate, &lw.ffn_up];
+            matmuls(exec, &gate_up, &s.xn, &mut [&mut s.gate, &mut s.up], n, &mut s.acts, &mut s.scratch)?;
             match c.ffn_act {
                 FfnAct::Silu => swiglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
                 FfnAct::GeluTanh => geglu(&mut s.gate[..n * ff], &s.up[..n * ff]),
@@ -251,30 +257,41 @@ impl Forward<'_, '_> {
         }
     }
 
-    /// Token `b`'s attention output (all heads) at position `pos`, over layer `l`'s cache.
-    fn attention(&self, s: &mut State, l: usize, b: usize, pos: usize, exec: &dyn Exec) {
+    /// The attention output (all heads) of the batch's `n` tokens, at positions `pos0..pos0 + n`,
+    /// over layer `l`'s cache, into `s.att`: one parallel task per head, each taking the tokens
+    /// in turn (one parallel loop per layer rather than two per token).
+    fn attention(&self, s: &mut State, l: usize, n: usize, pos0: usize, exec: &dyn Exec) {
         let c = &self.model.config;
         let (qd, kvd, hd, n_ctx) = (c.q_dim(), c.kv_dim(), c.head_dim, s.n_ctx);
-        // Positions start..=pos; a sliding-window layer sees the last `window` of them. The
-        // masked positions would contribute exact zeros in llama.cpp's masked softmax.
-        let start = c.window(l).map_or(0, |w| (pos + 1).saturating_sub(w));
-        let n_kv = pos + 1 - start;
         let group = c.n_head / c.n_head_kv;
         let scale = c.kq_scale;
-        for (h, &q) in s.q16.iter_mut().zip(&s.q[b * qd..(b + 1) * qd]) {
-            *h = f16::from_f32(q);
+        for (h, &q) in s.q16[..n * qd].iter_mut().zip(&s.q[..n * qd]) {
+            *h = f16::from_f32(q).to_f32();
         }
-        let (q16, k_cache) = (&s.q16, &s.k_cache[(l * n_ctx + start) * kvd..(l + 1) * n_ctx * kvd]);
-        // One piece per head: [n_head, n_kv].
-        exec.chunks(&mut s.probs[..c.n_head * n_kv], n_kv, &|h, p| {
-            attn_probs(p, &q16[h * hd..(h + 1) * hd], k_cache, kvd, (h / group) * hd, scale, start);
+        let stride = attn_stride(n_ctx, s.max_batch, hd);
+        let (q16, k_cache) = (&s.q16, &s.k_cache[l * n_ctx * kvd..(l + 1) * n_ctx * kvd]);
+        let v_cache = &s.v_cache[l * kvd * n_ctx..(l + 1) * kvd * n_ctx];
+        exec.chunks(&mut s.probs[..c.n_head * stride], stride, &|h, work| {
+            let (p, out) = work.split_at_mut(n_ctx);
+            let kv_off = (h / group) * hd;
+            for b in 0..n {
+                // Positions start..=pos; a sliding-window layer sees the last `window` of them.
+                // The masked positions would contribute exact zeros in llama.cpp's masked softmax.
+                let pos = pos0 + b;
+                let start = c.window(l).map_or(0, |w| (pos + 1).saturating_sub(w));
+                let p = &mut p[..pos + 1 - start];
+                let q = &q16[b * qd + h * hd..][..hd];
+                attn_probs(p, q, &k_cache[start * kvd..], kvd, kv_off, scale, start);
+                // Rows of the transposed cache still n_ctx apart, each read from `start` on.
+                attn_values(&mut out[b * hd..][..hd], p, &v_cache[start..], n_ctx, kv_off, start);
+            }
         });
-        // Rows of the transposed cache still n_ctx apart, each read from `start` on.
-        let (probs, v_cache) = (&s.probs, &s.v_cache[l * kvd * n_ctx + start..(l + 1) * kvd * n_ctx]);
-        // One piece per head: [n_head, head_dim].
-        exec.chunks(&mut s.att[b * qd..(b + 1) * qd], hd, &|h, out| {
-            attn_values(out, &probs[h * n_kv..(h + 1) * n_kv], v_cache, n_ctx, (h / group) * hd, start);
-        });
+        for b in 0..n {
+            for h in 0..c.n_head {
+                let out = &s.probs[h * stride + n_ctx + b * hd..][..hd];
+                s.att[b * qd + h * hd..][..hd].copy_from_slice(out);
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! native binary hands in a thread pool, the browser a serial executor (or a worker pool later).
 
 pub mod attention;
+mod expf;
 mod forward;
 pub mod ops;
 

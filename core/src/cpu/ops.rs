@@ -3,9 +3,10 @@
 //! Numerics follow ggml's CPU backend (the llama.cpp reference), in its scalar form: `rmsnorm`
 //! sums squares in f64 (`ggml_compute_forward_rms_norm_f32`); `matmul` converts each activation row
 //! to the weight type's `vec_dot_type` and takes integer dot products (`ggml_compute_forward_mul_mat`
-//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope` builds its angles by repeated multiplication by
-//! `base^(-2/n_rot)` as `ggml_rope_cache_init` does; `silu` is `x/(1+e^-x)` in f32; `gelu` goes
-//! through f16 as ggml's table-driven `ggml_vec_geglu_f32` does.
+//! with `quant::dot_quantized`, computed by its bit-identical SIMD twins in `quant::simd`); `rope`
+//! builds its angles by repeated multiplication by `base^(-2/n_rot)` as `ggml_rope_cache_init`
+//! does; `silu` is `x/(1+e^-x)` in f32 with ggml's AVX2 exp; `gelu` goes through f16 as ggml's table-driven
+//! `ggml_vec_geglu_f32` does.
 
 use super::Exec;
 use crate::error::Result;
@@ -40,7 +41,7 @@ pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 /// Weight rows per parallel task: a multiple of the eight rows the SIMD kernels take at once.
-const ROWS_PER_TASK: usize = 16;
+const ROWS_PER_TASK: usize = 32;
 
 /// out[b, r] = w[r, :] · x[b, :] for `n_tok` tokens.
 ///
@@ -171,26 +172,43 @@ pub fn rope_angles(cs: &mut [(f32, f32)], pos: usize, f: &RopeFreqs<'_>) {
 
 /// Rotates the first `2·cs.len()` dims of each `head_dim`-wide head in `x` by the angles `cs`.
 /// x: [n_heads, head_dim].
+///
+/// Each pair (x0, x1) becomes (x0·cos − x1·sin, x0·sin + x1·cos) with the products of x1 rounded
+/// and those of x0 fused into the add, as ggml's x86 build computes them: its compiler contracts
+/// `rotate_pairs` into fused multiply-adds (checked against llama.cpp's rotated Q and K).
 pub fn rope(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], kind: RopeKind) {
-    let half = cs.len();
-    for head in x.chunks_mut(head_dim) {
-        for (i, &(cos, sin)) in cs.iter().enumerate() {
-            let (a, b) = match kind {
-                RopeKind::Normal => (2 * i, 2 * i + 1),
-                RopeKind::Neox => (i, i + half),
-            };
-            let (x0, x1) = (head[a], head[b]);
-            head[a] = x0 * cos - x1 * sin;
-            head[b] = x0 * sin + x1 * cos;
+    #[inline(always)]
+    fn each(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], kind: RopeKind) {
+        let half = cs.len();
+        for head in x.chunks_mut(head_dim) {
+            for (i, &(cos, sin)) in cs.iter().enumerate() {
+                let (a, b) = match kind {
+                    RopeKind::Normal => (2 * i, 2 * i + 1),
+                    RopeKind::Neox => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
+            }
         }
     }
+    // `mul_add` is libm's exact but slow `fmaf` without a hardware FMA.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "fma")]
+        fn with_fma(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], kind: RopeKind) {
+            each(x, head_dim, cs, kind);
+        }
+        // SAFETY: the CPU supports FMA, checked just above.
+        return unsafe { with_fma(x, head_dim, cs, kind) };
+    }
+    each(x, head_dim, cs, kind);
 }
 
-/// gate[i] = silu(gate[i]) · up[i] (SwiGLU), silu(x) = x / (1 + e^-x) in f32.
+/// gate[i] = silu(gate[i]) · up[i] (SwiGLU), silu(x) = x / (1 + e^-x) in f32 with ggml's
+/// vectorised exp (`expf::silu_mul`).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    super::expf::silu_mul(gate, up);
 }
 
 /// gate[i] = gelu(gate[i]) · up[i] (GeGLU), with ggml's tanh-approximated GELU evaluated the way

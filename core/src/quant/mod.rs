@@ -12,7 +12,8 @@
 //!
 //! Matmuls do not use `dot`: like ggml's CPU backend they convert each activation row once to the
 //! weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K blocks or f16/bf16, `act.rs`) and take integer
-//! dot products with the weight rows, combined in f32 as ggml's scalar kernels do (`vecdot.rs`).
+//! dot products with the weight rows, combined in f32 as ggml's kernels do (`vecdot.rs`: Q4_1 and
+//! Q8_0 as its x86 AVX2 kernels, the other types as its scalar ones).
 //!
 //! Layout: `float.rs` (F32, F16, BF16), `legacy.rs` (Q4_0 … Q8_0), `kquants.rs` (Q2_K … Q6_K),
 //! `quantize.rs` (quantizers; the K-quant scale search lives in `kquantize.rs`), `act.rs`

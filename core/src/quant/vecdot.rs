@@ -1,19 +1,27 @@
 //! Dot products of a weight row with activations already converted to the weight type's
-//! `vec_dot_type` (see `act.rs`), combined exactly as ggml's scalar reference kernels combine them
-//! (`ggml_vec_dot_*_generic` in `ggml-cpu/quants.c`; `ggml_vec_dot_f32/f16/bf16` in `vec.cpp`):
+//! `vec_dot_type` (see `act.rs`), combined exactly as ggml's CPU kernels combine them:
 //!
-//! - Legacy formats, per 32-element block: an exact i32 sum of level products, then in f32
-//!   Q4_0 `(sumi·dx)·dy`, Q5_0 `(dx·dy)·sumi`, Q8_0 `sumi·(dx·dy)`, Q4_1/Q5_1
-//!   `(dx·dy)·sumi + m·s`; the block terms are added one after another into an f32 sum.
-//! - K-quants, per 256-element super-block: the i32 sums of `scale·level·q8` in eight lanes
-//!   (element `e` in lane `e % 8`); Q3_K/Q4_K/Q5_K/Q6_K add `d·lane` into eight f32 lane sums
-//!   across blocks and add the lanes in order at the end, Q4_K/Q5_K first subtracting
-//!   `dmin·Σ bsums·min` block by block; Q2_K adds `dall·isum − dmin·summs` per block.
-//!   Every `d` is the weight's f16 scale times the activations' f32 scale.
+//! - Q4_1 and Q8_0 (the types of the default model) in the shape of ggml's x86 AVX2 kernels
+//!   (`ggml_vec_dot_q4_1_q8_1`, `ggml_vec_dot_q8_0_q8_0` in `ggml-cpu/arch/x86/quants.c`), the
+//!   build our llama.cpp goldens come from: per 32-element block, the integer products summed in
+//!   eight i32 lanes of four consecutive elements (lane j: elements 4j..4j+4), each lane's sum
+//!   times the block's `d = dx·dy` added into the lane's f32 sum with one rounding (a fused
+//!   multiply-add); Q4_1 also accumulates `m·s` in one f32 sum, fused too. At the end the lanes
+//!   are reduced as `hsum_float_8` does ([`hsum8`]), then `m·s` is added.
+//! - The other legacy formats as ggml's portable scalar kernels (`ggml_vec_dot_*_generic` in
+//!   `ggml-cpu/quants.c`), per block: an exact i32 sum of level products, then in f32 Q4_0
+//!   `(sumi·dx)·dy`, Q5_0 `(dx·dy)·sumi`, Q5_1 `(dx·dy)·sumi + m·s`; the block terms added one
+//!   after another into an f32 sum.
+//! - K-quants, per 256-element super-block, as the scalar kernels: the i32 sums of
+//!   `scale·level·q8` in eight lanes (element `e` in lane `e % 8`); Q3_K/Q4_K/Q5_K/Q6_K add
+//!   `d·lane` into eight f32 lane sums across blocks and add the lanes in order at the end,
+//!   Q4_K/Q5_K first subtracting `dmin·Σ bsums·min` block by block; Q2_K adds
+//!   `dall·isum − dmin·summs` per block. Every `d` is the weight's f16 scale times the
+//!   activations' f32 scale.
 //! - Float types: products in f32 (exact for f16 and bf16 inputs), summed in f64, rounded to f32.
 //!
-//! ggml's SIMD kernels (AVX2, NEON, …) regroup these f32 sums, so they differ from the reference,
-//! and from each other, by a few ulps; the integer parts agree exactly everywhere.
+//! The integer parts agree exactly with every ggml build; the f32 parts of the formats that follow
+//! the scalar kernels differ from ggml's SIMD builds by a few ulps (those regroup the sums).
 
 use super::act::vec_dot_type;
 use super::kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, q3k_scales, scale_min_k4};
@@ -36,10 +44,10 @@ pub fn dot_quantized(ty: GgmlType, row: &[u8], acts: &[u8]) -> Result<f32> {
         F16 => float_dot::<2>(row, acts, |b| float::f16_to_f32(*b)),
         Bf16 => float_dot::<2>(row, acts, |b| float::bf16_to_f32(*b)),
         Q4_0 => block_sum(row, acts, q4_0_q8_0),
-        Q4_1 => block_sum(row, acts, q4_1_q8_1),
+        Q4_1 => q4_1_q8_1(row, acts),
         Q5_0 => block_sum(row, acts, |w, a| q5_0_q8_0(&BlockQ5_0::read(w), a)),
         Q5_1 => block_sum(row, acts, |w, a| q5_1_q8_1(&BlockQ5_1::read(w), a)),
-        Q8_0 => block_sum(row, acts, q8_0_q8_0),
+        Q8_0 => q8_0_q8_0(row, acts),
         Q2K => block_sum(row, acts, |w, a| q2_k_q8_k(&BlockQ2K::read(w), &Q8KView::new(a))),
         Q3K => lane_sum(row, acts, |w, a, sums| q3_k_q8_k(&BlockQ3K::read(w), &Q8KView::new(a), sums)),
         Q4K => lane_sum(row, acts, |w, a, sums| q4_k_q8_k(&BlockQ4K::read(w), &Q8KView::new(a), sums)),
@@ -131,9 +139,15 @@ fn q4_0_q8_0(w: &[u8; 18], a: &[u8; 34]) -> f32 {
     sumi as f32 * f16_at(w, 0) * f16_at(a, 0)
 }
 
-fn q4_1_q8_1(w: &[u8; 20], a: &[u8; 36]) -> f32 {
-    let sumi = dot32(&nibbles(&w[4..20], 0), q8(a, 4));
-    (f16_at(w, 0) * f16_at(a, 0)) * sumi as f32 + f16_at(w, 2) * f16_at(a, 2)
+/// Q4_1 as ggml's AVX2 kernel: the lanes of [`add_lanes4`], `m·s` fused into one sum, then
+/// `hsum8(lanes) + Σ m·s`.
+fn q4_1_q8_1(row: &[u8], acts: &[u8]) -> f32 {
+    let (mut lanes, mut summs) = ([0f32; 8], 0f32);
+    for (w, a) in row.as_chunks::<20>().0.iter().zip(acts.as_chunks::<36>().0) {
+        add_lanes4(&mut lanes, f16_at(w, 0) * f16_at(a, 0), &nibbles(&w[4..20], 0), q8(a, 4));
+        summs = f16_at(w, 2).mul_add(f16_at(a, 2), summs);
+    }
+    hsum8(&lanes) + summs
 }
 
 fn q5_0_q8_0(x: &BlockQ5_0, a: &[u8; 34]) -> f32 {
@@ -148,9 +162,31 @@ fn q5_1_q8_1(x: &BlockQ5_1, a: &[u8; 36]) -> f32 {
     (x.d.to_f32() * f16_at(a, 0)) * sumi as f32 + x.m.to_f32() * f16_at(a, 2)
 }
 
-fn q8_0_q8_0(w: &[u8; 34], a: &[u8; 34]) -> f32 {
-    let sumi = dot32(&q8(w, 2).map(|q| q as i8), q8(a, 2));
-    sumi as f32 * (f16_at(w, 0) * f16_at(a, 0))
+/// Q8_0 as ggml's AVX2 kernel: the lanes of [`add_lanes4`], then `hsum8(lanes)`.
+fn q8_0_q8_0(row: &[u8], acts: &[u8]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (w, a) in row.as_chunks::<34>().0.iter().zip(acts.as_chunks::<34>().0) {
+        add_lanes4(&mut lanes, f16_at(w, 0) * f16_at(a, 0), &q8(w, 2).map(|q| q as i8), q8(a, 2));
+    }
+    hsum8(&lanes)
+}
+
+/// lanes[j] = fma(d, Σ_{e=4j}^{4j+3} w[e]·y[e], lanes[j]) for one block: ggml's AVX2
+/// `mul_sum_*_pairs_float` (products summed in pairs, then pairs of pairs: exact) and
+/// `_mm256_fmadd_ps(d, sums, acc)`.
+#[inline(always)]
+fn add_lanes4(lanes: &mut [f32; 8], d: f32, w: &[i8; 32], y: &[u8; 32]) {
+    for (j, lane) in lanes.iter_mut().enumerate() {
+        let s: i32 = (4 * j..4 * j + 4).map(|e| w[e] as i32 * y[e] as i8 as i32).sum();
+        *lane = d.mul_add(s as f32, *lane);
+    }
+}
+
+/// ggml's AVX2 `hsum_float_8`: the two halves added (lane l + 4 to lane l), then lanes 0 + 2 and
+/// 1 + 3, then those two.
+pub(super) fn hsum8(v: &[f32; 8]) -> f32 {
+    let h: [f32; 4] = std::array::from_fn(|l| v[l + 4] + v[l]);
+    (h[0] + h[2]) + (h[1] + h[3])
 }
 
 /// A Q8_K activation block (see [`super::BlockQ8K`] for the layout), its quants left as bytes.

@@ -3,12 +3,13 @@
 //!
 //! Why identical is possible: every integer dot product is exact whatever the order of its
 //! additions, so SIMD may regroup the integer parts freely; the f32 parts are computed with the
-//! same operations in the same order as the reference (products associated the same way, no fused
-//! multiply-add, the per-block terms added one after another). Where the reference keeps eight
-//! K-quant lanes (element `e` in lane `e % 8`), the kernels keep exactly those lanes.
+//! same operations in the same order as the reference (products associated the same way, fused
+//! multiply-adds exactly where the reference fuses, the per-block terms added one after another).
+//! Where the reference keeps lanes (eight K-quant lanes, element `e` in lane `e % 8`; the eight
+//! lanes of four consecutive elements of Q4_1 and Q8_0), the kernels keep exactly those lanes.
 //!
 //! An [`Isa`] names a kernel set: `Scalar` (the reference itself, on any target) or `Avx2`
-//! (x86_64 with AVX2 and F16C, found by runtime detection; values of `Isa` can only be made for
+//! (x86_64 with AVX2, F16C and FMA, found by runtime detection; values of `Isa` can only be made for
 //! sets the CPU has, which is what makes the kernels' `unsafe` sound). The process-wide choice
 //! ([`selected`]) is the best the CPU offers unless [`select`] overrides it (tests compare the
 //! sets; `aether bench --isa` times them).
@@ -16,12 +17,17 @@
 //! A matmul calls [`prepare_activations`] once per input, then [`dot_rows`] per piece of weight
 //! rows. The prepared bytes are the reference activation blocks (`quantize_activations`), except
 //! that for `Avx2` the quants of each 32-element chunk of a Q8_K block are reordered (see
-//! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart.
+//! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart, and
+//! Q8_0/Q8_1 blocks are followed by a table of their scales as f32.
 //!
-//! Attention's f16 products ([`dot_f16_rows`]) live here too: the same f16 × f16 → f64 sums.
+//! Not here yet: AVX-512/VNNI sets (no such CPU to test them on), wasm32 `simd128`; both would be
+//! further `Level`s with their own kernel files and the same tests.
 //!
-//! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_legacy.rs`
-//! (Q4_0 … Q8_0), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
+//! Attention's f16 products ([`dot_f16_rows`]) live here too, with their reference ([`F16Lanes`]):
+//! ggml's AVX2 lane order, which the SIMD twin keeps lane for lane.
+//!
+//! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_lanes.rs`
+//! (Q4_1, Q8_0), `x86_legacy.rs` (Q4_0, Q5_0, Q5_1), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
 //! kernel against the reference).
 
 #[cfg(target_arch = "x86_64")]
@@ -32,6 +38,8 @@ mod x86_act;
 mod x86_f16;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
 
@@ -67,7 +75,10 @@ impl Isa {
         #[allow(unused_mut)] // targets without SIMD sets add nothing
         let mut v = vec![Isa::SCALAR];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("f16c")
+            && std::is_x86_feature_detected!("fma")
+        {
             v.push(Isa(Level::Avx2));
         }
         v
@@ -137,7 +148,7 @@ pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut V
             out.clear();
             out.resize(n_blocks * act.type_size() + table, 0);
             let (blocks, table) = out.split_at_mut(n_blocks * act.type_size());
-            // SAFETY: an `Avx2` value exists only where AVX2 and F16C were detected; `blocks`
+            // SAFETY: an `Avx2` value exists only where AVX2, F16C and FMA were detected; `blocks`
             // holds exactly one `act` block per `bs` elements of `x`, `table` two f32 per block
             // for Q8_0/Q8_1 and nothing for Q8_K.
             unsafe { x86_act::quantize(act, x, blocks, table) };
@@ -190,17 +201,17 @@ pub fn dot_rows(
         use GgmlType::*;
         use x86_legacy::dot_rows as legacy;
         let (r, a) = (rows, acts);
-        // SAFETY (every call): AVX2 and F16C were detected (an `Avx2` value exists); `rows` holds
+        // SAFETY (every call): AVX2, F16C and FMA were detected (an `Avx2` value exists); `rows` holds
         // `n_rows` rows of `row_bytes` and `acts` `n_tok` rows of `act_row` bytes then the scale
         // table (two f32 per block for the legacy kinds), checked above, and `out` has
         // `n_rows · n_tok` elements.
         let done = unsafe {
             match ty {
                 Q4_0 => legacy::<{ x86_legacy::Q4_0 }>(r, row_bytes, a, act_row, n_tok, out),
-                Q4_1 => legacy::<{ x86_legacy::Q4_1 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q4_1 => x86_lanes::dot_rows::<{ x86_lanes::Q4_1 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q5_0 => legacy::<{ x86_legacy::Q5_0 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q5_1 => legacy::<{ x86_legacy::Q5_1 }>(r, row_bytes, a, act_row, n_tok, out),
-                Q8_0 => legacy::<{ x86_legacy::Q8_0 }>(r, row_bytes, a, act_row, n_tok, out),
+                Q8_0 => x86_lanes::dot_rows::<{ x86_lanes::Q8_0 }>(r, row_bytes, a, act_row, n_tok, out),
                 Q2K | Q3K | Q4K | Q5K | Q6K => {
                     x86_kquants::dot_rows(ty, r, row_bytes, a, act_row, n_tok, out)
                 }
@@ -220,46 +231,75 @@ pub fn dot_rows(
     Ok(())
 }
 
-/// out[j] = Σ_i (x[i] · m[j·stride + i]) as f64, rounded to f32 once, for each `j < out.len()`:
-/// ggml's scalar `ggml_vec_dot_f16` when `x` holds f16 values (each product is then exact in f32
-/// and only the f64 sum, in index order, rounds). Attention's K·q (rows = cached keys) and p·V
-/// (rows = a head dimension's cached values).
-pub fn dot_f16_rows(isa: Isa, x: &[f32], m: &[f16], stride: usize, out: &mut [f32]) -> Result<()> {
+/// out[j] = Σ_i x[i] · m[j·stride + i] for each `j < out.len()`, summed as ggml's AVX2
+/// `ggml_vec_dot_f16` sums (see [`F16Lanes`]): element i goes to lane `(first + i) % 32`, the lanes
+/// are reduced at the end. x must hold f16 values, so each product is exact in f32 and only the
+/// lane sums round. Attention's K·q (rows = cached keys, `first` = 0; the `len % 32` tail that
+/// ggml adds in f64 is the caller's) and p·V (rows = a head dimension's cached values, `first` =
+/// the cell of p[0], since ggml's lanes are aligned to cell 0).
+pub fn dot_f16_rows(
+    isa: Isa,
+    x: &[f32],
+    m: &[f16],
+    stride: usize,
+    first: usize,
+    out: &mut [f32],
+) -> Result<()> {
     let need = if out.is_empty() { 0 } else { (out.len() - 1) * stride + x.len() };
     if m.len() < need {
         return Err(Error::LengthMismatch { what: "dot_f16_rows matrix", expected: need, got: m.len() });
     }
     let bits: &[u16] = m.reinterpret_cast();
-    let done = match isa.0 {
+    match isa.0 {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
-            for (j, o) in out.as_chunks_mut::<8>().0.iter_mut().enumerate() {
-                // SAFETY: AVX2 and F16C were detected; rows 8j..8j + 8 lie in `m` (checked above).
-                unsafe { x86_f16::dot8(x, &bits[8 * j * stride..], stride, o) };
+            for (j, o) in out.iter_mut().enumerate() {
+                // SAFETY: AVX2, F16C and FMA were detected; row j lies in `m` (checked above).
+                *o = unsafe { x86_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first) };
             }
-            out.len() / 8 * 8
         }
-        _ => 0,
-    };
-    for (j, o) in out.iter_mut().enumerate().skip(done) {
-        let row = &bits[j * stride..][..x.len()];
-        let mut sum = 0f64;
-        for (&xi, &h) in x.iter().zip(row) {
-            sum += (xi * f16_bits_to_f32(h)) as f64;
+        _ => {
+            for (j, o) in out.iter_mut().enumerate() {
+                let mut lanes = F16Lanes::default();
+                for (i, (&xi, &h)) in x.iter().zip(&bits[j * stride..][..x.len()]).enumerate() {
+                    lanes.add(first + i, xi * f16_bits_to_f32(h));
+                }
+                *o = lanes.reduce();
+            }
         }
-        *o = sum as f32;
     }
     Ok(())
 }
 
-/// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
-    match isa.0 {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) => n / 32 * 8,
-        _ => 0,
+/// ggml's AVX2 f16 dot-product accumulators (`ggml_vec_dot_f16`, `GGML_F16_STEP` = 32): 4
+/// registers of 8 f32 lanes; element i of a 32-element step goes to lane i (register i / 8). A
+/// product of two f16 values is exact in f32, so the FMA into its lane rounds once, as an f32 add
+/// does.
+#[derive(Default)]
+pub struct F16Lanes([f32; 32]);
+
+impl F16Lanes {
+    /// Adds `product` (exact) into lane `i % 32`.
+    #[inline(always)]
+    pub fn add(&mut self, i: usize, product: f32) {
+        self.0[i % 32] += product;
     }
+
+    /// The registers summed pairwise (0+2, 1+3, then those two), then the 8 lanes: the two
+    /// halves added, then two horizontal adds (`GGML_F32x8_REDUCE`).
+    pub fn reduce(&self) -> f32 {
+        let a = &self.0;
+        let x: [f32; 8] = std::array::from_fn(|l| (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]));
+        let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
+        (t[0] + t[1]) + (t[2] + t[3])
+    }
+}
+
+/// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
+fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
+    // Every set but the reference appends it (today: AVX2).
+    let table = matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) && isa != Isa::SCALAR;
+    if table { n / 32 * 8 } else { 0 }
 }
 
 /// Bytes of one `cols`-element row of `ty`.

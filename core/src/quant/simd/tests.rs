@@ -299,54 +299,68 @@ fn avx2_permute(v: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
     super::x86::permute32(v)
 }
 
-/// Attention's f16 products: every set equals the sequential f64 sum of the reference, on data
-/// whose f64 sum depends on the order — products of ±2^30 that cancel in pairs among products of
-/// 2^-40 that survive only when added to a zero partial sum — with lengths and row counts that
-/// leave tails.
+/// Attention's f16 products: every set equals the reference's lanes (`F16Lanes`), on data whose
+/// f32 lane sums depend on the order — products of ±2^15 that cancel among products of 2^-20 that
+/// survive only when added to a small partial sum — with lengths, row counts and first cells that
+/// leave partial steps at both ends.
 #[test]
-fn dot_f16_rows_matches_the_sequential_sum() {
+fn dot_f16_rows_matches_the_reference_lanes() {
     use half::f16;
     let mut rng = Rng(35);
     let (big, tiny) = (2f32.powi(15), 2f32.powi(-20));
     for isa in sets() {
-        for (n, n_rows, stride) in
-            [(64, 9, 192), (6, 3, 6), (8, 8, 8), (38, 17, 40), (128, 24, 130), (2, 1, 2)]
-        {
-            let x: Vec<f32> =
-                (0..n).map(|_| if rng.next_u64().is_multiple_of(2) { big } else { tiny }).collect();
-            let n_big = x.iter().filter(|&&v| v == big).count();
-            let mut m = vec![f16::ZERO; (n_rows - 1) * stride + n];
-            for j in 0..n_rows {
-                // Balanced signs for the big products of row j, in random order.
-                let mut signs: Vec<f32> = (0..n_big).map(|k| if k % 2 == 0 { 1.0 } else { -1.0 }).collect();
-                for k in (1..signs.len()).rev() {
-                    signs.swap(k, (rng.next_u64() % (k as u64 + 1)) as usize);
-                }
-                let mut signs = signs.into_iter();
-                for (i, &xi) in x.iter().enumerate() {
-                    let v = if xi == big { big * signs.next().unwrap_or(1.0) } else { tiny };
-                    m[j * stride + i] = f16::from_f32(v);
-                }
-            }
+        for (n, n_rows, stride, first) in [
+            (64, 9, 192, 0),
+            (6, 3, 6, 0),
+            (8, 8, 8, 5),
+            (38, 17, 40, 0),
+            (38, 17, 40, 31),
+            (128, 24, 130, 7),
+            (100, 5, 100, 32),
+            (2, 1, 2, 30),
+            (0, 2, 4, 3),
+        ] {
+            let pick = |r: u64, b: f32| if r.is_multiple_of(2) { b } else { tiny };
+            let x: Vec<f32> = (0..n).map(|_| pick(rng.next_u64(), big)).collect();
+            let m: Vec<f16> = (0..(n_rows - 1) * stride + n)
+                .map(|_| {
+                    let sign = if rng.next_u64().is_multiple_of(2) { 1.0 } else { -1.0 };
+                    f16::from_f32(sign * pick(rng.next_u64(), 1.0))
+                })
+                .collect();
             let mut got = vec![f32::NAN; n_rows];
-            dot_f16_rows(isa, &x, &m, stride, &mut got).unwrap();
+            dot_f16_rows(isa, &x, &m, stride, first, &mut got).unwrap();
             for (j, &g) in got.iter().enumerate() {
-                let mut sum = 0f64;
+                let mut lanes = F16Lanes::default();
                 for (i, &xi) in x.iter().enumerate() {
-                    sum += (xi * m[j * stride + i].to_f32()) as f64;
+                    lanes.add(first + i, xi * m[j * stride + i].to_f32());
                 }
-                let want = sum as f32;
+                let want = lanes.reduce();
                 assert!(
                     g.to_bits() == want.to_bits(),
-                    "{} n {n} rows {n_rows}: row {j}: {g:e} vs sequential {want:e}",
+                    "{} n {n} rows {n_rows} first {first}: row {j}: {g:e} vs reference {want:e}",
                     isa.name()
                 );
             }
         }
         let mut out = [0f32; 2];
         assert_eq!(
-            dot_f16_rows(isa, &[1.0; 4], &[f16::ONE; 7], 4, &mut out),
+            dot_f16_rows(isa, &[1.0; 4], &[f16::ONE; 7], 4, 0, &mut out),
             Err(Error::LengthMismatch { what: "dot_f16_rows matrix", expected: 8, got: 7 })
         );
     }
+}
+
+/// The reference lanes are ggml's AVX2 order: lane i % 32, registers paired (0+2)+(1+3), the
+/// halves added, then two horizontal adds.
+#[test]
+fn f16_lanes_reduce_in_ggml_order() {
+    let mut lanes = F16Lanes::default();
+    let v: Vec<f32> = (0..32).map(|i| if i % 5 == 0 { 1e8 } else { 1.0 + i as f32 }).collect();
+    for (i, &x) in v.iter().enumerate() {
+        lanes.add(i + 64, x);
+    }
+    let x: Vec<f32> = (0..8).map(|l| (v[l] + v[16 + l]) + (v[8 + l] + v[24 + l])).collect();
+    let want = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+    assert_eq!(lanes.reduce(), want);
 }

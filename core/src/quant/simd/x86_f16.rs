@@ -1,81 +1,59 @@
-//! AVX2 twin of the f16 dot product that attention uses (`dot_f16_rows` in `mod.rs`): for each
-//! row, `Σ_i (x[i] · row[i]) as f64` in index order, rounded to f32 once.
+//! AVX2 twin of the f16 dot product that attention uses (`dot_f16_rows` in `mod.rs`): one row at a
+//! time, in the reference's 32 lanes (`F16Lanes`), which are ggml's own AVX2 accumulators — four
+//! vectors of eight f32, element i of an aligned 32-element step in lane i.
 //!
-//! The products are exact in f32 (x holds f16 values: 11-bit significands), but the f64 sum is
-//! sequential and its roundings depend on the order, so one row's sum cannot be split across
-//! lanes. Instead eight rows run side by side, one f64 chain per lane: eight rows × eight elements
-//! are converted and multiplied, transposed so that each vector holds one element index of all
-//! eight rows, and added into the chains in index order.
+//! The products are exact in f32 (x holds f16 values: 11-bit significands), so a fused
+//! multiply-add rounds once per lane exactly as the reference's scalar `+=` does. Elements before the
+//! first aligned step (when `first % 32 != 0`) and after the last go through the same lanes one at
+//! a time; the final reduction is `GGML_F32x8_REDUCE`'s order, in vectors.
 
 use std::arch::x86_64::*;
 
-use super::x86::load128;
+use super::x86::f16_to_f32;
 
-/// out[j] = Σ_i (x[i] · m[j·stride + i]) as f64, as f32, for j in 0..8.
+/// The reduced lanes of Σ_i x[i]·row[i], element i in lane (first + i) % 32.
 ///
-/// Safety: AVX2 and F16C are present; `m` holds at least `7·stride + x.len()` values.
-#[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn dot8(x: &[f32], m: &[u16], stride: usize, out: &mut [f32; 8]) {
-    debug_assert!(m.len() >= 7 * stride + x.len());
-    let n8 = x.len() / 8 * 8;
-    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    for i in (0..n8).step_by(8) {
-        // SAFETY: x[i..i + 8] lies in x; row j's elements i..i + 8 lie in m (see above).
-        let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
-        let mut r = [_mm256_setzero_ps(); 8];
-        for (j, r) in r.iter_mut().enumerate() {
-            let h = unsafe { load128(m.as_ptr().add(j * stride + i) as *const u8) };
-            *r = _mm256_mul_ps(_mm256_cvtph_ps(h), xv);
-        }
-        let c = transpose8(&r);
-        for c in c {
-            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(c)));
-            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1)));
+/// Safety: AVX2, F16C and FMA are present; `row.len() >= x.len()`.
+#[target_feature(enable = "avx2,f16c,fma")]
+pub(super) unsafe fn dot_lanes(x: &[f32], row: &[u16], first: usize) -> f32 {
+    debug_assert!(row.len() >= x.len());
+    let n = x.len();
+    // Elements 0..head go one by one until lane 0 comes round; then whole steps; then the rest.
+    let head = ((32 - first % 32) % 32).min(n);
+    let body = head + (n - head) / 32 * 32;
+    let mut lanes = [0f32; 32];
+    for i in 0..head {
+        lanes[(first + i) % 32] += x[i] * f16_to_f32(row[i]);
+    }
+    // SAFETY: `lanes` holds 32 f32.
+    let mut acc: [__m256; 4] = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(lanes.as_ptr().add(8 * r)) });
+    for i in (head..body).step_by(32) {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8r + 8 <= body <= n elements of x and of row.
+            let (xv, hv) = unsafe {
+                (
+                    _mm256_loadu_ps(x.as_ptr().add(i + 8 * r)),
+                    _mm_loadu_si128(row.as_ptr().add(i + 8 * r) as *const __m128i),
+                )
+            };
+            // The product is exact, so the fused form rounds exactly as mul-then-add would.
+            *acc = _mm256_fmadd_ps(xv, _mm256_cvtph_ps(hv), *acc);
         }
     }
-    let mut acc = [0f64; 8];
-    // SAFETY: `acc` is 8 writable f64.
-    unsafe {
-        _mm256_storeu_pd(acc.as_mut_ptr(), lo);
-        _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi);
-    }
-    for (j, (o, acc)) in out.iter_mut().zip(&mut acc).enumerate() {
-        for (i, &xi) in x.iter().enumerate().skip(n8) {
-            *acc += (xi * super::x86::f16_to_f32(m[j * stride + i])) as f64;
+    if body < n {
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * r), *acc) };
         }
-        *o = *acc as f32;
+        // Lane (first + i) % 32 = (i - head) % 32 from here on.
+        for i in body..n {
+            lanes[i - body] += x[i] * f16_to_f32(row[i]);
+        }
+        // SAFETY: as above.
+        acc = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(lanes.as_ptr().add(8 * r)) });
     }
-}
-
-/// Rows of an 8×8 matrix → its columns.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    // u_k: column k of rows 0-3 | column k + 4 of rows 0-3 (and v_k for rows 4-7).
-    let u0 = _mm256_shuffle_ps(t0, t2, 0x44);
-    let u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    let u2 = _mm256_shuffle_ps(t1, t3, 0x44);
-    let u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    let v0 = _mm256_shuffle_ps(t4, t6, 0x44);
-    let v1 = _mm256_shuffle_ps(t4, t6, 0xee);
-    let v2 = _mm256_shuffle_ps(t5, t7, 0x44);
-    let v3 = _mm256_shuffle_ps(t5, t7, 0xee);
-    [
-        _mm256_permute2f128_ps(u0, v0, 0x20),
-        _mm256_permute2f128_ps(u1, v1, 0x20),
-        _mm256_permute2f128_ps(u2, v2, 0x20),
-        _mm256_permute2f128_ps(u3, v3, 0x20),
-        _mm256_permute2f128_ps(u0, v0, 0x31),
-        _mm256_permute2f128_ps(u1, v1, 0x31),
-        _mm256_permute2f128_ps(u2, v2, 0x31),
-        _mm256_permute2f128_ps(u3, v3, 0x31),
-    ]
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    let t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let t = _mm_hadd_ps(t, t);
+    _mm_cvtss_f32(_mm_hadd_ps(t, t))
 }

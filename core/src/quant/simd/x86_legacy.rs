@@ -1,4 +1,5 @@
-//! AVX2 dot products of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with Q8_0/Q8_1
+//! AVX2 dot products of the 32-element formats that follow ggml's scalar kernels (Q4_0, Q5_0,
+//! Q5_1; Q4_1 and Q8_0 follow its AVX2 kernels instead, in `x86_lanes.rs`) with Q8_0/Q8_1
 //! activations, eight weight rows at a time.
 //!
 //! The reference (`vecdot.rs`) computes, per (row, token), `sum += term(block)` block after block,
@@ -6,34 +7,35 @@
 //! is row `i` of a group of eight: for block `k` the eight integer sums are reduced into one
 //! vector, the eight terms computed with the reference's operations in its order, and added into
 //! the lane's running sum — each lane performs exactly the reference's sequence of f32
-//! operations. A weight block is unpacked once per group of up to four tokens.
+//! operations. A weight block is unpacked once per group of up to `TOKENS` tokens, and the next
+//! groups' rows are prefetched (eight interleaved row streams defeat the hardware prefetcher).
 //!
-//! Integer products use `maddubs` (u8 × i8 → i16 pairs, saturating): unsigned levels (Q4_1, Q5_1:
-//! 0..31) go in directly; small signed ones (Q4_0, Q5_0: -16..15) as `maddubs(|a|, sign(w, a))`;
-//! Q8_0 weights (any i8, -128 included) as `maddubs(|w|, sign(a, w))`. None can saturate as long
-//! as no activation level is -128, which `prepare_activations` guarantees.
+//! Integer products use `maddubs` (u8 × i8 → i16 pairs, saturating): unsigned levels (Q5_1:
+//! 0..31) go in directly; small signed ones (Q4_0, Q5_0: -16..15) as `maddubs(|a|, sign(w, a))`.
+//! None can saturate as long as no activation level is -128, which `prepare_activations`
+//! guarantees. Q4_0 puts two rows in one vector (row j in the low half, row j + 4 in the high half) and meet each half of
+//! the activations broadcast to both halves; their small products leave room to sum in i16, so the
+//! eight rows reduce in three `hadd`s and one `madd` instead of eight `madd`s and six `hadd`s.
 
 use std::arch::x86_64::*;
 
 use super::x86::{gather_f16_pairs, load128, load256, read_f32, read_u32, reduce8};
 
 pub(super) const Q4_0: u8 = 0;
-pub(super) const Q4_1: u8 = 1;
-pub(super) const Q5_0: u8 = 2;
-pub(super) const Q5_1: u8 = 3;
-pub(super) const Q8_0: u8 = 4;
+pub(super) const Q5_0: u8 = 1;
+pub(super) const Q5_1: u8 = 2;
 
 /// Tokens per pass over a group of rows: each unpacked weight block serves this many.
 const TOKENS: usize = 8;
 
 /// Bytes of a weight block.
 const fn w_bytes(k: u8) -> usize {
-    [18, 20, 22, 24, 34][k as usize]
+    [18, 22, 24][k as usize]
 }
 
-/// Bytes of an activation block: Q8_1 (d, s, 32 quants) for the `_1` kinds, else Q8_0.
+/// Bytes of an activation block: Q8_1 (d, s, 32 quants) for Q5_1, else Q8_0.
 const fn a_bytes(k: u8) -> usize {
-    if k == Q4_1 || k == Q5_1 { 36 } else { 34 }
+    if k == Q5_1 { 36 } else { 34 }
 }
 
 /// out[r · n_tok + t] = row r · token t (see `super::dot_rows`); returns true (it handled them).
@@ -109,40 +111,12 @@ unsafe fn group<const K: u8, const T: usize>(
 ) {
     let (wb, ab) = (w_bytes(K), a_bytes(K));
     let mut acc = [_mm256_setzero_ps(); T];
-    // Where the group after this one starts (p[7] is the last row, or a repeat of it).
+    // Two groups ahead of this one (p[7] is the last row, or a repeat of it): what to prefetch,
+    // 8 blocks' worth per block step (the rows are contiguous; a hint never faults).
     let next = p[7].wrapping_add(nb * wb + 8 * nb * wb);
     for k in 0..nb {
         // SAFETY (this loop): block k < nb of each row and of each token's activations.
-        let mut lv = [_mm256_setzero_si256(); 8];
-        if K == Q4_0 || K == Q4_1 {
-            // Rows j and j + 4 share a vector: lv[j] their low-nibble levels (elements 0..16),
-            // lv[j + 4] their high-nibble ones (16..32), row j in the low half.
-            let off = if K == Q4_0 { 2 } else { 4 };
-            for j in 0..4 {
-                let both = unsafe {
-                    _mm256_loadu2_m128i(
-                        p[j + 4].add(k * wb + off) as *const __m128i,
-                        p[j].add(k * wb + off) as *const __m128i,
-                    )
-                };
-                let (mut lo, mut hi) = (
-                    _mm256_and_si256(both, _mm256_set1_epi8(0x0f)),
-                    _mm256_and_si256(_mm256_srli_epi16(both, 4), _mm256_set1_epi8(0x0f)),
-                );
-                if K == Q4_0 {
-                    (lo, hi) =
-                        (_mm256_sub_epi8(lo, _mm256_set1_epi8(8)), _mm256_sub_epi8(hi, _mm256_set1_epi8(8)));
-                }
-                (lv[j], lv[j + 4]) = (lo, hi);
-            }
-        } else {
-            for (lv, p) in lv.iter_mut().zip(p) {
-                *lv = unsafe { levels::<K>(p.add(k * wb)) };
-            }
-        }
-        // Eight interleaved row streams defeat the hardware prefetcher, and the next group's
-        // rows would only be requested when it starts: fetch them now, 8 blocks' worth per block
-        // step (the rows are contiguous). A hint: it never faults, even past the end.
+        let lv = unsafe { unpack::<K>(p, k * wb) };
         for off in (0..8 * wb).step_by(64) {
             _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(k * 8 * wb + off) as *const i8);
         }
@@ -153,55 +127,12 @@ unsafe fn group<const K: u8, const T: usize>(
             let y = unsafe { a.add(t * act_row + k * ab) };
             let yd = unsafe { sc.add((t * nb + k) * 8) };
             let da = _mm256_set1_ps(unsafe { read_f32(yd) });
-            let mut prod = [_mm256_setzero_si256(); 8];
-            let ones = _mm256_set1_epi16(1);
-            let s = if K == Q4_0 || K == Q4_1 {
-                // Both halves of a vector meet the same activations: elements 0..16 against the
-                // low nibbles, 16..32 against the high ones. Each i16 then sums four products
-                // and, after two rounds of pair sums, sixteen (≤ 16·15·127, within i16); `madd`
-                // finishes in i32 with the rows in order (row j low, row j + 4 high).
-                let (qlo, qhi) = unsafe {
-                    (
-                        _mm256_broadcastsi128_si256(load128(y.add(ab - 32))),
-                        _mm256_broadcastsi128_si256(load128(y.add(ab - 16))),
-                    )
-                };
-                let mut pv = [_mm256_setzero_si256(); 4];
-                for (j, pv) in pv.iter_mut().enumerate() {
-                    *pv = if K == Q4_0 {
-                        _mm256_add_epi16(
-                            _mm256_maddubs_epi16(_mm256_abs_epi8(qlo), _mm256_sign_epi8(lv[j], qlo)),
-                            _mm256_maddubs_epi16(_mm256_abs_epi8(qhi), _mm256_sign_epi8(lv[j + 4], qhi)),
-                        )
-                    } else {
-                        _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lv[j], qlo),
-                            _mm256_maddubs_epi16(lv[j + 4], qhi),
-                        )
-                    };
-                }
-                let h = _mm256_hadd_epi16(_mm256_hadd_epi16(pv[0], pv[1]), _mm256_hadd_epi16(pv[2], pv[3]));
-                _mm256_madd_epi16(h, ones)
-            } else {
-                let q = unsafe { load256(y.add(ab - 32)) };
-                for (pr, &w) in prod.iter_mut().zip(&lv) {
-                    let pairs = if K == Q8_0 {
-                        _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w))
-                    } else if K == Q5_0 {
-                        _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(w, q))
-                    } else {
-                        _mm256_maddubs_epi16(w, q)
-                    };
-                    *pr = _mm256_madd_epi16(pairs, ones);
-                }
-                reduce8(&prod)
-            };
+            let s = unsafe { int_sums::<K>(&lv, y.add(ab - 32)) };
             let s = _mm256_cvtepi32_ps(s);
             // The reference's term, operation for operation (`vecdot.rs`).
             let term = match K {
                 Q4_0 => _mm256_mul_ps(_mm256_mul_ps(s, dw), da),
                 Q5_0 => _mm256_mul_ps(_mm256_mul_ps(dw, da), s),
-                Q8_0 => _mm256_mul_ps(s, _mm256_mul_ps(dw, da)),
                 _ => {
                     let sa = _mm256_set1_ps(unsafe { read_f32(yd.add(4)) });
                     _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(dw, da), s), _mm256_mul_ps(mw, sa))
@@ -216,26 +147,78 @@ unsafe fn group<const K: u8, const T: usize>(
     }
 }
 
-/// The 32 levels of the weight block at `b`, in element order: unsigned for Q4_1/Q5_1, offset to
-/// signed for Q4_0/Q5_0, the stored i8 for Q8_0.
+/// The levels of block `off / w_bytes` of the eight rows `p`. For Q5_0, Q5_1: vector i holds
+/// row i's 32 levels in element order (offset to signed for Q5_0). For Q4_0: vector j < 4 holds
+/// the low-nibble levels (elements 0..16) of rows j and j + 4, vector j + 4 their high-nibble
+/// levels (16..32), row j in the low half, offset to signed.
 ///
-/// Safety: AVX2; `b` starts a whole block of kind `K`.
+/// Safety: AVX2; each `p[i] + off` starts a whole block of kind `K`.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn levels<const K: u8>(b: *const u8) -> __m256i {
-    // SAFETY: every read below lies inside the block (sizes in `w_bytes`).
+unsafe fn unpack<const K: u8>(p: &[*const u8; 8], off: usize) -> [__m256i; 8] {
+    let mut lv = [_mm256_setzero_si256(); 8];
+    // SAFETY: every read below lies inside a block (sizes in `w_bytes`).
     unsafe {
-        match K {
-            Q8_0 => load256(b.add(2)),
-            Q4_0 => _mm256_sub_epi8(nibbles(load128(b.add(2))), _mm256_set1_epi8(8)),
-            Q4_1 => nibbles(load128(b.add(4))),
-            Q5_0 => _mm256_sub_epi8(
-                _mm256_or_si256(nibbles(load128(b.add(6))), high_bits(read_u32(b.add(2)))),
-                _mm256_set1_epi8(16),
-            ),
-            _ => _mm256_or_si256(nibbles(load128(b.add(8))), high_bits(read_u32(b.add(4)))),
+        if K == Q4_0 {
+            let qs = off + 2;
+            for j in 0..4 {
+                let both =
+                    _mm256_loadu2_m128i(p[j + 4].add(qs) as *const __m128i, p[j].add(qs) as *const __m128i);
+                let lo = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), _mm256_set1_epi8(0x0f));
+                (lv[j], lv[j + 4]) =
+                    (_mm256_sub_epi8(lo, _mm256_set1_epi8(8)), _mm256_sub_epi8(hi, _mm256_set1_epi8(8)));
+            }
+            return lv;
+        }
+        for (lv, p) in lv.iter_mut().zip(p) {
+            let b = p.add(off);
+            *lv = match K {
+                Q5_0 => _mm256_sub_epi8(
+                    _mm256_or_si256(nibbles(load128(b.add(6))), high_bits(read_u32(b.add(2)))),
+                    _mm256_set1_epi8(16),
+                ),
+                _ => _mm256_or_si256(nibbles(load128(b.add(8))), high_bits(read_u32(b.add(4)))),
+            };
         }
     }
+    lv
+}
+
+/// The eight rows' integer block sums Σ level·q against the 32 activation quants at `q`.
+///
+/// Safety: AVX2; `q..q + 32` is readable; `lv` from `unpack::<K>`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn int_sums<const K: u8>(lv: &[__m256i; 8], q: *const u8) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let mut prod = [_mm256_setzero_si256(); 8];
+    if K == Q4_0 {
+        // Each i16 sums four products here and sixteen after two rounds of pair sums
+        // (≤ 16·15·127, within i16); `madd` finishes in i32 with the rows in order.
+        // SAFETY: the two 16-byte halves of the 32 readable bytes.
+        let (qlo, qhi) = unsafe {
+            (_mm256_broadcastsi128_si256(load128(q)), _mm256_broadcastsi128_si256(load128(q.add(16))))
+        };
+        for (j, pv) in prod[..4].iter_mut().enumerate() {
+            *pv = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(qlo), _mm256_sign_epi8(lv[j], qlo)),
+                _mm256_maddubs_epi16(_mm256_abs_epi8(qhi), _mm256_sign_epi8(lv[j + 4], qhi)),
+            );
+        }
+        let h = _mm256_hadd_epi16(_mm256_hadd_epi16(prod[0], prod[1]), _mm256_hadd_epi16(prod[2], prod[3]));
+        return _mm256_madd_epi16(h, ones);
+    }
+    // SAFETY: the 32 readable bytes.
+    let q = unsafe { load256(q) };
+    for (pr, &w) in prod.iter_mut().zip(lv) {
+        let pairs = match K {
+            Q5_0 => _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(w, q)),
+            _ => _mm256_maddubs_epi16(w, q),
+        };
+        *pr = _mm256_madd_epi16(pairs, ones);
+    }
+    reduce8(&prod)
 }
 
 /// Elements 0..16 from the low nibbles of `qs`, 16..32 from the high nibbles.
