@@ -7,6 +7,11 @@
 //! other numeric choice in the model, so the GPU reproduces it — quantizing and dequantizing the
 //! input in place of a projection's x — and then multiplies in f32: the two paths then differ by
 //! summation order only. F32 weights need no conversion ([`ActQuant::new`] returns `None`).
+//!
+//! For the Q8 formats it also writes the levels themselves, packed four to a word with a scale
+//! per 32 elements ([`packed_stride`], CPU twin [`act_pack_cpu`]): the integer mat-vec kernels
+//! multiply them with the weights' own integer levels through `dot4I8Packed`, as the CPU's dot
+//! products do — exact integer sums, then the scales.
 
 use super::launch::{fits, u32_of, variant_source};
 use super::pipelines::Family;
@@ -23,6 +28,10 @@ struct Params {
     mode: u32,
     x_off: u32,
     y_off: u32,
+    q_off: u32,
+    q_stride: u32,
+    norm: u32,
+    eps: f32,
 }
 
 const WG: u32 = 256;
@@ -49,14 +58,49 @@ pub struct ActQuant {
 }
 
 impl ActQuant {
-    /// x and y: `[tokens, cols]` f32 from their offsets (distinct buffers). `None` when weights
-    /// of type `ty` take f32 input as it is.
+    /// x and y: `[tokens, cols]` f32 from their offsets (distinct buffers); xq: `[tokens,
+    /// packed_stride(cols)]` words from its offset, the packed levels (written for the Q8
+    /// formats only). `None` when weights of type `ty` take f32 input as it is.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         step: &StepBuffer,
         ty: GgmlType,
         x: (&wgpu::Buffer, u64),
         y: (&wgpu::Buffer, u64),
+        xq: (&wgpu::Buffer, u64),
+        cols: u32,
+        max_tokens: u32,
+    ) -> Result<Option<ActQuant>> {
+        ActQuant::build(gpu, step, ty, x, y, xq, None, cols, max_tokens)
+    }
+
+    /// [`ActQuant::new`] of `rmsnorm(x) · norm.0` (epsilon `norm.1`): a layer's RMSNorm fused
+    /// into the conversion of its projections' input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_normed(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        ty: GgmlType,
+        x: (&wgpu::Buffer, u64),
+        y: (&wgpu::Buffer, u64),
+        xq: (&wgpu::Buffer, u64),
+        norm: (&wgpu::Buffer, f32),
+        cols: u32,
+        max_tokens: u32,
+    ) -> Result<Option<ActQuant>> {
+        ActQuant::build(gpu, step, ty, x, y, xq, Some(norm), cols, max_tokens)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        ty: GgmlType,
+        x: (&wgpu::Buffer, u64),
+        y: (&wgpu::Buffer, u64),
+        xq: (&wgpu::Buffer, u64),
+        norm: Option<(&wgpu::Buffer, f32)>,
         cols: u32,
         max_tokens: u32,
     ) -> Result<Option<ActQuant>> {
@@ -74,12 +118,21 @@ impl ActQuant {
         let n = cols as u64 * max_tokens as u64;
         fits("act_quant x buffer bytes", x.0, x.1, n)?;
         fits("act_quant y buffer bytes", y.0, y.1, n)?;
+        let q_stride = packed_stride(cols);
+        fits("act_quant xq buffer bytes", xq.0, xq.1, q_stride as u64 * max_tokens as u64)?;
         let params = Params {
             cols,
             mode,
             x_off: u32_of("act_quant x offset", x.1)?,
             y_off: u32_of("act_quant y offset", y.1)?,
+            q_off: u32_of("act_quant xq offset", xq.1)?,
+            q_stride,
+            norm: norm.is_some() as u32,
+            eps: norm.map_or(0.0, |n| n.1),
         };
+        if let Some((w, _)) = norm {
+            fits("act_quant norm weight bytes", w, 0, cols as u64)?;
+        }
         let params_buf = gpu.uniform(key, &params)?;
         let bind = gpu.bind(
             key,
@@ -89,6 +142,8 @@ impl ActQuant {
                 y.0.as_entire_binding(),
                 params_buf.as_entire_binding(),
                 step.buffer().as_entire_binding(),
+                xq.0.as_entire_binding(),
+                norm.map_or(x.0, |n| n.0).as_entire_binding(),
             ],
         )?;
         Ok(Some(ActQuant { pipeline, bind, groups_x: cols.div_ceil(WG), _params: params_buf }))
@@ -115,4 +170,48 @@ pub fn act_quant_cpu(ty: GgmlType, x: &[f32]) -> Result<Vec<f32>> {
     let mut y = vec![0.0; x.len()];
     quant::dequantize(act, &bytes, &mut y)?;
     Ok(y)
+}
+
+/// Words per token row of the packed levels of a `cols`-wide input: the levels (cols/4 words),
+/// then a scale per 32 elements, padded to whole 16-byte vectors.
+pub fn packed_stride(cols: u32) -> u32 {
+    (cols / 4 + cols / 32).next_multiple_of(4)
+}
+
+/// CPU twin of [`ActQuant`]'s packed output: `x` (rows of `cols`) quantized to the Q8 activation
+/// format of weights of type `ty` by the CPU's own quantizer, laid out as the kernel writes it
+/// ([`packed_stride`] words per row, padding zero).
+pub fn act_pack_cpu(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u32>> {
+    use GgmlType::*;
+    let act = quant::vec_dot_type(ty)?;
+    let stride = packed_stride(cols as u32) as usize;
+    let mut out = vec![0u32; x.len() / cols.max(1) * stride];
+    let mut bytes = Vec::new();
+    for (row, xs) in out.chunks_mut(stride).zip(x.chunks(cols)) {
+        quant::quantize_activations(ty, xs, &mut bytes)?;
+        // Per block: (scale, levels) at their byte offsets in the block, and the block's length.
+        let (scale_of, levels_at): (fn(&[u8]) -> f32, usize) = match act {
+            Q8_0 | Q8_1 => (
+                |b| quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])),
+                if act == Q8_0 { 2 } else { 4 },
+            ),
+            Q8K => (|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4),
+            other => return Err(Error::UnsupportedType { ty: other, op: "packed activations" }),
+        };
+        let bs = act.block_size();
+        let levels: Vec<u8> = bytes
+            .chunks(act.type_size())
+            .flat_map(|b| b[levels_at..levels_at + bs].iter().copied())
+            .collect();
+        let scales: Vec<f32> =
+            bytes.chunks(act.type_size()).flat_map(|b| std::iter::repeat_n(scale_of(b), bs / 32)).collect();
+        let (q, d) = row.split_at_mut(cols / 4);
+        for (w, l) in q.iter_mut().zip(levels.as_chunks::<4>().0) {
+            *w = u32::from_le_bytes(*l);
+        }
+        for (w, s) in d.iter_mut().zip(scales) {
+            *w = s.to_bits();
+        }
+    }
+    Ok(out)
 }
