@@ -6,7 +6,9 @@
 // so GPU and CPU see the same rounding of the activations and agree to f32 summation order.
 // With `norm`, x is first RMS-normalized with weight `nw` (a layer's norm fused into the rounding
 // of its projections' input: y = round(x / rms(x) · nw)); every workgroup sums the squares of its
-// whole row itself, so the two need no dispatch between them.
+// whole row itself, so the two need no dispatch between them. With `glu`, x is a gated
+// feed-forward's gate and y = round(act(gate) · up) (the GLU fused into the rounding of the down
+// projection's input; `act` is glu.wgsl's section, spliced in at load).
 // For the Q8 formats the kernel also writes the levels themselves for the integer mat-vec kernels
 // (`dot4I8Packed`): per token row of `xq`, cols/4 words of four int8 levels (element 4i in the
 // low byte of word i), then one f32 scale per 32 elements (a Q8_K block's scale repeated for its
@@ -29,6 +31,10 @@ struct Params {
     q_stride: u32,  // words per token row of xq
     norm: u32,      // 1: RMS-normalize the row with nw first
     eps: f32,
+    glu: u32,       // 0: x as it is, 1: act(x) · up with SiLU, 2: with GELU-tanh
+    up_off: u32,    // in elements
+    _pad0: u32,
+    _pad1: u32,
 }
 
 struct Step {
@@ -44,6 +50,7 @@ struct Step {
 @group(0) @binding(3) var<uniform> step: Step;
 @group(0) @binding(4) var<storage, read_write> xq: array<u32>;  // [q_off + tokens · q_stride]
 @group(0) @binding(5) var<storage, read> nw: array<f32>;        // [cols] when norm
+@group(0) @binding(6) var<storage, read> up: array<f32>;        // [up_off + tokens · cols] when glu
 
 // |x| of each lane, then the block's maximum (a tree inside each block's lanes).
 var<workgroup> mag: array<f32, WG>;
@@ -79,6 +86,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var v = 0.0;
     if live {
         v = x[p.x_off + i];
+        if p.glu != 0u {
+            v = activate(v, p.glu == 2u) * up[p.up_off + i];
+        }
     }
     if p.norm != 0u {
         // Four independent loads per lane and round: the row is read at full speed.
@@ -156,4 +166,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if live && c % 32u == 0u {
         xq[row + p.cols / 4u + c / 32u] = bitcast<u32>(d);
     }
+}
+
+// ---- act: replaced at load by glu.wgsl's section of the same name; this stand-in only makes the
+// file a module of its own for naga.
+fn activate(g: f32, gelu: bool) -> f32 {
+    return g;
 }

@@ -123,3 +123,61 @@ fn normed_conversion_matches_norm_then_quantize() {
         eprintln!("{ty}: NMSE {nmse:.1e}");
     }
 }
+
+/// The conversion with the GLU fused in gives exactly what the GLU kernel followed by the plain
+/// conversion gives (the same activation code, spliced from glu.wgsl): every Q8 format, both
+/// activations, several tokens.
+#[test]
+fn glu_conversion_equals_glu_then_conversion() {
+    use aether_core::gpu::Glu;
+    use aether_core::model::FfnAct;
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let step = StepBuffer::new(&gpu).unwrap();
+    let mut rng = Rng::new(21);
+    use GgmlType::*;
+    for (ty, cols, act) in
+        [(Q8_0, 1536, FfnAct::Silu), (Q4K, 768, FfnAct::Silu), (Q4_1, 96, FfnAct::GeluTanh)]
+    {
+        let n_tokens = 3;
+        let gate: Vec<f32> = rng.vec(n_tokens * cols).iter().map(|v| v * 6.0).collect();
+        let up = rng.vec(n_tokens * cols);
+        let words = n_tokens * packed_stride(cols as u32) as usize;
+        let (gb, ub) = (buffer(&gpu, "gate", &gate), buffer(&gpu, "up", &up));
+        let (y_fused, q_fused) =
+            (buffer(&gpu, "y", &vec![f32::NAN; gate.len()]), buffer(&gpu, "q", &vec![0u32; words]));
+        let (y_plain, q_plain) =
+            (buffer(&gpu, "y", &vec![f32::NAN; gate.len()]), buffer(&gpu, "q", &vec![0u32; words]));
+        let n = n_tokens as u32;
+        let gelu = act == FfnAct::GeluTanh;
+        let fused = ActQuant::new_glu(
+            &gpu,
+            &step,
+            ty,
+            (&gb, 0),
+            (&y_fused, 0),
+            (&q_fused, 0),
+            (&ub, 0),
+            gelu,
+            cols as u32,
+            n,
+        )
+        .unwrap()
+        .expect("a conversion");
+        let glu = Glu::new(&gpu, &step, (&gb, 0), (&ub, 0), cols as u32, act).unwrap();
+        let plain = ActQuant::new(&gpu, &step, ty, (&gb, 0), (&y_plain, 0), (&q_plain, 0), cols as u32, n)
+            .unwrap()
+            .expect("a conversion");
+        // The fused conversion first: it must not need the GLU's in-place result.
+        run_step(&gpu, &step, Step::new(0, n), |p| {
+            fused.encode(p, n);
+            glu.encode(p, n);
+            plain.encode(p, n);
+        })
+        .unwrap();
+        let bits = |b| read_all_f32(&gpu, b).iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let (yf, yp) = (bits(&y_fused), bits(&y_plain));
+        let differ = yf.iter().zip(&yp).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{ty} {act:?}: {differ} of {} values differ", yf.len());
+        assert_eq!(bits(&q_fused), bits(&q_plain), "{ty} {act:?}: packed levels differ");
+    }
+}

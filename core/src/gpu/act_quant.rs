@@ -32,6 +32,19 @@ struct Params {
     q_stride: u32,
     norm: u32,
     eps: f32,
+    glu: u32,
+    up_off: u32,
+    _pad: [u32; 2],
+}
+
+/// What the conversion computes from x before rounding it.
+#[derive(Clone, Copy)]
+enum Pre<'a> {
+    Nothing,
+    /// RMSNorm with this weight and epsilon.
+    Norm(&'a wgpu::Buffer, f32),
+    /// x is a gate: `act(x) · up` (up, its offset in elements), GELU-tanh when `true`, else SiLU.
+    Glu(&'a wgpu::Buffer, u64, bool),
 }
 
 const WG: u32 = 256;
@@ -72,7 +85,7 @@ impl ActQuant {
         cols: u32,
         max_tokens: u32,
     ) -> Result<Option<ActQuant>> {
-        ActQuant::build(gpu, step, ty, x, y, xq, None, cols, max_tokens)
+        ActQuant::build(gpu, step, ty, x, y, xq, Pre::Nothing, cols, max_tokens)
     }
 
     /// [`ActQuant::new`] of `rmsnorm(x) · norm.0` (epsilon `norm.1`): a layer's RMSNorm fused
@@ -89,7 +102,26 @@ impl ActQuant {
         cols: u32,
         max_tokens: u32,
     ) -> Result<Option<ActQuant>> {
-        ActQuant::build(gpu, step, ty, x, y, xq, Some(norm), cols, max_tokens)
+        ActQuant::build(gpu, step, ty, x, y, xq, Pre::Norm(norm.0, norm.1), cols, max_tokens)
+    }
+
+    /// [`ActQuant::new`] of `act(x) · up` (x a gated feed-forward's gate; `up` with its offset in
+    /// elements; GELU-tanh with `gelu`, else SiLU): the GLU fused into the conversion of the down
+    /// projection's input, computed as `glu.wgsl` computes it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_glu(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        ty: GgmlType,
+        x: (&wgpu::Buffer, u64),
+        y: (&wgpu::Buffer, u64),
+        xq: (&wgpu::Buffer, u64),
+        up: (&wgpu::Buffer, u64),
+        gelu: bool,
+        cols: u32,
+        max_tokens: u32,
+    ) -> Result<Option<ActQuant>> {
+        ActQuant::build(gpu, step, ty, x, y, xq, Pre::Glu(up.0, up.1, gelu), cols, max_tokens)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -100,7 +132,7 @@ impl ActQuant {
         x: (&wgpu::Buffer, u64),
         y: (&wgpu::Buffer, u64),
         xq: (&wgpu::Buffer, u64),
-        norm: Option<(&wgpu::Buffer, f32)>,
+        pre: Pre<'_>,
         cols: u32,
         max_tokens: u32,
     ) -> Result<Option<ActQuant>> {
@@ -114,7 +146,8 @@ impl ActQuant {
                 block_elems: block as usize,
             });
         }
-        let pipeline = gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, key, &[], false))?;
+        let pipeline =
+            gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, key, &[("glu.wgsl", "act")], false))?;
         let n = cols as u64 * max_tokens as u64;
         fits("act_quant x buffer bytes", x.0, x.1, n)?;
         fits("act_quant y buffer bytes", y.0, y.1, n)?;
@@ -127,12 +160,25 @@ impl ActQuant {
             y_off: u32_of("act_quant y offset", y.1)?,
             q_off: u32_of("act_quant xq offset", xq.1)?,
             q_stride,
-            norm: norm.is_some() as u32,
-            eps: norm.map_or(0.0, |n| n.1),
+            norm: matches!(pre, Pre::Norm(..)) as u32,
+            eps: if let Pre::Norm(_, eps) = pre { eps } else { 0.0 },
+            glu: match pre {
+                Pre::Glu(_, _, gelu) => 1 + gelu as u32,
+                _ => 0,
+            },
+            up_off: if let Pre::Glu(_, off, _) = pre { u32_of("act_quant up offset", off)? } else { 0 },
+            _pad: [0; 2],
         };
-        if let Some((w, _)) = norm {
-            fits("act_quant norm weight bytes", w, 0, cols as u64)?;
+        match pre {
+            Pre::Norm(w, _) => fits("act_quant norm weight bytes", w, 0, cols as u64)?,
+            Pre::Glu(up, off, _) => fits("act_quant up buffer bytes", up, off, n)?,
+            Pre::Nothing => {}
         }
+        let (nw, up) = match pre {
+            Pre::Norm(w, _) => (w, x.0),
+            Pre::Glu(up, _, _) => (x.0, up),
+            Pre::Nothing => (x.0, x.0),
+        };
         let params_buf = gpu.uniform(key, &params)?;
         let bind = gpu.bind(
             key,
@@ -143,7 +189,8 @@ impl ActQuant {
                 params_buf.as_entire_binding(),
                 step.buffer().as_entire_binding(),
                 xq.0.as_entire_binding(),
-                norm.map_or(x.0, |n| n.0).as_entire_binding(),
+                nw.as_entire_binding(),
+                up.as_entire_binding(),
             ],
         )?;
         Ok(Some(ActQuant { pipeline, bind, groups_x: cols.div_ceil(WG), _params: params_buf }))

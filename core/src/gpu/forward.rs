@@ -23,7 +23,7 @@ use super::{
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
-use crate::model::{Config, Model, QTensor};
+use crate::model::{Config, FfnAct, Model, QTensor};
 use crate::quant::{self, GgmlType};
 use crate::session::{Backend, Output, Want};
 
@@ -679,6 +679,41 @@ impl Builder<'_> {
         rows: Option<u32>,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
+        self.projs_of(ops, x, None, cols, outs, rows, residual)
+    }
+
+    /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
+    /// residual stream (or written to `y` before a post-norm). Where the weights read an 8-bit
+    /// activation format the GLU is fused into that conversion; otherwise it is its own kernel.
+    fn down(
+        &self,
+        ops: &mut Vec<Op>,
+        a: &Acts,
+        w: &GpuTensor,
+        y: &wgpu::Buffer,
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        use GgmlType::*;
+        let c = self.c;
+        if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
+            return self.projs_of(ops, &a.gate, Some(&a.up), c.n_ff, &[(w, y)], None, residual);
+        }
+        ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
+        self.projs(ops, &a.gate, c.n_ff, &[(w, y)], None, residual)
+    }
+
+    /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`.
+    #[allow(clippy::too_many_arguments)]
+    fn projs_of(
+        &self,
+        ops: &mut Vec<Op>,
+        x: &wgpu::Buffer,
+        glu_up: Option<&wgpu::Buffer>,
+        cols: usize,
+        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        rows: Option<u32>,
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
         let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
         for &(w, y) in outs {
             let act = quant::vec_dot_type(w.ty)?;
@@ -688,7 +723,15 @@ impl Builder<'_> {
                     let (buf, packed) = self.scratch_for(act)?;
                     let n = rows.unwrap_or(self.max_batch);
                     let xq = (&packed, 0);
-                    match ActQuant::new(self.gpu, self.step, w.ty, (x, 0), (&buf, 0), xq, cols as u32, n)? {
+                    let (gpu, step, cols) = (self.gpu, self.step, cols as u32);
+                    let k = match glu_up {
+                        Some(up) => {
+                            let gelu = self.c.ffn_act == FfnAct::GeluTanh;
+                            ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, (up, 0), gelu, cols, n)?
+                        }
+                        None => ActQuant::new(gpu, step, w.ty, (x, 0), (&buf, 0), xq, cols, n)?,
+                    };
+                    match k {
                         Some(k) => {
                             ops.push(Op::ActQuant(k, rows));
                             converted.push((act, (buf.clone(), packed.clone())));
@@ -883,14 +926,12 @@ impl Builder<'_> {
             ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
             let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
             self.projs(&mut ops, &a.xn, d, &gate_up, None, None)?;
-            ops.push(Op::Glu(Glu::new(gpu, step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-            let down = [(&lw.ffn_down, &a.proj)];
             if let Some(norm) = &lw.ffn_post_norm {
-                self.projs(&mut ops, &a.gate, c.n_ff, &down, None, None)?;
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
                 ops.push(self.add(&a.x, &a.proj, d, false)?);
             } else {
-                self.projs(&mut ops, &a.gate, c.n_ff, &down, None, Some(&a.x))?;
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, Some(&a.x))?;
             }
         }
         Ok(ops)
