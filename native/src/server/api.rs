@@ -7,9 +7,57 @@ use aether_core::sample::SamplingParams;
 use aether_core::session::{GenerateParams, TokenLogprobs};
 use aether_core::tokenizer::Tokenizer;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+
+/// A JSON integer. Integral floats (`883.0`) count too, as JSON Schema says they do; the range
+/// is checked where the field is used ([`Int::within`]), with the field named in the error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int(pub i128);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Int, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Int;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
+                // 1e30 is beyond every field's range yet still an integer: keep it for the range
+                // check's message.
+                if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e36 {
+                    Ok(Int(v as i128))
+                } else {
+                    Err(E::invalid_type(Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Int {
+    /// The value if `lo ≤ value ≤ hi`, else a 400 naming `name`.
+    pub fn within(self, name: &str, lo: i128, hi: i128) -> Result<i128, ApiError> {
+        if (lo..=hi).contains(&self.0) {
+            Ok(self.0)
+        } else {
+            Err(ApiError::invalid(
+                Some(name),
+                format!("{name} must be between {lo} and {hi}, got {}", self.0),
+            ))
+        }
+    }
+}
 
 /// `stop`: one string or a list.
 #[derive(Deserialize, Debug)]
@@ -27,19 +75,19 @@ pub struct Common {
     pub model: Option<String>,
     #[serde(default)]
     pub stream: bool,
-    pub max_tokens: Option<i64>,
-    pub max_completion_tokens: Option<i64>,
+    pub max_tokens: Option<Int>,
+    pub max_completion_tokens: Option<Int>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
-    pub top_k: Option<i64>,
+    pub top_k: Option<Int>,
     pub min_p: Option<f64>,
     pub repeat_penalty: Option<f64>,
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
-    pub seed: Option<u64>,
+    pub seed: Option<Int>,
     pub stop: Option<Stop>,
     pub logit_bias: Option<HashMap<String, f64>>,
-    pub n: Option<i64>,
+    pub n: Option<Int>,
     pub stream_options: Option<StreamOptions>,
 }
 
@@ -74,7 +122,7 @@ pub struct ChatMessage {
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub logprobs: Option<bool>,
-    pub top_logprobs: Option<i64>,
+    pub top_logprobs: Option<Int>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -83,31 +131,25 @@ pub struct ChatRequest {
 pub struct CompletionRequest {
     pub prompt: Value,
     /// How many alternatives to report with each token's log-probability (0 = none).
-    pub logprobs: Option<i64>,
+    pub logprobs: Option<Int>,
     #[serde(flatten)]
     pub common: Common,
 }
 
 /// Largest `max_tokens` accepted; beyond it the context bounds generation anyway.
-pub const MAX_TOKENS_LIMIT: i64 = 1 << 20;
+pub const MAX_TOKENS_LIMIT: i128 = 1 << 20;
 pub const DEFAULT_MAX_TOKENS: usize = 512;
 /// Longest stop string, in characters.
 pub const MAX_STOP_CHARS: usize = 256;
 /// Most alternatives `top_logprobs`/`logprobs` may ask for (OpenAI's limit).
-pub const MAX_TOP_LOGPROBS: i64 = 20;
+pub const MAX_TOP_LOGPROBS: i128 = 20;
 
 impl ChatRequest {
     /// `logprobs: true` with `top_logprobs` alternatives (0 when absent).
     pub fn logprobs(&self) -> Result<Option<usize>, ApiError> {
         let top = match self.top_logprobs {
             None => 0,
-            Some(k) if (0..=MAX_TOP_LOGPROBS).contains(&k) => k as usize,
-            Some(k) => {
-                return Err(ApiError::invalid(
-                    Some("top_logprobs"),
-                    format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}"),
-                ));
-            }
+            Some(k) => k.within("top_logprobs", 0, MAX_TOP_LOGPROBS)? as usize,
         };
         // `top_logprobs` without `logprobs: true` is ignored (as llama-server does).
         Ok((self.logprobs == Some(true)).then_some(top))
@@ -117,14 +159,7 @@ impl ChatRequest {
 impl CompletionRequest {
     /// `logprobs: k`: the sampled token's log-probability and `k` alternatives.
     pub fn logprobs(&self) -> Result<Option<usize>, ApiError> {
-        match self.logprobs {
-            None => Ok(None),
-            Some(k) if (0..=MAX_TOP_LOGPROBS).contains(&k) => Ok(Some(k as usize)),
-            Some(k) => Err(ApiError::invalid(
-                Some("logprobs"),
-                format!("logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}"),
-            )),
-        }
+        self.logprobs.map(|k| Ok(k.within("logprobs", 0, MAX_TOP_LOGPROBS)? as usize)).transpose()
     }
 }
 
@@ -146,23 +181,16 @@ impl Common {
         logprobs: Option<usize>,
         cap: Option<usize>,
     ) -> Result<GenerateParams, ApiError> {
-        let (param, max) = match (self.max_completion_tokens, self.max_tokens) {
-            (Some(m), _) => ("max_completion_tokens", Some(m)),
-            (None, m) => ("max_tokens", m),
-        };
-        let max_tokens = match max {
-            None => DEFAULT_MAX_TOKENS,
-            Some(m) if (1..=MAX_TOKENS_LIMIT).contains(&m) => m as usize,
-            Some(m) => {
-                return Err(ApiError::invalid(
-                    Some(param),
-                    format!("{param} must be between 1 and {MAX_TOKENS_LIMIT}, got {m}"),
-                ));
-            }
-        };
+        // Both are checked; max_completion_tokens (OpenAI's newer name) wins.
+        let max_tokens = self.max_tokens.map(|m| m.within("max_tokens", 1, MAX_TOKENS_LIMIT)).transpose()?;
+        let max_completion = self
+            .max_completion_tokens
+            .map(|m| m.within("max_completion_tokens", 1, MAX_TOKENS_LIMIT))
+            .transpose()?;
+        let max_tokens = max_completion.or(max_tokens).map_or(DEFAULT_MAX_TOKENS, |m| m as usize);
         let max_tokens = cap.map_or(max_tokens, |c| max_tokens.min(c.max(1)));
-        if self.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid(Some("n"), "only n = 1 is supported"));
+        if let Some(n) = self.n {
+            n.within("n", 1, 1)?;
         }
         let mut s = SamplingParams::default();
         let range = |name: &str, v: f64, lo: f64, hi: f64| -> Result<f32, ApiError> {
@@ -182,10 +210,7 @@ impl Common {
             s.min_p = range("min_p", p, 0.0, 1.0)?;
         }
         if let Some(k) = self.top_k {
-            if k < 0 {
-                return Err(ApiError::invalid(Some("top_k"), format!("top_k must be ≥ 0, got {k}")));
-            }
-            s.top_k = k as usize;
+            s.top_k = usize::try_from(k.within("top_k", 0, i64::MAX.into())?).unwrap_or(usize::MAX);
         }
         if let Some(r) = self.repeat_penalty {
             s.repeat_penalty = range("repeat_penalty", r, 0.0, 10.0)?;
@@ -196,7 +221,10 @@ impl Common {
         if let Some(p) = self.frequency_penalty {
             s.frequency_penalty = range("frequency_penalty", p, -2.0, 2.0)?;
         }
-        s.seed = self.seed.unwrap_or_else(random_seed);
+        s.seed = match self.seed {
+            Some(seed) => seed.within("seed", 0, u64::MAX.into())? as u64,
+            None => random_seed(),
+        };
         if let Some(bias) = &self.logit_bias {
             for (k, &v) in bias {
                 let id: u32 =

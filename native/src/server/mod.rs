@@ -465,8 +465,12 @@ fn submit(
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let job = Job { prompt: tokens, params, events: tx, queued_at: Instant::now() };
-    ready.engine.submit(job).map_err(|_| ApiError::queue_full())?;
+    // Counted before the engine can take it (and count it out), so the gauge never sticks at +1.
     st.metrics.queued();
+    if ready.engine.submit(job).is_err() {
+        st.metrics.dequeued();
+        return Err(ApiError::queue_full());
+    }
     Ok(rx)
 }
 
@@ -585,7 +589,7 @@ async fn tokenize(
 
 #[derive(Deserialize)]
 struct DetokenizeRequest {
-    tokens: Vec<u32>,
+    tokens: Vec<api::Int>,
 }
 
 async fn detokenize(
@@ -595,10 +599,13 @@ async fn detokenize(
 ) -> Result<Json<Value>, ApiError> {
     let req: DetokenizeRequest = parse_json(&st, &headers, body)?;
     let ready = st.ready()?;
-    let content = ready
-        .tokenizer
-        .decode(&req.tokens, false)
-        .map_err(|e| ApiError::invalid(Some("tokens"), e.to_string()))?;
+    let ids = req
+        .tokens
+        .iter()
+        .map(|t| Ok(t.within("tokens", 0, u32::MAX.into())? as u32))
+        .collect::<Result<Vec<u32>, ApiError>>()?;
+    let content =
+        ready.tokenizer.decode(&ids, false).map_err(|e| ApiError::invalid(Some("tokens"), e.to_string()))?;
     Ok(Json(json!({ "content": content })))
 }
 
