@@ -37,6 +37,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="aether-serve-", suffix=".log", delete=False)
         args = [str(BIN), "serve", "--cpu", "--port", str(self.port), *flags]
+        key = flags[flags.index("--api-key") + 1] if "--api-key" in flags else None
+        self.auth = {"authorization": f"Bearer {key}"} if key else {}
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -70,9 +72,11 @@ class Server:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
-    def metrics(self, headers=None) -> dict:
+    def metrics(self) -> dict:
         """The Prometheus samples, name (with labels) -> value."""
-        text = httpx.get(f"{self.url}/metrics", headers=headers, timeout=10).text
+        r = httpx.get(f"{self.url}/metrics", headers=self.auth, timeout=10)
+        assert r.status_code == 200, f"/metrics: {r.status_code} {r.text[:200]}"
+        text = r.text
         out = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):

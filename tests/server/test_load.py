@@ -74,7 +74,7 @@ def client_loop(url, k, deadline, counts, errors, lock):
             with lock:
                 counts[outcome] += 1
             if outcome == "429":
-                time.sleep(rng.uniform(0.05, 0.3))
+                time.sleep(rng.uniform(0.1, 0.5))  # sooner than Retry-After: keep the pressure on
 
 
 def test_32_clients_against_8_slots_and_16_queued(start_server):

@@ -73,6 +73,11 @@ impl Metrics {
         let _ = self.queued.fetch_update(Relaxed, Relaxed, |q| q.checked_sub(1));
     }
 
+    /// Requests waiting for a slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Relaxed) as usize
+    }
+
     pub fn cancelled(&self) {
         self.cancelled.fetch_add(1, Relaxed);
     }

@@ -108,6 +108,8 @@ pub struct Ready {
     pub n_ctx: usize,
     /// The longest text one token stands for (at least 4: an unknown character), in bytes.
     pub max_token_bytes: usize,
+    /// `--max-queue`.
+    pub max_queue: usize,
 }
 
 pub struct AppState {
@@ -188,7 +190,7 @@ pub fn load(
     let max_token_bytes = (0..tokenizer.n_vocab() as u32)
         .filter_map(|t| tokenizer.token_to_piece(t, true).ok().map(<[u8]>::len))
         .fold(4, usize::max);
-    let _ = state.ready.set(Ready { engine, tokenizer, template, n_ctx, max_token_bytes });
+    let _ = state.ready.set(Ready { engine, tokenizer, template, n_ctx, max_token_bytes, max_queue });
     Ok(())
 }
 
@@ -520,6 +522,11 @@ async fn respond(
     common: &Common,
     kind: Kind,
 ) -> Result<Response, ApiError> {
+    // A full queue answers 429 before the prompt is rendered and tokenized: under overload the
+    // refusals must stay cheap. (The queue can still fill meanwhile; `submit` refuses then.)
+    if st.metrics.queue_depth() >= st.ready()?.max_queue.max(1) {
+        return Err(ApiError::queue_full());
+    }
     let tokens = blocking(st, move |ready| prompt_tokens(ready, &prompt)).await?;
     let ready = st.ready()?;
     let logprobs = params.logprobs.is_some();
