@@ -3,6 +3,9 @@
 // finish_reason, and carry the usage. Prints the text; exits non-zero on any mismatch.
 import OpenAI from "openai";
 
+// Debian 12's node is 18, which lacks the global File the client expects (for uploads only).
+globalThis.File ??= (await import("node:buffer")).File;
+
 const url = process.env.AETHER_URL;
 if (!url) throw new Error("set AETHER_URL");
 const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
