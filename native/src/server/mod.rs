@@ -13,6 +13,7 @@
 pub mod api;
 pub mod engine;
 pub mod error;
+pub mod info;
 pub mod metrics;
 pub mod respond;
 pub mod site;
@@ -29,6 +30,7 @@ use aether_core::model::Model;
 use aether_core::session::GenerateParams;
 use aether_core::tokenizer::Tokenizer;
 use anyhow::Context;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -38,9 +40,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -205,13 +206,13 @@ pub fn app_with_site(state: Arc<AppState>, site: Option<&Site>) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
-        .route("/v1/models", get(models))
-        .route("/tokenize", post(tokenize))
-        .route("/detokenize", post(detokenize))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/v1/models", get(info::models))
+        .route("/tokenize", post(info::tokenize))
+        .route("/detokenize", post(info::detokenize))
+        .route("/metrics", get(info::metrics_text))
+        .route("/openapi.json", get(info::openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    let mut router = Router::new().route("/health", get(health)).merge(api);
+    let mut router = Router::new().route("/health", get(info::health)).merge(api);
     match site {
         Some(site) => {
             if let Some((model, route)) = site.model.as_ref().and_then(|m| Some((m, site::model_route(m)?))) {
@@ -546,93 +547,4 @@ async fn respond(
         closing: st.closing.subscribe(),
     };
     if common.stream { Ok(respond::stream(reply, rx)) } else { respond::collect(reply, rx).await }
-}
-
-async fn health(State(st): State<Arc<AppState>>) -> Response {
-    match st.ready.get() {
-        Some(_) => Json(json!({ "status": "ok" })).into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "loading", "error": ApiError::loading().body()["error"] })),
-        )
-            .into_response(),
-    }
-}
-
-async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
-    Json(
-        json!({ "object": "list", "data": [{ "id": st.model_id, "object": "model", "created": 0, "owned_by": "aether" }] }),
-    )
-}
-
-#[derive(Deserialize)]
-struct TokenizeRequest {
-    content: String,
-    #[serde(default)]
-    add_special: bool,
-    #[serde(default = "yes")]
-    parse_special: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-async fn tokenize(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req: TokenizeRequest = parse_json(&st, &headers, body)?;
-    let tokens = blocking(&st, move |ready| {
-        ready
-            .tokenizer
-            .encode(&req.content, req.add_special, req.parse_special)
-            .map_err(|e| ApiError::invalid(Some("content"), e.to_string()))
-    })
-    .await?;
-    Ok(Json(json!({ "tokens": tokens })))
-}
-
-#[derive(Deserialize)]
-struct DetokenizeRequest {
-    tokens: Vec<api::Int>,
-}
-
-async fn detokenize(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req: DetokenizeRequest = parse_json(&st, &headers, body)?;
-    let ready = st.ready()?;
-    let ids = req
-        .tokens
-        .iter()
-        .map(|t| Ok(t.within("tokens", 0, u32::MAX.into())? as u32))
-        .collect::<Result<Vec<u32>, ApiError>>()?;
-    let content =
-        ready.tokenizer.decode(&ids, false).map_err(|e| ApiError::invalid(Some("tokens"), e.to_string()))?;
-    Ok(Json(json!({ "content": content })))
-}
-
-async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render(st.parallel)).into_response()
-}
-
-/// The OpenAPI document; once the model has loaded, it names the served model and bounds token
-/// ids by the vocabulary, so a client (or a fuzzer) can tell a valid request from the document.
-async fn openapi(State(st): State<Arc<AppState>>) -> Response {
-    static DOC: OnceLock<Value> = OnceLock::new();
-    let mut doc =
-        DOC.get_or_init(|| serde_json::from_str(include_str!("openapi.json")).unwrap_or(Value::Null)).clone();
-    if let Some(ready) = st.ready.get() {
-        let schemas = &mut doc["components"]["schemas"];
-        let id = &st.model_id;
-        schemas["ModelName"]["enum"] = json!([id, format!("{id}.gguf"), "", null]);
-        let n_vocab = ready.tokenizer.n_vocab();
-        schemas["TokenId"]["maximum"] = json!(n_vocab.saturating_sub(1));
-        schemas["LogitBias"]["propertyNames"]["pattern"] = json!(api::below_pattern(n_vocab));
-    }
-    Json(doc).into_response()
 }
