@@ -24,10 +24,11 @@ cargo check -p aether-core --features gpu --target wasm32-unknown-unknown
 cargo test --workspace
 # The server's acceptance tests: real `aether serve` processes driven by the openai clients
 # (Python and npm), schemathesis, a bad-input table, disconnects, load and shutdown (about 5
-# minutes; tests/server/run.sh installs python3-venv, node and the pinned packages).
-# AETHER_NO_SERVER_TESTS=1 skips them.
+# minutes; tests/server/run.sh installs python3-venv, node and the pinned packages), on the
+# binary `cargo test` just built (`cargo build` would rebuild it without the dev-dependencies'
+# features). AETHER_NO_SERVER_TESTS=1 skips them.
 if [ "${AETHER_NO_SERVER_TESTS:-0}" != 1 ]; then
-  bash tests/server/run.sh
+  AETHER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/aether" bash tests/server/run.sh
 fi
 # AETHER_NO_BROWSER=1 declares a machine without chromium (or apt) and skips the browser tests.
 if [ "${AETHER_NO_BROWSER:-0}" != 1 ]; then

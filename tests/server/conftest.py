@@ -4,7 +4,7 @@ ports, on the CPU, with the default model.
 `Server` starts `aether serve` with the given flags, waits for /health to say 200 and stops it
 with SIGTERM (its exit status is checked by the tests that care). `server` is one shared
 instance for the tests that do not need flags of their own. The binary is $AETHER_BIN, else
-target/debug/aether of this checkout (run.sh builds it).
+debug/aether in $CARGO_TARGET_DIR or this checkout's target/ (run.sh builds it).
 """
 
 import os
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("AETHER_BIN", ROOT / "target" / "debug" / "aether"))
+BIN = Path(os.environ.get("AETHER_BIN", ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "debug" / "aether"))
 MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 
 

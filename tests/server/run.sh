@@ -43,6 +43,8 @@ fi
 bash scripts/fetch-models.sh
 if [ -z "${AETHER_BIN:-}" ]; then
   cargo build -q -p aether
+else
+  AETHER_BIN=$(realpath "$AETHER_BIN"); export AETHER_BIN  # pytest runs in tests/server
 fi
 
 t0=$(date +%s)
