@@ -31,6 +31,7 @@ mod pipelines;
 mod readback;
 pub mod shaders;
 mod step;
+mod stream_load;
 mod stream_read;
 mod weights;
 
@@ -67,5 +68,6 @@ pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{MatMul, matmul_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer};
+pub use stream_load::GpuModelBuilder;
 pub use stream_read::{StreamRead, stream_read_cpu};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};
