@@ -12,7 +12,7 @@ import { AetherError, WebGPUUnavailableError, fromWire } from "./errors.js";
 export * from "./errors.js";
 
 /** Whether this build of the package carries the WebGPU engine (mirrors the wasm's capabilities()). */
-const GPU_ENGINE = false;
+const GPU_ENGINE = true;
 
 export class Engine {
   #worker;
@@ -47,11 +47,7 @@ export class Engine {
     const { onProgress, signal, workerUrl, device = "auto", ...rest } = options;
     if (device === "gpu") {
       const caps = await Engine.capabilities();
-      throw new WebGPUUnavailableError(
-        caps.webgpu
-          ? "this build of aether-llm has no WebGPU engine yet; use device: \"cpu\" or \"auto\""
-          : `WebGPU is not available: ${caps.reason}`,
-      );
+      if (!caps.webgpu) throw new WebGPUUnavailableError(`WebGPU is not available: ${caps.reason}`);
     }
     signal?.throwIfAborted();
     const url = workerUrl ?? new URL("./worker.js", import.meta.url);
@@ -64,7 +60,7 @@ export class Engine {
     const onAbort = () => engine.unload();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const result = await engine.#call({ type: "load", source: src, options: rest }, (m) => {
+      const result = await engine.#call({ type: "load", source: src, options: { ...rest, device } }, (m) => {
         if (m.type === "progress") onProgress?.(m);
       });
       signal?.throwIfAborted();

@@ -8,7 +8,7 @@
 // model. A cached copy is used when valid; a cached copy that fails its checks is deleted and the
 // file fetched again.
 
-import init, { WasmLoader, capabilities } from "./wasm/aether_web.js";
+import init, { WasmLoader, capabilities, openGpu } from "./wasm/aether_web.js";
 import { DownloadError, toWire } from "./errors.js";
 import {
   DEFAULT_CACHE,
@@ -84,10 +84,26 @@ async function load(m) {
   const hash = !!sha256;
   const contextSize = options.contextSize ?? 0;
   let cacheState = "off";
+  // The GPU engine when the worker has WebGPU (`device`: "auto" | "gpu" | "cpu"): the weights
+  // stream straight into GPU buffers. "gpu" fails without it; "auto" falls back to the CPU.
+  const device = options.device ?? "auto";
+  let gpu = null;
+  if (device !== "cpu" && self.navigator?.gpu) {
+    try {
+      gpu = JSON.parse(await openGpu());
+    } catch (e) {
+      if (device === "gpu") throw e;
+    }
+  }
+  if (device === "gpu" && !gpu) {
+    const e = new Error("WebGPU is not available in this worker");
+    e.name = "WebGPUUnavailableError";
+    throw e;
+  }
 
   // Feeds one source into a fresh loader and builds the engine from it.
   const feed = async (phase, total, pump) => {
-    const loader = new WasmLoader(total ?? undefined, hash);
+    const loader = new WasmLoader(total ?? undefined, hash, !!gpu);
     try {
       let size = total;
       await pump(
@@ -211,7 +227,7 @@ async function generate(m) {
   const t0 = performance.now();
   const nPrompt =
     kind === "chat" ? engine.beginChat(body, Date.now() / 1000) : engine.beginCompletion(body);
-  while (!engine.prefill(PREFILL_CHUNK)) {
+  while (!(await engine.prefill(PREFILL_CHUNK))) {
     await yieldNow();
     check();
   }
@@ -219,7 +235,7 @@ async function generate(m) {
   for (;;) {
     await yieldNow();
     check();
-    const s = engine.step();
+    const s = await engine.step();
     const { text, token, finish } = s;
     s.free();
     if (text || token !== undefined) post({ type: "token", id, text, token });
