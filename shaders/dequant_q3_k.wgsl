@@ -7,34 +7,7 @@
 // sub-block e / 16 has a 6-bit scale biased by 32 (low nibbles in scales[0..8], high bit pairs
 // in scales[8..12]); y = (d * sc) * q. Blocks start on 2-byte boundaries.
 //
-// Decoder interface (the same in every dequant_*.wgsl; see README.md): binding 0 `w`, the piece's
-// bytes as array<u32>; `const BLOCK` (elements per block) and `const BLOCK_BYTES`; and
-// `fn dequant4(row_byte, i) -> vec4<f32>`, elements i..i + 4 (i a multiple of 4) of the row that
-// starts at byte `row_byte` of w. Other names here start with `dq_`. A kernel file is appended to
-// this one to make a pipeline's source (gpu::shaders::with_decoder); alone it is a valid module
-// with no entry point, which is how naga checks it.
-
-@group(0) @binding(0) var<storage, read> w: array<u32>;  // [n_rows, row_bytes] bytes, padded to 4
-
-// The u32 at byte `byte` (even) of w: blocks whose size is not a multiple of 4 start on 2-byte
-// boundaries.
-fn dq_load_u32(byte: u32) -> u32 {
-    let i = byte >> 2u;
-    let sh = (byte & 3u) * 8u;
-    if sh == 0u {
-        return w[i];
-    }
-    return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
-}
-
-// The f16 at byte `byte` (even) of w, as f32.
-fn dq_f16_at(byte: u32) -> f32 {
-    return unpack2x16float(w[byte >> 2u] >> ((byte & 2u) * 8u)).x;
-}
-
-fn dq_u8(byte: u32) -> u32 {
-    return (w[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xFFu;
-}
+// Decoder interface: shaders/dequant_common.wgsl, which comes first in a pipeline's source.
 
 const BLOCK: u32 = 256u;
 const BLOCK_BYTES: u32 = 110u;

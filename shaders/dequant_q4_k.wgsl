@@ -6,18 +6,7 @@
 // qs[128]. Sub-block 2p takes the low nibbles of qs[32p..32p + 32], sub-block 2p + 1 the high
 // ones; y = (d * sc) * q - (dmin * m). Blocks start on word boundaries.
 //
-// Decoder interface (the same in every dequant_*.wgsl; see README.md): binding 0 `w`, the piece's
-// bytes as array<u32>; `const BLOCK` (elements per block) and `const BLOCK_BYTES`; and
-// `fn dequant4(row_byte, i) -> vec4<f32>`, elements i..i + 4 (i a multiple of 4) of the row that
-// starts at byte `row_byte` of w. Other names here start with `dq_`. A kernel file is appended to
-// this one to make a pipeline's source (gpu::shaders::with_decoder); alone it is a valid module
-// with no entry point, which is how naga checks it.
-
-@group(0) @binding(0) var<storage, read> w: array<u32>;  // [n_rows, row_bytes] bytes, padded to 4
-
-fn dq_u8(byte: u32) -> u32 {
-    return (w[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xFFu;
-}
+// Decoder interface: shaders/dequant_common.wgsl, which comes first in a pipeline's source.
 
 // The 6-bit scale (x) and min (y) of sub-block j (0..8) from the 12 packed bytes at byte `sb`
 // (quant/kquants.rs `scale_min_k4`): sub-blocks 0..4 keep theirs in the low 6 bits of bytes j and

@@ -5,14 +5,7 @@
 // Layout: 24-byte blocks of 32: f16 d, f16 m, u32 qh, qs[16]; bits as Q5_0; y = q * d + m.
 // Blocks start on word boundaries.
 //
-// Decoder interface (the same in every dequant_*.wgsl; see README.md): binding 0 `w`, the piece's
-// bytes as array<u32>; `const BLOCK` (elements per block) and `const BLOCK_BYTES`; and
-// `fn dequant4(row_byte, i) -> vec4<f32>`, elements i..i + 4 (i a multiple of 4) of the row that
-// starts at byte `row_byte` of w. Other names here start with `dq_`. A kernel file is appended to
-// this one to make a pipeline's source (gpu::shaders::with_decoder); alone it is a valid module
-// with no entry point, which is how naga checks it.
-
-@group(0) @binding(0) var<storage, read> w: array<u32>;  // [n_rows, row_bytes] bytes, padded to 4
+// Decoder interface: shaders/dequant_common.wgsl, which comes first in a pipeline's source.
 
 // Bits 0..4 of b moved to bit 4 of bytes 0..4.
 fn dq_bit4(b: u32) -> u32 {

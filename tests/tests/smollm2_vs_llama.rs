@@ -13,7 +13,7 @@
 use aether_core::cpu::{Forward, Serial, State};
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_tests::logits::argmax;
+use aether_tests::logits::{TopRow, argmax, bucketed_kl, margin, parse_top};
 use aether_tests::{default_model_bytes, goldens_dir};
 
 fn golden(name: &str) -> String {
@@ -48,13 +48,9 @@ fn greedy_golden() -> Greedy {
 
 /// One position of llama.cpp's teacher-forced logits.
 struct Row {
-    lse: f64,
-    /// Probability mass outside `top`.
-    tail: f64,
+    logits: TopRow,
     /// llama.cpp's own noise: the same bucketed KL between its token-by-token and batched paths.
     noise: f64,
-    /// The top tokens, highest logit first.
-    top: Vec<(u32, f32)>,
 }
 
 fn teacher_golden() -> (Vec<u32>, Vec<Row>) {
@@ -65,56 +61,12 @@ fn teacher_golden() -> (Vec<u32>, Vec<Row>) {
         .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let top = f[4]
-                .split(' ')
-                .map(|p| {
-                    let (id, logit) = p.split_once(':').expect("id:logit");
-                    (id.parse().expect("id"), logit.parse().expect("logit"))
-                })
-                .collect();
             let num = |i: usize| f[i].parse::<f64>().expect("number");
-            Row { lse: num(1), tail: num(2), noise: num(3), top }
+            Row { logits: TopRow { lse: num(1), tail: num(2), top: parse_top(f[4]) }, noise: num(3) }
         })
         .collect::<Vec<_>>();
     assert_eq!(rows.len(), tokens.len(), "one teacher-forced row per token");
     (tokens, rows)
-}
-
-/// The gap between the two largest logits.
-fn margin(v: &[f32]) -> f32 {
-    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for &x in v {
-        if x > a {
-            (a, b) = (x, a);
-        } else if x > b {
-            b = x;
-        }
-    }
-    a - b
-}
-
-/// log Σ exp(v), in f64.
-fn log_sum_exp(v: &[f32]) -> f64 {
-    let m = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()
-}
-
-/// KL(P ‖ Q) over llama.cpp's top tokens plus one bucket holding the rest of the vocabulary, P
-/// from the golden row, Q from our logits.
-fn kl(row: &Row, ours: &[f32]) -> f64 {
-    let lse_q = log_sum_exp(ours);
-    let (mut kl, mut head_q) = (0f64, 0f64);
-    for &(id, logit) in &row.top {
-        let lp = logit as f64 - row.lse;
-        let lq = ours[id as usize] as f64 - lse_q;
-        kl += lp.exp() * (lp - lq);
-        head_q += lq.exp();
-    }
-    let tail_q = (1.0 - head_q).max(f64::MIN_POSITIVE);
-    if row.tail > 0.0 {
-        kl += row.tail * (row.tail.ln() - tail_q.ln());
-    }
-    kl
 }
 
 /// Readable text of token ids from the model's vocabulary (GPT-2 byte-level pieces; spaces and
@@ -186,15 +138,15 @@ fn teacher_forced_logits_match_llama_cpp() {
     let mut top1_mismatch = Vec::new();
     for (i, (&t, row)) in tokens.iter().zip(&rows).enumerate() {
         let logits = fwd.eval(&mut s, &[t], &Serial).expect("eval");
-        let k = kl(row, logits);
-        let (ours, theirs) = (argmax(logits), row.top[0].0);
+        let k = bucketed_kl(&row.logits, logits);
+        let (ours, theirs) = (argmax(logits), row.logits.top[0].0);
         if ours != theirs {
             top1_mismatch.push(i);
         }
         report += &format!(
             "  pos {i:2}: KL {k:.2e} (llama.cpp's own noise {:.2e})  top-1 llama.cpp {theirs} ({:.4}) aether {ours} \
              ({:.4}; llama.cpp's token there {:.4})\n",
-            row.noise, row.top[0].1, logits[ours as usize], logits[theirs as usize]
+            row.noise, row.logits.top[0].1, logits[ours as usize], logits[theirs as usize]
         );
         kls.push(k);
         noise.push(row.noise);

@@ -210,6 +210,24 @@ enum Op {
 }
 
 impl Op {
+    /// The kernel family, for profiles.
+    fn kind(&self) -> &'static str {
+        match self {
+            Op::Proj(_) => "projection",
+            Op::ActQuant(..) => "act_quant",
+            Op::GetRows(_) => "get_rows",
+            Op::RmsNorm(_) => "rmsnorm",
+            Op::Rope(_) => "rope",
+            Op::Add(_) => "add",
+            Op::Glu(_) => "glu",
+            Op::KvStore(_) => "kv_store",
+            Op::Attention(_) => "attention",
+            Op::Softcap(_) => "softcap",
+            Op::MatVec(_) => "output mat-vec",
+            Op::Argmax(_) => "argmax",
+        }
+    }
+
     /// Records the op for `step`; only attention checks the step (against its cache).
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: Step) -> Result<()> {
         let n = step.n_tokens;
@@ -339,6 +357,65 @@ impl<'g> GpuBackend<'g> {
             _kv: kv,
             _scratch: scratch.into_inner().into_values().collect(),
         })
+    }
+
+    /// GPU time of one greedy decode step of `token`, per kernel family (nanoseconds, summed over
+    /// the step's dispatches of that family, in order of first use), from timestamps written
+    /// between every two ops. Needs the adapter's timestamp queries inside passes; the profile
+    /// objects are made per call (this is a measuring tool, not the decode loop).
+    pub async fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
+        let gpu = self.gpu;
+        let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        if !gpu.device().features().contains(inside) {
+            return Err(Error::GpuInternal {
+                context: "profiling a step".into(),
+                message: "the adapter has no timestamp queries inside compute passes".into(),
+            });
+        }
+        if self.n_past >= self.n_ctx {
+            return Err(Error::ContextFull { n_ctx: self.n_ctx });
+        }
+        let ops: Vec<&Op> = self.body.iter().chain(&self.head).chain([&self.argmax]).collect();
+        let n = (ops.len() + 1) as u32;
+        let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
+        let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile"),
+            size: n as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let step = Step::new(self.n_past as u32, 1);
+        gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::bytes_of(&token));
+        self.step.write(gpu, step);
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.write_timestamp(&set, 0);
+            for (i, op) in ops.iter().enumerate() {
+                op.encode(&mut pass, step)?;
+                pass.write_timestamp(&set, i as u32 + 1);
+            }
+        }
+        encoder.resolve_query_set(&set, 0..n, &resolved, 0);
+        gpu.submit(encoder, "a profiled step")?;
+        self.n_past += 1;
+        let mut bytes = vec![0u8; n as usize * 8];
+        Readback::new(gpu, n as u64 * 8)?.read(gpu, &resolved, 0, &mut bytes).await?;
+        let ticks: Vec<u64> = bytes.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect();
+        let period = gpu.queue().get_timestamp_period() as f64;
+        let mut kinds: Vec<(&'static str, f64)> = Vec::new();
+        for (op, t) in ops.iter().zip(ticks.windows(2)) {
+            let ns = t[1].saturating_sub(t[0]) as f64 * period;
+            match kinds.iter_mut().find(|(k, _)| *k == op.kind()) {
+                Some((_, total)) => *total += ns,
+                None => kinds.push((op.kind(), ns)),
+            }
+        }
+        Ok(kinds)
     }
 
     /// Compute passes recorded since the backend was made: one per chunk of a step, whatever the

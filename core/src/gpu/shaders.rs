@@ -2,11 +2,12 @@
 //! splice steps. Nothing else is ever rewritten.
 //!
 //! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
-//! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts the type's decoder
-//! `dequant_<type>.wgsl` in front of the kernel; the decoder declares binding 0 (`w`, the tensor's
-//! bytes), `const BLOCK`, `const BLOCK_BYTES` and `fn dequant4(row_byte, i) -> vec4<f32>` (its
-//! other names start with `dq_`), and is a valid module alone. The pipeline key is
-//! `<kernel>_<type>` (`matmul_q4_k`).
+//! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts `dequant_common.wgsl`
+//! (binding 0 `w`, the tensor's bytes, and the byte readers every decoder uses) and the type's
+//! decoder `dequant_<type>.wgsl` in front of the kernel; the decoder declares `const BLOCK`,
+//! `const BLOCK_BYTES` and `fn dequant4(row_byte, i) -> vec4<f32>` (other names start with
+//! `dq_`), and is a valid module after the common part. The pipeline key is `<kernel>_<type>`
+//! (`matmul_q4_k`).
 //!
 //! Reduce splice: every mat-vec kernel ends at a `// ---- reduce` line, where its row reduction
 //! belongs. [`splice_reduce`] keeps the kernel up to that line and appends the section from the
@@ -56,6 +57,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),
     ("attn_prefill_subgroup.wgsl", include_str!("../../../shaders/attn_prefill_subgroup.wgsl")),
     // Decoders (one per type in DECODER_TYPES) and the kernels they prefix (DECODED).
+    ("dequant_common.wgsl", DEQUANT_COMMON),
     ("dequant_f32.wgsl", include_str!("../../../shaders/dequant_f32.wgsl")),
     ("dequant_f16.wgsl", include_str!("../../../shaders/dequant_f16.wgsl")),
     ("dequant_bf16.wgsl", include_str!("../../../shaders/dequant_bf16.wgsl")),
@@ -101,11 +103,18 @@ pub fn dequant_stem(ty: GgmlType) -> Option<String> {
     DECODER_TYPES.contains(&ty).then(|| format!("dequant_{}", ty.name().to_ascii_lowercase()))
 }
 
+const DEQUANT_COMMON: &str = include_str!("../../../shaders/dequant_common.wgsl");
+
+/// `ty`'s decoder after the part every decoder shares: a valid module with no entry point.
+pub fn decoder(ty: GgmlType) -> Option<String> {
+    let decoder = source(&format!("{}.wgsl", dequant_stem(ty)?))?;
+    Some(format!("{DEQUANT_COMMON}\n{decoder}"))
+}
+
 /// `kernel` (the source of a file in [`DECODED`]) after `ty`'s decoder: a pipeline's source;
 /// `None` if `ty` has no decoder.
 pub fn with_decoder(kernel: &str, ty: GgmlType) -> Option<String> {
-    let decoder = source(&format!("{}.wgsl", dequant_stem(ty)?))?;
-    Some(format!("{decoder}\n{kernel}"))
+    Some(format!("{}\n{kernel}", decoder(ty)?))
 }
 
 /// The source of shader file `name` (`matvec_q4_k.wgsl`).
@@ -114,9 +123,15 @@ pub fn source(name: &str) -> Option<&'static str> {
 }
 
 /// Whether file `name` is a valid module by itself: not a mat-vec kernel (which ends where its
-/// reduction is spliced on) nor a kernel in [`DECODED`].
+/// reduction is spliced on), a decoder (which follows the common part) nor a kernel in
+/// [`DECODED`].
 pub fn stands_alone(name: &str) -> bool {
-    !name.starts_with("matvec_") && !DECODED.contains(&name)
+    !name.starts_with("matvec_") && !DECODED.contains(&name) && !is_decoder(name)
+}
+
+/// Whether file `name` is a type's decoder (valid after `dequant_common.wgsl`, see [`decoder`]).
+fn is_decoder(name: &str) -> bool {
+    name.starts_with("dequant_") && name != "dequant_common.wgsl"
 }
 
 /// `kernel` up to its reduce marker followed by the reduction section: the subgroup one when

@@ -20,7 +20,8 @@ fn validate(name: &str, src: &str) {
 #[test]
 fn every_shader_validates_alone_or_is_spliced() {
     for (name, _) in ALL {
-        let spliced = name.starts_with("matvec_") || DECODED.contains(name);
+        let decoder = name.starts_with("dequant_") && *name != "dequant_common.wgsl";
+        let spliced = name.starts_with("matvec_") || DECODED.contains(name) || decoder;
         assert_eq!(shaders::stands_alone(name), !spliced, "{name}");
     }
     for (name, src) in ALL.iter().filter(|(n, _)| shaders::stands_alone(n)) {
@@ -42,6 +43,7 @@ fn every_decoder_matches_its_type_and_every_decoded_kernel_validates_with_each()
             "{name}: BLOCK_BYTES"
         );
         assert!(src.contains("fn dequant4(row_byte: u32, i: u32) -> vec4<f32>"), "{name}: no dequant4");
+        validate(&name, &shaders::decoder(ty).expect("decoder"));
         for kernel in DECODED {
             let k = shaders::source(kernel).unwrap_or_else(|| panic!("{kernel} is not in ALL"));
             let spliced = shaders::with_decoder(k, ty).expect("decoder");

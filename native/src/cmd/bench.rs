@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// the fastest). Results are identical; only the speed differs.
     #[arg(long)]
     isa: Option<String>,
+    /// GPU only: after the tests, the GPU time of one decode step per kernel family, from
+    /// timestamps between its dispatches (they serialize the step a little).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Prompt tokens per GPU submission, as in `aether run`.
@@ -113,6 +117,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let times = timed(reps, || queued(&mut backend, &tokens))?;
             report(&format!("tg{} queued", a.n_gen), a.n_gen, times, roofline);
         }
+    }
+    if a.profile {
+        profile(&mut backend, a.n_prompt.max(1))?;
+    }
+    Ok(())
+}
+
+/// Prints the GPU time of one decode step after `n_past` tokens, per kernel family.
+fn profile(backend: &mut AnyBackend<'_>, n_past: usize) -> Result<()> {
+    let AnyBackend::Gpu(gpu) = backend else { anyhow::bail!("--profile needs the GPU backend") };
+    gpu.truncate(0);
+    block_on(gpu.eval(&vec![1; n_past], Want::Nothing))?;
+    // The first profiled step builds nothing new, but warms the timestamp path.
+    block_on(gpu.profile_step(2))?;
+    let kinds = block_on(gpu.profile_step(3))?;
+    let total: f64 = kinds.iter().map(|(_, ns)| ns).sum();
+    println!();
+    println!("GPU time of one decode step at position {}: {:.3} ms", n_past + 1, total / 1e6);
+    println!("| kernels | µs | share |");
+    println!("|---|---|---|");
+    for (kind, ns) in kinds {
+        println!("| {kind} | {:.1} | {:.1}% |", ns / 1e3, 100.0 * ns / total);
     }
     Ok(())
 }
