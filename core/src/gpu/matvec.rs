@@ -6,7 +6,12 @@
 //! followed by `reduce_subgroup.wgsl` or `reduce_workgroup.wgsl`, see `shaders.rs`), writes the
 //! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
 //! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
-//! The kernel's rows per workgroup come from its own `const ROWS`.
+//! The kernel's rows per workgroup come from its own `const ROWS`. Its workgroup size is
+//! `override WG` (256 by default); on a software adapter ([`Caps::software`]) the launcher sets it
+//! to [`MATVEC_SOFTWARE_WG`] (key suffix `_sw`): fewer idle invocations per short row and fewer
+//! coroutines per barrier for a CPU that emulates the workgroup.
+//!
+//! [`Caps::software`]: super::Caps::software
 
 use super::pipelines::Family;
 use super::shaders::{const_u32, matvec_stem, source, splice_reduce};
@@ -28,6 +33,10 @@ struct Params {
 }
 
 const _: () = assert!(size_of::<Params>() == 32);
+
+/// Invocations per mat-vec workgroup on a software adapter: the smallest every kernel takes (the
+/// K-quant kernels share a block among 16 invocations; a workgroup holds at least `ROWS`).
+pub const MATVEC_SOFTWARE_WG: u32 = 16;
 
 /// `y[y_off + r] = Σ_c W[r, c] · x[x_off + c]` for every row of one weight tensor, ready to
 /// encode.
@@ -55,7 +64,9 @@ impl MatVec {
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
         let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
         let subgroups = gpu.caps().subgroups;
-        let key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
+        let software = gpu.caps().software;
+        let key =
+            format!("{stem}_{}{}", if subgroups { "sg" } else { "wg" }, if software { "_sw" } else { "" });
         let bad_kernel = |message: &str| Error::GpuValidation {
             context: format!("preparing `{key}`"),
             message: message.into(),
@@ -63,7 +74,8 @@ impl MatVec {
         let rows_per_wg =
             const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
         let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
-        let pipeline = gpu.pipeline(&key, Family::MatVec, || {
+        let overrides: &[(&str, f64)] = if software { &[("WG", MATVEC_SOFTWARE_WG as f64)] } else { &[] };
+        let pipeline = gpu.pipeline_with(&key, Family::MatVec, overrides, || {
             splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
 
@@ -148,7 +160,7 @@ impl MatVec {
         Ok(MatVec { key, pipeline, pieces, _params: params_buf })
     }
 
-    /// The pipeline key (`matvec_q4_k_sg`).
+    /// The pipeline key (`matvec_q4_k_sg`, `matvec_q4_k_sg_sw`).
     pub fn key(&self) -> &str {
         &self.key
     }
