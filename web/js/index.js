@@ -29,7 +29,12 @@ export class Engine {
 
   constructor(worker) {
     this.#worker = worker;
-    worker.onmessage = (ev) => this.#pending.get(ev.data.id)?.onMessage(ev.data);
+    worker.onmessage = (ev) => {
+      // The GPU device is gone: the request that saw it has its DeviceLostError already; every
+      // other one gets it too, and the worker goes (Engine.load makes a new one, on a new device).
+      if (ev.data.type === "lost") this.#die(fromWire(ev.data.error));
+      else this.#pending.get(ev.data.id)?.onMessage(ev.data);
+    };
     worker.onerror = (ev) => {
       ev.preventDefault?.();
       this.#die(new AetherError(`the engine worker failed: ${ev.message ?? "unknown error"}`));
@@ -122,9 +127,25 @@ export class Engine {
     }
     out.shaderF16 = adapter.features.has("shader-f16");
     out.subgroups = adapter.features.has("subgroups");
-    out.backend = GPU_ENGINE ? "webgpu" : "cpu";
-    if (!GPU_ENGINE) out.reason = "this build has no WebGPU engine yet; models run on the CPU in wasm";
+    // The worker makes the same choice for device "auto".
+    if (!GPU_ENGINE) {
+      out.reason = "this build has no WebGPU engine; models run on the CPU in wasm";
+    } else if (out.adapter.isFallbackAdapter) {
+      out.reason =
+        'the only adapter is the browser\'s software fallback, slower than the CPU engine in wasm; device: "gpu" uses it anyway';
+    } else {
+      out.backend = "webgpu";
+    }
     return out;
+  }
+
+  /**
+   * Test hooks, not API: `"stats"` resolves to `{ wasmMemoryBytes }` (the worker's wasm memory,
+   * which never shrinks: the peak so far); `"loseDevice"` destroys the worker's GPU device, as a
+   * driver reset would lose it.
+   */
+  _debug(op) {
+    return this.#call({ type: "debug", op });
   }
 
   /** Stops the worker and frees everything it held (pending requests reject). */

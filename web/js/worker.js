@@ -1,7 +1,8 @@
 // The engine's Web Worker: loads the wasm module and one model, then runs generation requests one
 // at a time, yielding to its event loop between steps so that abort messages get through and the
-// page never blocks. Messages in: load, generate, abort. Messages out: progress, result, token,
-// done, error (errors as { name, message }; index.js rebuilds the typed Error).
+// page never blocks. Messages in: load, generate, abort, debug. Messages out: progress, result,
+// token, done, error (errors as { name, message }; index.js rebuilds the typed Error), and lost
+// (unasked: the GPU device is gone; the page retires this worker).
 //
 // Loading (see download.js for the transport): chunks go straight into the wasm loader, which
 // parses the GGUF header from the first ones and fails early on an unsupported or malformed
@@ -49,11 +50,23 @@ self.onmessage = (ev) => {
       break;
     case "generate":
       queue = queue.then(() =>
-        generate(m).catch((e) => post({ type: "error", id: m.id, error: toWire(e) })),
+        generate(m).catch(async (e) => {
+          e = await gpuError(e);
+          post({ type: "error", id: m.id, error: toWire(e) });
+          if (e.name === "DeviceLostError") post({ type: "lost", error: toWire(e) });
+        }),
       );
       break;
     case "abort":
       aborted.add(m.id);
+      break;
+    case "debug":
+      // Test hooks. loseDevice: destroy the GPU device, even mid-step. stats: the wasm memory's
+      // size now (it never shrinks: the peak so far).
+      if (m.op === "loseDevice") engine?.loseDevice();
+      (ready ?? Promise.resolve(null)).then((wasm) =>
+        post({ type: "result", id: m.id, value: { wasmMemoryBytes: wasm?.memory.buffer.byteLength ?? 0 } }),
+      );
       break;
   }
 };
@@ -85,12 +98,17 @@ async function load(m) {
   const contextSize = options.contextSize ?? 0;
   let cacheState = "off";
   // The GPU engine when the worker has WebGPU (`device`: "auto" | "gpu" | "cpu"): the weights
-  // stream straight into GPU buffers. "gpu" fails without it; "auto" falls back to the CPU.
+  // stream straight into GPU buffers. "gpu" fails without it; "auto" falls back to the CPU, and
+  // also takes the CPU when the only adapter is the browser's software fallback (SwiftShader):
+  // the wasm CPU engine is many times faster than a GPU emulated on the same cores.
   const device = options.device ?? "auto";
   let gpu = null;
   if (device !== "cpu" && self.navigator?.gpu) {
     try {
-      gpu = JSON.parse(await openGpu());
+      const adapter = device === "auto" ? await self.navigator.gpu.requestAdapter() : null;
+      if (device === "gpu" || (adapter && !adapter.info?.isFallbackAdapter)) {
+        gpu = JSON.parse(await openGpu());
+      }
     } catch (e) {
       if (device === "gpu") throw e;
     }
@@ -123,7 +141,7 @@ async function load(m) {
         throw new DownloadError(`sha256 mismatch: got ${digest}, expected ${sha256}`);
       }
       report("build", size, size, true);
-      return { engine: loader.finish(contextSize), bytes: size };
+      return { engine: await loader.finish(contextSize), bytes: size };
     } finally {
       loader.free();
     }
@@ -209,6 +227,21 @@ async function load(m) {
   report("ready", built.bytes, built.bytes, true);
   info.wasmMemoryBytes = wasm.memory.buffer.byteLength;
   return { info, engine: JSON.parse(capabilities()), cache: cacheState, resumes: built.resumes ?? 0 };
+}
+
+/**
+ * A failed GPU step as the page should see it: when the device was lost, the step may fail first
+ * with a read-back error and the browser tell of the loss a moment later, so after a yield the
+ * device is asked; a lost device makes the error a DeviceLostError.
+ */
+async function gpuError(e) {
+  if (!engine || e?.name === "DeviceLostError" || e?.name === "AbortError") return e;
+  await yieldNow();
+  const lost = engine.deviceLost();
+  if (!lost) return e;
+  const d = new Error(lost);
+  d.name = "DeviceLostError";
+  return d;
 }
 
 async function generate(m) {

@@ -15,7 +15,7 @@
 use aether_core::chat_template::{ChatTemplate, DateTime, RenderOptions};
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
-use aether_core::gpu::{GpuBackend, GpuModel};
+use aether_core::gpu::{Gpu, GpuBackend, GpuModel};
 use aether_core::model::{Config, Model};
 use aether_core::session::{CpuBackend, GenerateParams, Session, Step};
 use aether_core::tokenizer::Tokenizer;
@@ -56,8 +56,17 @@ enum Sessions {
 /// Tokens a GPU prefill chunk holds (the worker's prefill budget).
 pub const GPU_MAX_BATCH: usize = 64;
 
+/// Tokens per GPU prefill chunk on `gpu`: [`GPU_MAX_BATCH`], or 1 on a software adapter (the
+/// browser's fallback, SwiftShader), where the prefill mat-mul's 256-invocation tiles, with two
+/// barriers per 32 columns, cost ~13 s per prompt token of SmolLM2-135M against ~5 s for a
+/// one-token mat-vec step (2 busy cores): one token at a time is faster there.
+pub fn gpu_max_batch(gpu: &Gpu) -> usize {
+    if gpu.caps().software { 1 } else { GPU_MAX_BATCH }
+}
+
 pub struct EngineCore {
     loaded: &'static Loaded,
+    gpu: Option<&'static Gpu>,
     session: Sessions,
     /// A request has been begun and not yet finished.
     active: bool,
@@ -96,9 +105,10 @@ impl EngineCore {
             file_len: keep_len,
             n_tensors,
         }));
+        let device = gpu.map(|(g, _)| g);
         let session = match (&loaded.model, gpu) {
             (_, Some((gpu, gm))) => Sessions::Gpu(Session::new(
-                GpuBackend::new(gpu, gm, n_ctx, GPU_MAX_BATCH)?,
+                GpuBackend::new(gpu, gm, n_ctx, gpu_max_batch(gpu))?,
                 &loaded.tokenizer,
             )),
             (Some(model), None) => {
@@ -106,15 +116,20 @@ impl EngineCore {
             }
             (None, None) => return Err(WebError::new(Kind::Internal, "a load with neither engine")),
         };
-        Ok(EngineCore { loaded, session, active: false })
+        Ok(EngineCore { loaded, gpu: device, session, active: false })
     }
 
-    /// `"gpu"` or `"cpu"`.
+    /// `"webgpu"` or `"cpu"` (as `Engine.capabilities().backend` names them).
     pub fn backend(&self) -> &'static str {
         match self.session {
             Sessions::Cpu(_) => "cpu",
-            Sessions::Gpu(_) => "gpu",
+            Sessions::Gpu(_) => "webgpu",
         }
+    }
+
+    /// The device the engine runs on (`None` on the CPU).
+    pub fn gpu(&self) -> Option<&'static Gpu> {
+        self.gpu
     }
 
     pub fn loaded(&self) -> &'static Loaded {

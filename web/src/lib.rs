@@ -5,13 +5,15 @@
 //! - [`WasmLoader`]: fed the model file chunk by chunk as it downloads; parses the header from the
 //!   first chunks and checks the model can run before the weights arrive (loader.rs holds the one
 //!   switch point between the CPU and GPU engines);
-//! - [`WasmEngine`]: built from a finished loader; `beginChat`/`beginCompletion` take the request
+//! - [`WasmEngine`]: what a finished loader's `finish` resolves to (on the GPU once the device has
+//!   accepted every buffer); `beginChat`/`beginCompletion` take the request
 //!   JSON the server takes, then `prefill` and `step` advance it a bounded amount per call so the
 //!   worker can yield (aborts) and time tokens between calls;
 //! - [`capabilities`]: what this build can run;
 //! - [`open_gpu`] (`openGpu`): opens the WebGPU device once per worker; a loader made with
 //!   `useGpu` then streams the weights into GPU buffers and the engine runs on the GPU. `prefill`
-//!   and `step` return Promises (the GPU's read-back is async).
+//!   and `step` return Promises (the GPU's read-back is async). A lost device fails them with
+//!   `DeviceLostError` (`deviceLost` tells a read-back that failed for that reason).
 //!
 //! Every error is a JS `Error` whose `name` is a kind (error.rs); the JS side rethrows it as the
 //! matching `Error` subclass. Logic lives in plain Rust modules (tested natively); this file only
@@ -146,13 +148,24 @@ impl WasmLoader {
         self.0.as_ref().and_then(|l| l.sha256_hex())
     }
 
-    /// Ends the stream and builds the engine (`contextSize` 0: the model's, capped at 4096).
-    pub fn finish(&mut self, context_size: u32) -> Result<WasmEngine, JsValue> {
+    /// Ends the stream and builds the engine (`contextSize` 0: the model's, capped at 4096);
+    /// resolves to a `WasmEngine`. On the GPU it first awaits the device's verdict on the buffers
+    /// the load made (the browser reports errors asynchronously): a KV cache or weights that do
+    /// not fit reject here with `OutOfMemoryError`, not at the first request.
+    pub fn finish(&mut self, context_size: u32) -> Result<js_sys::Promise, JsValue> {
         let loader =
             self.0.take().ok_or_else(|| js(WebError::new(error::Kind::Internal, "finished twice")))?;
-        let (plan, sink) = loader.finish().map_err(js)?;
-        let core = EngineCore::new(plan, sink, context_size as usize).map_err(js)?;
-        Ok(WasmEngine(Rc::new(RefCell::new(core))))
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let gpu = loader.gpu();
+            let scope = gpu.map(|g| g.error_scope());
+            let built =
+                loader.finish().and_then(|(plan, sink)| EngineCore::new(plan, sink, context_size as usize));
+            if let (Some(gpu), Some(scope)) = (gpu, scope) {
+                // The device's own error comes first: a failed check inside the build is its echo.
+                scope.finish(gpu, "building the model's GPU buffers").await.map_err(|e| js(e.into()))?;
+            }
+            Ok(WasmEngine(Rc::new(RefCell::new(built.map_err(js)?))).into())
+        }))
     }
 }
 
@@ -226,6 +239,24 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = completionTokens)]
     pub fn completion_tokens(&self) -> u32 {
         self.0.borrow().n_generated() as u32
+    }
+
+    /// Why the engine's GPU device was lost, once the browser has said so (undefined otherwise,
+    /// and on the CPU). A step that fails because the device went away may fail first with a
+    /// read-back error; the worker asks this to report it as `DeviceLostError`.
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> Option<String> {
+        self.0.try_borrow().ok()?.gpu()?.lost().map(|e| e.to_string())
+    }
+
+    /// For tests: destroys the worker's GPU device (if `openGpu` opened one), which loses it as a
+    /// driver reset or the browser reclaiming the GPU would: pending read-backs fail and the
+    /// device's `lost` promise resolves. Callable while a step is in flight.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        if let Some(gpu) = the_gpu() {
+            gpu.device().destroy();
+        }
     }
 }
 

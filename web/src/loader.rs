@@ -107,6 +107,11 @@ impl Loader {
         self.received
     }
 
+    /// The device the GPU engine will run on (`None`: the CPU engine).
+    pub fn gpu(&self) -> Option<&'static Gpu> {
+        self.gpu
+    }
+
     pub fn total(&self) -> Option<u64> {
         self.total
     }

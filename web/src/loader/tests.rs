@@ -155,7 +155,8 @@ fn the_gpu_loader_streams_into_a_gpu_engine() {
         let model = Model::from_gguf(&g).expect("model");
         let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
         let gm = GpuModel::upload(gpu, &model, &mut |_, _| {}).expect("upload");
-        let mut s = Session::new(GpuBackend::new(gpu, &gm, 64, 64).expect("backend"), &tok);
+        let batch = crate::engine::gpu_max_batch(gpu);
+        let mut s = Session::new(GpuBackend::new(gpu, &gm, 64, batch).expect("backend"), &tok);
         let params =
             GenerateParams { max_tokens: 8, sampling: SamplingParams::greedy(), ..Default::default() };
         pollster::block_on(s.start(&tok.encode("hello world", true, true).expect("encode"), params))
@@ -177,7 +178,7 @@ fn the_gpu_loader_streams_into_a_gpu_engine() {
         let (plan, sink) = l.finish().expect("finish");
         assert!(matches!(sink, Sink::Gpu { .. }), "a GPU loader made a CPU sink");
         let mut e = EngineCore::new(plan, sink, 64).expect("engine");
-        assert_eq!(e.backend(), "gpu");
+        assert_eq!(e.backend(), "webgpu");
         e.begin_completion(r#"{"prompt":"hello world","max_tokens":8,"temperature":0}"#).expect("begin");
         let mut got = String::new();
         loop {
