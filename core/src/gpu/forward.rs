@@ -24,7 +24,7 @@ use super::{
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
-use crate::model::{Config, Model, WeightSet};
+use crate::model::{Config, FfnAct, Model, WeightSet};
 use crate::quant::{self, GgmlType};
 use crate::session::{Backend, Output, Want};
 
@@ -186,10 +186,13 @@ impl GpuModel {
     }
 }
 
-/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more.
+/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more. With
+/// `add`, the product goes into a residual stream: the mat-vec adds it itself, the matmul writes
+/// it to y and `add` adds y to the stream.
 struct Proj {
     vec: MatVec,
     mat: MatMul,
+    add: Option<Add>,
 }
 
 /// One kernel invocation of a step, prepared.
@@ -234,7 +237,12 @@ impl Op {
         match self {
             Op::Attention(k) => return k.encode(pass, step),
             Op::Proj(p) if n == 1 => p.vec.encode(pass),
-            Op::Proj(p) => p.mat.encode(pass, n),
+            Op::Proj(p) => {
+                p.mat.encode(pass, n);
+                if let Some(add) = &p.add {
+                    add.encode(pass, n);
+                }
+            }
             Op::ActQuant(k, rows) => k.encode(pass, rows.unwrap_or(n)),
             Op::GetRows(k) => k.encode(pass, n),
             Op::RmsNorm(k) => k.encode(pass, n),
@@ -293,6 +301,22 @@ impl Acts {
     }
 }
 
+/// Greedy decoding runs one step ahead. After a step whose argmax is wanted, the next step is
+/// submitted at once with that argmax as its input, copied on the GPU from the argmax's buffer to
+/// the token ids, before the CPU has read it: while the CPU maps the result, returns it, samples
+/// nothing (greedy) and feeds the same token back, the GPU is already running that token's step —
+/// the CPU's recording and the read-back wait overlap the GPU's work instead of idling it. When
+/// the next call asks for that very step (one token, equal to the argmax, argmax wanted) it is
+/// already in flight; any other call discards it: the position it took is released and later
+/// steps overwrite what it wrote.
+struct Ahead {
+    /// Its input: the argmax of the step before, once read back.
+    input: Option<u32>,
+    /// Where its own argmax lands, and its submission (to wait for that alone).
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// One sequence on the GPU: its KV cache, activations and the prepared kernels of a step.
 pub struct GpuBackend<'g> {
     gpu: &'g Gpu,
@@ -309,6 +333,10 @@ pub struct GpuBackend<'g> {
     argmax: Op,
     readback: Readback,
     logits: Vec<f32>,
+    /// Two 4-byte staging buffers the argmax of greedy steps comes back through, alternately.
+    token_staging: [wgpu::Buffer; 2],
+    /// The step submitted ahead on the GPU's own argmax (see [`Ahead`]).
+    ahead: Option<Ahead>,
     /// Compute passes recorded so far (one per submitted chunk).
     passes: u64,
     /// Per layer (K, V), f16 pairs in u32: [n_ctx, kv_dim].
@@ -339,6 +367,15 @@ impl<'g> GpuBackend<'g> {
         let scratch = b.scratch;
         let argmax = Op::Argmax(Argmax::new(gpu, (&acts.logits, 0), c.n_vocab as u32, (&acts.token, 0))?);
         let readback = Readback::new(gpu, c.n_vocab as u64 * 4)?;
+        let staging = |i: usize| {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("token read-back {i}")),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let token_staging = [staging(0), staging(1)];
         gpu.check("preparing the forward pass")?;
         Ok(GpuBackend {
             gpu,
@@ -353,9 +390,11 @@ impl<'g> GpuBackend<'g> {
             argmax,
             readback,
             logits: vec![0.0; c.n_vocab],
+            token_staging,
+            ahead: None,
             passes: 0,
             _kv: kv,
-            _scratch: scratch.into_inner().into_values().collect(),
+            _scratch: scratch.into_inner().into_values().flat_map(|(a, b)| [a, b]).collect(),
         })
     }
 
@@ -372,6 +411,7 @@ impl<'g> GpuBackend<'g> {
                 message: "the adapter has no timestamp queries inside compute passes".into(),
             });
         }
+        self.discard_ahead();
         if self.n_past >= self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
@@ -425,12 +465,24 @@ impl<'g> GpuBackend<'g> {
     }
 
     /// Records and submits one chunk; with `want` other than `Nothing`, also the last token's
-    /// logits (and their argmax for `Want::Argmax`).
-    fn submit_chunk(&mut self, tokens: &[u32], want: Want) -> Result<()> {
-        let step = Step::new(self.n_past as u32, tokens.len() as u32);
-        self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+    /// logits (and their argmax for `Want::Argmax`). `tokens: None`: one token, the argmax of the
+    /// step before, taken on the GPU. `staging`: copy the argmax to this token read-back slot.
+    fn submit_chunk(
+        &mut self,
+        tokens: Option<&[u32]>,
+        want: Want,
+        staging: Option<usize>,
+    ) -> Result<wgpu::SubmissionIndex> {
+        let n = tokens.map_or(1, |t| t.len());
+        let step = Step::new(self.n_past as u32, n as u32);
+        if let Some(tokens) = tokens {
+            self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        }
         self.step.write(self.gpu, step);
         let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+        if tokens.is_none() {
+            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.acts.ids, 0, 4);
+        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("step"),
@@ -442,10 +494,75 @@ impl<'g> GpuBackend<'g> {
                 op.encode(&mut pass, step)?;
             }
         }
+        if let Some(slot) = staging {
+            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.token_staging[slot], 0, 4);
+        }
         self.passes += 1;
-        self.gpu.submit(encoder, "a forward step")?;
-        self.n_past += tokens.len();
+        let submission = self.gpu.submit(encoder, "a forward step")?;
+        self.n_past += n;
+        Ok(submission)
+    }
+
+    /// Submits the step of the GPU's own argmax of the last step ([`Ahead`]), if there is room.
+    fn submit_ahead(&mut self, slot: usize) -> Result<()> {
+        if self.n_past < self.n_ctx {
+            let submission = self.submit_chunk(None, Want::Argmax, Some(slot))?;
+            self.ahead = Some(Ahead { input: None, slot, submission });
+        }
         Ok(())
+    }
+
+    /// Drops the step submitted ahead, releasing its position.
+    fn discard_ahead(&mut self) {
+        if self.ahead.take().is_some() {
+            self.n_past -= 1;
+        }
+    }
+
+    /// The argmax in read-back slot `slot` once `submission` has finished.
+    async fn read_token(&self, slot: usize, submission: wgpu::SubmissionIndex) -> Result<u32> {
+        let context = "reading a step's argmax back";
+        let staging = &self.token_staging[slot];
+        let slice = staging.slice(..);
+        let done = super::readback::MapDone::default();
+        let signal = done.clone();
+        slice.map_async(wgpu::MapMode::Read, move |result| signal.set(result));
+        self.gpu.wait(Some(submission), context)?;
+        let mapped = done.await;
+        self.gpu.check(context)?;
+        mapped.map_err(|e| Error::GpuReadback { context: context.into(), message: e.to_string() })?;
+        let id = match slice.get_mapped_range() {
+            Ok(view) => Ok(u32::from_le_bytes([view[0], view[1], view[2], view[3]])),
+            Err(e) => Err(Error::GpuReadback { context: context.into(), message: e.to_string() }),
+        };
+        staging.unmap();
+        id
+    }
+
+    /// A greedy evaluation: the argmax of the last of `tokens`, with the next step submitted
+    /// ahead on it.
+    async fn eval_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        let (slot, submission) = match self.ahead.take() {
+            Some(a) if a.input.is_some() && tokens == [a.input.unwrap_or(0)] => (a.slot, a.submission),
+            other => {
+                self.ahead = other;
+                self.discard_ahead();
+                let mut last = None;
+                let n_chunks = tokens.len().div_ceil(self.max_batch);
+                for (i, chunk) in tokens.chunks(self.max_batch).enumerate() {
+                    let (want, staging) =
+                        if i + 1 == n_chunks { (Want::Argmax, Some(0)) } else { (Want::Nothing, None) };
+                    last = Some(self.submit_chunk(Some(chunk), want, staging)?);
+                }
+                (0, last.ok_or(Error::EmptyPrompt)?)
+            }
+        };
+        self.submit_ahead(1 - slot)?;
+        let token = self.read_token(slot, submission).await?;
+        if let Some(a) = &mut self.ahead {
+            a.input = Some(token);
+        }
+        Ok(token)
     }
 }
 
@@ -455,32 +572,32 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn n_past(&self) -> usize {
-        self.n_past
+        self.n_past - self.ahead.is_some() as usize
     }
 
     fn truncate(&mut self, n: usize) {
+        self.discard_ahead();
         self.n_past = self.n_past.min(n);
     }
 
     async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>> {
         let n_vocab = self.model.config.n_vocab;
-        if self.n_past + tokens.len() > self.n_ctx {
+        if self.n_past() + tokens.len() > self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(Error::TokenOutOfRange { id, n_vocab });
         }
+        if want == Want::Argmax && !tokens.is_empty() {
+            return Ok(Output::Argmax(self.eval_greedy(tokens).await?));
+        }
+        self.discard_ahead();
         let n_chunks = tokens.len().div_ceil(self.max_batch);
         for (i, chunk) in tokens.chunks(self.max_batch).enumerate() {
-            self.submit_chunk(chunk, if i + 1 == n_chunks { want } else { Want::Nothing })?;
+            self.submit_chunk(Some(chunk), if i + 1 == n_chunks { want } else { Want::Nothing }, None)?;
         }
         match want {
-            Want::Nothing => Ok(Output::Nothing),
-            Want::Argmax => {
-                let mut id = [0u8; 4];
-                self.readback.read(self.gpu, &self.acts.token, 0, &mut id).await?;
-                Ok(Output::Argmax(u32::from_le_bytes(id)))
-            }
+            Want::Nothing | Want::Argmax => Ok(Output::Nothing),
             Want::Logits => {
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits);
                 self.readback.read(self.gpu, &self.acts.logits, 0, bytes).await?;
@@ -496,15 +613,17 @@ struct Builder<'b> {
     step: &'b StepBuffer,
     c: &'b Config,
     max_batch: u32,
-    /// Per activation format, the buffer projection inputs are converted into (reused by every
-    /// conversion of a step: each is read by its projections before the next one writes).
-    scratch: RefCell<BTreeMap<GgmlType, wgpu::Buffer>>,
+    /// Per activation format, the buffers projection inputs are converted into, f32 and packed
+    /// levels (reused by every conversion of a step: each is read by its projections before the
+    /// next one writes).
+    scratch: RefCell<BTreeMap<GgmlType, (wgpu::Buffer, wgpu::Buffer)>>,
 }
 
 impl Builder<'_> {
     /// Projections `y_i = W_i·x` of one input, each reading x in its weight type's activation
     /// format (`act_quant.rs`): one conversion per distinct format, then the products.
     /// `rows`: the conversion's fixed row count (the output head's one row), else the step's.
+    /// `residual`: add each product to this stream (the mat-vec does it; after a matmul, an add).
     fn projs(
         &self,
         ops: &mut Vec<Op>,
@@ -512,49 +631,103 @@ impl Builder<'_> {
         cols: usize,
         outs: &[(&GpuTensor, &wgpu::Buffer)],
         rows: Option<u32>,
+        residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let mut converted: Vec<(GgmlType, wgpu::Buffer)> = Vec::new();
+        self.projs_of(ops, x, None, cols, outs, rows, residual)
+    }
+
+    /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
+    /// residual stream (or written to `y` before a post-norm). Where the weights read an 8-bit
+    /// activation format the GLU is fused into that conversion; otherwise it is its own kernel.
+    fn down(
+        &self,
+        ops: &mut Vec<Op>,
+        a: &Acts,
+        w: &GpuTensor,
+        y: &wgpu::Buffer,
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        use GgmlType::*;
+        let c = self.c;
+        if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
+            return self.projs_of(ops, &a.gate, Some(&a.up), c.n_ff, &[(w, y)], None, residual);
+        }
+        ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
+        self.projs(ops, &a.gate, c.n_ff, &[(w, y)], None, residual)
+    }
+
+    /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`.
+    #[allow(clippy::too_many_arguments)]
+    fn projs_of(
+        &self,
+        ops: &mut Vec<Op>,
+        x: &wgpu::Buffer,
+        glu_up: Option<&wgpu::Buffer>,
+        cols: usize,
+        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        rows: Option<u32>,
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
         for &(w, y) in outs {
             let act = quant::vec_dot_type(w.ty)?;
-            let input = match converted.iter().find(|(t, _)| *t == act) {
+            let (input, packed) = match converted.iter().find(|(t, _)| *t == act) {
                 Some((_, b)) => b.clone(),
                 None => {
-                    let buf = self.scratch_for(act)?;
+                    let (buf, packed) = self.scratch_for(act)?;
                     let n = rows.unwrap_or(self.max_batch);
-                    match ActQuant::new(self.gpu, self.step, w.ty, (x, 0), (&buf, 0), cols as u32, n)? {
+                    let xq = (&packed, 0);
+                    let (gpu, step, cols) = (self.gpu, self.step, cols as u32);
+                    let k = match glu_up {
+                        Some(up) => {
+                            let gelu = self.c.ffn_act == FfnAct::GeluTanh;
+                            ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, (up, 0), gelu, cols, n)?
+                        }
+                        None => ActQuant::new(gpu, step, w.ty, (x, 0), (&buf, 0), xq, cols, n)?,
+                    };
+                    match k {
                         Some(k) => {
                             ops.push(Op::ActQuant(k, rows));
-                            converted.push((act, buf.clone()));
-                            buf
+                            converted.push((act, (buf.clone(), packed.clone())));
+                            (buf, packed)
                         }
-                        None => x.clone(),
+                        None => (x.clone(), x.clone()),
                     }
                 }
             };
-            let vec = MatVec::new(self.gpu, w, &input, 0, y, 0)?;
+            let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
+            let vec = match residual {
+                Some(r) => MatVec::new_add(self.gpu, w, vec_in, 0, r, 0)?,
+                None => MatVec::new(self.gpu, w, vec_in, 0, y, 0)?,
+            };
             ops.push(match rows {
                 // One row whatever the step (the output head): the mat-vec alone.
-                Some(1) => Op::MatVec(vec),
+                Some(1) if residual.is_none() => Op::MatVec(vec),
                 _ => Op::Proj(Proj {
                     vec,
                     mat: MatMul::new(self.gpu, w, &input, 0, y, 0, self.step, self.max_batch)?,
+                    add: residual.map(|r| self.add_op(r, y, w.rows as usize)).transpose()?,
                 }),
             });
         }
         Ok(())
     }
 
-    /// The conversion buffer of activation format `act`, big enough for any projection input.
-    fn scratch_for(&self, act: GgmlType) -> Result<wgpu::Buffer> {
+    /// The conversion buffers of activation format `act` (f32, packed levels), big enough for
+    /// any projection input.
+    fn scratch_for(&self, act: GgmlType) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
         let c = self.c;
         let widest = c.n_embd.max(c.q_dim()).max(c.n_ff) as u64;
         let mut scratch = self.scratch.borrow_mut();
         if let Some(b) = scratch.get(&act) {
             return Ok(b.clone());
         }
-        let b = self.gpu.storage(&format!("x as {act}"), self.max_batch as u64 * widest * 4)?;
-        scratch.insert(act, b.clone());
-        Ok(b)
+        let rows = self.max_batch as u64;
+        let f32s = self.gpu.storage(&format!("x as {act}"), rows * widest * 4)?;
+        let words = super::packed_stride(widest as u32) as u64;
+        let packed = self.gpu.storage(&format!("x as packed {act}"), rows * words * 4)?;
+        scratch.insert(act, (f32s.clone(), packed.clone()));
+        Ok((f32s, packed))
     }
 
     fn norm(
@@ -582,6 +755,11 @@ impl Builder<'_> {
 
     fn add(&self, y: &wgpu::Buffer, x: &wgpu::Buffer, width: usize, broadcast: bool) -> Result<Op> {
         Ok(Op::Add(Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, broadcast, Rows::Step)?))
+    }
+
+    /// `y += x` over the step's rows of `width`.
+    fn add_op(&self, y: &wgpu::Buffer, x: &wgpu::Buffer, width: usize) -> Result<Add> {
+        Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, false, Rows::Step)
     }
 
     fn bias(
@@ -632,7 +810,7 @@ impl Builder<'_> {
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
             let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
-            self.projs(&mut ops, &a.xn, d, &qkv, None)?;
+            self.projs(&mut ops, &a.xn, d, &qkv, None, None)?;
             self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
@@ -687,21 +865,28 @@ impl Builder<'_> {
                 window: c.window(l).map(|w| w as u32),
             };
             ops.push(Op::Attention(Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, step, dims)?));
-            self.projs(&mut ops, &a.att, qd, &[(&lw.attn_output, &a.proj)], None)?;
-            self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
-            if let Some(norm) = &lw.attn_post_norm {
-                ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+            let o = [(&lw.attn_output, &a.proj)];
+            if lw.attn_output_b.is_none() && lw.attn_post_norm.is_none() {
+                self.projs(&mut ops, &a.att, qd, &o, None, Some(&a.x))?;
+            } else {
+                self.projs(&mut ops, &a.att, qd, &o, None, None)?;
+                self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
+                if let Some(norm) = &lw.attn_post_norm {
+                    ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+                }
+                ops.push(self.add(&a.x, &a.proj, d, false)?);
             }
-            ops.push(self.add(&a.x, &a.proj, d, false)?);
 
             ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
-            self.projs(&mut ops, &a.xn, d, &[(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)], None)?;
-            ops.push(Op::Glu(Glu::new(gpu, step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-            self.projs(&mut ops, &a.gate, c.n_ff, &[(&lw.ffn_down, &a.proj)], None)?;
+            let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
+            self.projs(&mut ops, &a.xn, d, &gate_up, None, None)?;
             if let Some(norm) = &lw.ffn_post_norm {
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+                ops.push(self.add(&a.x, &a.proj, d, false)?);
+            } else {
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, Some(&a.x))?;
             }
-            ops.push(self.add(&a.x, &a.proj, d, false)?);
         }
         Ok(ops)
     }
@@ -719,7 +904,7 @@ impl Builder<'_> {
             c.rms_eps,
             Rows::Last,
         )?)];
-        self.projs(&mut ops, &a.xn, c.n_embd, &[(m.output(), &a.logits)], Some(1))?;
+        self.projs(&mut ops, &a.xn, c.n_embd, &[(m.output(), &a.logits)], Some(1), None)?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(
                 gpu,

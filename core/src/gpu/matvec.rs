@@ -7,9 +7,15 @@
 //! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
 //! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
 //! The kernel's rows per workgroup come from its own `const ROWS`. Its workgroup size is
-//! `override WG` (256 by default); on a software adapter ([`Caps::software`]) the launcher sets it
-//! to [`MATVEC_SOFTWARE_WG`] (key suffix `_sw`): fewer idle invocations per short row and fewer
-//! coroutines per barrier for a CPU that emulates the workgroup.
+//! `override WG` (the file's default); on a software adapter ([`Caps::software`]) the launcher
+//! sets it to [`MATVEC_SOFTWARE_WG`] (key suffix `_sw`): fewer idle invocations per short row and
+//! fewer coroutines per barrier for a CPU that emulates the workgroup.
+//!
+//! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (the `xq` output of
+//! `act_quant.wgsl`, see [`packed_input`]) and multiply integers with `dot4I8Packed`, as the CPU's
+//! dot products do; the others take the f32 input rounded to their activation format. A mat-vec
+//! may add its product to y instead of storing it ([`MatVec::new_add`]): a residual add with no
+//! dispatch of its own.
 //!
 //! [`Caps::software`]: super::Caps::software
 
@@ -29,7 +35,8 @@ struct Params {
     x_off: u32,
     y_off: u32,
     groups_x: u32,
-    _pad: [u32; 2],
+    add: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(size_of::<Params>() == 32);
@@ -49,9 +56,16 @@ pub struct MatVec {
     _params: wgpu::Buffer,
 }
 
+/// Whether the mat-vec of weights of type `ty` takes x as packed 8-bit levels (`act_quant`'s
+/// `xq`, offsets in words) rather than f32 (offsets in elements).
+pub fn packed_input(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8_0)
+}
+
 impl MatVec {
-    /// `x` and `y` are f32 buffers (distinct: one is read, the other written); the offsets are in
-    /// elements.
+    /// `y = W·x`. `x` is f32 or packed levels as [`packed_input`] says, `y` f32 (distinct
+    /// buffers: one is read, the other written); the offsets are in elements (words for packed
+    /// x).
     pub fn new(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -60,13 +74,66 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, x_off), (y, y_off), false, None)
+    }
+
+    /// `y += W·x`, otherwise as [`MatVec::new`].
+    pub fn new_add(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        x_off: u64,
+        y: &wgpu::Buffer,
+        y_off: u64,
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, x_off), (y, y_off), true, None)
+    }
+
+    /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`override
+    /// WG`, `const ROWS`): for tuning benchmarks only.
+    #[doc(hidden)]
+    pub fn with_shape(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        wg: u32,
+        rows: u32,
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, 0), (y, 0), false, Some((wg, rows)))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        add: bool,
+        shape: Option<(u32, u32)>,
+    ) -> Result<MatVec> {
         let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
         let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
         let subgroups = gpu.caps().subgroups;
+        // The workgroup size: a benchmark's, the software one, or the kernel's own.
         let software = gpu.caps().software;
-        let key =
-            format!("{stem}_{}{}", if subgroups { "sg" } else { "wg" }, if software { "_sw" } else { "" });
+        let wg = shape.map(|(wg, _)| wg).or(software.then_some(MATVEC_SOFTWARE_WG));
+        let mut key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
+        let reshaped;
+        let file = match shape {
+            None => {
+                if software {
+                    key += "_sw";
+                }
+                file
+            }
+            Some((wg, rows)) => {
+                key += &format!("_{wg}x{rows}");
+                let old = format!("const ROWS: u32 = {}u;", const_u32(file, "ROWS").unwrap_or(0));
+                reshaped = file.replace(&old, &format!("const ROWS: u32 = {rows}u;"));
+                &reshaped
+            }
+        };
         let bad_kernel = |message: &str| Error::GpuValidation {
             context: format!("preparing `{key}`"),
             message: message.into(),
@@ -74,8 +141,8 @@ impl MatVec {
         let rows_per_wg =
             const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
         let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
-        let overrides: &[(&str, f64)] = if software { &[("WG", MATVEC_SOFTWARE_WG as f64)] } else { &[] };
-        let pipeline = gpu.pipeline_with(&key, Family::MatVec, overrides, || {
+        let overrides: Vec<(&str, f64)> = wg.map(|wg| ("WG", wg as f64)).into_iter().collect();
+        let pipeline = gpu.pipeline_with(&key, Family::MatVec, &overrides, || {
             splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
 
@@ -90,7 +157,15 @@ impl MatVec {
             }
             Ok(())
         };
-        fits("mat-vec x buffer bytes", x, x_off, w.cols)?;
+        let x_words = if packed_input(w.ty) {
+            if !x_off.is_multiple_of(4) {
+                return Err(bad_kernel("packed x offset not a multiple of 4 words"));
+            }
+            super::packed_stride(w.cols as u32) as u64
+        } else {
+            w.cols
+        };
+        fits("mat-vec x buffer bytes", x, x_off, x_words)?;
         fits("mat-vec y buffer bytes", y, y_off, w.rows)?;
 
         let max_dim = gpu.caps().max_workgroups_per_dim.max(1) as u64;
@@ -116,7 +191,8 @@ impl MatVec {
                 x_off: x_off as u32,
                 y_off: (y_off + piece.first_row) as u32,
                 groups_x: gx as u32,
-                _pad: [0; 2],
+                add: add as u32,
+                _pad: 0,
             };
             let at = i * stride as usize;
             params[at..at + size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p));

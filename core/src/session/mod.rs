@@ -6,11 +6,13 @@
 //! awaits it.
 
 mod backend;
+mod logprobs;
 mod stop;
 
 #[cfg(feature = "gpu")]
 pub use backend::AnyBackend;
 pub use backend::{Backend, CPU_BATCH, CpuBackend, Output, Want};
+pub use logprobs::{TokenLogprobs, token_logprobs};
 pub use stop::{Released, StopMatcher};
 
 use crate::error::Result;
@@ -25,6 +27,10 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Report each generated token's log-probability and this many alternatives
+    /// ([`Step::logprobs`]); `None` skips the work (and keeps greedy decoding on the backend's
+    /// argmax).
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -34,6 +40,7 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            logprobs: None,
         }
     }
 }
@@ -62,6 +69,8 @@ pub struct Step {
     pub token: Option<u32>,
     pub text: String,
     pub finish: Option<FinishReason>,
+    /// The token's log-probabilities, when [`GenerateParams::logprobs`] asked for them.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 pub struct Session<'m, B> {
@@ -75,6 +84,8 @@ pub struct Session<'m, B> {
     unevaluated: Option<u32>,
     /// The token sampled from the last evaluation, not yet returned by `step`.
     next: Option<u32>,
+    /// `next`'s log-probabilities, when asked for.
+    next_logprobs: Option<TokenLogprobs>,
     sampler: Sampler,
     decoder: StreamDecoder<'m>,
     stop: StopMatcher,
@@ -92,6 +103,7 @@ impl<'m, B: Backend> Session<'m, B> {
             n_generated: 0,
             unevaluated: None,
             next: None,
+            next_logprobs: None,
             sampler: Sampler::new(SamplingParams::default()),
             decoder: tokenizer.stream_decoder(false),
             stop: StopMatcher::default(),
@@ -146,6 +158,7 @@ impl<'m, B: Backend> Session<'m, B> {
         self.n_generated = 0;
         self.unevaluated = None;
         self.next = None;
+        self.next_logprobs = None;
         self.sampler = Sampler::new(params.sampling.clone());
         self.decoder = self.tokenizer.stream_decoder(false);
         self.stop = StopMatcher::new(params.stop.iter().cloned());
@@ -163,20 +176,21 @@ impl<'m, B: Backend> Session<'m, B> {
             let end = self.n_prompt.min(done.saturating_add(budget.max(1)));
             let want = if end == self.n_prompt { self.want() } else { Want::Nothing };
             let out = self.backend.eval(&self.tokens[done..end], want).await?;
-            self.next = pick(&mut self.sampler, out, &self.tokens)?;
+            (self.next, self.next_logprobs) =
+                pick(&mut self.sampler, out, &self.tokens, self.params.logprobs);
         }
         Ok(self.backend.n_past() >= self.n_prompt)
     }
 
     /// What the backend must return for the sampler: the argmax alone when that is the sample.
     fn want(&self) -> Want {
-        if self.sampler.is_argmax() { Want::Argmax } else { Want::Logits }
+        if self.sampler.is_argmax() && self.params.logprobs.is_none() { Want::Argmax } else { Want::Logits }
     }
 
     /// Samples the next token and returns the text it releases.
     pub async fn step(&mut self) -> Result<Step> {
         if let Some(reason) = self.finished {
-            return Ok(Step { token: None, text: String::new(), finish: Some(reason) });
+            return Ok(Step { token: None, text: String::new(), finish: Some(reason), logprobs: None });
         }
         if self.backend.n_past() < self.n_prompt {
             self.prefill(usize::MAX).await?;
@@ -187,9 +201,11 @@ impl<'m, B: Backend> Session<'m, B> {
             }
             let want = self.want();
             let out = self.backend.eval(&[t], want).await?;
-            self.next = pick(&mut self.sampler, out, &self.tokens)?;
+            (self.next, self.next_logprobs) =
+                pick(&mut self.sampler, out, &self.tokens, self.params.logprobs);
         }
         let token = self.next.take().ok_or(crate::Error::NothingSampled)?;
+        let logprobs = self.next_logprobs.take();
         if self.tokenizer.is_eog(token) && !self.params.ignore_eos {
             return Ok(self.finish(Some(token), String::new(), FinishReason::Stop));
         }
@@ -200,12 +216,15 @@ impl<'m, B: Backend> Session<'m, B> {
         let released = self.stop.push(&piece);
         if released.stopped {
             self.finished = Some(FinishReason::Stop);
-            return Ok(Step { token: Some(token), text: released.text, finish: Some(FinishReason::Stop) });
+            let finish = Some(FinishReason::Stop);
+            return Ok(Step { token: Some(token), text: released.text, finish, logprobs });
         }
         if self.n_generated >= self.params.max_tokens {
-            return Ok(self.finish(Some(token), released.text, FinishReason::Length));
+            let mut step = self.finish(Some(token), released.text, FinishReason::Length);
+            step.logprobs = logprobs;
+            return Ok(step);
         }
-        Ok(Step { token: Some(token), text: released.text, finish: None })
+        Ok(Step { token: Some(token), text: released.text, finish: None, logprobs })
     }
 
     /// Ends generation, releasing held text (a partial stop string, an incomplete character).
@@ -218,15 +237,24 @@ impl<'m, B: Backend> Session<'m, B> {
             text += &self.stop.finish();
         }
         self.finished = Some(reason);
-        Step { token, text, finish: Some(reason) }
+        Step { token, text, finish: Some(reason), logprobs: None }
     }
 }
 
-/// The next token from an evaluation's output: the backend's argmax, or a sample of its logits.
-fn pick(sampler: &mut Sampler, out: Output<'_>, history: &[u32]) -> Result<Option<u32>> {
-    Ok(match out {
-        Output::Nothing => None,
-        Output::Argmax(t) => Some(t),
-        Output::Logits(logits) => Some(sampler.sample(logits, history)),
-    })
+/// The next token from an evaluation's output: the backend's argmax, or a sample of its logits
+/// (with its log-probabilities when `logprobs` asks for them).
+fn pick(
+    sampler: &mut Sampler,
+    out: Output<'_>,
+    history: &[u32],
+    logprobs: Option<usize>,
+) -> (Option<u32>, Option<TokenLogprobs>) {
+    match out {
+        Output::Nothing => (None, None),
+        Output::Argmax(t) => (Some(t), None),
+        Output::Logits(logits) => {
+            let t = sampler.sample(logits, history);
+            (Some(t), logprobs.map(|k| token_logprobs(logits, t, k)))
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{AnyBackend, FinishReason, GenerateParams, Session};
+use aether_core::session::{AnyBackend, Backend, FinishReason, GenerateParams, Session, TokenLogprobs};
 use aether_core::tokenizer::Tokenizer;
 use pollster::block_on;
 use tokio::sync::mpsc::UnboundedSender;
@@ -35,6 +35,8 @@ pub struct Job {
 pub enum Event {
     /// Text released by one step (may be empty while a stop string or a character is pending).
     Text(String),
+    /// A generated token's log-probabilities (when the job asked), sent before its text.
+    Logprobs(TokenLogprobs),
     Done {
         finish: FinishReason,
         prompt_tokens: usize,
@@ -132,6 +134,8 @@ fn run(
         // prompts are prefilled); block only when nothing is running.
         let busy = slots.iter().filter(|s| s.job.is_some()).count();
         metrics.set_busy_slots(busy);
+        let kv: usize = slots.iter().filter(|s| s.job.is_some()).map(|s| s.session.backend().n_past()).sum();
+        metrics.set_kv_tokens(kv);
         if busy < slots.len() {
             let next = if busy == 0 {
                 match rx.recv() {
@@ -189,6 +193,9 @@ fn run(
                         Some(_) => metrics.observe_token_latency(now - slot.last_token_at),
                     }
                     slot.last_token_at = now;
+                    if let Some(lp) = step.logprobs {
+                        let _ = job.events.send(Event::Logprobs(lp));
+                    }
                     if !step.text.is_empty() {
                         let _ = job.events.send(Event::Text(step.text));
                     }
