@@ -184,6 +184,12 @@ pub enum Error {
     // ---------------------------------------------------------------- gpu attention
     #[error("GPU attention: {why}")]
     GpuAttention { why: String },
+
+    // ---------------------------------------------------------------- batched evaluation
+    #[error("sequence {seq} is out of range for a pool of {n_seq}")]
+    SeqOutOfRange { seq: usize, n_seq: usize },
+    #[error("sequence {seq} appears twice in one batch")]
+    SeqTwiceInBatch { seq: usize },
 }
 
 /// " while CONTEXT" when the GPU error has one.
