@@ -64,6 +64,12 @@ impl<'m> Sequence<'m> {
         self.n_generated
     }
 
+    /// The context: the prompt, then the tokens emitted since (those from [`Sequence::n_past`]
+    /// on not yet in the cache).
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
     /// Tokens in the KV cache.
     pub fn n_past(&self) -> usize {
         self.n_past

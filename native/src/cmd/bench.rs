@@ -2,7 +2,9 @@
 //! tokens in one go; tg: N tokens generated one at a time), median of repeated runs, on the GPU
 //! or (`--cpu`, or no adapter) the CPU. Both go through the session's `Backend`, as `aether run`
 //! does: pp is one `eval(prompt, Want::Argmax)`, so its time includes reading the answer back;
-//! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode.
+//! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode. `--concurrent 1,4,16`
+//! adds decode with that many sequences together, as the server's pool runs them: one
+//! `eval_batch` per step with one token of each sequence (greedy), reported as aggregate tokens/s.
 //!
 //! On the GPU it also measures the adapter's read bandwidth with the streaming-read kernel and
 //! reports decode's share of the roofline: (weight bytes a decode step reads × tokens/s) /
@@ -16,7 +18,7 @@ use aether_core::gpu::{Gpu, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
 use aether_core::sample::Rng;
-use aether_core::session::{AnyBackend, Backend, Want};
+use aether_core::session::{AnyBackend, Backend, BatchBackend, Run, Want};
 use anyhow::{Context, Result};
 use pollster::block_on;
 
@@ -47,6 +49,10 @@ pub struct BenchArgs {
     /// timestamps between its dispatches (they serialize the step a little).
     #[arg(long)]
     profile: bool,
+    /// Also decode with this many sequences at once, one batched step for all (a list:
+    /// `--concurrent 1,4,16`); each row gives the aggregate tokens/s of `-n` steps.
+    #[arg(long, value_delimiter = ',')]
+    concurrent: Vec<usize>,
 }
 
 /// Prompt tokens per GPU submission, as in `aether run`.
@@ -118,8 +124,34 @@ pub fn run(a: BenchArgs) -> Result<()> {
             report(&format!("tg{} queued", a.n_gen), a.n_gen, times, roofline);
         }
     }
+    for &n_seq in &a.concurrent {
+        if n_seq == 0 || a.n_gen == 0 {
+            continue;
+        }
+        let mut pool = backends.pool(&model, a.n_gen, n_seq, n_seq)?;
+        let steps: Vec<Vec<u32>> = (0..a.n_gen).map(|_| random_tokens(n_seq)).collect();
+        let times = timed(reps, || together(&mut pool, &steps))?;
+        // Weights are read once per step, whatever the sequences: the roofline counts steps.
+        let per_step = roofline.map(|(bytes, bw)| (bytes / n_seq as f64, bw));
+        report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
+    }
     if a.profile {
         profile(&mut backend, a.n_prompt.max(1))?;
+    }
+    Ok(())
+}
+
+/// Decodes `steps[k][s]` as sequence s's k-th token, all sequences in one batch per step, from
+/// empty contexts, reading back each step's argmaxes.
+fn together(pool: &mut AnyBackend<'_>, steps: &[Vec<u32>]) -> Result<()> {
+    let n_seq = steps.first().map_or(0, Vec::len);
+    for s in 0..n_seq {
+        pool.seq_truncate(s, 0);
+    }
+    for tokens in steps {
+        let runs: Vec<Run<'_>> =
+            (0..n_seq).map(|s| Run { seq: s, tokens: &tokens[s..s + 1], want: Want::Argmax }).collect();
+        block_on(pool.eval_batch(&runs))?;
     }
     Ok(())
 }
