@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (the wasm target, the default
 # model and chat templates, Mesa's lavapipe Vulkan driver for the GPU kernel tests), then
-# formatting, the workspace tests, the wasm32 build of the core and the browser tests (the npm
-# package in headless chromium; tests/browser/run.sh installs chromium and playwright-core).
+# formatting, the workspace tests, the wasm32 build of the core, the server's acceptance tests
+# (tests/server/run.sh) and the browser tests (the npm package in headless chromium;
+# tests/browser/run.sh installs chromium and playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,14 @@ cargo fmt --all --check
 cargo check -p aether-core -p aether-web --target wasm32-unknown-unknown
 cargo check -p aether-core --features gpu --target wasm32-unknown-unknown
 cargo test --workspace
+# The server's acceptance tests: real `aether serve` processes driven by the openai clients
+# (Python and npm), schemathesis, a bad-input table, disconnects, load and shutdown (about 5
+# minutes; tests/server/run.sh installs python3-venv, node and the pinned packages), on the
+# binary `cargo test` just built (`cargo build` would rebuild it without the dev-dependencies'
+# features). AETHER_NO_SERVER_TESTS=1 skips them.
+if [ "${AETHER_NO_SERVER_TESTS:-0}" != 1 ]; then
+  AETHER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/aether" bash tests/server/run.sh
+fi
 # AETHER_NO_BROWSER=1 declares a machine without chromium (or apt) and skips the browser tests.
 if [ "${AETHER_NO_BROWSER:-0}" != 1 ]; then
   bash tests/browser/run.sh

@@ -4,6 +4,15 @@
 // Q8_K (256-element blocks, iscale = −127/max by the signed extreme, q = min(127, round(iscale·x)),
 // d = 1/iscale), f16 or bf16 (rounded to nearest even). The projections then multiply y in f32,
 // so GPU and CPU see the same rounding of the activations and agree to f32 summation order.
+// With `norm`, x is first RMS-normalized with weight `nw` (a layer's norm fused into the rounding
+// of its projections' input: y = round(x / rms(x) · nw)); every workgroup sums the squares of its
+// whole row itself, so the two need no dispatch between them. With `glu`, x is a gated
+// feed-forward's gate and y = round(act(gate) · up) (the GLU fused into the rounding of the down
+// projection's input; `act` is glu.wgsl's section, spliced in at load).
+// For the Q8 formats the kernel also writes the levels themselves for the integer mat-vec kernels
+// (`dot4I8Packed`): per token row of `xq`, cols/4 words of four int8 levels (element 4i in the
+// low byte of word i), then one f32 scale per 32 elements (a Q8_K block's scale repeated for its
+// eight 32-element runs), the row `q_stride` words long.
 // WGSL's round() rounds half to even, as the CPU's round_ties_even. CPU twin: gpu::act_quant_cpu;
 // launcher: core/src/gpu/act_quant.rs.
 //
@@ -18,6 +27,14 @@ struct Params {
     mode: u32,   // 0 Q8_0 / Q8_1, 1 Q8_K, 2 f16, 3 bf16
     x_off: u32,  // offsets in elements
     y_off: u32,
+    q_off: u32,     // offset of xq in words
+    q_stride: u32,  // words per token row of xq
+    norm: u32,      // 1: RMS-normalize the row with nw first
+    eps: f32,
+    glu: u32,       // 0: x as it is, 1: act(x) · up with SiLU, 2: with GELU-tanh
+    up_off: u32,    // in elements
+    _pad0: u32,
+    _pad1: u32,
 }
 
 struct Step {
@@ -31,11 +48,18 @@ struct Step {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;   // [y_off + tokens · cols]
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<storage, read_write> xq: array<u32>;  // [q_off + tokens · q_stride]
+@group(0) @binding(5) var<storage, read> nw: array<f32>;        // [cols] when norm
+@group(0) @binding(6) var<storage, read> up: array<f32>;        // [up_off + tokens · cols] when glu
 
 // |x| of each lane, then the block's maximum (a tree inside each block's lanes).
 var<workgroup> mag: array<f32, WG>;
 // Q8_K: the lane holding the maximum (the first on ties).
 var<workgroup> at: array<u32, WG>;
+// Each lane's level as a byte, for packing four to a word.
+var<workgroup> lev: array<u32, WG>;
+// Each lane's value (Q8_K reads the signed extreme back).
+var<workgroup> val: array<f32, WG>;
 
 fn round_f16(v: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
@@ -62,6 +86,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var v = 0.0;
     if live {
         v = x[p.x_off + i];
+        if p.glu != 0u {
+            v = activate(v, p.glu == 2u) * up[p.up_off + i];
+        }
+    }
+    if p.norm != 0u {
+        // Four independent loads per lane and round: the row is read at full speed.
+        let xr = p.x_off + t * p.cols;
+        let last = xr + p.cols - 1u;
+        var ss = vec4<f32>(0.0);
+        for (var k = lid; k < p.cols; k += 4u * WG) {
+            let e = vec4<u32>(k, k + WG, k + 2u * WG, k + 3u * WG);
+            let a = vec4<f32>(x[min(xr + e.x, last)], x[min(xr + e.y, last)], x[min(xr + e.z, last)], x[min(xr + e.w, last)]);
+            ss += select(vec4<f32>(0.0), a * a, e < vec4<u32>(p.cols));
+        }
+        mag[lid] = (ss.x + ss.y) + (ss.z + ss.w);
+        workgroupBarrier();
+        for (var s = WG / 2u; s > 0u; s >>= 1u) {
+            if lid < s {
+                mag[lid] += mag[lid + s];
+            }
+            workgroupBarrier();
+        }
+        let scale = 1.0 / sqrt(mag[0] / f32(p.cols) + p.eps);
+        workgroupBarrier();
+        if live {
+            v = v * scale * nw[c];
+        }
     }
     if p.mode >= 2u {
         if live {
@@ -71,6 +122,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     mag[lid] = abs(v);
     at[lid] = lid;
+    val[lid] = v;
     workgroupBarrier();
     // Blocks of 32 lanes (Q8_0/Q8_1) or the whole workgroup (Q8_K).
     let span = select(32u, WG, p.mode == 1u);
@@ -87,21 +139,37 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let head = lid - lid % span;
     let amax = mag[head];
-    if !live {
-        return;
-    }
     var q = 0.0;
     var d = 0.0;
-    if p.mode == 0u {
-        d = round_f16(amax / 127.0);
-        let id = select(0.0, 127.0 / amax, amax != 0.0);
-        q = clamp(round(v * id), -128.0, 127.0);
-    } else if amax != 0.0 {
-        // The signed extreme: the element at lane at[head] of this workgroup's block.
-        let max = x[p.x_off + t * p.cols + wg.x * WG + at[head]];
-        let iscale = -127.0 / max;
-        q = min(127.0, round(iscale * v));
-        d = 1.0 / iscale;
+    if live {
+        if p.mode == 0u {
+            d = round_f16(amax / 127.0);
+            let id = select(0.0, 127.0 / amax, amax != 0.0);
+            q = clamp(round(v * id), -128.0, 127.0);
+        } else if amax != 0.0 {
+            // The signed extreme: the element at lane at[head] of this workgroup's block.
+            let max = val[at[head]];
+            let iscale = -127.0 / max;
+            q = min(127.0, round(iscale * v));
+            d = 1.0 / iscale;
+        }
+        y[p.y_off + i] = d * q;
     }
-    y[p.y_off + i] = d * q;
+    lev[lid] = bitcast<u32>(i32(q)) & 0xFFu;
+    workgroupBarrier();
+    let row = p.q_off + t * p.q_stride;
+    let w0 = wg.x * (WG / 4u);  // this workgroup's first word
+    if lid < WG / 4u && 4u * (w0 + lid) < p.cols {
+        let l = 4u * lid;
+        xq[row + w0 + lid] = lev[l] | (lev[l + 1u] << 8u) | (lev[l + 2u] << 16u) | (lev[l + 3u] << 24u);
+    }
+    if live && c % 32u == 0u {
+        xq[row + p.cols / 4u + c / 32u] = bitcast<u32>(d);
+    }
+}
+
+// ---- act: replaced at load by glu.wgsl's section of the same name; this stand-in only makes the
+// file a module of its own for naga.
+fn activate(g: f32, gelu: bool) -> f32 {
+    return g;
 }

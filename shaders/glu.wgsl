@@ -29,6 +29,21 @@ struct Step {
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<uniform> step: Step;
 
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = (wg.y * nwg.x + wg.x) * WG + lid;
+    if e >= step.n_tokens * p.width {
+        return;
+    }
+    gate[p.gate_off + e] = activate(gate[p.gate_off + e], p.gelu == 1u) * up[p.up_off + e];
+}
+
+// ---- act: the activation, also spliced into act_quant.wgsl (a GLU fused into the conversion of
+// the down projection's input).
 const SQRT_2_OVER_PI: f32 = 0.7978846;
 const COEF_A: f32 = 0.044715;
 
@@ -48,22 +63,10 @@ fn gelu_tanh(x: f32) -> f32 {
     return f16_round(0.5 * h * (1.0 + tanh(SQRT_2_OVER_PI * h * (1.0 + COEF_A * h * h))));
 }
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = (wg.y * nwg.x + wg.x) * WG + lid;
-    if e >= step.n_tokens * p.width {
-        return;
+fn activate(g: f32, gelu: bool) -> f32 {
+    if gelu {
+        return gelu_tanh(g);
     }
-    let g = gate[p.gate_off + e];
-    var act: f32;
-    if p.gelu == 1u {
-        act = gelu_tanh(g);
-    } else {
-        act = g / (1.0 + exp(-g));
-    }
-    gate[p.gate_off + e] = act * up[p.up_off + e];
+    return g / (1.0 + exp(-g));
 }
+

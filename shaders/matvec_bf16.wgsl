@@ -17,7 +17,7 @@ struct Params {
     x_off: u32,      // offsets in elements
     y_off: u32,
     groups_x: u32,   // workgroups per row of the dispatch grid
-    _pad0: u32,
+    add: u32,        // 1: y += W·x (a residual add), 0: y = W·x
     _pad1: u32,
 }
 
@@ -75,7 +75,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     let total = reduce_rows(acc, lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
-        y[p.y_off + row0 + lane.lid] = total;
+        let i = p.y_off + row0 + lane.lid;
+        y[i] = select(total, y[i] + total, p.add != 0u);
     }
 }
 

@@ -1,73 +1,55 @@
-// matvec_q4_k.wgsl — y[y_off + r] = Σ_c W[r, c] · x[x_off + c] for the n_rows rows of one piece
-// of a Q4_K tensor, decoded straight from its GGUF bytes. CPU twin: gpu::matvec_cpu (quant::dot
-// per row); launcher: core/src/gpu/matvec.rs.
+// matvec_q4_k.wgsl — y[y_off + r] = Σ_c W[r, c] · x[c] for the n_rows rows of one piece of a
+// Q4_K tensor, decoded straight from its GGUF bytes, with x as packed Q8_K levels (act_quant.wgsl's
+// `xq`): integer dot products of the 4-bit and 8-bit levels (`dot4I8Packed`), then the scales —
+// the CPU's Q4_K × Q8_K dot product. CPU twin: gpu::matvec_cpu (quant::dot per row); launcher:
+// core/src/gpu/matvec.rs.
 //
-// Layout: 144-byte blocks of 256: f16 d, f16 dmin, scales[12] (eight 6-bit scales and mins),
-// qs[128]. Sub-block 2p takes the low nibbles of qs[32p..32p+32], sub-block 2p + 1 the high
-// ones; y = (d * sc) * q - (dmin * m). Rows are whole blocks, so blocks start on word boundaries.
+// Layout: 144-byte blocks of 256 (nine 16-byte vectors): f16 d, f16 dmin, scales[12] (eight 6-bit
+// scales and mins), then qs[128]. Sub-block 2p takes the low nibbles of qs[32p..32p+32], sub-block
+// 2p + 1 the high ones; y = (d · sc) · q − (dmin · m). Rows are whole blocks (a multiple of 16
+// bytes), so every block is one header vector and eight level vectors.
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
-// row of the grid). Invocation s (0..TPB) of a block takes bytes l = 4 (s % 8).. l + 4 of the
-// 32-byte qs runs of pairs p = s / 8 and p + 2: neighbouring invocations read neighbouring words
-// of qs and neighbouring 16-byte runs of x, and pair p < 2 <= p + 2 fixes which half of the
-// packed scales each run needs, without branches.
+// row of the grid). Invocation s (0..TPB) of a block takes level vector s: 16 bytes of pair
+// p = s / 2, elements 16 (s % 2).. + 16 of sub-blocks 2p and 2p + 1. One 16-byte load of levels
+// and one of the header per row and block: the loads are as wide as WGSL has.
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
-const ROWS: u32 = 4u;
+const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
-const TPB: u32 = 16u;
+const TPB: u32 = 8u;
 
 struct Params {
     n_rows: u32,     // rows in this piece
     cols: u32,       // elements per row (ne[0])
     row_bytes: u32,  // bytes per row
-    x_off: u32,      // offsets in elements
-    y_off: u32,
+    x_off: u32,      // offset of x's row in xq, in words (a multiple of 4)
+    y_off: u32,      // in elements
     groups_x: u32,   // workgroups per row of the dispatch grid
-    _pad0: u32,
+    add: u32,        // 1: y += W·x (a residual add), 0: y = W·x
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + cols]
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + n_rows]
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;  // [n_rows, row_bytes] bytes
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;  // levels [cols / 4 words], scales [cols / 32]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;   // [y_off + n_rows]
 @group(0) @binding(3) var<uniform> p: Params;
 
-fn xv(i: u32) -> vec4<f32> {
-    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+// The packed scale (or min) bytes of sub-blocks 0..4 (`lo`) or 4..8, from the 12 scale bytes as
+// words s0, s1, s2 (see quant/kquants.rs `scale_min_k4`): sub-blocks 0..4 keep theirs in the low 6
+// bits of bytes 0..4 (scales) and 4..8 (mins); sub-blocks 4..8 their low nibbles in bytes 8..12
+// and their top two bits in the spare top bits of bytes 0..8.
+fn scales(s0: u32, s2: u32, lo: bool) -> u32 {
+    return select((s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u), s0 & 0x3F3F3F3Fu, lo);
 }
 
-fn bytes4(q: u32) -> vec4<f32> {
-    return vec4<f32>(unpack4xU8(q));
+fn mins(s1: u32, s2: u32, lo: bool) -> u32 {
+    return select(((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u), s1 & 0x3F3F3F3Fu, lo);
 }
 
-fn hsum(v: vec4<f32>) -> f32 {
-    return (v.x + v.y) + (v.z + v.w);
-}
-
-// The packed scale (or min) bytes of sub-blocks 0..4 (`first`) or 4..8, from the 12 scale bytes
-// as words s0, s1, s2 (see quant/kquants.rs `scale_min_k4`): sub-blocks 0..4 keep theirs in the
-// low 6 bits of bytes 0..4 (scales) and 4..8 (mins); sub-blocks 4..8 their low nibbles in bytes
-// 8..12 and their top two bits in the spare top bits of bytes 0..8.
-fn scales_lo(s0: u32) -> u32 {
-    return s0 & 0x3F3F3F3Fu;
-}
-
-fn scales_hi(s0: u32, s2: u32) -> u32 {
-    return (s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u);
-}
-
-fn mins_lo(s1: u32) -> u32 {
-    return s1 & 0x3F3F3F3Fu;
-}
-
-fn mins_hi(s1: u32, s2: u32) -> u32 {
-    return ((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u);
-}
-
-// Byte `k` of `v` as f32.
-fn byte_f(v: u32, k: u32) -> f32 {
-    return f32((v >> (8u * k)) & 0xFFu);
+// Σ of four products of the int8 lanes of `a` and `b`.
+fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
 }
 
 @compute @workgroup_size(WG)
@@ -78,43 +60,37 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     var acc: array<f32, ROWS>;
     let s = lane.lid % TPB;
-    let pr = s / 8u;   // pairs pr and pr + 2: sub-blocks 2pr, 2pr + 1, 2pr + 4, 2pr + 5
-    let j = s % 8u;    // word j of each 32-byte qs run: bytes 4j..4j + 4
+    let pr = s / 2u;           // the pair of sub-blocks 2pr, 2pr + 1
+    let lo = pr < 2u;          // sub-blocks 0..4: scales in the low words
+    let sh = 16u * (pr % 2u);  // their bytes 2 (pr % 2), + 1 of the scale word
+    let xv = p.x_off / 4u;
+    let scales_at = (p.x_off + p.cols / 4u) / 4u;
+    let ones = vec4<u32>(0x01010101u);
+    let row_v = p.row_bytes / 16u;
     for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-        let xb = p.x_off + 256u * b + 64u * pr + 4u * j;
-        let xa_l = xv(xb);
-        let xa_h = xv(xb + 32u);
-        let xb_l = xv(xb + 128u);
-        let xb_h = xv(xb + 160u);
-        let sums = vec4<f32>(hsum(xa_l), hsum(xa_h), hsum(xb_l), hsum(xb_h));
+        // Levels of sub-block 2pr (elements 16 (s % 2).. of it) and of 2pr + 1, 32 further.
+        let xa = x[xv + 16u * b + 4u * pr + s % 2u];
+        let xb = x[xv + 16u * b + 4u * pr + s % 2u + 2u];
+        let sums = vec2<f32>(f32(dot4(ones, xa)), f32(dot4(ones, xb)));
+        let dx = bitcast<f32>(x[scales_at + 2u * b].x);
         for (var r = 0u; r < ROWS; r++) {
-            let wb = (min(row0 + r, p.n_rows - 1u) * p.row_bytes + 144u * b) >> 2u;
-            let dm = unpack2x16float(w[wb]);
-            let s0 = w[wb + 1u];
-            let s1 = w[wb + 2u];
-            let s2 = w[wb + 3u];
-            // Sub-blocks 2pr, 2pr + 1 (bytes 2pr, 2pr + 1 of the low words) and 2pr + 4, 2pr + 5
-            // (the same bytes of the high words).
-            let scl = scales_lo(s0);
-            let sch = scales_hi(s0, s2);
-            let sc = vec4<f32>(byte_f(scl, 2u * pr), byte_f(scl, 2u * pr + 1u), byte_f(sch, 2u * pr), byte_f(sch, 2u * pr + 1u));
-            let mnl = mins_lo(s1);
-            let mnh = mins_hi(s1, s2);
-            let mn = vec4<f32>(byte_f(mnl, 2u * pr), byte_f(mnl, 2u * pr + 1u), byte_f(mnh, 2u * pr), byte_f(mnh, 2u * pr + 1u));
-            let qa = w[wb + 4u + 8u * pr + j];
-            let qb = w[wb + 20u + 8u * pr + j];
-            let d = vec4<f32>(
-                dot(bytes4(qa & 0x0F0F0F0Fu), xa_l),
-                dot(bytes4((qa >> 4u) & 0x0F0F0F0Fu), xa_h),
-                dot(bytes4(qb & 0x0F0F0F0Fu), xb_l),
-                dot(bytes4((qb >> 4u) & 0x0F0F0F0Fu), xb_h),
-            );
-            acc[r] += dm.x * dot(sc, d) - dm.y * dot(mn, sums);
+            let blk = min(row0 + r, p.n_rows - 1u) * row_v + 9u * b;
+            let hd = w[blk];
+            let q = w[blk + 1u + s];
+            let dm = unpack2x16float(hd.x);
+            let sc = (scales(hd.y, hd.w, lo) >> sh) & 0xFFFFu;
+            let mn = (mins(hd.z, hd.w, lo) >> sh) & 0xFFFFu;
+            let dot_a = dot4(q & vec4<u32>(0x0F0F0F0Fu), xa);
+            let dot_b = dot4((q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu), xb);
+            let prod = f32(sc & 0xFFu) * f32(dot_a) + f32(sc >> 8u) * f32(dot_b);
+            let bias = f32(mn & 0xFFu) * sums.x + f32(mn >> 8u) * sums.y;
+            acc[r] += dx * (dm.x * prod - dm.y * bias);
         }
     }
     let total = reduce_rows(acc, lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
-        y[p.y_off + row0 + lane.lid] = total;
+        let i = p.y_off + row0 + lane.lid;
+        y[i] = select(total, y[i] + total, p.add != 0u);
     }
 }
 

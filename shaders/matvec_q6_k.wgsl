@@ -1,6 +1,8 @@
-// matvec_q6_k.wgsl — y[y_off + r] = Σ_c W[r, c] · x[x_off + c] for the n_rows rows of one piece
-// of a Q6_K tensor, decoded straight from its GGUF bytes. CPU twin: gpu::matvec_cpu (quant::dot
-// per row); launcher: core/src/gpu/matvec.rs.
+// matvec_q6_k.wgsl — y[y_off + r] = Σ_c W[r, c] · x[c] for the n_rows rows of one piece of a
+// Q6_K tensor, decoded straight from its GGUF bytes, with x as packed Q8_K levels (act_quant.wgsl's
+// `xq`): integer dot products of the 6-bit and 8-bit levels (`dot4I8Packed`), then the scales —
+// the CPU's Q6_K × Q8_K dot product. CPU twin: gpu::matvec_cpu (quant::dot per row); launcher:
+// core/src/gpu/matvec.rs.
 //
 // Layout: 210-byte blocks of 256: ql[128], qh[64], i8 scales[16], f16 d. Element
 // e = 128h + 32k + l: low nibble of ql[64h + 32(k % 2) + l] (high nibble for k >= 2), top two
@@ -8,11 +10,12 @@
 // start on 2-byte boundaries.
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
 // row of the grid). Invocation s (0..TPB) of a block takes
-// half h = s / 8 and l = 4 (s % 8).. l + 4 of each of the four 32-element groups k.
+// half h = s / 8 and l = 4 (s % 8).. l + 4 of each of the four 32-element groups k; the −32 of
+// the levels is taken out of the integer sum as 32 · Σ x.
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
-const ROWS: u32 = 4u;
+const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 16u;
 
@@ -20,15 +23,15 @@ struct Params {
     n_rows: u32,     // rows in this piece
     cols: u32,       // elements per row (ne[0])
     row_bytes: u32,  // bytes per row
-    x_off: u32,      // offsets in elements
-    y_off: u32,
+    x_off: u32,      // offset of x's row in xq, in words (a multiple of 4)
+    y_off: u32,      // in elements
     groups_x: u32,   // workgroups per row of the dispatch grid
-    _pad0: u32,
+    add: u32,        // 1: y += W·x (a residual add), 0: y = W·x
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes, padded to 4
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + cols]
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;  // levels [cols / 4 words], scales [cols / 32]
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + n_rows]
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -47,8 +50,8 @@ fn u8_at(byte: u32) -> u32 {
     return (w[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xFFu;
 }
 
-fn i8_at(byte: u32) -> f32 {
-    return f32(bitcast<i32>(u8_at(byte) << 24u) >> 24u);
+fn i8_at(byte: u32) -> i32 {
+    return bitcast<i32>(u8_at(byte) << 24u) >> 24u;
 }
 
 // The f16 at byte `byte` (even) of w, as f32.
@@ -56,8 +59,14 @@ fn f16_at(byte: u32) -> f32 {
     return unpack2x16float(w[byte >> 2u] >> ((byte & 2u) * 8u)).x;
 }
 
-fn xv(i: u32) -> vec4<f32> {
-    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+// Word `i` of x.
+fn xw(i: u32) -> u32 {
+    return x[i / 4u][i % 4u];
+}
+
+// Σ of the products of the 6-bit levels `q` (bytes 0..63) less 32 with the int8 levels `a`.
+fn dot6(q: u32, a: u32) -> i32 {
+    return dot4I8Packed(q, a) - 32 * dot4I8Packed(0x01010101u, a);
 }
 
 @compute @workgroup_size(WG)
@@ -71,11 +80,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let h = s / 8u;
     let l4 = (s % 8u) * 4u;
     for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-        let xb = p.x_off + 256u * b + 128u * h + l4;
-        let x0 = xv(xb);
-        let x1 = xv(xb + 32u);
-        let x2 = xv(xb + 64u);
-        let x3 = xv(xb + 96u);
+        // Words of elements 128h + 32k + l4.. for k = 0..4.
+        let xb = p.x_off + 64u * b + 32u * h + s % 8u;
+        let x0 = xw(xb);
+        let x1 = xw(xb + 8u);
+        let x2 = xw(xb + 16u);
+        let x3 = xw(xb + 24u);
+        let dx = bitcast<f32>(xw(p.x_off + p.cols / 4u + 8u * b));
         for (var r = 0u; r < ROWS; r++) {
             let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 210u * b;
             let qa = load_u32(blk + 64u * h + l4);
@@ -86,16 +97,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
             let q2 = ((qa >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
             let q3 = ((qb >> 4u) & 0x0F0F0F0Fu) | (((qh >> 6u) & 0x03030303u) << 4u);
             let sc = blk + 192u + 8u * h + l4 / 16u;
-            let s0 = i8_at(sc) * dot(vec4<f32>(unpack4xU8(q0)) - 32.0, x0);
-            let s1 = i8_at(sc + 2u) * dot(vec4<f32>(unpack4xU8(q1)) - 32.0, x1);
-            let s2 = i8_at(sc + 4u) * dot(vec4<f32>(unpack4xU8(q2)) - 32.0, x2);
-            let s3 = i8_at(sc + 6u) * dot(vec4<f32>(unpack4xU8(q3)) - 32.0, x3);
-            acc[r] += f16_at(blk + 208u) * ((s0 + s1) + (s2 + s3));
+            let sum = (i8_at(sc) * dot6(q0, x0) + i8_at(sc + 2u) * dot6(q1, x1))
+                + (i8_at(sc + 4u) * dot6(q2, x2) + i8_at(sc + 6u) * dot6(q3, x3));
+            acc[r] += (f16_at(blk + 208u) * dx) * f32(sum);
         }
     }
     let total = reduce_rows(acc, lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
-        y[p.y_off + row0 + lane.lid] = total;
+        let i = p.y_off + row0 + lane.lid;
+        y[i] = select(total, y[i] + total, p.add != 0u);
     }
 }
 

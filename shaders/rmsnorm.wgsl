@@ -60,15 +60,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     let xr = p.x_off + (src_row(t) * p.groups + g) * p.width;
     let yr = p.y_off + (t * p.groups + g) * p.width;
-    var ss = 0.0;
-    for (var i = lane.lid; i < p.width; i += WG) {
-        let v = load_x(xr + i);
-        ss += v * v;
+    // Four elements per invocation and round, loaded before any is used: a lone workgroup
+    // covers a decode step's row, so its time is the latency of its loads.
+    let last = p.width - 1u;
+    var ss = vec4<f32>(0.0);
+    for (var i = lane.lid; i < p.width; i += 4u * WG) {
+        let e = vec4<u32>(i, i + WG, i + 2u * WG, i + 3u * WG);
+        let v = vec4<f32>(load_x(xr + min(e.x, last)), load_x(xr + min(e.y, last)), load_x(xr + min(e.z, last)), load_x(xr + min(e.w, last)));
+        ss += select(vec4<f32>(0.0), v * v, e <= vec4<u32>(last));
     }
-    let total = reduce_sum(ss, lane);
+    let total = reduce_sum((ss.x + ss.y) + (ss.z + ss.w), lane);
     let scale = 1.0 / sqrt(total / f32(p.width) + p.eps);
-    for (var i = lane.lid; i < p.width; i += WG) {
-        store_y(yr + i, load_x(xr + i) * scale * w[i]);
+    for (var i = lane.lid; i < p.width; i += 4u * WG) {
+        let e = vec4<u32>(i, i + WG, i + 2u * WG, i + 3u * WG);
+        let v = vec4<f32>(load_x(xr + min(e.x, last)), load_x(xr + min(e.y, last)), load_x(xr + min(e.z, last)), load_x(xr + min(e.w, last)));
+        let g = vec4<f32>(w[min(e.x, last)], w[min(e.y, last)], w[min(e.z, last)], w[min(e.w, last)]);
+        let out = v * scale * g;
+        for (var k = 0u; k < 4u; k++) {
+            if e[k] <= last {
+                store_y(yr + e[k], out[k]);
+            }
+        }
     }
 }
 

@@ -287,3 +287,84 @@ async fn concurrent_requests_get_their_solo_text() {
         assert_eq!(got, alone[k % 4], "{:?} (stream: {stream}) among 8 vs alone", prompts[k % 4]);
     }
 }
+
+#[tokio::test]
+async fn other_methods_get_an_openai_shaped_405_with_allow() {
+    let st = state(None);
+    let put = Request::put("/v1/models").body(Body::empty()).unwrap();
+    let resp = server::app(st.clone()).oneshot(put).await.unwrap();
+    assert_eq!(resp.headers().get(header::ALLOW).map(|v| v.to_str().unwrap()), Some("GET,HEAD"));
+    assert_error(
+        call(st, Request::get("/v1/completions").body(Body::empty()).unwrap()).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GET",
+    );
+}
+
+#[tokio::test]
+async fn logprobs_come_in_openais_shapes() {
+    let st = state(None);
+    let body = r#"{"prompt":"The capital of France is","max_tokens":3,"temperature":0,"logprobs":2}"#;
+    let (status, text) = call(st.clone(), post("/v1/completions", body)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let lp = &json_of(&text)["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"], json!([" Paris", ".", "\n"]), "{lp}");
+    assert_eq!(lp["text_offset"], json!([0, 6, 7]), "{lp}");
+    for (i, top) in lp["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let best = top.as_object().unwrap().values().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let chosen = lp["token_logprobs"][i].as_f64().unwrap();
+        assert!((best - chosen).abs() < 1e-6, "token {i}: greedy chose {chosen}, the best is {best}");
+    }
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0,
+        "logprobs": true, "top_logprobs": 4});
+    let (_, text) = call(st, post("/v1/chat/completions", &body.to_string())).await;
+    let content = &json_of(&text)["choices"][0]["logprobs"]["content"];
+    assert_eq!(content.as_array().map(Vec::len), Some(2), "{text}");
+    assert_eq!(content[0]["top_logprobs"].as_array().map(Vec::len), Some(4), "{text}");
+    assert!(content[0]["bytes"].is_array() && content[0]["logprob"].as_f64().unwrap() <= 0.0, "{text}");
+}
+
+/// The demo site at `/`, the model file at `/models/<name>`; misses are JSON 404s, and nothing
+/// outside the folder is reachable.
+#[tokio::test]
+async fn the_site_is_served_beside_the_api() {
+    let dir = std::env::temp_dir().join(format!("aether-site-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>aether</title>").unwrap();
+    std::fs::write(dir.join("sub/app.js"), "export {};").unwrap();
+    let site = server::Site { dir: dir.clone(), model: Some(model_path(DEFAULT_MODEL)) };
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let app = || server::app_with_site(state(None), Some(&site));
+
+    let resp = app().oneshot(get("/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/html");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"<!doctype html><title>aether</title>");
+    let resp = app().oneshot(get("/sub/app.js")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().contains("javascript"));
+
+    let range = Request::get(format!("/models/{DEFAULT_MODEL}"))
+        .header(header::RANGE, "bytes=0-3")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app().oneshot(range).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"GGUF");
+
+    for path in ["/missing.js", "/../Cargo.toml", "/sub/../../Cargo.toml", "/models/other.gguf"] {
+        let resp = app().oneshot(get(path)).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_error(
+            (status, String::from_utf8_lossy(&body).into_owned()),
+            StatusCode::NOT_FOUND,
+            "no route",
+        );
+    }
+    // The API keeps its paths.
+    let (status, body) = call(state(None), get("/health")).await;
+    assert_eq!((status, json_of(&body)["status"].clone()), (StatusCode::OK, json!("ok")));
+    let _ = std::fs::remove_dir_all(&dir);
+}

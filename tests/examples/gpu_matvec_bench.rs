@@ -11,12 +11,17 @@
 //! and with the wall clock from submit to completion (always). Median of REPS passes after a
 //! warm-up. Before timing, the result of the first copy is checked against the CPU twin.
 //!
+//! `AETHER_MATVEC_SHAPES=64x2,128x4` also times each case with those workgroup sizes and rows
+//! per workgroup in place of the kernel's own (tuning).
+//!
 //! First it measures the roofline the same way: a 1 GiB buffer read as vec4<u32> by a
 //! grid-stride loop (the method of `../shared/ANCHORS.md`), 20 passes, median.
 
 use std::time::Instant;
 
-use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatVec, matvec_cpu};
+use aether_core::gpu::{
+    Gpu, GpuOptions, GpuTensor, MatVec, act_pack_cpu, act_quant_cpu, matvec_cpu, packed_input,
+};
 use aether_core::quant::GgmlType;
 use aether_tests::gpu::{Rng, assert_nmse, weights};
 
@@ -83,19 +88,27 @@ fn time_pass(
     Timing { gpu_s, wall_s }
 }
 
-fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize) {
+fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, shape: Option<(u32, u32)>) {
     let mut rng = Rng::new(42);
     let bytes = weights(ty, rows, cols, true, &mut rng);
-    let x = rng.vec(cols);
+    let mut x = rng.vec(cols);
+    // The packed-input kernels read the CPU's quantization of x; their twin the same levels.
+    let words: Vec<u32> = if packed_input(ty) {
+        let packed = act_pack_cpu(ty, &x, cols).expect("pack");
+        x = act_quant_cpu(ty, &x).expect("quantize");
+        packed
+    } else {
+        x.iter().map(|v| v.to_bits()).collect()
+    };
     let dev = gpu.device();
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let xb = dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some("x"),
-        size: (cols * 4) as u64,
+        size: (words.len() * 4) as u64,
         usage,
         mapped_at_creation: false,
     });
-    gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+    gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&words));
     let tensors: Vec<GpuTensor> = (0..COPIES)
         .map(|i| {
             GpuTensor::upload(gpu, &format!("w{i}"), ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
@@ -112,8 +125,15 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize) {
             })
         })
         .collect();
-    let ops: Vec<MatVec> =
-        tensors.iter().zip(&ys).map(|(w, y)| MatVec::new(gpu, w, &xb, 0, y, 0).expect("matvec")).collect();
+    let ops: Vec<MatVec> = tensors
+        .iter()
+        .zip(&ys)
+        .map(|(w, y)| match shape {
+            Some((wg, r)) => MatVec::with_shape(gpu, w, &xb, y, wg, r),
+            None => MatVec::new(gpu, w, &xb, 0, y, 0),
+        })
+        .map(|m| m.expect("matvec"))
+        .collect();
 
     // Correctness on this adapter first.
     time_pass(gpu, &ops[..1], None);
@@ -277,10 +297,21 @@ fn main() {
         pollster::block_on(Gpu::new(GpuOptions { no_subgroups: true, ..Default::default() }))
             .expect("adapter")
     });
+    let shapes: Vec<(u32, u32)> = std::env::var("AETHER_MATVEC_SHAPES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|s| {
+            let (a, b) = s.split_once('x')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
     for &(ty, rows, cols) in &cases {
-        bench(&best, ty, rows, cols);
+        bench(&best, ty, rows, cols, None);
+        for &shape in &shapes {
+            bench(&best, ty, rows, cols, Some(shape));
+        }
         if let Some(g) = &portable {
-            bench(g, ty, rows, cols);
+            bench(g, ty, rows, cols, None);
         }
     }
 }

@@ -13,7 +13,8 @@
 //!   meets near ties often (" a wise and|old" after "Once upon a time, in a small village by the
 //!   sea, there lived", margin 0.045), and there the order of a sum decides;
 //! - a batched step (decode tokens of several sequences beside a prompt chunk) creates no GPU
-//!   object and records one compute pass.
+//!   object and records one compute pass; a step of greedy decode tokens fed their own argmaxes
+//!   is found already in flight, submitted ahead by the one before.
 
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
@@ -233,20 +234,47 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
         ];
         pollster::block_on(b.eval_batch(&runs)).map(|_| ()).expect("step");
     };
-    // Warm-up: pipelines and buffers exist from here on.
+    // Warm-up: pipelines and buffers exist from here on (a greedy step of all three, its step
+    // ahead discarded by the next call).
     step(&mut b, [Want::Argmax, Want::Logits, Want::Argmax]);
-    let (before, passes) = (live_objects(&gpu), b.passes());
+    let toks = [[1u32], [2], [3]];
+    let greedy: Vec<Run<'_>> = (0..3).map(|s| Run { seq: s, tokens: &toks[s], want: Want::Argmax }).collect();
+    pollster::block_on(b.eval_batch(&greedy)).expect("greedy step");
+    step(&mut b, [Want::Argmax, Want::Logits, Want::Argmax]);
+    gpu.wait(None, "the first steps").expect("wait");
+    let before = live_objects(&gpu);
     assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
+    let mut counts = Vec::new();
     for wants in [
         [Want::Argmax; 3],
         [Want::Logits, Want::Nothing, Want::Argmax],
         [Want::Nothing; 3],
         [Want::Logits; 3],
     ] {
+        let p = b.passes();
         step(&mut b, wants);
+        counts.push(b.passes() - p);
+    }
+    // Greedy steps of the three, each fed its own argmaxes: the first submits the next ahead
+    // (two passes), the others find theirs in flight and submit one more (one pass each).
+    let mut toks = [[9u32], [8], [7]];
+    for _ in 0..3 {
+        let runs: Vec<Run<'_>> =
+            (0..3).map(|s| Run { seq: s, tokens: &toks[s], want: Want::Argmax }).collect();
+        let p = b.passes();
+        let out = pollster::block_on(b.eval_batch(&runs)).expect("greedy step");
+        let next: Vec<u32> = (0..3)
+            .map(|j| match out.get(j) {
+                Output::Argmax(t) => t,
+                other => panic!("expected an argmax, got {other:?}"),
+            })
+            .collect();
+        counts.push(b.passes() - p);
+        toks = [[next[0]], [next[1]], [next[2]]];
     }
     gpu.wait(None, "batched steps").expect("wait");
     assert_eq!(live_objects(&gpu), before, "batched steps left GPU objects behind");
-    assert_eq!(b.passes() - passes, 4, "compute passes for 4 batched steps");
-    assert_eq!((b.seq_len(0), b.seq_len(1), b.seq_len(2)), (5, 20, 5));
+    assert_eq!(counts, [1, 1, 1, 1, 2, 1, 1], "compute passes per call");
+    // Three warm-up calls, four steps, three greedy steps (the step ahead not counted).
+    assert_eq!((b.seq_len(0), b.seq_len(1), b.seq_len(2)), (1 + 1 + 1 + 4 + 3, 4 + 1 + 4 + 16 + 3, 10));
 }

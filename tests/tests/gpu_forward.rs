@@ -170,14 +170,13 @@ fn live_objects(gpu: &Gpu) -> [isize; 5] {
 fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
     use aether_core::model::Arch;
     use aether_core::quant::GgmlType;
-    use aether_core::session::{Backend, Want};
+    use aether_core::session::{Backend, Output, Want};
     use aether_core::synth::{Shape, Spec, Synth};
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
     let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
     let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
     let g = Gguf::parse(&bytes).expect("parse");
-    let mut per_depth = Vec::new();
     for depth in [1, 4] {
         let mut model = Model::from_gguf(&g).expect("model");
         assert!(model.weights.layers.len() >= depth);
@@ -186,12 +185,29 @@ fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
         let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
         let mut b = GpuBackend::new(&gpu, &gm, 64, 16).expect("backend");
         // A prompt chunk and one decode step first: pipelines and buffers exist from here on.
+        let argmax = |o: Output<'_>| match o {
+            Output::Argmax(t) => t,
+            other => panic!("expected an argmax, got {other:?}"),
+        };
         pollster::block_on(b.eval(&[1, 2, 3], Want::Argmax)).expect("prompt");
-        pollster::block_on(b.eval(&[4], Want::Argmax)).expect("step");
-        let (before, passes) = (live_objects(&gpu), b.passes());
+        let mut t = argmax(pollster::block_on(b.eval(&[4], Want::Argmax)).expect("step"));
+        // Settled (the step ahead and its queue writes' staging done) before counting.
+        gpu.wait(None, "the first steps").expect("wait");
+        let before = live_objects(&gpu);
         assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
-        for want in [Want::Argmax, Want::Logits, Want::Nothing, Want::Argmax] {
+        // Greedy steps fed their own argmax: each was submitted ahead by the one before, and
+        // submits the next (one pass per step). Then steps that discard the one ahead: logits,
+        // nothing, and a greedy step of another token (its own pass and the next one's).
+        let mut counts = Vec::new();
+        for _ in 0..3 {
+            let p = b.passes();
+            t = argmax(pollster::block_on(b.eval(&[t], Want::Argmax)).expect("step"));
+            counts.push(b.passes() - p);
+        }
+        for want in [Want::Logits, Want::Nothing, Want::Argmax] {
+            let p = b.passes();
             pollster::block_on(b.eval(&[5], want)).expect("step");
+            counts.push(b.passes() - p);
         }
         gpu.wait(None, "decode steps").expect("wait");
         assert_eq!(
@@ -199,7 +215,7 @@ fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
             before,
             "depth {depth}: decode steps left GPU objects behind (buffers, bind groups, pipelines, shaders, queries)"
         );
-        per_depth.push((b.passes() - passes) as f64 / 4.0);
+        assert_eq!(counts, [1, 1, 1, 1, 1, 2], "depth {depth}: compute passes per call");
+        assert_eq!(b.n_past(), 3 + 1 + 3 + 3, "depth {depth}: positions taken (the step ahead not counted)");
     }
-    assert_eq!(per_depth, [1.0, 1.0], "compute passes per decode step at depths 1 and 4");
 }

@@ -7,23 +7,51 @@
 //! offsets, and weights both quantized from random values and made of random bytes. Also: a
 //! tensor split across buffers by a forced small binding limit, errors coming back as `Error`s.
 //!
+//! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (`packed_input`): they get the
+//! CPU's own quantization of x (`act_pack_cpu`), and their twin multiplies the same levels
+//! (`act_quant_cpu`, the quantized x back in f32).
+//!
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
 use aether_core::Error;
-use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatVec, Readback, UPLOAD_CHUNK, matvec_cpu, shaders};
+use aether_core::gpu::{
+    Gpu, GpuOptions, GpuTensor, MatVec, Readback, UPLOAD_CHUNK, act_pack_cpu, act_quant_cpu, matvec_cpu,
+    packed_input, shaders,
+};
 use aether_core::quant::GgmlType;
 use aether_tests::gpu::{Rng, assert_nmse, test_gpu, weights};
 
 /// Sentinel in y outside the rows a mat-vec writes.
 const UNTOUCHED: f32 = 12345.0;
 
-/// Runs `W·x` on the GPU: x at element `x_off`, y at `y_off`; returns the whole y buffer.
+/// The CPU twin's `W·x`: with x as the kernel sees it (quantized for a packed-input kernel).
+fn want(ty: GgmlType, bytes: &[u8], x: &[f32], rows: usize) -> Vec<f32> {
+    let x = if packed_input(ty) { act_quant_cpu(ty, x).expect("CPU quantizer") } else { x.to_vec() };
+    let mut y = vec![0f32; rows];
+    matvec_cpu(ty, bytes, &x, &mut y).expect("CPU twin");
+    y
+}
+
+/// Runs `W·x` on the GPU: x at element `x_off` (packed: at word 4 · x_off), y at `y_off`;
+/// returns the whole y buffer.
 fn gpu_matvec(
     gpu: &Gpu,
     w: &GpuTensor,
     x: &[f32],
     x_off: usize,
     y_off: usize,
+) -> aether_core::Result<(Vec<f32>, String)> {
+    gpu_matvec_into(gpu, w, x, x_off, y_off, false)
+}
+
+/// [`gpu_matvec`], adding the product to y's contents (`UNTOUCHED`) when `add`.
+fn gpu_matvec_into(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    x: &[f32],
+    x_off: usize,
+    y_off: usize,
+    add: bool,
 ) -> aether_core::Result<(Vec<f32>, String)> {
     let dev = gpu.device();
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -35,13 +63,22 @@ fn gpu_matvec(
             mapped_at_creation: false,
         })
     };
-    let xb = make("x", x_off + x.len());
-    gpu.queue().write_buffer(&xb, (x_off * 4) as u64, bytemuck::cast_slice(x));
+    let (words, x_off): (Vec<u32>, usize) = if packed_input(w.ty) {
+        (act_pack_cpu(w.ty, x, x.len())?, 4 * x_off)
+    } else {
+        (x.iter().map(|v| v.to_bits()).collect(), x_off)
+    };
+    let xb = make("x", x_off + words.len());
+    gpu.queue().write_buffer(&xb, (x_off * 4) as u64, bytemuck::cast_slice(&words));
     let y_len = y_off + w.rows as usize + 3;
     let yb = make("y", y_len);
     gpu.queue().write_buffer(&yb, 0, bytemuck::cast_slice(&vec![UNTOUCHED; y_len]));
 
-    let mv = MatVec::new(gpu, w, &xb, x_off as u64, &yb, y_off as u64)?;
+    let mv = if add {
+        MatVec::new_add(gpu, w, &xb, x_off as u64, &yb, y_off as u64)?
+    } else {
+        MatVec::new(gpu, w, &xb, x_off as u64, &yb, y_off as u64)?
+    };
     let mut enc = dev.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -79,8 +116,7 @@ fn check_all_types(gpu: &Gpu, label: &str) -> Vec<String> {
                 let bytes = weights(ty, rows, cols, raw, &mut rng);
                 let x = rng.vec(cols);
                 let (x_off, y_off) = (case % 4, 5);
-                let mut want = vec![0f32; rows];
-                matvec_cpu(ty, &bytes, &x, &mut want).unwrap_or_else(|e| panic!("{what}: CPU twin: {e}"));
+                let want = want(ty, &bytes, &x, rows);
                 let run = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
                     .and_then(|w| gpu_matvec(gpu, &w, &x, x_off, y_off));
                 let (y, key) = match run {
@@ -118,6 +154,27 @@ fn matvec_matches_cpu_with_the_best_reduction() {
     let suffix = if gpu.caps().subgroups { "_sg" } else { "_wg" };
     assert!(keys.iter().all(|k| k.ends_with(suffix)), "kernels run: {keys:?}, expected all *{suffix}");
     assert_eq!(keys.len(), shaders::MATVEC_TYPES.len(), "{keys:?}");
+}
+
+/// `y += W·x` (the residual add a projection does itself): the packed-input kernels and an f32
+/// one.
+#[test]
+fn matvec_adds_into_y() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let mut rng = Rng::new(11);
+    for (ty, rows, cols) in
+        [(GgmlType::Q4K, 9, 512), (GgmlType::Q6K, 5, 256), (GgmlType::Q8_0, 7, 96), (GgmlType::F16, 3, 40)]
+    {
+        let what = format!("{ty} {rows}x{cols} added to y");
+        let bytes = weights(ty, rows, cols, false, &mut rng);
+        let x = rng.vec(cols);
+        let w = GpuTensor::upload(&gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+            .expect("upload");
+        let want: Vec<f32> = want(ty, &bytes, &x, rows).iter().map(|v| v + UNTOUCHED).collect();
+        let (y, _) = gpu_matvec_into(&gpu, &w, &x, 0, 1, true).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_nmse(&y[1..1 + rows], &want, MAX_NMSE, &what);
+        assert!(y[0] == UNTOUCHED && y[1 + rows..].iter().all(|&v| v == UNTOUCHED), "{what}: wrote outside");
+    }
 }
 
 #[test]
@@ -166,8 +223,7 @@ fn tensors_over_the_binding_limit_split_by_rows() {
         assert_eq!(calls.last(), Some(&(total, total)), "{what}: progress must end at the total: {calls:?}");
         assert!(calls.windows(2).all(|c| c[0].0 < c[1].0), "{what}: progress must grow: {calls:?}");
 
-        let mut want = vec![0f32; rows];
-        matvec_cpu(ty, &bytes, &x, &mut want).expect("CPU twin");
+        let want = want(ty, &bytes, &x, rows);
         let (y, _) = gpu_matvec(&gpu, &w, &x, 1, 2).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_nmse(&y[2..2 + rows], &want, MAX_NMSE, &what);
     }

@@ -199,7 +199,7 @@ impl Common {
             Some(Stop::Many(v)) if v.len() <= 16 => v.clone(),
             Some(Stop::Many(_)) => return Err(invalid("at most 16 stop strings")),
         };
-        Ok(GenerateParams { max_tokens, sampling: s, stop, ignore_eos: self.ignore_eos })
+        Ok(GenerateParams { max_tokens, sampling: s, stop, ignore_eos: self.ignore_eos, logprobs: None })
     }
 }
 

@@ -16,7 +16,8 @@
 //! with the layers. A projection is a mat-vec when the step has one token and a tiled matmul
 //! otherwise ([`Proj`]), so a batch of decode tokens reads each weight once. The head gathers the
 //! last token of each run that wants an output, and its logits come back only when a sampler
-//! needs them; greedy runs take the argmax on the GPU and read back one `u32` each.
+//! needs them; greedy runs take the argmax on the GPU and read back one `u32` each, and a step
+//! of greedy decode tokens is followed at once by the next, fed on the GPU ([`Ahead`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use super::{
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
-use crate::model::{Config, Model, QTensor};
+use crate::model::{Config, FfnAct, Model, QTensor};
 use crate::quant::{self, GgmlType};
 use crate::session::{Backend, BatchBackend, BatchPlan, Output, Outputs, Pool, Run, Want};
 
@@ -237,16 +238,23 @@ impl Uploader<'_> {
 }
 
 /// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more (none where
-/// a step never has more than one row).
+/// a step never has more than one row). With `add`, the product goes into a residual stream: the
+/// mat-vec adds it itself, the matmul writes it to y and `add` adds y to the stream.
 struct Proj {
     vec: MatVec,
     mat: Option<MatMul>,
+    add: Option<Add>,
 }
 
 impl Proj {
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n: u32) {
         match &self.mat {
-            Some(mat) if n > 1 => mat.encode(pass, n),
+            Some(mat) if n > 1 => {
+                mat.encode(pass, n);
+                if let Some(add) = &self.add {
+                    add.encode(pass, n);
+                }
+            }
             _ => self.vec.encode(pass),
         }
     }
@@ -351,6 +359,25 @@ impl Acts {
     }
 }
 
+/// Greedy decoding runs one step ahead. After a step of one-token runs that all want the argmax,
+/// the next step of the same sequences is submitted at once with those argmaxes as its tokens,
+/// copied on the GPU from the argmax rows to the token ids, before the CPU has read them: while
+/// the CPU maps the results, returns them, samples nothing (greedy) and feeds the same tokens
+/// back, the GPU is already running that step — the CPU's recording and the read-back wait
+/// overlap the GPU's work instead of idling it. When the next call asks for that very step (the
+/// same sequences at the same positions, one token each, equal to the argmaxes, argmax wanted)
+/// it is already in flight; any other call discards it: the sequences' lengths were never
+/// advanced for it, and later steps overwrite the cells it wrote.
+struct Ahead {
+    /// (sequence, position) of each of its tokens, in order.
+    at: Vec<(usize, usize)>,
+    /// Its tokens: the argmaxes of the step before, once read back.
+    inputs: Option<Vec<u32>>,
+    /// Where its own argmaxes land, and its submission (to wait for that alone).
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// A pool of sequences on the GPU: their KV caches, the activations of a step and its prepared
 /// kernels. As a [`Backend`] it is sequence 0.
 pub struct GpuBackend<'g> {
@@ -380,6 +407,10 @@ pub struct GpuBackend<'g> {
     /// [max_out, n_vocab] and [max_out]: the outputs read back, by output row.
     logits: Vec<f32>,
     tokens: Vec<u32>,
+    /// Two [max_out] u32 staging buffers greedy steps' argmaxes come back through, alternately.
+    token_staging: [wgpu::Buffer; 2],
+    /// The step submitted ahead on the GPU's own argmaxes (see [`Ahead`]).
+    ahead: Option<Ahead>,
     /// Compute passes recorded so far (one per submitted step).
     passes: u64,
     /// Per layer (K, V), f16 pairs in u32: [n_seq, n_ctx, kv_dim].
@@ -445,7 +476,8 @@ impl<'g> GpuBackend<'g> {
         };
         let (body, attn_scratch) = b.body(model, &acts, &kv, n_ctx, n_seq)?;
         let head = b.head(model, &acts)?;
-        let mut scratch: Vec<wgpu::Buffer> = b.scratch.into_inner().into_values().collect();
+        let mut scratch: Vec<wgpu::Buffer> =
+            b.scratch.into_inner().into_values().flat_map(|(a, b)| [a, b]).collect();
         scratch.push(attn_scratch);
         let argmax = (0..max_out as u64)
             .map(|r| {
@@ -453,6 +485,15 @@ impl<'g> GpuBackend<'g> {
             })
             .collect::<Result<Vec<_>>>()?;
         let readback = Readback::new(gpu, (max_out * c.n_vocab * 4) as u64)?;
+        let staging = |i: usize| {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("token read-back {i}")),
+                size: max_out as u64 * 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let token_staging = [staging(0), staging(1)];
         gpu.check("preparing the forward pass")?;
         Ok(GpuBackend {
             gpu,
@@ -473,6 +514,8 @@ impl<'g> GpuBackend<'g> {
             readback,
             logits: vec![0.0; max_out * c.n_vocab],
             tokens: vec![0; max_out],
+            token_staging,
+            ahead: None,
             passes: 0,
             _kv: kv,
             _scratch: scratch,
@@ -493,6 +536,7 @@ impl<'g> GpuBackend<'g> {
                 message: "the adapter has no timestamp queries inside compute passes".into(),
             });
         }
+        self.ahead = None;
         if self.seq_len[0] >= self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
@@ -553,15 +597,22 @@ impl<'g> GpuBackend<'g> {
     fn write_step(&self) -> Result<()> {
         let plan = &self.plan;
         self.table.write(self.gpu, plan)?;
-        self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&plan.ids));
+        if !plan.ids.is_empty() {
+            self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&plan.ids));
+        }
         self.step.write(self.gpu, Step::new(0, plan.n_tokens()));
         self.head_step.write(self.gpu, Step::new(0, plan.n_outputs()));
         Ok(())
     }
 
-    /// Records and submits forward batch `i` of `self.batches` (pieces of `runs`): the body over
-    /// its tokens, the head over its outputs, and their argmax when one of them wants it.
-    fn submit(&mut self, runs: &[Run<'_>], i: usize) -> Result<()> {
+    /// Plans forward batch `i` of `self.batches` (pieces of `runs`) and submits it; returns the
+    /// submission.
+    fn submit(
+        &mut self,
+        runs: &[Run<'_>],
+        i: usize,
+        staging: Option<usize>,
+    ) -> Result<wgpu::SubmissionIndex> {
         self.plan.clear();
         let mut argmax = false;
         for p in self.batches.batch(i) {
@@ -569,9 +620,20 @@ impl<'g> GpuBackend<'g> {
             self.plan.push(p.seq as u32, p.pos0 as u32, tokens, p.output.is_some());
             argmax |= p.output.is_some() && self.batches.rows[p.run].0 == Want::Argmax;
         }
+        self.record(argmax, false, staging)
+    }
+
+    /// Records and submits the step of `self.plan`: the body over its tokens, the head over its
+    /// outputs, and their argmaxes with `argmax`. `fed`: the token ids are the previous step's
+    /// argmaxes, copied on the GPU (the plan's ids are not written). `staging`: copy the argmaxes
+    /// to that read-back slot.
+    fn record(&mut self, argmax: bool, fed: bool, staging: Option<usize>) -> Result<wgpu::SubmissionIndex> {
         self.write_step()?;
         let (n, n_out) = (self.plan.n_tokens(), self.plan.n_outputs());
         let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+        if fed {
+            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.acts.ids, 0, n as u64 * 4);
+        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("step"),
@@ -591,8 +653,100 @@ impl<'g> GpuBackend<'g> {
                 }
             }
         }
+        if let Some(slot) = staging {
+            encoder.copy_buffer_to_buffer(
+                &self.acts.token,
+                0,
+                &self.token_staging[slot],
+                0,
+                n_out as u64 * 4,
+            );
+        }
         self.passes += 1;
-        self.gpu.submit(encoder, "a forward step")?;
+        self.gpu.submit(encoder, "a forward step")
+    }
+
+    /// Whether `runs` are greedy decode tokens only: one token each, argmax wanted, all in one
+    /// forward batch, with room after them for the step [`Ahead`].
+    fn greedy_decode(&self, runs: &[Run<'_>]) -> bool {
+        !runs.is_empty()
+            && runs.len() <= self.max_batch.min(self.n_seq)
+            && runs.iter().all(|r| {
+                r.tokens.len() == 1 && r.want == Want::Argmax && self.seq_len(r.seq) + 2 <= self.n_ctx
+            })
+    }
+
+    /// The step submitted ahead, if it is the step `runs` asks for.
+    fn take_ahead(&mut self, runs: &[Run<'_>]) -> Option<Ahead> {
+        let a = self.ahead.take()?;
+        let inputs = a.inputs.as_ref()?;
+        let same = a.at.len() == runs.len()
+            && runs.iter().zip(&a.at).zip(inputs).all(|((r, &(seq, pos)), &t)| {
+                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && r.want == Want::Argmax
+            });
+        same.then_some(a)
+    }
+
+    /// Submits the step of the GPU's own argmaxes of the last step (one token of each of the
+    /// sequences `runs` named, at their next positions), landing in read-back slot `slot`.
+    fn submit_ahead(&mut self, runs: &[Run<'_>], slot: usize) -> Result<()> {
+        self.plan.clear();
+        let mut at = Vec::with_capacity(runs.len());
+        for r in runs {
+            let pos = self.seq_len[r.seq];
+            self.plan.push(r.seq as u32, pos as u32, &[0], true);
+            at.push((r.seq, pos));
+        }
+        self.plan.ids.clear();
+        let submission = self.record(true, true, Some(slot))?;
+        self.ahead = Some(Ahead { at, inputs: None, slot, submission });
+        Ok(())
+    }
+
+    /// The `n` argmaxes in read-back slot `slot` once `submission` has finished, into
+    /// `self.tokens`.
+    async fn read_tokens(&mut self, slot: usize, submission: wgpu::SubmissionIndex, n: usize) -> Result<()> {
+        let context = "reading a step's argmaxes back";
+        let staging = &self.token_staging[slot];
+        let slice = staging.slice(..n as u64 * 4);
+        let done = super::readback::MapDone::default();
+        let signal = done.clone();
+        slice.map_async(wgpu::MapMode::Read, move |result| signal.set(result));
+        self.gpu.wait(Some(submission), context)?;
+        let mapped = done.await;
+        self.gpu.check(context)?;
+        mapped.map_err(|e| Error::GpuReadback { context: context.into(), message: e.to_string() })?;
+        let read = match slice.get_mapped_range() {
+            Ok(view) => {
+                for (t, b) in self.tokens.iter_mut().zip(view.as_chunks::<4>().0) {
+                    *t = u32::from_le_bytes(*b);
+                }
+                Ok(())
+            }
+            Err(e) => Err(Error::GpuReadback { context: context.into(), message: e.to_string() }),
+        };
+        staging.unmap();
+        read
+    }
+
+    /// A step of greedy decode tokens ([`GpuBackend::greedy_decode`]), the next one submitted
+    /// ahead on its argmaxes.
+    async fn eval_greedy(&mut self, runs: &[Run<'_>]) -> Result<()> {
+        let (slot, submission) = match self.take_ahead(runs) {
+            Some(a) => (a.slot, a.submission),
+            None => {
+                self.ahead = None;
+                (0, self.submit(runs, 0, Some(0))?)
+            }
+        };
+        for r in runs {
+            self.seq_len[r.seq] += 1;
+        }
+        self.submit_ahead(runs, 1 - slot)?;
+        self.read_tokens(slot, submission, runs.len()).await?;
+        if let Some(a) = &mut self.ahead {
+            a.inputs = Some(self.tokens[..runs.len()].to_vec());
+        }
         Ok(())
     }
 
@@ -646,6 +800,8 @@ impl BatchBackend for GpuBackend<'_> {
         if let Some(len) = self.seq_len.get_mut(seq) {
             *len = (*len).min(n);
         }
+        // The step ahead may have been at a position now forgotten.
+        self.ahead = None;
     }
 
     async fn eval_batch(&mut self, runs: &[Run<'_>]) -> Result<Outputs<'_>> {
@@ -658,12 +814,17 @@ impl BatchBackend for GpuBackend<'_> {
             max_batch: self.max_batch,
         };
         self.batches.plan(runs, pool)?;
-        for i in 0..self.batches.len() {
-            self.submit(runs, i)?;
-            self.read_outputs(i).await?;
-        }
-        for r in runs {
-            self.seq_len[r.seq] += r.tokens.len();
+        if self.greedy_decode(runs) && self.batches.len() == 1 {
+            self.eval_greedy(runs).await?;
+        } else {
+            self.ahead = None;
+            for i in 0..self.batches.len() {
+                self.submit(runs, i, None)?;
+                self.read_outputs(i).await?;
+            }
+            for r in runs {
+                self.seq_len[r.seq] += r.tokens.len();
+            }
         }
         Ok(Outputs::new(&self.batches.rows, &self.logits, &self.tokens, n_vocab))
     }
@@ -679,66 +840,132 @@ struct Builder<'b> {
     c: &'b Config,
     max_batch: u32,
     max_out: u32,
-    /// Per activation format, the buffer projection inputs are converted into (reused by every
-    /// conversion of a step: each is read by its projections before the next one writes).
-    scratch: RefCell<BTreeMap<GgmlType, wgpu::Buffer>>,
+    /// Per activation format, the buffers projection inputs are converted into, f32 and packed
+    /// levels (reused by every conversion of a step: each is read by its projections before the
+    /// next one writes).
+    scratch: RefCell<BTreeMap<GgmlType, (wgpu::Buffer, wgpu::Buffer)>>,
+}
+
+/// Where a group of projections runs: the body's step (the step's tokens) or the head's (its
+/// output rows), at most `max_rows` rows.
+#[derive(Clone, Copy)]
+struct ProjRows<'s> {
+    step: &'s StepBuffer,
+    max_rows: u32,
+    /// The head's output projection.
+    output: bool,
 }
 
 impl Builder<'_> {
+    /// The body's rows: the step's tokens.
+    fn tokens(&self) -> ProjRows<'_> {
+        ProjRows { step: self.step, max_rows: self.max_batch, output: false }
+    }
+
     /// Projections `y_i = W_i·x` of one input, each reading x in its weight type's activation
-    /// format (`act_quant.rs`): one conversion per distinct format, then the products. `step`
-    /// counts the rows, at most `max_rows`; `output`: the head's output projection.
-    #[allow(clippy::too_many_arguments)]
+    /// format (`act_quant.rs`): one conversion per distinct format, then the products.
+    /// `residual`: add each product to this stream (the mat-vec does it; after a matmul, an add).
     fn projs(
         &self,
         ops: &mut Vec<Op>,
-        step: &StepBuffer,
-        max_rows: u32,
+        rows: ProjRows<'_>,
         x: &wgpu::Buffer,
         cols: usize,
         outs: &[(&GpuTensor, &wgpu::Buffer)],
-        output: bool,
+        residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let mut converted: Vec<(GgmlType, wgpu::Buffer)> = Vec::new();
+        self.projs_of(ops, rows, x, None, cols, outs, residual)
+    }
+
+    /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
+    /// residual stream (or written to `y` before a post-norm). Where the weights read an 8-bit
+    /// activation format the GLU is fused into that conversion; otherwise it is its own kernel.
+    fn down(
+        &self,
+        ops: &mut Vec<Op>,
+        a: &Acts,
+        w: &GpuTensor,
+        y: &wgpu::Buffer,
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        use GgmlType::*;
+        let c = self.c;
+        if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
+            return self.projs_of(ops, self.tokens(), &a.gate, Some(&a.up), c.n_ff, &[(w, y)], residual);
+        }
+        ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
+        self.projs(ops, self.tokens(), &a.gate, c.n_ff, &[(w, y)], residual)
+    }
+
+    /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`.
+    #[allow(clippy::too_many_arguments)]
+    fn projs_of(
+        &self,
+        ops: &mut Vec<Op>,
+        rows: ProjRows<'_>,
+        x: &wgpu::Buffer,
+        glu_up: Option<&wgpu::Buffer>,
+        cols: usize,
+        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        residual: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        let (gpu, step, n) = (self.gpu, rows.step, rows.max_rows);
+        let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
         for &(w, y) in outs {
             let act = quant::vec_dot_type(w.ty)?;
-            let input = match converted.iter().find(|(t, _)| *t == act) {
+            let (input, packed) = match converted.iter().find(|(t, _)| *t == act) {
                 Some((_, b)) => b.clone(),
                 None => {
-                    let buf = self.scratch_for(act)?;
-                    match ActQuant::new(self.gpu, step, w.ty, (x, 0), (&buf, 0), cols as u32, max_rows)? {
+                    let (buf, packed) = self.scratch_for(act)?;
+                    let (xq, cols) = ((&packed, 0), cols as u32);
+                    let k = match glu_up {
+                        Some(up) => {
+                            let gelu = self.c.ffn_act == FfnAct::GeluTanh;
+                            ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, (up, 0), gelu, cols, n)?
+                        }
+                        None => ActQuant::new(gpu, step, w.ty, (x, 0), (&buf, 0), xq, cols, n)?,
+                    };
+                    match k {
                         Some(k) => {
                             ops.push(Op::ActQuant(k));
-                            converted.push((act, buf.clone()));
-                            buf
+                            converted.push((act, (buf.clone(), packed.clone())));
+                            (buf, packed)
                         }
-                        None => x.clone(),
+                        None => (x.clone(), x.clone()),
                     }
                 }
             };
-            let vec = MatVec::new(self.gpu, w, &input, 0, y, 0)?;
-            let mat = if max_rows > 1 {
-                Some(MatMul::new(self.gpu, w, &input, 0, y, 0, step, max_rows)?)
-            } else {
-                None
+            let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
+            let vec = match residual {
+                Some(r) => MatVec::new_add(gpu, w, vec_in, 0, r, 0)?,
+                None => MatVec::new(gpu, w, vec_in, 0, y, 0)?,
             };
-            let proj = Proj { vec, mat };
-            ops.push(if output { Op::Output(proj) } else { Op::Proj(proj) });
+            let mat = if n > 1 { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
+            let add = match residual {
+                Some(r) => Some(Add::new(gpu, step, (r, 0), (y, 0), w.rows as u32, false, Rows::Step)?),
+                None => None,
+            };
+            let proj = Proj { vec, mat, add };
+            ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
         Ok(())
     }
 
-    /// The conversion buffer of activation format `act`, big enough for any projection input.
-    fn scratch_for(&self, act: GgmlType) -> Result<wgpu::Buffer> {
+    /// The conversion buffers of activation format `act` (f32, packed levels), big enough for
+    /// any projection input.
+    fn scratch_for(&self, act: GgmlType) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
         let c = self.c;
         let widest = c.n_embd.max(c.q_dim()).max(c.n_ff) as u64;
         let mut scratch = self.scratch.borrow_mut();
         if let Some(b) = scratch.get(&act) {
             return Ok(b.clone());
         }
-        let b = self.gpu.storage(&format!("x as {act}"), self.max_batch as u64 * widest * 4)?;
-        scratch.insert(act, b.clone());
-        Ok(b)
+        let rows = self.max_batch as u64;
+        let f32s = self.gpu.storage(&format!("x as {act}"), rows * widest * 4)?;
+        let words = super::packed_stride(widest as u32) as u64;
+        let packed = self.gpu.storage(&format!("x as packed {act}"), rows * words * 4)?;
+        scratch.insert(act, (f32s.clone(), packed.clone()));
+        Ok((f32s, packed))
     }
 
     fn norm(
@@ -792,7 +1019,7 @@ impl Builder<'_> {
     ) -> Result<(Vec<Op>, wgpu::Buffer)> {
         let (gpu, c, step, table) = (self.gpu, self.c, self.step, self.table);
         let (d, qd, kvd, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
-        let (mb, steps) = (self.max_batch, self.step);
+        let rows = self.tokens();
         let mut ops = vec![Op::GetRows(GetRows::new(
             gpu,
             &m.token_embd,
@@ -830,7 +1057,7 @@ impl Builder<'_> {
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
             let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
-            self.projs(&mut ops, steps, mb, &a.xn, d, &qkv, false)?;
+            self.projs(&mut ops, rows, &a.xn, d, &qkv, None)?;
             self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
@@ -874,22 +1101,28 @@ impl Builder<'_> {
             let attn =
                 Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
             ops.push(Op::Attention(attn));
-            self.projs(&mut ops, steps, mb, &a.att, qd, &[(&lw.attn_output, &a.proj)], false)?;
-            self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
-            if let Some(norm) = &lw.attn_post_norm {
-                ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+            let o = [(&lw.attn_output, &a.proj)];
+            if lw.attn_output_b.is_none() && lw.attn_post_norm.is_none() {
+                self.projs(&mut ops, rows, &a.att, qd, &o, Some(&a.x))?;
+            } else {
+                self.projs(&mut ops, rows, &a.att, qd, &o, None)?;
+                self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
+                if let Some(norm) = &lw.attn_post_norm {
+                    ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+                }
+                ops.push(self.add(&a.x, &a.proj, d, false)?);
             }
-            ops.push(self.add(&a.x, &a.proj, d, false)?);
 
             ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
             let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
-            self.projs(&mut ops, steps, mb, &a.xn, d, &gate_up, false)?;
-            ops.push(Op::Glu(Glu::new(gpu, step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-            self.projs(&mut ops, steps, mb, &a.gate, c.n_ff, &[(&lw.ffn_down, &a.proj)], false)?;
+            self.projs(&mut ops, rows, &a.xn, d, &gate_up, None)?;
             if let Some(norm) = &lw.ffn_post_norm {
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+                ops.push(self.add(&a.x, &a.proj, d, false)?);
+            } else {
+                self.down(&mut ops, a, &lw.ffn_down, &a.proj, Some(&a.x))?;
             }
-            ops.push(self.add(&a.x, &a.proj, d, false)?);
         }
         Ok((ops, attn_scratch))
     }
@@ -913,7 +1146,8 @@ impl Builder<'_> {
                 Rows::Step,
             )?),
         ];
-        self.projs(&mut ops, step, n, &a.xn, c.n_embd, &[(m.output(), &a.logits)], true)?;
+        let rows = ProjRows { step, max_rows: n, output: true };
+        self.projs(&mut ops, rows, &a.xn, c.n_embd, &[(m.output(), &a.logits)], None)?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(gpu, step, (&a.logits, 0), (b, 0), v, true, Rows::Step)?));
         }

@@ -7,6 +7,12 @@
 //! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
 //! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
 //! The kernel's rows per workgroup come from its own `const ROWS`.
+//!
+//! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (the `xq` output of
+//! `act_quant.wgsl`, see [`packed_input`]) and multiply integers with `dot4I8Packed`, as the CPU's
+//! dot products do; the others take the f32 input rounded to their activation format. A mat-vec
+//! may add its product to y instead of storing it ([`MatVec::new_add`]): a residual add with no
+//! dispatch of its own.
 
 use super::pipelines::Family;
 use super::shaders::{const_u32, matvec_stem, source, splice_reduce};
@@ -24,7 +30,8 @@ struct Params {
     x_off: u32,
     y_off: u32,
     groups_x: u32,
-    _pad: [u32; 2],
+    add: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(size_of::<Params>() == 32);
@@ -40,9 +47,16 @@ pub struct MatVec {
     _params: wgpu::Buffer,
 }
 
+/// Whether the mat-vec of weights of type `ty` takes x as packed 8-bit levels (`act_quant`'s
+/// `xq`, offsets in words) rather than f32 (offsets in elements).
+pub fn packed_input(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8_0)
+}
+
 impl MatVec {
-    /// `x` and `y` are f32 buffers (distinct: one is read, the other written); the offsets are in
-    /// elements.
+    /// `y = W·x`. `x` is f32 or packed levels as [`packed_input`] says, `y` f32 (distinct
+    /// buffers: one is read, the other written); the offsets are in elements (words for packed
+    /// x).
     pub fn new(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -51,11 +65,61 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, x_off), (y, y_off), false, None)
+    }
+
+    /// `y += W·x`, otherwise as [`MatVec::new`].
+    pub fn new_add(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        x_off: u64,
+        y: &wgpu::Buffer,
+        y_off: u64,
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, x_off), (y, y_off), true, None)
+    }
+
+    /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`const
+    /// WG`, `const ROWS`): for tuning benchmarks only.
+    #[doc(hidden)]
+    pub fn with_shape(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        wg: u32,
+        rows: u32,
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, 0), (y, 0), false, Some((wg, rows)))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        add: bool,
+        shape: Option<(u32, u32)>,
+    ) -> Result<MatVec> {
         let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
         let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
         let subgroups = gpu.caps().subgroups;
-        let key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
+        let mut key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
+        let reshaped;
+        let file = match shape {
+            None => file,
+            Some((wg, rows)) => {
+                key += &format!("_{wg}x{rows}");
+                let replace = |src: &str, name: &str, v: u32| {
+                    let old = format!("const {name}: u32 = {}u;", const_u32(src, name).unwrap_or(0));
+                    src.replace(&old, &format!("const {name}: u32 = {v}u;"))
+                };
+                reshaped = replace(&replace(file, "WG", wg), "ROWS", rows);
+                &reshaped
+            }
+        };
         let bad_kernel = |message: &str| Error::GpuValidation {
             context: format!("preparing `{key}`"),
             message: message.into(),
@@ -78,7 +142,15 @@ impl MatVec {
             }
             Ok(())
         };
-        fits("mat-vec x buffer bytes", x, x_off, w.cols)?;
+        let x_words = if packed_input(w.ty) {
+            if !x_off.is_multiple_of(4) {
+                return Err(bad_kernel("packed x offset not a multiple of 4 words"));
+            }
+            super::packed_stride(w.cols as u32) as u64
+        } else {
+            w.cols
+        };
+        fits("mat-vec x buffer bytes", x, x_off, x_words)?;
         fits("mat-vec y buffer bytes", y, y_off, w.rows)?;
 
         let max_dim = gpu.caps().max_workgroups_per_dim.max(1) as u64;
@@ -104,7 +176,8 @@ impl MatVec {
                 x_off: x_off as u32,
                 y_off: (y_off + piece.first_row) as u32,
                 groups_x: gx as u32,
-                _pad: [0; 2],
+                add: add as u32,
+                _pad: 0,
             };
             let at = i * stride as usize;
             params[at..at + size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p));

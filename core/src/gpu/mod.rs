@@ -61,11 +61,11 @@ pub use rope::{Rope, rope_cpu};
 pub use softcap::{Softcap, softcap_cpu};
 
 // Attention (decode, merge, prefill).
-pub use act_quant::{ActQuant, act_quant_cpu};
+pub use act_quant::{ActQuant, act_pack_cpu, act_quant_cpu, packed_stride};
 pub use attention::{Attention, AttnDims, attention_cpu};
 pub use context::{Caps, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
-pub use matvec::{MatVec, matvec_cpu};
+pub use matvec::{MatVec, matvec_cpu, packed_input};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{MatMul, matmul_cpu};

@@ -109,7 +109,7 @@ impl Gpu {
 
 /// A one-shot future completed by the map callback.
 #[derive(Clone, Default)]
-struct MapDone(Arc<Mutex<MapState>>);
+pub(super) struct MapDone(Arc<Mutex<MapState>>);
 
 #[derive(Default)]
 struct MapState {
@@ -118,7 +118,7 @@ struct MapState {
 }
 
 impl MapDone {
-    fn set(&self, result: Result<(), wgpu::BufferAsyncError>) {
+    pub(super) fn set(&self, result: Result<(), wgpu::BufferAsyncError>) {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         s.result = Some(result);
         if let Some(w) = s.waker.take() {

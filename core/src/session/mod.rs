@@ -11,6 +11,7 @@
 
 mod backend;
 mod batch;
+mod logprobs;
 mod sequence;
 mod stop;
 
@@ -18,6 +19,7 @@ mod stop;
 pub use backend::AnyBackend;
 pub use backend::{Backend, CPU_BATCH, CpuBackend, Output, Want};
 pub use batch::{BatchBackend, BatchPlan, Outputs, Piece, Pool, Run};
+pub use logprobs::{TokenLogprobs, token_logprobs};
 pub use sequence::Sequence;
 pub use stop::{Released, StopMatcher};
 
@@ -33,6 +35,10 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Report each generated token's log-probability and this many alternatives
+    /// ([`Step::logprobs`]); `None` skips the work (and keeps greedy decoding on the backend's
+    /// argmax).
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -42,6 +48,7 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            logprobs: None,
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct Step {
     pub token: Option<u32>,
     pub text: String,
     pub finish: Option<FinishReason>,
+    /// The token's log-probabilities, when [`GenerateParams::logprobs`] asked for them.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 /// One sequence over a backend of its own: [`Sequence`]'s generation driven one evaluation at a

@@ -10,7 +10,7 @@
 //! evaluation yields the next sample; and so on until a stop, `max_tokens` or a full context.
 
 use super::stop::StopMatcher;
-use super::{FinishReason, GenerateParams, Output, Step, Want};
+use super::{FinishReason, GenerateParams, Output, Step, TokenLogprobs, Want, token_logprobs};
 use crate::error::Result;
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -26,6 +26,8 @@ pub struct Sequence<'m> {
     n_generated: usize,
     /// The token sampled from the last evaluation, not yet emitted.
     next: Option<u32>,
+    /// `next`'s log-probabilities, when asked for.
+    next_logprobs: Option<TokenLogprobs>,
     sampler: Sampler,
     decoder: StreamDecoder<'m>,
     stop: StopMatcher,
@@ -44,6 +46,7 @@ impl<'m> Sequence<'m> {
             n_prompt: 0,
             n_generated: 0,
             next: None,
+            next_logprobs: None,
             sampler: Sampler::new(SamplingParams::default()),
             decoder: tokenizer.stream_decoder(false),
             stop: StopMatcher::default(),
@@ -104,6 +107,7 @@ impl<'m> Sequence<'m> {
         self.n_prompt = prompt.len();
         self.n_generated = 0;
         self.next = None;
+        self.next_logprobs = None;
         self.sampler = Sampler::new(params.sampling.clone());
         self.decoder = self.tokenizer.stream_decoder(false);
         self.stop = StopMatcher::new(params.stop.iter().cloned());
@@ -128,11 +132,11 @@ impl<'m> Sequence<'m> {
 
     /// What the backend must return after evaluating the first `n` pending tokens: nothing for a
     /// prompt chunk before the last, else what the sampler needs (the argmax alone when that is
-    /// the sample).
+    /// the sample and no log-probabilities are asked for).
     pub fn want(&self, n: usize) -> Want {
         if self.n_past + n < self.tokens.len() {
             Want::Nothing
-        } else if self.sampler.is_argmax() {
+        } else if self.sampler.is_argmax() && self.params.logprobs.is_none() {
             Want::Argmax
         } else {
             Want::Logits
@@ -144,26 +148,30 @@ impl<'m> Sequence<'m> {
     pub fn accept(&mut self, n: usize, out: Output<'_>) -> Result<()> {
         self.n_past = (self.n_past + n).min(self.tokens.len());
         if self.n_past == self.tokens.len() {
-            self.next = match out {
-                Output::Nothing => None,
-                Output::Argmax(t) => Some(t),
-                Output::Logits(logits) => Some(self.sampler.sample(logits, &self.tokens)),
+            (self.next, self.next_logprobs) = match out {
+                Output::Nothing => (None, None),
+                Output::Argmax(t) => (Some(t), None),
+                Output::Logits(logits) => {
+                    let t = self.sampler.sample(logits, &self.tokens);
+                    (Some(t), self.params.logprobs.map(|k| token_logprobs(logits, t, k)))
+                }
             };
         }
         Ok(())
     }
 
-    /// Releases the sampled token and the text it completes; finishes on an end-of-generation
-    /// token, a stop string, `max_tokens`, or a context with no room for the next token. Call it
-    /// when nothing is [`Sequence::pending`].
+    /// Releases the sampled token and the text it completes (with its log-probabilities when
+    /// asked for); finishes on an end-of-generation token, a stop string, `max_tokens`, or a
+    /// context with no room for the next token. Call it when nothing is [`Sequence::pending`].
     pub fn emit(&mut self) -> Result<Step> {
         if let Some(reason) = self.finished {
-            return Ok(Step { token: None, text: String::new(), finish: Some(reason) });
+            return Ok(Step { token: None, text: String::new(), finish: Some(reason), logprobs: None });
         }
         if self.n_past < self.tokens.len() && self.n_past >= self.n_ctx {
             return Ok(self.finish(None, String::new(), FinishReason::Length));
         }
         let token = self.next.take().ok_or(crate::Error::NothingSampled)?;
+        let logprobs = self.next_logprobs.take();
         if self.tokenizer.is_eog(token) && !self.params.ignore_eos {
             return Ok(self.finish(Some(token), String::new(), FinishReason::Stop));
         }
@@ -173,12 +181,15 @@ impl<'m> Sequence<'m> {
         let released = self.stop.push(&piece);
         if released.stopped {
             self.finished = Some(FinishReason::Stop);
-            return Ok(Step { token: Some(token), text: released.text, finish: Some(FinishReason::Stop) });
+            let finish = Some(FinishReason::Stop);
+            return Ok(Step { token: Some(token), text: released.text, finish, logprobs });
         }
         if self.n_generated >= self.params.max_tokens {
-            return Ok(self.finish(Some(token), released.text, FinishReason::Length));
+            let mut step = self.finish(Some(token), released.text, FinishReason::Length);
+            step.logprobs = logprobs;
+            return Ok(step);
         }
-        Ok(Step { token: Some(token), text: released.text, finish: None })
+        Ok(Step { token: Some(token), text: released.text, finish: None, logprobs })
     }
 
     /// Ends generation, releasing held text (a partial stop string, an incomplete character).
@@ -191,6 +202,6 @@ impl<'m> Sequence<'m> {
             text += &self.stop.finish();
         }
         self.finished = Some(reason);
-        Step { token, text, finish: Some(reason) }
+        Step { token, text, finish: Some(reason), logprobs: None }
     }
 }

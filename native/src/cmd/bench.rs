@@ -18,8 +18,8 @@ use aether_core::gpu::{Gpu, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
 use aether_core::sample::Rng;
-use aether_core::session::{AnyBackend, Backend, BatchBackend, Run, Want};
-use anyhow::{Context, Result};
+use aether_core::session::{AnyBackend, Backend, BatchBackend, Output, Run, Want};
+use anyhow::{Context, Result, bail};
 use pollster::block_on;
 
 use crate::backend::{Device, DeviceArgs};
@@ -120,8 +120,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if backends.gpu().is_some() {
             // The same steps queued without waiting for each: the GPU starts a step while the CPU
             // records the next, as a decode loop that keeps the sampled token on the GPU would.
-            let times = timed(reps, || queued(&mut backend, &tokens))?;
+            let mut record = Vec::new();
+            let times = timed(reps, || {
+                record.push(queued(&mut backend, &tokens)?);
+                Ok(())
+            })?;
             report(&format!("tg{} queued", a.n_gen), a.n_gen, times, roofline);
+            // The CPU's share: recording and submitting the queued steps, before the final wait.
+            // Where it approaches the queued time per token, the CPU bounds decode, not the GPU.
+            record.sort();
+            let per_step = record[record.len() / 2].as_secs_f64() * 1e3 / (a.n_gen.max(2) - 1) as f64;
+            println!("| record (CPU, per step) | | {per_step:.2} | |");
         }
     }
     for &n_seq in &a.concurrent {
@@ -175,22 +184,30 @@ fn profile(backend: &mut AnyBackend<'_>, n_past: usize) -> Result<()> {
     Ok(())
 }
 
-/// Feeds `tokens` one at a time from an empty context, waiting only for the last.
-fn queued(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<()> {
+/// Feeds `tokens` one at a time from an empty context, waiting only for the last; returns the
+/// time taken to record and submit all but the last (the CPU's part).
+fn queued(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<Duration> {
     backend.truncate(0);
     let (last, rest) = tokens.split_last().context("no tokens")?;
+    let t0 = Instant::now();
     for &tok in rest {
         block_on(backend.eval(&[tok], Want::Nothing))?;
     }
+    let record = t0.elapsed();
     block_on(backend.eval(&[*last], Want::Argmax))?;
-    Ok(())
+    Ok(record)
 }
 
-/// Feeds `tokens` one at a time from an empty context, reading back each step's argmax.
+/// Greedy decoding from an empty context: the first of `tokens`, then each step's argmax fed
+/// back, `tokens.len()` steps in all — what `aether run` does at temperature 0.
 fn decode(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<()> {
     backend.truncate(0);
-    for &tok in tokens {
-        block_on(backend.eval(&[tok], Want::Argmax))?;
+    let mut tok = *tokens.first().context("no tokens")?;
+    for _ in tokens {
+        tok = match block_on(backend.eval(&[tok], Want::Argmax))? {
+            Output::Argmax(t) => t,
+            _ => bail!("a greedy step returned no argmax"),
+        };
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{AnyBackend, BatchBackend, FinishReason, GenerateParams, Run, Sequence};
+use aether_core::session::{
+    AnyBackend, BatchBackend, FinishReason, GenerateParams, Run, Sequence, TokenLogprobs,
+};
 use aether_core::tokenizer::Tokenizer;
 use pollster::block_on;
 use tokio::sync::mpsc::UnboundedSender;
@@ -39,6 +41,8 @@ pub struct Job {
 pub enum Event {
     /// Text released by one step (may be empty while a stop string or a character is pending).
     Text(String),
+    /// A generated token's log-probabilities (when the job asked), sent before its text.
+    Logprobs(TokenLogprobs),
     Done {
         finish: FinishReason,
         prompt_tokens: usize,
@@ -150,6 +154,9 @@ fn run(
         }
         let busy = slots.iter().filter(|s| s.job.is_some()).count();
         metrics.set_busy_slots(busy);
+        // Cache use: the positions the busy slots hold.
+        let kv: usize = slots.iter().filter(|s| s.job.is_some()).map(|s| s.seq.n_past()).sum();
+        metrics.set_kv_tokens(kv);
         // Admit queued jobs while slots are free; block only when nothing is running.
         let mut first = busy == 0;
         while slots.iter().any(|s| s.job.is_none()) {
@@ -223,6 +230,9 @@ fn run(
                         Some(_) => metrics.observe_token_latency(now - slot.last_token_at),
                     }
                     slot.last_token_at = now;
+                    if let Some(lp) = step.logprobs {
+                        let _ = job.events.send(Event::Logprobs(lp));
+                    }
                     if !step.text.is_empty() {
                         let _ = job.events.send(Event::Text(step.text));
                     }

@@ -89,6 +89,22 @@ impl ApiError {
         }
     }
 
+    pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("{method} is not allowed on {path}"),
+        )
+    }
+
+    /// 503 for answers cut short because the server is stopping.
+    pub fn shutting_down() -> ApiError {
+        ApiError {
+            code: Some("server_shutting_down"),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down")
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }

@@ -48,6 +48,9 @@ pub struct Metrics {
     completion_tokens: AtomicU64,
     queued: AtomicU64,
     busy_slots: AtomicU64,
+    /// Tokens held in the KV caches of busy slots, and what all slots hold at most.
+    kv_tokens: AtomicU64,
+    kv_capacity: AtomicU64,
     cancelled: AtomicU64,
     ttft: Histogram,
     token_latency: Histogram,
@@ -70,12 +73,25 @@ impl Metrics {
         let _ = self.queued.fetch_update(Relaxed, Relaxed, |q| q.checked_sub(1));
     }
 
+    /// Requests waiting for a slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Relaxed) as usize
+    }
+
     pub fn cancelled(&self) {
         self.cancelled.fetch_add(1, Relaxed);
     }
 
     pub fn set_busy_slots(&self, n: usize) {
         self.busy_slots.store(n as u64, Relaxed);
+    }
+
+    pub fn set_kv_tokens(&self, n: usize) {
+        self.kv_tokens.store(n as u64, Relaxed);
+    }
+
+    pub fn set_kv_capacity(&self, n: usize) {
+        self.kv_capacity.store(n as u64, Relaxed);
     }
 
     pub fn add_tokens(&self, prompt: usize, completion: usize) {
@@ -115,10 +131,27 @@ impl Metrics {
             ("aether_queue_depth", "Requests waiting for a slot.", self.queued.load(Relaxed)),
             ("aether_busy_slots", "Slots generating now.", self.busy_slots.load(Relaxed)),
             ("aether_slots", "Slots (--parallel).", parallel as u64),
+            (
+                "aether_kv_cache_tokens",
+                "Tokens in the KV caches of busy slots.",
+                self.kv_tokens.load(Relaxed),
+            ),
+            (
+                "aether_kv_cache_capacity_tokens",
+                "Tokens the KV caches of all slots hold (--parallel × context).",
+                self.kv_capacity.load(Relaxed),
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let (used, cap) = (self.kv_tokens.load(Relaxed), self.kv_capacity.load(Relaxed));
+        let ratio = if cap == 0 { 0.0 } else { used as f64 / cap as f64 };
+        let name = "aether_kv_cache_usage_ratio";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Share of the KV cache capacity in use.\n# TYPE {name} gauge\n{name} {ratio}"
+        );
         self.ttft.render(
             &mut out,
             "aether_time_to_first_token_seconds",

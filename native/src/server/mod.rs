@@ -3,18 +3,26 @@
 //! `app(state)` builds the router alone, so tests drive it with `oneshot` and no socket. The
 //! model loads in the background while the socket already answers `/health` with 503; handlers
 //! tokenize and validate, then hand jobs to the engine thread ([`engine`]) and stream its events
-//! back as server-sent events or collect them into one response.
+//! back as server-sent events or collect them into one response ([`respond`]). With a built
+//! demo site, `/` serves it ([`site`]).
+//!
+//! Shutdown (SIGINT/SIGTERM): the listener closes, running answers get `--shutdown-timeout`
+//! seconds to finish, then end early (a stream with an error event and `[DONE]`); the process
+//! exits 0.
 
 pub mod api;
 pub mod engine;
 pub mod error;
+pub mod info;
 pub mod metrics;
+pub mod respond;
+pub mod site;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aether_core::chat_template::{ChatTemplate, DateTime, Message, RenderOptions};
 use aether_core::gguf::Gguf;
@@ -22,24 +30,27 @@ use aether_core::model::Model;
 use aether_core::session::GenerateParams;
 use aether_core::tokenizer::Tokenizer;
 use anyhow::Context;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tower_http::services::{ServeDir, ServeFile};
 
-use api::{ChatRequest, Common, CompletionRequest, usage};
+use api::{ChatRequest, Common, CompletionRequest};
 use engine::{EngineConfig, EngineHandle, Event, Job};
 use error::ApiError;
 use metrics::Metrics;
+use respond::{Kind, Reply};
+pub use site::Site;
 
 use crate::backend::{Device, DeviceArgs};
 use crate::model_file::{self, MappedFile};
@@ -74,6 +85,18 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Most tokens one request may generate; larger `max_tokens` are lowered to it.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<usize>,
+    /// Serve this folder at `/` (default: the checkout's built demo site, www/dist, if present).
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// Serve no site at `/`.
+    #[arg(long, conflicts_with = "www")]
+    no_www: bool,
+    /// Seconds running answers get to finish after SIGINT/SIGTERM before they are ended.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -84,6 +107,10 @@ pub struct Ready {
     pub tokenizer: Arc<Tokenizer>,
     pub template: ChatTemplate,
     pub n_ctx: usize,
+    /// The longest text one token stands for (at least 4: an unknown character), in bytes.
+    pub max_token_bytes: usize,
+    /// `--max-queue`.
+    pub max_queue: usize,
 }
 
 pub struct AppState {
@@ -91,22 +118,43 @@ pub struct AppState {
     pub api_key: Option<String>,
     pub max_body: usize,
     pub parallel: usize,
+    /// `--max-tokens`: the most tokens a request may generate.
+    pub max_tokens: Option<usize>,
     pub ready: OnceLock<Ready>,
     pub metrics: Arc<Metrics>,
     next_id: AtomicU64,
+    /// True once in-flight answers must end (shutdown past its grace period).
+    closing: watch::Sender<bool>,
 }
 
 impl AppState {
     pub fn new(model_id: String, api_key: Option<String>, max_body: usize, parallel: usize) -> Arc<AppState> {
+        Self::with_max_tokens(model_id, api_key, max_body, parallel, None)
+    }
+
+    pub fn with_max_tokens(
+        model_id: String,
+        api_key: Option<String>,
+        max_body: usize,
+        parallel: usize,
+        max_tokens: Option<usize>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             model_id,
             api_key,
             max_body,
             parallel,
+            max_tokens,
             ready: OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
             next_id: AtomicU64::new(1),
+            closing: watch::Sender::new(false),
         })
+    }
+
+    /// Ends every answer in flight: streams with an error event and `[DONE]`, others with 503.
+    pub fn close_answers(&self) {
+        self.closing.send_replace(true);
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
@@ -137,30 +185,63 @@ pub fn load(
     let device = Device::open(device)?;
     eprintln!("backend: {}", device.describe());
     let backends = device.load(&model)?;
+    state.metrics.set_kv_capacity(parallel.max(1) * n_ctx);
     let cfg = EngineConfig { parallel, n_ctx, max_queue };
     let engine = engine::spawn(file.clone(), tokenizer.clone(), backends, cfg, state.metrics.clone())?;
-    let _ = state.ready.set(Ready { engine, tokenizer, template, n_ctx });
+    let max_token_bytes = (0..tokenizer.n_vocab() as u32)
+        .filter_map(|t| tokenizer.token_to_piece(t, true).ok().map(<[u8]>::len))
+        .fold(4, usize::max);
+    let _ = state.ready.set(Ready { engine, tokenizer, template, n_ctx, max_token_bytes, max_queue });
     Ok(())
 }
 
+/// The API alone.
 pub fn app(state: Arc<AppState>) -> Router {
+    app_with_site(state, None)
+}
+
+/// The API, and `site` for every path the API does not claim.
+pub fn app_with_site(state: Arc<AppState>, site: Option<&Site>) -> Router {
     let limit = state.max_body;
     let api = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
-        .route("/v1/models", get(models))
-        .route("/tokenize", post(tokenize))
-        .route("/detokenize", post(detokenize))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/v1/models", get(info::models))
+        .route("/tokenize", post(info::tokenize))
+        .route("/detokenize", post(info::detokenize))
+        .route("/metrics", get(info::metrics_text))
+        .route("/openapi.json", get(info::openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
-        .route("/health", get(health))
-        .merge(api)
-        .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
+    let mut router = Router::new().route("/health", get(info::health)).merge(api);
+    match site {
+        Some(site) => {
+            if let Some((model, route)) = site.model.as_ref().and_then(|m| Some((m, site::model_route(m)?))) {
+                router = router.merge(
+                    Router::new()
+                        .route_service(&route, ServeFile::new(model))
+                        .route_layer(middleware::from_fn_with_state(state.clone(), auth)),
+                );
+            }
+            let files = ServeDir::new(&site.dir)
+                .call_fallback_on_method_not_allowed(true)
+                .not_found_service(not_found.into_service());
+            router = router.fallback_service(files);
+        }
+        None => router = router.fallback(not_found),
+    }
+    router
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), count_status))
         .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(req.uri().path())
+}
+
+async fn method_not_allowed(method: Method, req: Request) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), req.uri().path())
 }
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -175,8 +256,13 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let model_id =
         path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let state = AppState::new(model_id, api_key, a.max_body, a.parallel.max(1));
-    let mut router = app(state.clone());
+    let state = AppState::with_max_tokens(model_id, api_key, a.max_body, a.parallel.max(1), a.max_tokens);
+    let www = if a.no_www { None } else { a.www.clone().or_else(site::default_dir) };
+    if let Some(dir) = &www {
+        anyhow::ensure!(dir.is_dir(), "--www {}: not a folder", dir.display());
+    }
+    let site = www.map(|dir| Site { dir, model: Some(path.clone()) });
+    let mut router = app_with_site(state.clone(), site.as_ref());
     if let Some(origin) = &a.cors_origin {
         use tower_http::cors::{AllowOrigin, Any, CorsLayer};
         let allow = if origin == "*" { AllowOrigin::any() } else { AllowOrigin::exact(origin.parse()?) };
@@ -186,6 +272,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
     eprintln!("listening on http://{addr} (loading {})", path.display());
+    if let Some(site) = &site {
+        eprintln!("serving {} at /", site.dir.display());
+    }
     let loader_state = state.clone();
     let (parallel, ctx, queue, device) = (a.parallel.max(1), a.ctx_size, a.max_queue, a.device);
     std::thread::spawn(move || {
@@ -198,7 +287,30 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    // On a signal the listener closes and axum waits for open connections; answers still
+    // running after the grace period are ended, and connections still open a few seconds after
+    // that (a client that stopped reading) are dropped with the process.
+    let grace = Duration::from_secs(a.shutdown_timeout);
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown_signal().await;
+        eprintln!("shutting down: finishing answers in flight (up to {} s)", grace.as_secs());
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful).into_future();
+    let deadline = async move {
+        if signalled.await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(grace).await;
+        eprintln!("ending the answers still in flight");
+        state.close_answers();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        () = deadline => eprintln!("connections still open after the grace period; closing them"),
+    }
     eprintln!("shut down");
     Ok(())
 }
@@ -282,41 +394,87 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Tokenizes, checks the context and queues a job; returns its event receiver.
+/// Where a prompt comes from: chat messages (rendered with the model's template) or text.
+enum Prompt {
+    Chat(Vec<Message>),
+    Text(String),
+}
+
+impl Prompt {
+    fn param(&self) -> &'static str {
+        match self {
+            Prompt::Chat(_) => "messages",
+            Prompt::Text(_) => "prompt",
+        }
+    }
+}
+
+/// Runs CPU-heavy request work (template rendering, tokenizing megabytes) on tokio's blocking
+/// pool, so the async workers keep answering other requests meanwhile.
+async fn blocking<T: Send + 'static>(
+    st: &Arc<AppState>,
+    f: impl FnOnce(&Ready) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || f(st.ready()?))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("request worker failed: {e}"))))
+}
+
+/// The prompt's tokens, refused when empty or when they do not leave room in the context.
+fn prompt_tokens(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
+    let param = prompt.param();
+    let rendered;
+    let text = match prompt {
+        Prompt::Text(t) => t.as_str(),
+        Prompt::Chat(messages) => {
+            let now = DateTime::from_unix_seconds(now_secs() as i64);
+            let opts = RenderOptions { add_generation_prompt: true, now };
+            rendered = ready
+                .template
+                .render(messages, &opts)
+                .map_err(|e| ApiError::invalid(Some(param), e.to_string()))?;
+            rendered.as_str()
+        }
+    };
+    let too_long = |what: String| ApiError {
+        code: Some("context_length_exceeded"),
+        ..ApiError::invalid(Some(param), format!("the prompt is {what}; the context holds {}", ready.n_ctx))
+    };
+    // No token covers more than `max_token_bytes` bytes of text, so a text this long is over the
+    // context for sure: refuse it without tokenizing megabytes.
+    if text.len() > ready.n_ctx.saturating_mul(ready.max_token_bytes) {
+        return Err(too_long(format!("{} bytes", text.len())));
+    }
+    let tokens = ready
+        .tokenizer
+        .encode(text, true, true)
+        .map_err(|e| ApiError::invalid(Some(param), e.to_string()))?;
+    if tokens.is_empty() {
+        return Err(ApiError::invalid(Some(param), "the prompt is empty"));
+    }
+    if tokens.len() >= ready.n_ctx {
+        return Err(too_long(format!("{} tokens", tokens.len())));
+    }
+    Ok(tokens)
+}
+
+/// Queues a job; returns its event receiver.
 fn submit(
     st: &AppState,
     ready: &Ready,
-    prompt: &str,
+    tokens: Vec<u32>,
     params: GenerateParams,
-) -> Result<(mpsc::UnboundedReceiver<Event>, usize), ApiError> {
-    let tokens = ready
-        .tokenizer
-        .encode(prompt, true, true)
-        .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?;
-    if tokens.is_empty() {
-        return Err(ApiError::invalid(Some("prompt"), "the prompt is empty"));
-    }
-    if tokens.len() >= ready.n_ctx {
-        return Err(ApiError {
-            code: Some("context_length_exceeded"),
-            ..ApiError::invalid(
-                Some("messages"),
-                format!("the prompt is {} tokens; the context holds {}", tokens.len(), ready.n_ctx),
-            )
-        });
-    }
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let n = tokens.len();
     let job = Job { prompt: tokens, params, events: tx, queued_at: Instant::now() };
-    ready.engine.submit(job).map_err(|_| ApiError::queue_full())?;
+    // Counted before the engine can take it (and count it out), so the gauge never sticks at +1.
     st.metrics.queued();
-    Ok((rx, n))
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Chat,
-    Text,
+    if ready.engine.submit(job).is_err() {
+        st.metrics.dequeued();
+        return Err(ApiError::queue_full());
+    }
+    Ok(rx)
 }
 
 async fn chat_completions(
@@ -335,14 +493,8 @@ async fn chat_completions(
         .iter()
         .map(|m| Ok(Message { role: m.role.clone(), content: m.text()? }))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let params = req.common.params(ready.tokenizer.n_vocab())?;
-    let opts =
-        RenderOptions { add_generation_prompt: true, now: DateTime::from_unix_seconds(now_secs() as i64) };
-    let prompt = ready
-        .template
-        .render(&messages, &opts)
-        .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
-    respond(&st, ready, &prompt, params, req.common.stream, Kind::Chat).await
+    let params = req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens)?;
+    respond(&st, Prompt::Chat(messages), params, &req.common, Kind::Chat).await
 }
 
 async fn completions(
@@ -356,184 +508,43 @@ async fn completions(
     let prompt = match &req.prompt {
         Value::String(s) => s.clone(),
         Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
-        _ => return Err(ApiError::invalid(Some("prompt"), "prompt must be a string")),
+        _ => {
+            return Err(ApiError::invalid(Some("prompt"), "prompt must be a string or a list of one string"));
+        }
     };
-    let params = req.common.params(ready.tokenizer.n_vocab())?;
-    respond(&st, ready, &prompt, params, req.common.stream, Kind::Text).await
+    let params = req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens)?;
+    respond(&st, Prompt::Text(prompt), params, &req.common, Kind::Text).await
 }
 
 async fn respond(
-    st: &AppState,
-    ready: &Ready,
-    prompt: &str,
+    st: &Arc<AppState>,
+    prompt: Prompt,
     params: GenerateParams,
-    stream: bool,
+    common: &Common,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let (rx, _n_prompt) = submit(st, ready, prompt, params)?;
+    // A full queue answers 429 before the prompt is rendered and tokenized: under overload the
+    // refusals must stay cheap. (The queue can still fill meanwhile; `submit` refuses then.)
+    if st.metrics.queue_depth() >= st.ready()?.max_queue.max(1) {
+        return Err(ApiError::queue_full());
+    }
+    let tokens = blocking(st, move |ready| prompt_tokens(ready, &prompt)).await?;
+    let ready = st.ready()?;
+    let logprobs = params.logprobs.is_some();
+    let rx = submit(st, ready, tokens, params)?;
     let n = st.next_id.fetch_add(1, Ordering::Relaxed);
-    let (id, object) = match kind {
-        Kind::Chat => (format!("chatcmpl-{n}"), "chat.completion"),
-        Kind::Text => (format!("cmpl-{n}"), "text_completion"),
+    let reply = Reply {
+        kind,
+        id: match kind {
+            Kind::Chat => format!("chatcmpl-{n}"),
+            Kind::Text => format!("cmpl-{n}"),
+        },
+        created: now_secs(),
+        model: st.model_id.clone(),
+        tokenizer: ready.tokenizer.clone(),
+        logprobs,
+        include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        closing: st.closing.subscribe(),
     };
-    let created = now_secs();
-    let model = st.model_id.clone();
-    if stream {
-        return Ok(stream_response(rx, id, created, model, kind).into_response());
-    }
-    let mut rx = rx;
-    let mut text = String::new();
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            Event::Text(t) => text += &t,
-            Event::Error(e) => return Err(ApiError::internal(e)),
-            Event::Done { finish, prompt_tokens, completion_tokens } => {
-                let choice = match kind {
-                    Kind::Chat => {
-                        json!({ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish.as_str(), "logprobs": null })
-                    }
-                    Kind::Text => {
-                        json!({ "index": 0, "text": text, "finish_reason": finish.as_str(), "logprobs": null })
-                    }
-                };
-                let object = if kind == Kind::Chat { object } else { "text_completion" };
-                return Ok(Json(json!({
-                    "id": id, "object": object, "created": created, "model": model,
-                    "choices": [choice], "usage": usage(prompt_tokens, completion_tokens),
-                }))
-                .into_response());
-            }
-        }
-    }
-    Err(ApiError::internal("the engine stopped"))
-}
-
-fn stream_response(
-    rx: mpsc::UnboundedReceiver<Event>,
-    id: String,
-    created: u64,
-    model: String,
-    kind: Kind,
-) -> impl IntoResponse {
-    let object = match kind {
-        Kind::Chat => "chat.completion.chunk",
-        Kind::Text => "text_completion",
-    };
-    let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| -> SseEvent {
-        let choice = match kind {
-            Kind::Chat => json!({ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }),
-            Kind::Text => {
-                json!({ "index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null })
-            }
-        };
-        let mut body =
-            json!({ "id": id, "object": object, "created": created, "model": model, "choices": [choice] });
-        if let Some(u) = usage {
-            body["usage"] = u;
-        }
-        SseEvent::default().data(body.to_string())
-    };
-    let first =
-        (kind == Kind::Chat).then(|| chunk(json!({ "role": "assistant", "content": "" }), None, None));
-    let events = futures_util::stream::unfold((rx, false), move |(mut rx, done)| {
-        let chunk = chunk.clone();
-        async move {
-            if done {
-                return None;
-            }
-            let out: Vec<SseEvent> = match rx.recv().await {
-                Some(Event::Text(t)) => vec![chunk(json!({ "content": t }), None, None)],
-                Some(Event::Done { finish, prompt_tokens, completion_tokens }) => {
-                    let last = chunk(
-                        json!({}),
-                        Some(finish.as_str()),
-                        Some(usage(prompt_tokens, completion_tokens)),
-                    );
-                    return Some((vec![last, SseEvent::default().data("[DONE]")], (rx, true)));
-                }
-                Some(Event::Error(e)) => {
-                    let err = ApiError::internal(e).body().to_string();
-                    return Some((
-                        vec![SseEvent::default().data(err), SseEvent::default().data("[DONE]")],
-                        (rx, true),
-                    ));
-                }
-                None => return None,
-            };
-            Some((out, (rx, false)))
-        }
-    });
-    let all = futures_util::stream::iter(first).chain(events.flat_map(futures_util::stream::iter));
-    Sse::new(all.map(Ok::<_, std::convert::Infallible>)).keep_alive(KeepAlive::default())
-}
-
-async fn health(State(st): State<Arc<AppState>>) -> Response {
-    match st.ready.get() {
-        Some(_) => Json(json!({ "status": "ok" })).into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "loading", "error": ApiError::loading().body()["error"] })),
-        )
-            .into_response(),
-    }
-}
-
-async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
-    Json(
-        json!({ "object": "list", "data": [{ "id": st.model_id, "object": "model", "created": 0, "owned_by": "aether" }] }),
-    )
-}
-
-#[derive(Deserialize)]
-struct TokenizeRequest {
-    content: String,
-    #[serde(default)]
-    add_special: bool,
-    #[serde(default = "yes")]
-    parse_special: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-async fn tokenize(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req: TokenizeRequest = parse_json(&st, &headers, body)?;
-    let ready = st.ready()?;
-    let tokens = ready
-        .tokenizer
-        .encode(&req.content, req.add_special, req.parse_special)
-        .map_err(|e| ApiError::invalid(Some("content"), e.to_string()))?;
-    Ok(Json(json!({ "tokens": tokens })))
-}
-
-#[derive(Deserialize)]
-struct DetokenizeRequest {
-    tokens: Vec<u32>,
-}
-
-async fn detokenize(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req: DetokenizeRequest = parse_json(&st, &headers, body)?;
-    let ready = st.ready()?;
-    let content = ready
-        .tokenizer
-        .decode(&req.tokens, false)
-        .map_err(|e| ApiError::invalid(Some("tokens"), e.to_string()))?;
-    Ok(Json(json!({ "content": content })))
-}
-
-async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render(st.parallel)).into_response()
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+    if common.stream { Ok(respond::stream(reply, rx)) } else { respond::collect(reply, rx).await }
 }
