@@ -10,6 +10,9 @@ use aether_tests::gpu::{Rng, buffer, read_all_u32, run_step, test_gpu};
 
 const SENTINEL: u32 = 0xdead_beef;
 
+/// A run of a step: (sequence, first position, tokens).
+type Run = (u32, u32, usize);
+
 /// The f16 halves of two u32 words differ by at most 1 in their bits (same sign).
 fn close(a: u32, b: u32) -> bool {
     [0, 16].iter().all(|&s| {
@@ -24,7 +27,7 @@ fn kv_store_matches_cpu() {
     let step = StepBuffer::new(&gpu).expect("step buffer");
     let mut rng = Rng::new(21);
     // (kv_dim, n_ctx, n_seq, runs of (sequence, first position, tokens))
-    let cases: [(usize, usize, usize, &[(u32, u32, usize)]); 4] = [
+    let cases: [(usize, usize, usize, &[Run]); 4] = [
         (2, 5, 1, &[(0, 0, 1)]),
         (130, 37, 3, &[(1, 3, 7), (0, 36, 1), (2, 0, 2)]),
         (512, 64, 2, &[(1, 63, 1), (0, 0, 1)]),

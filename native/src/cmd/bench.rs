@@ -3,8 +3,8 @@
 //! or (`--cpu`, or no adapter) the CPU. Both go through the session's `Backend`, as `aether run`
 //! does: pp is one `eval(prompt, Want::Argmax)`, so its time includes reading the answer back;
 //! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode. `--concurrent 1,4,16`
-//! adds decode with that many sequences together, as the server's pool runs them: one
-//! `eval_batch` per step with one token of each sequence (greedy), reported as aggregate tokens/s.
+//! adds greedy decode with that many sequences together, as the server's pool runs them: one
+//! `eval_batch` per step with one token of each sequence, reported as aggregate tokens/s.
 //!
 //! On the GPU it also measures the adapter's read bandwidth with the streaming-read kernel and
 //! reports decode's share of the roofline: (weight bytes a decode step reads × tokens/s) /
@@ -138,8 +138,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         let mut pool = backends.pool(&model, a.n_gen, n_seq, n_seq)?;
-        let steps: Vec<Vec<u32>> = (0..a.n_gen).map(|_| random_tokens(n_seq)).collect();
-        let times = timed(reps, || together(&mut pool, &steps))?;
+        let first = random_tokens(n_seq);
+        let times = timed(reps, || together(&mut pool, &first, a.n_gen))?;
         // Weights are read once per step, whatever the sequences: the roofline counts steps.
         let per_step = roofline.map(|(bytes, bw)| (bytes / n_seq as f64, bw));
         report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
@@ -150,17 +150,26 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Decodes `steps[k][s]` as sequence s's k-th token, all sequences in one batch per step, from
-/// empty contexts, reading back each step's argmaxes.
-fn together(pool: &mut AnyBackend<'_>, steps: &[Vec<u32>]) -> Result<()> {
-    let n_seq = steps.first().map_or(0, Vec::len);
+/// Greedy decoding of `n_seq` sequences together from empty contexts, `n_gen` steps of one
+/// `eval_batch` each: sequence s starts from `first[s]`, then each step's argmaxes are fed back,
+/// as the server's pool decodes greedy requests.
+fn together(pool: &mut AnyBackend<'_>, first: &[u32], n_gen: usize) -> Result<()> {
+    let n_seq = first.len();
     for s in 0..n_seq {
         pool.seq_truncate(s, 0);
     }
-    for tokens in steps {
+    let mut next = first.to_vec();
+    for _ in 0..n_gen {
+        let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
         let runs: Vec<Run<'_>> =
-            (0..n_seq).map(|s| Run { seq: s, tokens: &tokens[s..s + 1], want: Want::Argmax }).collect();
-        block_on(pool.eval_batch(&runs))?;
+            tokens.iter().enumerate().map(|(s, t)| Run { seq: s, tokens: t, want: Want::Argmax }).collect();
+        let out = block_on(pool.eval_batch(&runs))?;
+        for (s, t) in next.iter_mut().enumerate() {
+            *t = match out.get(s) {
+                Output::Argmax(id) => id,
+                _ => bail!("a greedy step returned no argmax"),
+            };
+        }
     }
     Ok(())
 }
