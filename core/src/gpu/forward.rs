@@ -359,15 +359,15 @@ impl Acts {
     }
 }
 
-/// Greedy decoding runs one step ahead. After a step of one-token runs that all want the argmax,
-/// the next step of the same sequences is submitted at once with those argmaxes as its tokens,
-/// copied on the GPU from the argmax rows to the token ids, before the CPU has read them: while
-/// the CPU maps the results, returns them, samples nothing (greedy) and feeds the same tokens
-/// back, the GPU is already running that step — the CPU's recording and the read-back wait
-/// overlap the GPU's work instead of idling it. When the next call asks for that very step (the
-/// same sequences at the same positions, one token each, equal to the argmaxes, argmax wanted)
-/// it is already in flight; any other call discards it: the sequences' lengths were never
-/// advanced for it, and later steps overwrite the cells it wrote.
+/// Greedy decoding runs one step ahead. After a step whose runs all want the argmax, the next
+/// step of the same sequences (one token each) is submitted at once with those argmaxes as its
+/// tokens, copied on the GPU from the argmax rows to the token ids, before the CPU has read them:
+/// while the CPU maps the results, returns them, samples nothing (greedy) and feeds the same
+/// tokens back, the GPU is already running that step — the CPU's recording and the read-back
+/// wait overlap the GPU's work instead of idling it. When the next call asks for that very step
+/// (the same sequences at the same positions, one token each, equal to the argmaxes, argmax
+/// wanted) it is already in flight; any other call discards it: the sequences' lengths were
+/// never advanced for it, and later steps overwrite the cells it wrote.
 struct Ahead {
     /// (sequence, position) of each of its tokens, in order.
     at: Vec<(usize, usize)>,
@@ -666,13 +666,15 @@ impl<'g> GpuBackend<'g> {
         self.gpu.submit(encoder, "a forward step")
     }
 
-    /// Whether `runs` are greedy decode tokens only: one token each, argmax wanted, all in one
-    /// forward batch, with room after them for the step [`Ahead`].
-    fn greedy_decode(&self, runs: &[Run<'_>]) -> bool {
+    /// Whether `runs` are all greedy (a prompt's last chunk, or a decode token): argmax wanted of
+    /// each, with room after them for the step [`Ahead`] (the caller checks that they make one
+    /// forward batch).
+    fn greedy(&self, runs: &[Run<'_>]) -> bool {
         !runs.is_empty()
-            && runs.len() <= self.max_batch.min(self.n_seq)
             && runs.iter().all(|r| {
-                r.tokens.len() == 1 && r.want == Want::Argmax && self.seq_len(r.seq) + 2 <= self.n_ctx
+                !r.tokens.is_empty()
+                    && r.want == Want::Argmax
+                    && self.seq_len(r.seq) + r.tokens.len() < self.n_ctx
             })
     }
 
@@ -729,7 +731,7 @@ impl<'g> GpuBackend<'g> {
         read
     }
 
-    /// A step of greedy decode tokens ([`GpuBackend::greedy_decode`]), the next one submitted
+    /// A step of greedy runs ([`GpuBackend::greedy`]), the next one (a token of each) submitted
     /// ahead on its argmaxes.
     async fn eval_greedy(&mut self, runs: &[Run<'_>]) -> Result<()> {
         let (slot, submission) = match self.take_ahead(runs) {
@@ -740,7 +742,7 @@ impl<'g> GpuBackend<'g> {
             }
         };
         for r in runs {
-            self.seq_len[r.seq] += 1;
+            self.seq_len[r.seq] += r.tokens.len();
         }
         self.submit_ahead(runs, 1 - slot)?;
         self.read_tokens(slot, submission, runs.len()).await?;
@@ -814,7 +816,7 @@ impl BatchBackend for GpuBackend<'_> {
             max_batch: self.max_batch,
         };
         self.batches.plan(runs, pool)?;
-        if self.greedy_decode(runs) && self.batches.len() == 1 {
+        if self.greedy(runs) && self.batches.len() == 1 {
             self.eval_greedy(runs).await?;
         } else {
             self.ahead = None;
