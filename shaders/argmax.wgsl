@@ -16,7 +16,7 @@ const WG: u32 = 256u;
 const PER: u32 = 4u;
 // "No index yet": loses every tie.
 const NONE: u32 = 0xffffffffu;
-const LOWEST: f32 = -3.40282347e38;
+const LOWEST: f32 = -0x1.fffffep+127f; // -f32::MAX, exactly (Tint rejects a decimal that rounds to it)
 
 struct Params {
     n: u32,        // stage 0: logits; stage 1: partials

@@ -6,7 +6,7 @@
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
 // row of the grid). Invocation i takes elements 4i.. of every WG * 4, then one each of the tail.
 
-const WG: u32 = 256u;
+override WG: u32 = 256u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 4u;
 

@@ -9,7 +9,7 @@
 // row of the grid). Invocation s (0..TPB) of a block takes
 // half h = s / 8 and l = 4 (s % 8).. l + 4 of each of the four 32-element groups j.
 
-const WG: u32 = 256u;
+override WG: u32 = 256u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

@@ -6,7 +6,7 @@
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
 // row of the grid). Invocation s (0..TPB) of a block takes qs[4s..4s+4]: elements 4s.. and 16 + 4s...
 
-const WG: u32 = 256u;
+override WG: u32 = 256u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

@@ -13,7 +13,7 @@
 // p = s / 2, elements 16 (s % 2).. + 16 of sub-blocks 2p and 2p + 1. One 16-byte load of levels
 // and one of the header per row and block: the loads are as wide as WGSL has.
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

@@ -11,7 +11,7 @@
 // of qs and neighbouring 16-byte runs of x, and pair p < 2 <= p + 2 fixes which half of the
 // packed scales each run needs, without branches.
 
-const WG: u32 = 256u;
+override WG: u32 = 256u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

@@ -13,7 +13,7 @@
 // half h = s / 8 and l = 4 (s % 8).. l + 4 of each of the four 32-element groups k; the −32 of
 // the levels is taken out of the integer sum as 32 · Σ x.
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

@@ -9,7 +9,7 @@
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
 // row of the grid). Invocation s (0..TPB) of a block takes qs[16s..16s + 16].
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 // Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
 const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.

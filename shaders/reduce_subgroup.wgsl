@@ -14,7 +14,7 @@
 // argument so the two versions can differ) and `fn reduce_rows(acc, lane) -> f32`, which every
 // invocation of the workgroup calls once, in uniform control flow, with its partial sums for the
 // ROWS rows; invocation `lid == r` gets the total of row `r` back.
-const WG: u32 = 256u;
+override WG: u32 = 256u;
 const ROWS: u32 = 4u;
 
 // ---- reduce (subgroups): subgroupAdd per row, then one slot per subgroup in workgroup memory.

@@ -11,8 +11,9 @@
 // entry point's built-ins, taken as one argument so the two versions can differ) and
 // `fn reduce_rows(acc, lane) -> f32`, which every invocation of the workgroup calls once, in
 // uniform control flow, with its partial sums for the ROWS rows; invocation `lid == r` gets the
-// total of row `r` back. The kernel defines `const WG` (a power of two) and `const ROWS`.
-const WG: u32 = 256u;
+// total of row `r` back. The kernel defines `override WG` (a power of two, at least ROWS)
+// and `const ROWS`.
+override WG: u32 = 256u;
 const ROWS: u32 = 4u;
 
 // ---- reduce (workgroup memory): a tree over the WG partials of each row.

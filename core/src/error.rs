@@ -190,6 +190,14 @@ pub enum Error {
     SeqOutOfRange { seq: usize, n_seq: usize },
     #[error("sequence {seq} appears twice in one batch")]
     SeqTwiceInBatch { seq: usize },
+
+    // ---------------------------------------------------------------- streaming weight loads
+    /// A streamed load ended before every byte of a tensor arrived.
+    #[error("tensor `{name}` incomplete: {got} of its {len} bytes (file bytes {start}..{end}) arrived")]
+    TensorIncomplete { name: String, start: u64, end: u64, len: u64, got: u64 },
+    /// Bytes pushed to a streamed load out of order.
+    #[error("stream out of order: got bytes at offset {got}, expected offset {expected}")]
+    StreamOrder { expected: u64, got: u64 },
 }
 
 /// " while CONTEXT" when the GPU error has one.

@@ -1,6 +1,7 @@
 // Browser tests of the aether-llm package (web/pkg), in headless Debian chromium driven by
 // playwright-core, against the local server in server.mjs. Run by run.sh, which builds the
-// package and passes the text `aether run` generates greedily (AETHER_EXPECTED_FILE).
+// package and passes the text `aether run --cpu` generates greedily (AETHER_EXPECTED_FILE) and
+// the CPU's top-2 logit margin at each of its steps (AETHER_MARGINS_FILE, greedy_margins.rs).
 //
 // One persistent browser profile (the Cache API needs real storage: an incognito context's quota
 // is too small for the 98 MB model); each test clears the model cache it depends on.
@@ -18,6 +19,14 @@ const MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const modelPath = join(modelsDir, MODEL);
 const modelSize = statSync(modelPath).size;
 const expected = readFileSync(process.env.AETHER_EXPECTED_FILE, "utf8");
+/** Per greedy step of the CPU: { piece, runnerUp, margin } (logits). */
+const steps = JSON.parse(readFileSync(process.env.AETHER_MARGINS_FILE, "utf8"));
+if (steps.map((s) => s.piece).join("") !== expected) throw new Error("greedy_margins and aether run --cpu disagree");
+/**
+ * A step whose top two CPU logits are closer than this is a near tie: the GPU sums in another
+ * order and may take the runner-up there (as tests/tests/gpu_forward.rs allows).
+ */
+const NEAR_TIE = 0.05;
 const PROMPT = "The capital of France is";
 
 // In-memory variants of the model: truncated in the data section, and with an unknown
@@ -133,18 +142,100 @@ function complete(maxTokens) {
 
 await test("capabilities", async () => {
   const caps = await page.evaluate(() => aether.Engine.capabilities());
-  report.capabilities = caps;
-  check(typeof caps.webgpu === "boolean" && caps.backend === "cpu", JSON.stringify(caps));
-  const r = await load(MODEL_URL, { device: "gpu" });
-  eq(r.error?.name, "WebGPUUnavailableError", "device: gpu");
-  check(r.error.typed, "instanceof WebGPUUnavailableError");
+  report.capabilities = { ...caps, features: caps.features.length, limits: undefined };
+  // SwiftShader gives headless chromium WebGPU with --enable-unsafe-webgpu: a software fallback
+  // adapter, which device "auto" leaves for the faster CPU engine.
+  check(caps.webgpu === true, JSON.stringify(caps));
+  if (caps.adapter.isFallbackAdapter) {
+    eq(caps.backend, "cpu", "backend with only a fallback adapter");
+    check(/fallback/.test(caps.reason), `reason: ${caps.reason}`);
+  } else {
+    eq(caps.backend, "webgpu", "backend");
+  }
 });
 
-await test("greedy completion streams the same text as aether run", async () => {
+await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64 MB, the text of aether run", async () => {
+  await clearCache();
+  const t0 = performance.now();
+  const r = await load(MODEL_URL, { device: "gpu", cache: false });
+  report.gpuLoadSeconds = (performance.now() - t0) / 1000;
+  check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
+  eq(r.info.backend, "webgpu", "backend");
+  eq(r.progress.at(-1).progress, 1, "last progress");
+  // Wasm memory never shrinks: its size after the load is the load's peak. The CPU path holds the
+  // 98 MB file there; the GPU path only the header, a chunk and the small f32 vectors.
+  report.gpuWasmMemoryBytes = r.info.wasmMemoryBytes;
+  check(r.info.wasmMemoryBytes < 64 << 20, `wasm memory ${r.info.wasmMemoryBytes} B after a GPU load, over 64 MB`);
+  const chunks = await complete(32);
+  const tokens = chunks.slice(0, 32).map((c) => c.choices[0].text);
+  report.gpuText = tokens.join("");
+  // The CPU's text token for token, up to the first step where the GPU takes another token; that
+  // is allowed only at a near tie, and only as the CPU's runner-up (after it the texts diverge).
+  const at = steps.findIndex((s, i) => tokens[i] !== s.piece);
+  if (at >= 0) {
+    const s = steps[at];
+    report.gpuDeparture = { token: at, gpu: tokens[at], cpu: s.piece, cpuRunnerUp: s.runnerUp, cpuMargin: s.margin };
+    check(
+      s.margin < NEAR_TIE && tokens[at] === s.runnerUp,
+      `GPU text departs from aether run at token ${at}: ${JSON.stringify(tokens[at])} for ${JSON.stringify(s.piece)}, ` +
+        `where the CPU's margin over its runner-up ${JSON.stringify(s.runnerUp)} is ${s.margin.toFixed(4)} ` +
+        `(near tie: < ${NEAR_TIE}); GPU text ${JSON.stringify(report.gpuText)}`,
+    );
+  }
+  report.gpuTextEqualsAetherRun = report.gpuText === expected;
+  const end = chunks.at(-1);
+  eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
+  eq(end.choices[0].finish_reason, "length", "finish_reason");
+  report.gpuDecodeTokensPerSecond = end.timings.predicted_per_second;
+  report.gpuPrefillTokensPerSecond = end.timings.prompt_per_second;
+  // ...and generation did not grow it either.
+  const stats = await page.evaluate(() => window.engine._debug("stats"));
+  report.gpuWasmMemoryBytesAfterGeneration = stats.wasmMemoryBytes;
+  check(stats.wasmMemoryBytes < 64 << 20, `wasm memory ${stats.wasmMemoryBytes} B after generating, over 64 MB`);
+});
+
+await test("GPU device lost: DeviceLostError for the request in flight and later ones; a new load works", async () => {
+  const r = await page.evaluate(async (prompt) => {
+    const engine = window.engine;
+    if (engine?.info.backend !== "webgpu") return { skipped: "no GPU engine loaded" };
+    let n = 0;
+    let inFlight = null;
+    try {
+      const s = await engine.completions.create({ prompt: "The", max_tokens: 16, temperature: 0, stream: true });
+      for await (const c of s) {
+        // Lost mid-generation, while the worker is between steps or awaiting one.
+        if (++n === 1) engine._debug("loseDevice").catch(() => {});
+      }
+    } catch (e) {
+      inFlight = { name: e.name, message: e.message, typed: e instanceof aether.DeviceLostError };
+    }
+    let later = null;
+    try {
+      await engine.completions.create({ prompt: "Paris is", max_tokens: 2, temperature: 0 });
+    } catch (e) {
+      later = e.name;
+    }
+    const again = await aether.Engine.load("/models/SmolLM2-135M-Instruct.Q4_1.gguf", { device: "gpu", cache: false });
+    window.engine = again;
+    const c = await again.completions.create({ prompt, max_tokens: 2, temperature: 0 });
+    return { n, inFlight, later, backend: again.info.backend, text: c.choices[0].text };
+  }, PROMPT);
+  check(!r.skipped, r.skipped);
+  eq(r.inFlight?.name, "DeviceLostError", `the request in flight (after ${r.n} chunks)`);
+  check(r.inFlight.typed, "instanceof DeviceLostError");
+  check(r.n < 16, `${r.n} chunks: the loss did not stop the request`);
+  eq(r.later, "DeviceLostError", "a request after the loss");
+  eq(r.backend, "webgpu", "backend of the new load");
+  check(r.text.length > 0 && expected.startsWith(r.text), `after a new load: ${JSON.stringify(r.text)}`);
+  report.deviceLostMessage = r.inFlight.message;
+});
+
+// The CPU engine's own checks (device "cpu"; "auto" takes it too beside a fallback adapter).
+await test("CPU path: greedy completion streams the same text as aether run", async () => {
   await clearCache();
   server.reset();
   const t0 = performance.now();
-  const r = await load(MODEL_URL);
+  const r = await load(MODEL_URL, { device: "cpu" });
   report.firstLoadSeconds = (performance.now() - t0) / 1000;
   check(!r.error, `load failed: ${JSON.stringify(r.error)}`);
   eq(r.info.architecture, "llama", "architecture");

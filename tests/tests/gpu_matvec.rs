@@ -1,7 +1,8 @@
 //! The mat-vec kernels (`shaders/matvec_*.wgsl`) against their CPU twin (`quant::dot` per row), on
 //! whatever adapter this machine has: lavapipe in CI, the real GPU elsewhere.
 //!
-//! Every type, both reductions (subgroups, and workgroup memory with subgroups forced off), odd
+//! Every type, both reductions (subgroups, and workgroup memory with subgroups forced off), both
+//! workgroup geometries (256 invocations for GPUs, 16 for software adapters), odd
 //! row counts (1, 7, 33 — not multiples of the 4 rows per workgroup), a row of 56 K-blocks (not a
 //! multiple of the 16 blocks in flight), odd float row lengths (2-byte aligned f16 rows), x and y
 //! offsets, and weights both quantized from random values and made of random bytes. Also: a
@@ -151,9 +152,28 @@ fn matvec_matches_cpu_with_the_best_reduction() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     eprintln!("adapter: {}", gpu.describe());
     let keys = check_all_types(&gpu, "default");
-    let suffix = if gpu.caps().subgroups { "_sg" } else { "_wg" };
-    assert!(keys.iter().all(|k| k.ends_with(suffix)), "kernels run: {keys:?}, expected all *{suffix}");
+    let suffix = suffix(gpu.caps().subgroups, gpu.caps().software);
+    assert!(keys.iter().all(|k| k.ends_with(&suffix)), "kernels run: {keys:?}, expected all *{suffix}");
     assert_eq!(keys.len(), shaders::MATVEC_TYPES.len(), "{keys:?}");
+}
+
+/// The pipeline key suffix of a reduction and workgroup geometry.
+fn suffix(subgroups: bool, software: bool) -> String {
+    format!("{}{}", if subgroups { "_sg" } else { "_wg" }, if software { "_sw" } else { "" })
+}
+
+/// The geometry this adapter does not take by default: on lavapipe (a software adapter) the
+/// 256-invocation workgroups of real GPUs, on a GPU the 16-invocation ones of software adapters.
+#[test]
+fn matvec_matches_cpu_in_the_other_workgroup_geometry() {
+    let Some(probe) = test_gpu(GpuOptions::default()) else { return };
+    let software = !probe.caps().software;
+    drop(probe);
+    let Some(gpu) = test_gpu(GpuOptions { software: Some(software), ..Default::default() }) else { return };
+    assert_eq!(gpu.caps().software, software);
+    let keys = check_all_types(&gpu, if software { "software" } else { "hardware" });
+    let suffix = suffix(gpu.caps().subgroups, software);
+    assert!(keys.iter().all(|k| k.ends_with(&suffix)), "kernels run: {keys:?}, expected all *{suffix}");
 }
 
 /// `y += W·x` (the residual add a projection does itself): the packed-input kernels and an f32
@@ -182,7 +202,8 @@ fn matvec_matches_cpu_with_subgroups_forced_off() {
     let Some(gpu) = test_gpu(GpuOptions { no_subgroups: true, ..Default::default() }) else { return };
     assert!(!gpu.caps().subgroups);
     let keys = check_all_types(&gpu, "no-subgroups");
-    assert!(keys.iter().all(|k| k.ends_with("_wg")), "kernels run: {keys:?}");
+    let suffix = suffix(false, gpu.caps().software);
+    assert!(keys.iter().all(|k| k.ends_with(&suffix)), "kernels run: {keys:?}");
 }
 
 #[test]
@@ -330,6 +351,23 @@ fn wgpu_errors_come_back_as_errors_not_panics() {
     let mut past = [0u8; 64];
     assert!(matches!(pollster::block_on(rb.read(&gpu, &x, 224, &mut past)), Err(Error::GpuReadback { .. })));
     gpu.check("after our own checks").expect("none of them reached wgpu");
+
+    // An error scope catches what happens inside it (the browser's way to await a load's
+    // verdict) and hands it back with its context; a clean scope is Ok; the device is not lost.
+    let scope = gpu.error_scope();
+    let _bad = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bad in a scope"),
+        size: 64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    match pollster::block_on(scope.finish(&gpu, "a scoped span")) {
+        Err(Error::GpuValidation { context, .. }) => assert_eq!(context, "a scoped span"),
+        other => panic!("expected GpuValidation from the scope, got {other:?}"),
+    }
+    gpu.check("after the scope").expect("the scope took its error; none reached the handler");
+    pollster::block_on(gpu.error_scope().finish(&gpu, "an empty span")).expect("an empty scope");
+    assert!(gpu.lost().is_none());
 }
 
 #[test]
@@ -342,6 +380,6 @@ fn pipelines_are_built_once_per_key() {
         let w = GpuTensor::upload(&gpu, "w", GgmlType::Q4K, 256, 5, &bytes, &mut |_, _| {}).expect("upload");
         gpu_matvec(&gpu, &w, &x, 0, 0).expect("matvec");
     }
-    let want = if gpu.caps().subgroups { "matvec_q4_k_sg" } else { "matvec_q4_k_wg" };
-    assert_eq!(gpu.pipeline_keys(), vec![want.to_string()]);
+    let want = format!("matvec_q4_k{}", suffix(gpu.caps().subgroups, gpu.caps().software));
+    assert_eq!(gpu.pipeline_keys(), vec![want]);
 }

@@ -136,7 +136,11 @@ export interface LoadOptions {
   cacheName?: string;
   /** Resume attempts after a failed connection (default 5). */
   retries?: number;
-  /** "gpu" fails with WebGPUUnavailableError where the WebGPU engine cannot run. */
+  /**
+   * "auto" (default): WebGPU on a hardware adapter, else the CPU engine in wasm (also when the
+   * only adapter is a software fallback); "gpu" fails with WebGPUUnavailableError where the
+   * WebGPU engine cannot run; "cpu" never uses WebGPU.
+   */
   device?: "auto" | "cpu" | "gpu";
   signal?: AbortSignal;
   /** Where worker.js is served, when a bundler moves it. */
@@ -160,7 +164,10 @@ export interface ModelInfo {
   cache: string;
   /** Range requests the download needed. */
   resumes: number;
-  /** The worker's wasm memory once loaded (the CPU path holds the file and the KV cache there). */
+  /**
+   * The worker's wasm memory once loaded: the load's peak, as wasm memory never shrinks (the CPU
+   * engine holds the file and the KV cache there; the WebGPU engine only chunks in flight).
+   */
   wasmMemoryBytes: number;
   engine: { version: string; backends: string[]; gpu: boolean; architectures: string[] };
 }
@@ -202,6 +209,8 @@ export declare class Engine {
   };
   /** Terminates the worker, freeing its memory; pending requests reject. */
   unload(): void;
+  /** Test hooks, not API: "stats" (the worker's wasm memory size), "loseDevice". */
+  _debug(op: "stats" | "loseDevice"): Promise<{ wasmMemoryBytes: number }>;
 }
 
 export declare class AetherError extends Error {}

@@ -12,7 +12,7 @@ import { AetherError, WebGPUUnavailableError, fromWire } from "./errors.js";
 export * from "./errors.js";
 
 /** Whether this build of the package carries the WebGPU engine (mirrors the wasm's capabilities()). */
-const GPU_ENGINE = false;
+const GPU_ENGINE = true;
 
 export class Engine {
   #worker;
@@ -29,7 +29,12 @@ export class Engine {
 
   constructor(worker) {
     this.#worker = worker;
-    worker.onmessage = (ev) => this.#pending.get(ev.data.id)?.onMessage(ev.data);
+    worker.onmessage = (ev) => {
+      // The GPU device is gone: the request that saw it has its DeviceLostError already; every
+      // other one gets it too, and the worker goes (Engine.load makes a new one, on a new device).
+      if (ev.data.type === "lost") this.#die(fromWire(ev.data.error));
+      else this.#pending.get(ev.data.id)?.onMessage(ev.data);
+    };
     worker.onerror = (ev) => {
       ev.preventDefault?.();
       this.#die(new AetherError(`the engine worker failed: ${ev.message ?? "unknown error"}`));
@@ -47,11 +52,7 @@ export class Engine {
     const { onProgress, signal, workerUrl, device = "auto", ...rest } = options;
     if (device === "gpu") {
       const caps = await Engine.capabilities();
-      throw new WebGPUUnavailableError(
-        caps.webgpu
-          ? "this build of aether-llm has no WebGPU engine yet; use device: \"cpu\" or \"auto\""
-          : `WebGPU is not available: ${caps.reason}`,
-      );
+      if (!caps.webgpu) throw new WebGPUUnavailableError(`WebGPU is not available: ${caps.reason}`);
     }
     signal?.throwIfAborted();
     const url = workerUrl ?? new URL("./worker.js", import.meta.url);
@@ -64,7 +65,7 @@ export class Engine {
     const onAbort = () => engine.unload();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const result = await engine.#call({ type: "load", source: src, options: rest }, (m) => {
+      const result = await engine.#call({ type: "load", source: src, options: { ...rest, device } }, (m) => {
         if (m.type === "progress") onProgress?.(m);
       });
       signal?.throwIfAborted();
@@ -126,9 +127,25 @@ export class Engine {
     }
     out.shaderF16 = adapter.features.has("shader-f16");
     out.subgroups = adapter.features.has("subgroups");
-    out.backend = GPU_ENGINE ? "webgpu" : "cpu";
-    if (!GPU_ENGINE) out.reason = "this build has no WebGPU engine yet; models run on the CPU in wasm";
+    // The worker makes the same choice for device "auto".
+    if (!GPU_ENGINE) {
+      out.reason = "this build has no WebGPU engine; models run on the CPU in wasm";
+    } else if (out.adapter.isFallbackAdapter) {
+      out.reason =
+        'the only adapter is the browser\'s software fallback, slower than the CPU engine in wasm; device: "gpu" uses it anyway';
+    } else {
+      out.backend = "webgpu";
+    }
     return out;
+  }
+
+  /**
+   * Test hooks, not API: `"stats"` resolves to `{ wasmMemoryBytes }` (the worker's wasm memory,
+   * which never shrinks: the peak so far); `"loseDevice"` destroys the worker's GPU device, as a
+   * driver reset would lose it.
+   */
+  _debug(op) {
+    return this.#call({ type: "debug", op });
   }
 
   /** Stops the worker and frees everything it held (pending requests reject). */

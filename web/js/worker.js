@@ -1,14 +1,15 @@
 // The engine's Web Worker: loads the wasm module and one model, then runs generation requests one
 // at a time, yielding to its event loop between steps so that abort messages get through and the
-// page never blocks. Messages in: load, generate, abort. Messages out: progress, result, token,
-// done, error (errors as { name, message }; index.js rebuilds the typed Error).
+// page never blocks. Messages in: load, generate, abort, debug. Messages out: progress, result,
+// token, done, error (errors as { name, message }; index.js rebuilds the typed Error), and lost
+// (unasked: the GPU device is gone; the page retires this worker).
 //
 // Loading (see download.js for the transport): chunks go straight into the wasm loader, which
 // parses the GGUF header from the first ones and fails early on an unsupported or malformed
 // model. A cached copy is used when valid; a cached copy that fails its checks is deleted and the
 // file fetched again.
 
-import init, { WasmLoader, capabilities } from "./wasm/aether_web.js";
+import init, { WasmLoader, capabilities, openGpu } from "./wasm/aether_web.js";
 import { DownloadError, toWire } from "./errors.js";
 import {
   DEFAULT_CACHE,
@@ -49,11 +50,23 @@ self.onmessage = (ev) => {
       break;
     case "generate":
       queue = queue.then(() =>
-        generate(m).catch((e) => post({ type: "error", id: m.id, error: toWire(e) })),
+        generate(m).catch(async (e) => {
+          e = await gpuError(e);
+          post({ type: "error", id: m.id, error: toWire(e) });
+          if (e.name === "DeviceLostError") post({ type: "lost", error: toWire(e) });
+        }),
       );
       break;
     case "abort":
       aborted.add(m.id);
+      break;
+    case "debug":
+      // Test hooks. loseDevice: destroy the GPU device, even mid-step. stats: the wasm memory's
+      // size now (it never shrinks: the peak so far).
+      if (m.op === "loseDevice") engine?.loseDevice();
+      (ready ?? Promise.resolve(null)).then((wasm) =>
+        post({ type: "result", id: m.id, value: { wasmMemoryBytes: wasm?.memory.buffer.byteLength ?? 0 } }),
+      );
       break;
   }
 };
@@ -84,10 +97,31 @@ async function load(m) {
   const hash = !!sha256;
   const contextSize = options.contextSize ?? 0;
   let cacheState = "off";
+  // The GPU engine when the worker has WebGPU (`device`: "auto" | "gpu" | "cpu"): the weights
+  // stream straight into GPU buffers. "gpu" fails without it; "auto" falls back to the CPU, and
+  // also takes the CPU when the only adapter is the browser's software fallback (SwiftShader):
+  // the wasm CPU engine is many times faster than a GPU emulated on the same cores.
+  const device = options.device ?? "auto";
+  let gpu = null;
+  if (device !== "cpu" && self.navigator?.gpu) {
+    try {
+      const adapter = device === "auto" ? await self.navigator.gpu.requestAdapter() : null;
+      if (device === "gpu" || (adapter && !adapter.info?.isFallbackAdapter)) {
+        gpu = JSON.parse(await openGpu());
+      }
+    } catch (e) {
+      if (device === "gpu") throw e;
+    }
+  }
+  if (device === "gpu" && !gpu) {
+    const e = new Error("WebGPU is not available in this worker");
+    e.name = "WebGPUUnavailableError";
+    throw e;
+  }
 
   // Feeds one source into a fresh loader and builds the engine from it.
   const feed = async (phase, total, pump) => {
-    const loader = new WasmLoader(total ?? undefined, hash);
+    const loader = new WasmLoader(total ?? undefined, hash, !!gpu);
     try {
       let size = total;
       await pump(
@@ -107,7 +141,7 @@ async function load(m) {
         throw new DownloadError(`sha256 mismatch: got ${digest}, expected ${sha256}`);
       }
       report("build", size, size, true);
-      return { engine: loader.finish(contextSize), bytes: size };
+      return { engine: await loader.finish(contextSize), bytes: size };
     } finally {
       loader.free();
     }
@@ -195,6 +229,21 @@ async function load(m) {
   return { info, engine: JSON.parse(capabilities()), cache: cacheState, resumes: built.resumes ?? 0 };
 }
 
+/**
+ * A failed GPU step as the page should see it: when the device was lost, the step may fail first
+ * with a read-back error and the browser tell of the loss a moment later, so after a yield the
+ * device is asked; a lost device makes the error a DeviceLostError.
+ */
+async function gpuError(e) {
+  if (!engine || e?.name === "DeviceLostError" || e?.name === "AbortError") return e;
+  await yieldNow();
+  const lost = engine.deviceLost();
+  if (!lost) return e;
+  const d = new Error(lost);
+  d.name = "DeviceLostError";
+  return d;
+}
+
 async function generate(m) {
   if (!engine) throw new Error("no model loaded");
   const { id, kind, request } = m;
@@ -211,7 +260,7 @@ async function generate(m) {
   const t0 = performance.now();
   const nPrompt =
     kind === "chat" ? engine.beginChat(body, Date.now() / 1000) : engine.beginCompletion(body);
-  while (!engine.prefill(PREFILL_CHUNK)) {
+  while (!(await engine.prefill(PREFILL_CHUNK))) {
     await yieldNow();
     check();
   }
@@ -219,7 +268,7 @@ async function generate(m) {
   for (;;) {
     await yieldNow();
     check();
-    const s = engine.step();
+    const s = await engine.step();
     const { text, token, finish } = s;
     s.free();
     if (text || token !== undefined) post({ type: "token", id, text, token });

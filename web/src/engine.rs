@@ -6,13 +6,18 @@
 //! memory back to the browser (a wasm memory grows but never shrinks), so the model's bytes and
 //! its tables are leaked to `'static` here instead of being tied into a self-referential struct:
 //! `Model<'a>` and `Session<'m, 'a>` borrow the file's bytes, and the leak lets them live in a
-//! `#[wasm_bindgen]` struct without `unsafe`.
+//! `#[wasm_bindgen]` struct without `unsafe`. The GPU engine's device and weights are leaked
+//! the same way.
+//!
+//! `prefill` and `step` are async: the GPU backend awaits its read-back (the browser cannot
+//! block); the CPU backend's futures are ready at once.
 
 use aether_core::chat_template::{ChatTemplate, DateTime, RenderOptions};
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
-use aether_core::model::Model;
-use aether_core::session::{CpuBackend, GenerateParams, Session};
+use aether_core::gpu::{Gpu, GpuBackend, GpuModel};
+use aether_core::model::{Config, Model};
+use aether_core::session::{CpuBackend, GenerateParams, Session, Step};
 use aether_core::tokenizer::Tokenizer;
 
 use crate::error::{Kind, Result, WebError};
@@ -21,7 +26,9 @@ use crate::request;
 
 /// What a model load leaves behind, for the life of the worker.
 pub struct Loaded {
-    pub model: Model<'static>,
+    pub config: Config,
+    /// The CPU engine's model (`None` on the GPU).
+    pub model: Option<Model<'static>>,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     pub architecture: String,
@@ -39,9 +46,28 @@ pub struct StepOut {
     pub finish: Option<&'static str>,
 }
 
+/// The session on the engine the load chose.
+#[allow(clippy::large_enum_variant)] // one per worker
+enum Sessions {
+    Cpu(Session<'static, CpuBackend<'static, 'static>>),
+    Gpu(Session<'static, GpuBackend<'static>>),
+}
+
+/// Tokens a GPU prefill chunk holds (the worker's prefill budget).
+pub const GPU_MAX_BATCH: usize = 64;
+
+/// Tokens per GPU prefill chunk on `gpu`: [`GPU_MAX_BATCH`], or 1 on a software adapter (the
+/// browser's fallback, SwiftShader), where the prefill mat-mul's 256-invocation tiles, with two
+/// barriers per 32 columns, cost ~13 s per prompt token of SmolLM2-135M against ~5 s for a
+/// one-token mat-vec step (2 busy cores): one token at a time is faster there.
+pub fn gpu_max_batch(gpu: &Gpu) -> usize {
+    if gpu.caps().software { 1 } else { GPU_MAX_BATCH }
+}
+
 pub struct EngineCore {
     loaded: &'static Loaded,
-    session: Session<'static, CpuBackend<'static, 'static>>,
+    gpu: Option<&'static Gpu>,
+    session: Sessions,
     /// A request has been begun and not yet finished.
     active: bool,
 }
@@ -53,27 +79,57 @@ pub const DEFAULT_CONTEXT: usize = 4096;
 impl EngineCore {
     /// Builds the engine from a finished load. `n_ctx` 0 means the default.
     pub fn new(plan: Box<Plan>, sink: Sink, n_ctx: usize) -> Result<EngineCore> {
-        let Plan { architecture, name, tokenizer, template, n_tensors, .. } = *plan;
-        let Sink::Cpu { bytes } = sink;
-        let file_len = bytes.len() as u64;
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        let g = Gguf::parse(bytes)?;
-        let model = Model::from_gguf(&g)?;
-        let n_ctx = if n_ctx == 0 { model.config.n_ctx_train.min(DEFAULT_CONTEXT) } else { n_ctx };
+        let Plan { architecture, name, tokenizer, template, n_tensors, config, keep_len, .. } = *plan;
+        let n_ctx = if n_ctx == 0 { config.n_ctx_train.min(DEFAULT_CONTEXT) } else { n_ctx };
         if n_ctx < 2 {
             return Err(WebError::new(Kind::InvalidRequest, format!("contextSize {n_ctx} is below 2")));
         }
+        let (model, gpu) = match sink {
+            Sink::Cpu { bytes } => {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                let g = Gguf::parse(bytes)?;
+                (Some(Model::from_gguf(&g)?), None)
+            }
+            Sink::Gpu { gpu, builder } => {
+                let gm: &'static GpuModel = Box::leak(Box::new(builder.finish()?));
+                (None, Some((gpu, gm)))
+            }
+        };
         let loaded: &'static Loaded = Box::leak(Box::new(Loaded {
+            config,
             model,
             tokenizer,
             template,
             architecture,
             name,
-            file_len,
+            file_len: keep_len,
             n_tensors,
         }));
-        let session = Session::new(CpuBackend::new(&loaded.model, n_ctx, &Serial), &loaded.tokenizer);
-        Ok(EngineCore { loaded, session, active: false })
+        let device = gpu.map(|(g, _)| g);
+        let session = match (&loaded.model, gpu) {
+            (_, Some((gpu, gm))) => Sessions::Gpu(Session::new(
+                GpuBackend::new(gpu, gm, n_ctx, gpu_max_batch(gpu))?,
+                &loaded.tokenizer,
+            )),
+            (Some(model), None) => {
+                Sessions::Cpu(Session::new(CpuBackend::new(model, n_ctx, &Serial), &loaded.tokenizer))
+            }
+            (None, None) => return Err(WebError::new(Kind::Internal, "a load with neither engine")),
+        };
+        Ok(EngineCore { loaded, gpu: device, session, active: false })
+    }
+
+    /// `"webgpu"` or `"cpu"` (as `Engine.capabilities().backend` names them).
+    pub fn backend(&self) -> &'static str {
+        match self.session {
+            Sessions::Cpu(_) => "cpu",
+            Sessions::Gpu(_) => "webgpu",
+        }
+    }
+
+    /// The device the engine runs on (`None` on the CPU).
+    pub fn gpu(&self) -> Option<&'static Gpu> {
+        self.gpu
     }
 
     pub fn loaded(&self) -> &'static Loaded {
@@ -81,7 +137,10 @@ impl EngineCore {
     }
 
     pub fn n_ctx(&self) -> usize {
-        self.session.n_ctx()
+        match &self.session {
+            Sessions::Cpu(s) => s.n_ctx(),
+            Sessions::Gpu(s) => s.n_ctx(),
+        }
     }
 
     /// Starts a chat request: renders the messages with the model's template. Returns the prompt's
@@ -111,7 +170,10 @@ impl EngineCore {
                 format!("the prompt is {} tokens; the context holds {}", tokens.len(), self.n_ctx()),
             ));
         }
-        self.session.begin(&tokens, params)?;
+        match &mut self.session {
+            Sessions::Cpu(s) => s.begin(&tokens, params)?,
+            Sessions::Gpu(s) => s.begin(&tokens, params)?,
+        };
         self.active = true;
         Ok(tokens.len())
     }
@@ -125,15 +187,21 @@ impl EngineCore {
     }
 
     /// Evaluates up to `budget` more prompt tokens; `true` once the prompt is in the cache.
-    pub fn prefill(&mut self, budget: usize) -> Result<bool> {
+    pub async fn prefill(&mut self, budget: usize) -> Result<bool> {
         self.require_active()?;
-        ready(self.session.prefill(budget))
+        Ok(match &mut self.session {
+            Sessions::Cpu(s) => s.prefill(budget).await?,
+            Sessions::Gpu(s) => s.prefill(budget).await?,
+        })
     }
 
     /// Samples one token (prefilling what remains first).
-    pub fn step(&mut self) -> Result<StepOut> {
+    pub async fn step(&mut self) -> Result<StepOut> {
         self.require_active()?;
-        let s = ready(self.session.step())?;
+        let s: Step = match &mut self.session {
+            Sessions::Cpu(s) => s.step().await?,
+            Sessions::Gpu(s) => s.step().await?,
+        };
         if s.finish.is_some() {
             self.active = false;
         }
@@ -146,21 +214,27 @@ impl EngineCore {
     }
 
     pub fn n_prompt(&self) -> usize {
-        self.session.n_prompt()
+        match &self.session {
+            Sessions::Cpu(s) => s.n_prompt(),
+            Sessions::Gpu(s) => s.n_prompt(),
+        }
     }
 
     pub fn n_generated(&self) -> usize {
-        self.session.n_generated()
+        match &self.session {
+            Sessions::Cpu(s) => s.n_generated(),
+            Sessions::Gpu(s) => s.n_generated(),
+        }
     }
 
     /// The model's description as JSON, for `engine.info` on the JS side.
     pub fn info_json(&self) -> String {
         let l = self.loaded;
-        let c = &l.model.config;
+        let c = &l.config;
         serde_json::json!({
             "architecture": l.architecture,
             "name": l.name,
-            "backend": "cpu",
+            "backend": self.backend(),
             "fileBytes": l.file_len,
             "tensors": l.n_tensors,
             "contextSize": self.n_ctx(),
@@ -175,12 +249,14 @@ impl EngineCore {
 }
 
 /// The result of a future that is ready when first polled: the CPU backend's evaluations (they
-/// compute before returning). The GPU path will await instead, through wasm-bindgen-futures.
-pub(crate) fn ready<T>(f: impl std::future::Future<Output = aether_core::Result<T>>) -> Result<T> {
+/// compute before returning) in native tests. The wasm boundary awaits instead.
+pub fn ready<T, E: Into<WebError>>(
+    f: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
     let mut f = std::pin::pin!(f);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => Ok(r?),
+        std::task::Poll::Ready(r) => r.map_err(Into::into),
         std::task::Poll::Pending => Err(WebError::new(Kind::Internal, "a CPU evaluation did not complete")),
     }
 }

@@ -102,3 +102,27 @@ impl std::fmt::Display for WebError {
         write!(f, "{}: {}", self.kind.name(), self.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's failures reach the page as the typed errors the package documents.
+    #[test]
+    fn gpu_errors_map_to_their_js_kinds() {
+        let c = || "building the model's GPU buffers".to_string();
+        for (e, kind) in [
+            (Error::DeviceLost { reason: "Destroyed".into(), message: "gone".into() }, Kind::DeviceLost),
+            (Error::GpuOutOfMemory { context: c() }, Kind::OutOfMemory),
+            (Error::GpuTensorTooLarge { name: "t".into(), bytes: 1, why: "w".into() }, Kind::OutOfMemory),
+            (Error::NoAdapter { reason: "none".into() }, Kind::WebGpuUnavailable),
+            (Error::GpuValidation { context: c(), message: "m".into() }, Kind::Internal),
+        ] {
+            let w = WebError::from(e.clone());
+            assert_eq!(w.kind, kind, "{e}");
+            assert_eq!(w.message, e.to_string());
+        }
+        assert_eq!(Kind::DeviceLost.name(), "DeviceLostError");
+        assert_eq!(Kind::OutOfMemory.name(), "OutOfMemoryError");
+    }
+}

@@ -5,10 +5,15 @@
 //! - [`WasmLoader`]: fed the model file chunk by chunk as it downloads; parses the header from the
 //!   first chunks and checks the model can run before the weights arrive (loader.rs holds the one
 //!   switch point between the CPU and GPU engines);
-//! - [`WasmEngine`]: built from a finished loader; `beginChat`/`beginCompletion` take the request
+//! - [`WasmEngine`]: what a finished loader's `finish` resolves to (on the GPU once the device has
+//!   accepted every buffer); `beginChat`/`beginCompletion` take the request
 //!   JSON the server takes, then `prefill` and `step` advance it a bounded amount per call so the
 //!   worker can yield (aborts) and time tokens between calls;
-//! - [`capabilities`]: what this build can run.
+//! - [`capabilities`]: what this build can run;
+//! - [`open_gpu`] (`openGpu`): opens the WebGPU device once per worker; a loader made with
+//!   `useGpu` then streams the weights into GPU buffers and the engine runs on the GPU. `prefill`
+//!   and `step` return Promises (the GPU's read-back is async). A lost device fails them with
+//!   `DeviceLostError` (`deviceLost` tells a read-back that failed for that reason).
 //!
 //! Every error is a JS `Error` whose `name` is a kind (error.rs); the JS side rethrows it as the
 //! matching `Error` subclass. Logic lives in plain Rust modules (tested natively); this file only
@@ -19,6 +24,10 @@ pub mod error;
 pub mod loader;
 pub mod request;
 
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+
+use aether_core::gpu::{Gpu, GpuOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::EngineCore;
@@ -41,14 +50,47 @@ pub fn gguf_header_needs(prefix: &[u8], total_len: Option<f64>) -> Result<f64, J
     }
 }
 
-/// What this build of the engine can run, as JSON: `{ "version", "backends": ["cpu"], "gpu" }`.
-/// (`gpu` turns true when the crate is built with aether-core's `gpu` feature.)
+thread_local! {
+    /// The worker's GPU, opened once by `openGpu` and kept for the worker's life.
+    static GPU: OnceCell<&'static Gpu> = const { OnceCell::new() };
+}
+
+fn the_gpu() -> Option<&'static Gpu> {
+    GPU.with(|g| g.get().copied())
+}
+
+/// Opens the WebGPU device (once; later calls answer at once). Resolves to the adapter's
+/// description as JSON, or rejects with `WebGPUUnavailableError`-kind errors when there is none.
+#[wasm_bindgen(js_name = openGpu)]
+pub async fn open_gpu() -> Result<String, JsValue> {
+    let gpu = match the_gpu() {
+        Some(g) => g,
+        None => {
+            let g: &'static Gpu =
+                Box::leak(Box::new(Gpu::new(GpuOptions::default()).await.map_err(|e| js(e.into()))?));
+            GPU.with(|c| *c.get_or_init(|| g))
+        }
+    };
+    let info = gpu.info();
+    let caps = gpu.caps();
+    Ok(serde_json::json!({
+        "adapter": info.name,
+        "backend": format!("{:?}", info.backend),
+        "subgroups": caps.subgroups,
+        "shaderF16": caps.shader_f16,
+        "maxStorageBinding": caps.max_storage_binding,
+    })
+    .to_string())
+}
+
+/// What this build of the engine can run, as JSON: `{ "version", "backends", "gpu" }` (`gpu`:
+/// whether `openGpu` has opened a device).
 #[wasm_bindgen]
 pub fn capabilities() -> String {
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "backends": ["cpu"],
-        "gpu": false,
+        "backends": ["cpu", "gpu"],
+        "gpu": the_gpu().is_some(),
         "architectures": ["llama", "qwen2", "qwen3", "phi3", "gemma3"],
     })
     .to_string()
@@ -60,10 +102,12 @@ pub struct WasmLoader(Option<Loader>);
 
 #[wasm_bindgen]
 impl WasmLoader {
-    /// `total`: the file's length if the source announced it; `hash`: compute its SHA-256.
+    /// `total`: the file's length if the source announced it; `hash`: compute its SHA-256;
+    /// `use_gpu`: stream the weights to the GPU `openGpu` opened (the CPU engine otherwise).
     #[wasm_bindgen(constructor)]
-    pub fn new(total: Option<f64>, hash: bool) -> WasmLoader {
-        WasmLoader(Some(Loader::new(total.map(|t| t as u64), hash)))
+    pub fn new(total: Option<f64>, hash: bool, use_gpu: Option<bool>) -> WasmLoader {
+        let gpu = if use_gpu.unwrap_or(false) { the_gpu() } else { None };
+        WasmLoader(Some(Loader::with_gpu(total.map(|t| t as u64), hash, gpu)))
     }
 
     fn get(&mut self) -> Result<&mut Loader, JsValue> {
@@ -104,18 +148,30 @@ impl WasmLoader {
         self.0.as_ref().and_then(|l| l.sha256_hex())
     }
 
-    /// Ends the stream and builds the engine (`contextSize` 0: the model's, capped at 4096).
-    pub fn finish(&mut self, context_size: u32) -> Result<WasmEngine, JsValue> {
+    /// Ends the stream and builds the engine (`contextSize` 0: the model's, capped at 4096);
+    /// resolves to a `WasmEngine`. On the GPU it first awaits the device's verdict on the buffers
+    /// the load made (the browser reports errors asynchronously): a KV cache or weights that do
+    /// not fit reject here with `OutOfMemoryError`, not at the first request.
+    pub fn finish(&mut self, context_size: u32) -> Result<js_sys::Promise, JsValue> {
         let loader =
             self.0.take().ok_or_else(|| js(WebError::new(error::Kind::Internal, "finished twice")))?;
-        let (plan, sink) = loader.finish().map_err(js)?;
-        Ok(WasmEngine(EngineCore::new(plan, sink, context_size as usize).map_err(js)?))
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let gpu = loader.gpu();
+            let scope = gpu.map(|g| g.error_scope());
+            let built =
+                loader.finish().and_then(|(plan, sink)| EngineCore::new(plan, sink, context_size as usize));
+            if let (Some(gpu), Some(scope)) = (gpu, scope) {
+                // The device's own error comes first: a failed check inside the build is its echo.
+                scope.finish(gpu, "building the model's GPU buffers").await.map_err(|e| js(e.into()))?;
+            }
+            Ok(WasmEngine(Rc::new(RefCell::new(built.map_err(js)?))).into())
+        }))
     }
 }
 
 /// A loaded model with its generation session.
 #[wasm_bindgen]
-pub struct WasmEngine(EngineCore);
+pub struct WasmEngine(Rc<RefCell<EngineCore>>);
 
 /// One generation step: the text it released (may be empty), the token sampled (undefined on a
 /// final step that sampled none) and, on the last step, the finish reason.
@@ -130,42 +186,82 @@ pub struct WasmStep {
 impl WasmEngine {
     /// The model's description (JSON).
     pub fn info(&self) -> String {
-        self.0.info_json()
+        self.0.borrow().info_json()
     }
 
     /// Starts a chat completion from the request JSON; returns the prompt's token count.
     #[wasm_bindgen(js_name = beginChat)]
     pub fn begin_chat(&mut self, request_json: &str, now_unix_seconds: f64) -> Result<u32, JsValue> {
-        self.0.begin_chat(request_json, now_unix_seconds as i64).map(|n| n as u32).map_err(js)
+        self.core()?.begin_chat(request_json, now_unix_seconds as i64).map(|n| n as u32).map_err(js)
     }
 
     /// Starts a text completion from the request JSON; returns the prompt's token count.
     #[wasm_bindgen(js_name = beginCompletion)]
     pub fn begin_completion(&mut self, request_json: &str) -> Result<u32, JsValue> {
-        self.0.begin_completion(request_json).map(|n| n as u32).map_err(js)
+        self.core()?.begin_completion(request_json).map(|n| n as u32).map_err(js)
     }
 
-    /// Evaluates up to `budget` prompt tokens; true once the whole prompt is in.
-    pub fn prefill(&mut self, budget: u32) -> Result<bool, JsValue> {
-        self.0.prefill(budget as usize).map_err(js)
+    /// Evaluates up to `budget` prompt tokens; resolves to true once the whole prompt is in.
+    #[allow(clippy::await_holding_refcell_ref)] // `busy` refuses overlapping calls
+    pub fn prefill(&self, budget: u32) -> js_sys::Promise {
+        let core = self.0.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let r = busy(&core)?.prefill(budget as usize).await;
+            r.map(JsValue::from_bool).map_err(js)
+        })
     }
 
-    pub fn step(&mut self) -> Result<WasmStep, JsValue> {
-        let s = self.0.step().map_err(js)?;
-        Ok(WasmStep { text: s.text, token: s.token, finish: s.finish.map(String::from) })
+    /// Samples one token; resolves to a `WasmStep`.
+    #[allow(clippy::await_holding_refcell_ref)] // `busy` refuses overlapping calls
+    pub fn step(&self) -> js_sys::Promise {
+        let core = self.0.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let s = busy(&core)?.step().await.map_err(js)?;
+            Ok(WasmStep { text: s.text, token: s.token, finish: s.finish.map(String::from) }.into())
+        })
     }
 
     pub fn cancel(&mut self) {
-        self.0.cancel()
+        if let Ok(mut c) = self.0.try_borrow_mut() {
+            c.cancel()
+        }
+    }
+
+    fn core(&self) -> Result<std::cell::RefMut<'_, EngineCore>, JsValue> {
+        busy(&self.0)
     }
 
     #[wasm_bindgen(js_name = promptTokens)]
     pub fn prompt_tokens(&self) -> u32 {
-        self.0.n_prompt() as u32
+        self.0.borrow().n_prompt() as u32
     }
 
     #[wasm_bindgen(js_name = completionTokens)]
     pub fn completion_tokens(&self) -> u32 {
-        self.0.n_generated() as u32
+        self.0.borrow().n_generated() as u32
     }
+
+    /// Why the engine's GPU device was lost, once the browser has said so (undefined otherwise,
+    /// and on the CPU). A step that fails because the device went away may fail first with a
+    /// read-back error; the worker asks this to report it as `DeviceLostError`.
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> Option<String> {
+        self.0.try_borrow().ok()?.gpu()?.lost().map(|e| e.to_string())
+    }
+
+    /// For tests: destroys the worker's GPU device (if `openGpu` opened one), which loses it as a
+    /// driver reset or the browser reclaiming the GPU would: pending read-backs fail and the
+    /// device's `lost` promise resolves. Callable while a step is in flight.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        if let Some(gpu) = the_gpu() {
+            gpu.device().destroy();
+        }
+    }
+}
+
+/// The engine, unless a prefill or step is still running (the worker awaits each in turn).
+fn busy(core: &RefCell<EngineCore>) -> Result<std::cell::RefMut<'_, EngineCore>, JsValue> {
+    core.try_borrow_mut()
+        .map_err(|_| js(WebError::new(error::Kind::Internal, "the engine is busy with another step")))
 }

@@ -11,14 +11,16 @@
 //! [`Sink`] is THE switch point between the engines. The CPU engine computes on the file's bytes
 //! in place, so its sink keeps the whole file in wasm memory (reserved once, exactly, from the
 //! header: wasm memory never shrinks, so a doubling `Vec` would waste up to half). The GPU engine
-//! (aether-core feature `gpu`) will route each tensor's byte range to its GPU buffer as it arrives
-//! and keep only the header and one staging chunk in wasm memory.
+//! (when the loader is given a device) routes each tensor's byte range to its GPU buffer as it
+//! arrives ([`GpuModelBuilder`]) and keeps only one chunk and the small f32 vectors in wasm
+//! memory; the header prefix is dropped once parsed.
 //!
 //! Chunks are written by a `fill` callback straight into their destination, so the wasm side
 //! copies each byte once (`Uint8Array::copy_to`), and natively the tests push plain slices.
 
 use aether_core::chat_template::ChatTemplate;
 use aether_core::gguf::{HeaderParse, parse_header};
+use aether_core::gpu::{Gpu, GpuModelBuilder};
 use aether_core::model::Config;
 use aether_core::tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
@@ -45,8 +47,8 @@ pub struct Plan {
 pub enum Sink {
     /// CPU engine: the whole file, header included, in one exactly-reserved buffer.
     Cpu { bytes: Vec<u8> },
-    // Gpu { header: Vec<u8>, uploads: Vec<TensorUpload>, .. }: each tensor's range written to its
-    // GPU buffer by `queue.writeBuffer` as it streams past; lands with the `gpu` feature.
+    /// GPU engine: each tensor's bytes written to its GPU buffers as they stream past.
+    Gpu { gpu: &'static Gpu, builder: Box<GpuModelBuilder<'static>> },
 }
 
 enum Phase {
@@ -68,6 +70,8 @@ pub struct Loader {
     received: u64,
     phase: Phase,
     hasher: Option<Sha256>,
+    /// The device the GPU engine runs on, if the worker has one.
+    gpu: Option<&'static Gpu>,
 }
 
 /// The largest header accepted when the total is unknown (real headers are a few MB: the
@@ -76,11 +80,17 @@ const MAX_HEADER: u64 = 256 << 20;
 
 impl Loader {
     pub fn new(total: Option<u64>, hash: bool) -> Loader {
+        Loader::with_gpu(total, hash, None)
+    }
+
+    /// A loader for the GPU engine on `gpu` (the CPU engine's when `None`).
+    pub fn with_gpu(total: Option<u64>, hash: bool, gpu: Option<&'static Gpu>) -> Loader {
         Loader {
             total,
             received: 0,
             phase: Phase::Header { buf: Vec::new(), need: 0 },
             hasher: hash.then(Sha256::new),
+            gpu,
         }
     }
 
@@ -95,6 +105,11 @@ impl Loader {
 
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// The device the GPU engine will run on (`None`: the CPU engine).
+    pub fn gpu(&self) -> Option<&'static Gpu> {
+        self.gpu
     }
 
     pub fn total(&self) -> Option<u64> {
@@ -157,6 +172,17 @@ impl Loader {
                     }
                     Ok(())
                 }
+                Sink::Gpu { builder, .. } => {
+                    let keep = (plan.keep_len.saturating_sub(offset) as usize).min(n);
+                    let mut chunk = Vec::new();
+                    chunk.try_reserve_exact(n).map_err(|_| oom(n as u64))?;
+                    chunk.resize(n, 0);
+                    fill(&mut chunk);
+                    if let Some(h) = &mut self.hasher {
+                        h.update(&chunk[..keep]);
+                    }
+                    Ok(builder.push(offset, &chunk)?)
+                }
             },
             Phase::Failed(e) => Err(e.clone()),
         }
@@ -168,7 +194,7 @@ impl Loader {
         if (buf.len() as u64) < *need {
             return Ok(());
         }
-        let plan = match parse_header(buf, self.total)? {
+        let (plan, builder) = match parse_header(buf, self.total)? {
             HeaderParse::NeedBytes(n) => {
                 if self.total.is_none() && n > MAX_HEADER {
                     return Err(WebError::new(
@@ -185,7 +211,11 @@ impl Loader {
                 let template = ChatTemplate::from_metadata(&h.metadata)?;
                 let min_len = h.tensors.iter().map(|t| h.tensor_range(t).end).max().unwrap_or(h.data_offset);
                 let keep_len = self.total.map_or(h.file_len(), |t| t.min(h.file_len())).max(min_len);
-                Plan {
+                let builder = match self.gpu {
+                    Some(gpu) => Some((gpu, Box::new(GpuModelBuilder::new(gpu, &h, config.clone())?))),
+                    None => None,
+                };
+                let plan = Plan {
                     architecture: h.metadata.get_str("general.architecture").unwrap_or("").to_string(),
                     name: h.metadata.get_str("general.name").unwrap_or("").to_string(),
                     config,
@@ -195,10 +225,17 @@ impl Loader {
                     data_offset: h.data_offset,
                     min_len,
                     keep_len,
-                }
+                };
+                (plan, builder)
             }
         };
-        // The switch point: the CPU engine keeps the whole file.
+        // The switch point: the GPU engine takes the bytes so far and keeps none; the CPU engine
+        // keeps the whole file.
+        if let Some((gpu, mut builder)) = builder {
+            builder.push(0, buf)?;
+            self.phase = Phase::Body { plan: Box::new(plan), sink: Sink::Gpu { gpu, builder } };
+            return Ok(());
+        }
         let mut bytes = std::mem::take(buf);
         let extra = plan.keep_len.saturating_sub(bytes.len() as u64);
         let extra = usize::try_from(extra).map_err(|_| oom(plan.keep_len))?;

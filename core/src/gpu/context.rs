@@ -12,7 +12,9 @@
 //! handlers, which record the error; [`Gpu::check`] (called by every fallible GPU function in this
 //! module) hands it back as an [`Error`]. Natively wgpu-core reports errors at the offending call,
 //! so the error surfaces at the right place; on the web it arrives a little later, at the next
-//! check.
+//! check. Where that is too late — a browser's model load must fail at load when its buffers do
+//! not fit, not at the first request — an [`ErrorScope`] catches the errors of a span of work and
+//! awaits them.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,6 +33,9 @@ pub struct GpuOptions {
     pub no_subgroups: bool,
     /// Leave `shader-f16` off even if the adapter has it.
     pub no_f16: bool,
+    /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
+    /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
+    pub software: Option<bool>,
     /// Cap the bytes one storage binding may cover below the adapter's limit (tests tensors split
     /// by rows). Rounded down to a multiple of 4.
     pub max_storage_binding: Option<u64>,
@@ -49,6 +54,12 @@ pub struct Caps {
     pub shader_f16: bool,
     /// Timestamp queries at compute-pass boundaries (wgpu `TIMESTAMP_QUERY`).
     pub timestamps: bool,
+    /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
+    /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD
+    /// group of a workgroup with a barrier as a coroutine — so the mat-vec kernels take a
+    /// workgroup of [`MATVEC_SOFTWARE_WG`](super::MATVEC_SOFTWARE_WG) instead of 256 (52 s → 4 s of a SmolLM2-135M decode
+    /// step on SwiftShader).
+    pub software: bool,
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
     /// Bytes one storage binding may cover: the smaller of the adapter's binding and buffer limits
@@ -157,7 +168,7 @@ impl Gpu {
     pub fn describe(&self) -> String {
         let c = &self.caps;
         format!(
-            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} timestamps={} max_binding={} MiB max_buffer={} MiB",
+            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} timestamps={} software={} max_binding={} MiB max_buffer={} MiB",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -168,6 +179,7 @@ impl Gpu {
             c.subgroup_max_size,
             c.shader_f16,
             c.timestamps,
+            c.software,
             c.max_storage_binding >> 20,
             c.max_buffer_size >> 20,
         )
@@ -177,6 +189,28 @@ impl Gpu {
     /// with `context` saying what we were doing. Every fallible function of this module calls it.
     pub fn check(&self, context: &str) -> Result<()> {
         self.errors.take(context)
+    }
+
+    /// The device's loss, once wgpu has reported it (it stays lost). Unlike [`Gpu::check`] this
+    /// takes no other error.
+    pub fn lost(&self) -> Option<Error> {
+        lock(&self.errors.lost).clone()
+    }
+
+    /// Starts catching the validation, out-of-memory and internal errors of the work recorded
+    /// from now until [`ErrorScope::finish`], which awaits them: in a browser, where errors
+    /// arrive asynchronously, the only way to know a span of work (creating a model's buffers)
+    /// succeeded before going on. Scopes nest like a stack: finish them in reverse order.
+    pub fn error_scope(&self) -> ErrorScope {
+        let d = &self.device;
+        ErrorScope {
+            // Popped in reverse: internal, out-of-memory, validation.
+            guards: [
+                d.push_error_scope(wgpu::ErrorFilter::Validation),
+                d.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+                d.push_error_scope(wgpu::ErrorFilter::Internal),
+            ],
+        }
     }
 
     /// Natively, blocks until `submission` (or everything submitted so far) has finished and its
@@ -204,6 +238,42 @@ impl Gpu {
     }
 }
 
+/// Errors caught since [`Gpu::error_scope`] (wgpu error scopes, one per error filter).
+#[must_use = "finish the scope to learn whether its work failed"]
+pub struct ErrorScope {
+    guards: [wgpu::ErrorScopeGuard; 3],
+}
+
+impl ErrorScope {
+    /// Ends the scope and awaits its errors: the device's loss first, else the first error caught
+    /// (out-of-memory before validation before internal: an allocation that failed makes the
+    /// work that uses it invalid too), with `context` saying what the work was.
+    pub async fn finish(self, gpu: &Gpu, context: &str) -> Result<()> {
+        let [validation, oom, internal] = self.guards;
+        let internal = internal.pop().await;
+        let oom = oom.pop().await;
+        let validation = validation.pop().await;
+        if let Some(e) = gpu.lost() {
+            return Err(e);
+        }
+        match oom.or(validation).or(internal) {
+            Some(e) => Err(from_wgpu(e, context)),
+            // Errors from before the scope began (reported late, on the web) are not lost either.
+            None => gpu.check(context),
+        }
+    }
+}
+
+/// Our error for a wgpu error, with `context` saying what we were doing.
+fn from_wgpu(e: wgpu::Error, context: &str) -> Error {
+    let context = context.to_string();
+    match e {
+        wgpu::Error::OutOfMemory { .. } => Error::GpuOutOfMemory { context },
+        wgpu::Error::Validation { description, .. } => Error::GpuValidation { context, message: description },
+        wgpu::Error::Internal { description, .. } => Error::GpuInternal { context, message: description },
+    }
+}
+
 // The native host runs the engine on a thread of its own and shares it with the server's tasks.
 #[cfg(not(target_arch = "wasm32"))]
 const _: () = {
@@ -222,6 +292,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,
         max_storage_binding: binding,
@@ -250,16 +321,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ErrorSink {
     fn record(&self, e: wgpu::Error) {
-        let e = match e {
-            wgpu::Error::OutOfMemory { .. } => Error::GpuOutOfMemory { context: String::new() },
-            wgpu::Error::Validation { description, .. } => {
-                Error::GpuValidation { context: String::new(), message: description }
-            }
-            wgpu::Error::Internal { description, .. } => {
-                Error::GpuInternal { context: String::new(), message: description }
-            }
-        };
-        lock(&self.first).get_or_insert(e);
+        // The context is filled in by `take`, which knows what the caller was doing.
+        lock(&self.first).get_or_insert(from_wgpu(e, ""));
     }
 
     fn lost(&self, reason: wgpu::DeviceLostReason, message: String) {

@@ -22,13 +22,14 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul,
     MatVec, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan, StepTable,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
-use crate::model::{Config, FfnAct, Model, QTensor};
+use crate::model::{Config, FfnAct, Model, WeightSet};
 use crate::quant::{self, GgmlType};
 use crate::session::{Backend, BatchBackend, BatchPlan, Output, Outputs, Pool, Run, Want};
 
@@ -88,54 +89,75 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Uploads `model`'s weights, calling `progress(bytes_done, bytes_total)` as they go.
+    /// Uploads `model`'s weights, calling `progress(bytes_done, bytes_total)` as they go: the
+    /// weights laid end to end and fed to a [`GpuModelBuilder`], as a download would be.
     pub fn upload(gpu: &Gpu, model: &Model<'_>, progress: &mut dyn FnMut(u64, u64)) -> Result<GpuModel> {
-        let w = &model.weights;
-        let tied = std::ptr::eq(w.output.data.as_ptr(), w.token_embd.data.as_ptr());
-        let mut up = Uploader { gpu, done: 0, total: 0, progress };
-        up.total = weight_bytes(model, tied);
+        let (layout, feed) = model_stream(model)?;
+        let mut b = GpuModelBuilder::from_layout(gpu, model.config.clone(), layout, 0)?;
+        let mut offset = 0;
+        for bytes in &feed {
+            b.push(offset, bytes)?;
+            offset += bytes.len() as u64;
+            let (done, total) = b.progress();
+            progress(done, total);
+        }
+        b.finish()
+    }
 
-        let token_embd = up.tensor(&w.token_embd)?;
-        let output = if tied { None } else { Some(up.tensor(&w.output)?) };
-        let output_norm = up.vector("output_norm", &w.output_norm)?;
-        let output_b = up.optional("output.bias", &w.output_b)?;
+    /// Assembles a model from its matrices (`None` for a tied output) and f32 vectors, uploading
+    /// the vectors the kernels read (the rope factors stay on the host).
+    pub(super) fn from_weights(
+        gpu: &Gpu,
+        config: Config,
+        w: WeightSet<Option<GpuTensor>, Vec<f32>>,
+    ) -> Result<GpuModel> {
+        let vector = |name: &str, v: &[f32]| -> Result<wgpu::Buffer> {
+            let buf = gpu.storage(name, v.len() as u64 * 4)?;
+            gpu.queue().write_buffer(&buf, 0, bytemuck::cast_slice(v));
+            Ok(buf)
+        };
+        let optional = |name: &str, v: &Option<Vec<f32>>| v.as_deref().map(|v| vector(name, v)).transpose();
+        let need = |t: Option<GpuTensor>| {
+            t.ok_or_else(|| Error::GpuAttention { why: "a weight matrix was assembled twice".into() })
+        };
         let layers = w
             .layers
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, l)| {
                 let name = |what: &str| format!("blk.{i}.{what}");
                 Ok(Layer {
-                    attn_norm: up.vector(&name("attn_norm"), &l.attn_norm)?,
-                    attn_q: up.tensor(&l.attn_q)?,
-                    attn_k: up.tensor(&l.attn_k)?,
-                    attn_v: up.tensor(&l.attn_v)?,
-                    attn_q_b: up.optional(&name("attn_q.bias"), &l.attn_q_b)?,
-                    attn_k_b: up.optional(&name("attn_k.bias"), &l.attn_k_b)?,
-                    attn_v_b: up.optional(&name("attn_v.bias"), &l.attn_v_b)?,
-                    attn_q_norm: up.optional(&name("attn_q_norm"), &l.attn_q_norm)?,
-                    attn_k_norm: up.optional(&name("attn_k_norm"), &l.attn_k_norm)?,
-                    attn_output: up.tensor(&l.attn_output)?,
-                    attn_output_b: up.optional(&name("attn_output.bias"), &l.attn_output_b)?,
-                    attn_post_norm: up.optional(&name("post_attention_norm"), &l.attn_post_norm)?,
-                    ffn_norm: up.vector(&name("ffn_norm"), &l.ffn_norm)?,
-                    ffn_gate: up.tensor(&l.ffn_gate)?,
-                    ffn_up: up.tensor(&l.ffn_up)?,
-                    ffn_down: up.tensor(&l.ffn_down)?,
-                    ffn_post_norm: up.optional(&name("post_ffw_norm"), &l.ffn_post_norm)?,
+                    attn_norm: vector(&name("attn_norm"), &l.attn_norm)?,
+                    attn_q: need(l.attn_q)?,
+                    attn_k: need(l.attn_k)?,
+                    attn_v: need(l.attn_v)?,
+                    attn_q_b: optional(&name("attn_q.bias"), &l.attn_q_b)?,
+                    attn_k_b: optional(&name("attn_k.bias"), &l.attn_k_b)?,
+                    attn_v_b: optional(&name("attn_v.bias"), &l.attn_v_b)?,
+                    attn_q_norm: optional(&name("attn_q_norm"), &l.attn_q_norm)?,
+                    attn_k_norm: optional(&name("attn_k_norm"), &l.attn_k_norm)?,
+                    attn_output: need(l.attn_output)?,
+                    attn_output_b: optional(&name("attn_output.bias"), &l.attn_output_b)?,
+                    attn_post_norm: optional(&name("post_attention_norm"), &l.attn_post_norm)?,
+                    ffn_norm: vector(&name("ffn_norm"), &l.ffn_norm)?,
+                    ffn_gate: need(l.ffn_gate)?,
+                    ffn_up: need(l.ffn_up)?,
+                    ffn_down: need(l.ffn_down)?,
+                    ffn_post_norm: optional(&name("post_ffw_norm"), &l.ffn_post_norm)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        gpu.check("uploading the weight vectors")?;
         Ok(GpuModel {
-            config: model.config.clone(),
-            token_embd,
-            output,
-            output_norm,
-            output_b,
+            config,
+            token_embd: need(w.token_embd)?,
+            output: w.output,
+            output_norm: vector("output_norm", &w.output_norm)?,
+            output_b: optional("output.bias", &w.output_b)?,
             layers,
-            rope_freqs: w.rope_freqs.clone(),
-            rope_factors_short: w.rope_factors_short.clone(),
-            rope_factors_long: w.rope_factors_long.clone(),
+            rope_freqs: w.rope_freqs,
+            rope_factors_short: w.rope_factors_short,
+            rope_factors_long: w.rope_factors_long,
         })
     }
 
@@ -166,74 +188,6 @@ impl GpuModel {
         } else {
             self.rope_factors_short.as_deref()
         }
-    }
-}
-
-/// Bytes [`GpuModel::upload`] will send: the matrices and the f32 vectors.
-fn weight_bytes(model: &Model<'_>, tied: bool) -> u64 {
-    let w = &model.weights;
-    let vec = |v: &[f32]| v.len() as u64 * 4;
-    let opt = |v: &Option<Vec<f32>>| v.as_deref().map_or(0, vec);
-    let mut total = w.token_embd.data.len() as u64 + vec(&w.output_norm) + opt(&w.output_b);
-    if !tied {
-        total += w.output.data.len() as u64;
-    }
-    for l in &w.layers {
-        for t in [&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down] {
-            total += t.data.len() as u64;
-        }
-        total += vec(&l.attn_norm) + vec(&l.ffn_norm);
-        for o in [
-            &l.attn_q_b,
-            &l.attn_k_b,
-            &l.attn_v_b,
-            &l.attn_q_norm,
-            &l.attn_k_norm,
-            &l.attn_output_b,
-            &l.attn_post_norm,
-            &l.ffn_post_norm,
-        ] {
-            total += opt(o);
-        }
-    }
-    total
-}
-
-/// Uploads tensors and vectors, reporting progress over the whole model.
-struct Uploader<'p> {
-    gpu: &'p Gpu,
-    done: u64,
-    total: u64,
-    progress: &'p mut dyn FnMut(u64, u64),
-}
-
-impl Uploader<'_> {
-    fn tensor(&mut self, t: &QTensor<'_>) -> Result<GpuTensor> {
-        let (done, total) = (self.done, self.total);
-        let progress = &mut *self.progress;
-        let g = GpuTensor::upload(
-            self.gpu,
-            t.name,
-            t.ty,
-            t.cols() as u64,
-            t.rows() as u64,
-            t.data,
-            &mut |n, _| progress(done + n, total),
-        )?;
-        self.done += t.data.len() as u64;
-        Ok(g)
-    }
-
-    fn vector(&mut self, name: &str, v: &[f32]) -> Result<wgpu::Buffer> {
-        let buf = self.gpu.storage(name, v.len() as u64 * 4)?;
-        self.gpu.queue().write_buffer(&buf, 0, bytemuck::cast_slice(v));
-        self.done += v.len() as u64 * 4;
-        (self.progress)(self.done, self.total);
-        Ok(buf)
-    }
-
-    fn optional(&mut self, name: &str, v: &Option<Vec<f32>>) -> Result<Option<wgpu::Buffer>> {
-        v.as_deref().map(|v| self.vector(name, v)).transpose()
     }
 }
 

@@ -6,13 +6,18 @@
 //! followed by `reduce_subgroup.wgsl` or `reduce_workgroup.wgsl`, see `shaders.rs`), writes the
 //! parameters of every piece of a row-split tensor into one uniform buffer and makes the bind
 //! groups, so encoding it into a decode step's compute pass only sets state and dispatches.
-//! The kernel's rows per workgroup come from its own `const ROWS`.
+//! The kernel's rows per workgroup come from its own `const ROWS`. Its workgroup size is
+//! `override WG` (the file's default); on a software adapter ([`Caps::software`]) the launcher
+//! sets it to [`MATVEC_SOFTWARE_WG`] (key suffix `_sw`): fewer idle invocations per short row and
+//! fewer coroutines per barrier for a CPU that emulates the workgroup.
 //!
 //! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (the `xq` output of
 //! `act_quant.wgsl`, see [`packed_input`]) and multiply integers with `dot4I8Packed`, as the CPU's
 //! dot products do; the others take the f32 input rounded to their activation format. A mat-vec
 //! may add its product to y instead of storing it ([`MatVec::new_add`]): a residual add with no
 //! dispatch of its own.
+//!
+//! [`Caps::software`]: super::Caps::software
 
 use super::pipelines::Family;
 use super::shaders::{const_u32, matvec_stem, source, splice_reduce};
@@ -35,6 +40,10 @@ struct Params {
 }
 
 const _: () = assert!(size_of::<Params>() == 32);
+
+/// Invocations per mat-vec workgroup on a software adapter: the smallest every kernel takes (the
+/// K-quant kernels share a block among 16 invocations; a workgroup holds at least `ROWS`).
+pub const MATVEC_SOFTWARE_WG: u32 = 16;
 
 /// `y[y_off + r] = Σ_c W[r, c] · x[x_off + c]` for every row of one weight tensor, ready to
 /// encode.
@@ -80,7 +89,7 @@ impl MatVec {
         MatVec::build(gpu, w, (x, x_off), (y, y_off), true, None)
     }
 
-    /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`const
+    /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`override
     /// WG`, `const ROWS`): for tuning benchmarks only.
     #[doc(hidden)]
     pub fn with_shape(
@@ -106,17 +115,22 @@ impl MatVec {
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
         let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
         let subgroups = gpu.caps().subgroups;
+        // The workgroup size: a benchmark's, the software one, or the kernel's own.
+        let software = gpu.caps().software;
+        let wg = shape.map(|(wg, _)| wg).or(software.then_some(MATVEC_SOFTWARE_WG));
         let mut key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
         let reshaped;
         let file = match shape {
-            None => file,
+            None => {
+                if software {
+                    key += "_sw";
+                }
+                file
+            }
             Some((wg, rows)) => {
                 key += &format!("_{wg}x{rows}");
-                let replace = |src: &str, name: &str, v: u32| {
-                    let old = format!("const {name}: u32 = {}u;", const_u32(src, name).unwrap_or(0));
-                    src.replace(&old, &format!("const {name}: u32 = {v}u;"))
-                };
-                reshaped = replace(&replace(file, "WG", wg), "ROWS", rows);
+                let old = format!("const ROWS: u32 = {}u;", const_u32(file, "ROWS").unwrap_or(0));
+                reshaped = file.replace(&old, &format!("const ROWS: u32 = {rows}u;"));
                 &reshaped
             }
         };
@@ -127,7 +141,8 @@ impl MatVec {
         let rows_per_wg =
             const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
         let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
-        let pipeline = gpu.pipeline(&key, Family::MatVec, || {
+        let overrides: Vec<(&str, f64)> = wg.map(|wg| ("WG", wg as f64)).into_iter().collect();
+        let pipeline = gpu.pipeline_with(&key, Family::MatVec, &overrides, || {
             splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
 
@@ -221,7 +236,7 @@ impl MatVec {
         Ok(MatVec { key, pipeline, pieces, _params: params_buf })
     }
 
-    /// The pipeline key (`matvec_q4_k_sg`).
+    /// The pipeline key (`matvec_q4_k_sg`, `matvec_q4_k_sg_sw`).
     pub fn key(&self) -> &str {
         &self.key
     }

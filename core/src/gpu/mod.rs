@@ -33,6 +33,7 @@ mod pipelines;
 mod readback;
 pub mod shaders;
 mod step;
+mod stream_load;
 mod stream_read;
 mod weights;
 
@@ -63,13 +64,14 @@ pub use softcap::{Softcap, softcap_cpu};
 // Attention (decode, merge, prefill).
 pub use act_quant::{ActQuant, act_pack_cpu, act_quant_cpu, packed_stride};
 pub use attention::{Attention, AttnDims, attention_cpu};
-pub use context::{Caps, Gpu, GpuOptions};
+pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
-pub use matvec::{MatVec, matvec_cpu, packed_input};
+pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{MatMul, matmul_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer, StepPlan, StepTable};
+pub use stream_load::GpuModelBuilder;
 pub use stream_read::{StreamRead, stream_read_cpu};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};

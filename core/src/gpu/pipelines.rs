@@ -71,6 +71,18 @@ impl Gpu {
         family: Family,
         source: impl FnOnce() -> Result<String>,
     ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with(key, family, &[], source)
+    }
+
+    /// [`Gpu::pipeline`] with values for the shader's `override` constants (`key` must name
+    /// them: one key, one pipeline).
+    pub(crate) fn pipeline_with(
+        &self,
+        key: &str,
+        family: Family,
+        overrides: &[(&str, f64)],
+        source: impl FnOnce() -> Result<String>,
+    ) -> Result<wgpu::ComputePipeline> {
         let mut built = self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = built.get(key) {
             return Ok(p.clone());
@@ -89,7 +101,10 @@ impl Gpu {
             layout,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: overrides,
+                ..Default::default()
+            },
             cache: None,
         });
         self.check(&format!("building pipeline `{key}`"))?;

@@ -172,6 +172,12 @@ pub fn const_u32(src: &str, name: &str) -> Option<u32> {
     src.lines().find_map(|l| l.strip_prefix(&prefix)?.strip_suffix("u;")?.parse().ok())
 }
 
+/// The default of `override NAME: u32 = Nu;` in `src` (the mat-vec kernels' `WG`).
+pub fn override_u32(src: &str, name: &str) -> Option<u32> {
+    let prefix = format!("override {name}: u32 = ");
+    src.lines().find_map(|l| l.strip_prefix(&prefix)?.strip_suffix("u;")?.parse().ok())
+}
+
 /// `kernel` with its section `name` replaced by the section of the same name in `from`. A section
 /// runs from the line starting `// ---- name` (then a space, a colon or the end of the line) to
 /// the next line starting `// ---- `, or to the end. The element-wise kernels use it to swap in

@@ -93,9 +93,15 @@ fn matvec_kernels_end_at_the_reduce_marker_with_a_geometry_both_reductions_take(
             "{name} defines its own reduction"
         );
         let rows = shaders::const_u32(src, "ROWS").unwrap_or_else(|| panic!("{name}: no const ROWS"));
-        let wg = shaders::const_u32(src, "WG").unwrap_or_else(|| panic!("{name}: no const WG"));
-        // The tree halves WG down to 1; both reductions hand row r's total to invocation r.
-        assert!(wg.is_power_of_two() && (rows..=256).contains(&wg), "{name}: WG {wg}, ROWS {rows}");
+        let wg = shaders::override_u32(src, "WG").unwrap_or_else(|| panic!("{name}: no override WG"));
+        // The tree halves WG down to 1; both reductions hand row r's total to invocation r; and
+        // the invocations sharing a block (TPB) fit in the smaller software workgroup too.
+        for wg in [wg, crate::gpu::MATVEC_SOFTWARE_WG] {
+            assert!(wg.is_power_of_two() && (rows..=256).contains(&wg), "{name}: WG {wg}, ROWS {rows}");
+            if let Some(tpb) = shaders::const_u32(src, "TPB") {
+                assert!(wg % tpb == 0, "{name}: WG {wg} is not a multiple of TPB {tpb}");
+            }
+        }
     }
 }
 

@@ -52,17 +52,10 @@ pub fn rows_per_piece(row_bytes: u64, max_binding: u64) -> u64 {
 }
 
 impl GpuTensor {
-    /// Uploads `data`, the GGUF bytes of a `[rows, cols]` tensor of type `ty`, calling
-    /// `progress(bytes_done, bytes_total)` after each chunk.
-    pub fn upload(
-        gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        cols: u64,
-        rows: u64,
-        data: &[u8],
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<GpuTensor> {
+    /// Creates the buffers of a `[rows, cols]` tensor of type `ty`, split by rows under the
+    /// binding limit, their contents not yet written (the streaming loader fills them as the
+    /// file arrives; [`GpuTensor::upload`] at once).
+    pub fn alloc(gpu: &Gpu, name: &str, ty: GgmlType, cols: u64, rows: u64) -> Result<GpuTensor> {
         let (block, block_bytes) = (ty.block_size() as u64, ty.type_size() as u64);
         if cols == 0 || !cols.is_multiple_of(block) {
             return Err(Error::RowNotBlockMultiple {
@@ -74,13 +67,6 @@ impl GpuTensor {
         }
         let row_bytes = cols / block * block_bytes;
         let total = row_bytes.checked_mul(rows).ok_or(Error::ByteSizeOverflow { name: name.into() })?;
-        if data.len() as u64 != total {
-            return Err(Error::LengthMismatch {
-                what: "GPU tensor bytes",
-                expected: total as usize,
-                got: data.len(),
-            });
-        }
         let max_binding = gpu.caps().max_storage_binding;
         let per_piece = rows_per_piece(row_bytes, max_binding);
         if per_piece == 0 {
@@ -94,28 +80,52 @@ impl GpuTensor {
                 why: "a piece over 4 GiB cannot be addressed with u32".into(),
             });
         }
-
         let mut pieces = Vec::new();
-        let mut done = 0;
         let mut first_row = 0;
         while first_row < rows {
             let n = per_piece.min(rows - first_row);
-            let bytes = &data[(first_row * row_bytes) as usize..((first_row + n) * row_bytes) as usize];
             let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
-                size: (bytes.len() as u64).next_multiple_of(4),
+                size: (n * row_bytes).next_multiple_of(4),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
             gpu.check(&format!("creating a {}-byte buffer for `{name}`", buffer.size()))?;
-            write_chunked(gpu, &buffer, bytes, &mut |n| {
-                done += n;
-                progress(done, total);
-            })?;
             pieces.push(Piece { buffer, first_row, rows: n });
             first_row += n;
         }
         Ok(GpuTensor { name: name.into(), ty, cols, rows, row_bytes, pieces })
+    }
+
+    /// Uploads `data`, the GGUF bytes of a `[rows, cols]` tensor of type `ty`, calling
+    /// `progress(bytes_done, bytes_total)` after each chunk.
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        cols: u64,
+        rows: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<GpuTensor> {
+        let t = GpuTensor::alloc(gpu, name, ty, cols, rows)?;
+        let total = t.row_bytes * rows;
+        if data.len() as u64 != total {
+            return Err(Error::LengthMismatch {
+                what: "GPU tensor bytes",
+                expected: total as usize,
+                got: data.len(),
+            });
+        }
+        let mut done = 0;
+        for p in &t.pieces {
+            let (a, b) = (p.first_row * t.row_bytes, (p.first_row + p.rows) * t.row_bytes);
+            write_chunked(gpu, &p.buffer, &data[a as usize..b as usize], &mut |n| {
+                done += n;
+                progress(done, total);
+            })?;
+        }
+        Ok(t)
     }
 
     /// Bytes on the GPU, padding included.

@@ -6,7 +6,7 @@ mod config;
 mod weights;
 
 pub use config::{Arch, Config, FfnAct, RopeKind, Swa};
-pub use weights::{LayerWeights, QTensor, Weights};
+pub use weights::{LayerSet, LayerWeights, Layout, MatrixPart, QTensor, VectorPart, WeightSet, Weights};
 
 use crate::error::Result;
 use crate::gguf::Gguf;

@@ -62,7 +62,7 @@ fn any_chunking_gives_the_same_engine() {
         assert!(n > 0);
         let mut got = String::new();
         let finish = loop {
-            let s = e.step().expect("step");
+            let s = crate::engine::ready(e.step()).expect("step");
             got += &s.text;
             if let Some(f) = s.finish {
                 break f;
@@ -132,9 +132,62 @@ fn bytes_past_the_file_are_counted_not_kept() {
     bytes.extend_from_slice(&[0xAB; 100]);
     let l = load(&bytes, None, 4096).expect("push");
     assert_eq!(l.received(), bytes.len() as u64);
-    let (plan, Sink::Cpu { bytes: kept }) = l.finish().expect("finish");
+    let Ok((plan, Sink::Cpu { bytes: kept })) = l.finish() else { panic!("finish: not a CPU load") };
     // Kept: the file up to its padded end, which the header implies.
     assert_eq!(kept.len() as u64, plan.keep_len);
     assert!((len..len + 32).contains(&kept.len()), "kept {} of a {len}-byte file", kept.len());
     assert_eq!(&kept[..len], &bytes[..len]);
+}
+
+/// The GPU path, natively on whatever adapter there is: weights streamed to the GPU in chunks,
+/// the engine on the GPU backend, its greedy text that of the GPU backend over the whole file.
+#[test]
+fn the_gpu_loader_streams_into_a_gpu_engine() {
+    use aether_core::gpu::{Gpu, GpuBackend, GpuModel, GpuOptions};
+    let Ok(gpu) = pollster::block_on(Gpu::new(GpuOptions::default())) else {
+        eprintln!("skipped: no GPU adapter");
+        return;
+    };
+    let gpu: &'static Gpu = Box::leak(Box::new(gpu));
+    let bytes = tiny();
+    let want = {
+        let g = Gguf::parse(&bytes).expect("parse");
+        let model = Model::from_gguf(&g).expect("model");
+        let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
+        let gm = GpuModel::upload(gpu, &model, &mut |_, _| {}).expect("upload");
+        let batch = crate::engine::gpu_max_batch(gpu);
+        let mut s = Session::new(GpuBackend::new(gpu, &gm, 64, batch).expect("backend"), &tok);
+        let params =
+            GenerateParams { max_tokens: 8, sampling: SamplingParams::greedy(), ..Default::default() };
+        pollster::block_on(s.start(&tok.encode("hello world", true, true).expect("encode"), params))
+            .expect("start");
+        let mut out = String::new();
+        loop {
+            let step = pollster::block_on(s.step()).expect("step");
+            out += &step.text;
+            if step.finish.is_some() {
+                break out;
+            }
+        }
+    };
+    for chunk in [1000, 65537] {
+        let mut l = Loader::with_gpu(None, false, Some(gpu));
+        for c in bytes.chunks(chunk) {
+            l.push(c).expect("push");
+        }
+        let (plan, sink) = l.finish().expect("finish");
+        assert!(matches!(sink, Sink::Gpu { .. }), "a GPU loader made a CPU sink");
+        let mut e = EngineCore::new(plan, sink, 64).expect("engine");
+        assert_eq!(e.backend(), "webgpu");
+        e.begin_completion(r#"{"prompt":"hello world","max_tokens":8,"temperature":0}"#).expect("begin");
+        let mut got = String::new();
+        loop {
+            let s = pollster::block_on(e.step()).expect("step");
+            got += &s.text;
+            if s.finish.is_some() {
+                break;
+            }
+        }
+        assert_eq!(got, want, "chunks of {chunk}: GPU engine text differs from the GPU backend's");
+    }
 }
