@@ -1,16 +1,20 @@
-// attn_decode.wgsl — attention of the one token of a decode step, flash-decoding style: the
-// cells start..=pos it attends to are cut into n_chunks chunks, and workgroup (chunk, head)
-// writes that chunk's partial softmax (max m, sum l, unnormalised output acc[head_dim]) to
-// scratch; attn_merge.wgsl combines them. With one chunk the workgroup writes att itself and
-// the merge is not dispatched. CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
+// attn_decode.wgsl — attention of the step's decode tokens (the runs of one token, each of its
+// own sequence), flash-decoding style: the cells start..=pos a token attends to are cut into
+// n_chunks chunks, and workgroup (chunk, head, i) writes that chunk's partial softmax (max m,
+// sum l, unnormalised output acc[head_dim]) for decode token i to scratch; attn_merge.wgsl
+// combines them. A token with one chunk has its att row written here, and the merge skips it.
+// CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
 //
-// Layout: q f32 [n_tokens, n_head, head_dim] at q_off (token 0 is the decode token); K and V
-// caches f16 packed two per u32, [n_ctx, kv_dim], read as vec4<u32> (8 values: head_dim is a
-// multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
-// [n_head, n_split, 2 + head_dim] (m, l, acc).
+// Layout: q f32 [n_tokens, n_head, head_dim] at q_off; decode token i is row dec[i] of the step,
+// at (sequence, position) at[dec[i]] (the step table); K and V caches f16 packed two per u32,
+// [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values:
+// head_dim is a multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
+// [n_decode, n_head, n_split, 2 + head_dim] (m, l, acc).
 // Chunking (the launcher computes the same): chunk = ceil(n_kv / n_split) rounded up to TILE,
-// n_chunks = ceil(n_kv / chunk), so every chunk holds at least one cell.
-// Dispatch: (n_chunks, n_head, 1) workgroups of WG. Per tile of TILE cells: invocation c scores
+// n_chunks = ceil(n_kv / chunk), so every chunk holds at least one cell; the split depends only
+// on the token's position, so a token attends the same way alone or in a batch.
+// Dispatch: (most chunks of any decode token, n_head, n_decode) workgroups of WG; those past
+// their token's chunks return at once. Per tile of TILE cells: invocation c scores
 // cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
 // split into CPP cell groups of L = head_dim / 8 lanes, lane j owning dims 8j..8j+8, and group g
 // runs its own online softmax over cells g, g + CPP, ... (coalesced V rows). The groups'
@@ -35,12 +39,10 @@ struct Params {
     window: u32,      // cells a token sees, itself included; 0 = all
     n_split: u32,     // most chunks per head (scratch rows)
     kq_scale: f32,
+    n_ctx: u32,       // cells of a sequence's region
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
-
-struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]
@@ -48,7 +50,8 @@ struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(3) var<storage, read_write> att: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read> at: array<vec2<u32>>;        // [n_tokens] (sequence, position)
+@group(0) @binding(7) var<storage, read> dec: array<u32>;             // [n_decode] rows
 
 var<workgroup> sh_q: array<f32, MAX_HEAD_DIM>;
 var<workgroup> sh_s: array<f32, TILE>;                      // scores of the tile's cells
@@ -68,7 +71,9 @@ fn unpack8(u: vec4<u32>, hi: bool) -> vec4<f32> {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let hd = p.head_dim;
     let h = wg.y;
-    let pos = step.pos0;
+    let t = dec[wg.z];
+    let seq_pos = at[t];
+    let pos = seq_pos.y;
     var start = 0u;
     if p.window > 0u && pos + 1u > p.window {
         start = pos + 1u - p.window;
@@ -76,17 +81,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n_kv = pos + 1u - start;
     let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
     let n_chunks = (n_kv + chunk - 1u) / chunk;
+    if wg.x >= n_chunks {
+        return;
+    }
     let c_begin = start + wg.x * chunk;
     let c_end = min(c_begin + chunk, pos + 1u);
+    let q_row = p.q_off + t * p.n_head * hd + h * hd;
 
     for (var d = lid; d < hd; d += WG) {
-        sh_q[d] = unpack2x16float(pack2x16float(vec2<f32>(q[p.q_off + h * hd + d], 0.0))).x;
+        sh_q[d] = unpack2x16float(pack2x16float(vec2<f32>(q[q_row + d], 0.0))).x;
     }
     workgroupBarrier();
 
     let l8 = hd / 8u;                 // vec4<u32> per head row
     let row = p.kv_dim / 8u;          // vec4<u32> per cache row
-    let head = (h / p.group) * l8;    // the kv head's first vec4 in a row
+    let region = seq_pos.x * p.n_ctx * row;  // the sequence's first vec4
+    let head = region + (h / p.group) * l8;  // the kv head's first vec4 in a cell's row
     let cpp = WG / l8;                // cell groups
     let j = lid % l8;
     let g = lid / l8;
@@ -153,7 +163,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var i = 0u; i < cpp; i++) {
         l_all += exp(sh_m[i] - m_all) * sh_l[i];
     }
-    let slot = (h * p.n_split + wg.x) * (2u + hd);
+    let slot = ((wg.z * p.n_head + h) * p.n_split + wg.x) * (2u + hd);
     if n_chunks > 1u && lid == 0u {
         scratch[slot] = m_all;
         scratch[slot + 1u] = l_all;
@@ -164,7 +174,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             o += exp(sh_m[i] - m_all) * sh_acc[i * hd + d];
         }
         if n_chunks == 1u {
-            att[p.att_off + h * hd + d] = o / l_all;
+            att[p.att_off + t * p.n_head * hd + h * hd + d] = o / l_all;
         } else {
             scratch[slot + 2u + d] = o;
         }

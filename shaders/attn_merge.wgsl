@@ -1,12 +1,14 @@
-// attn_merge.wgsl — combines the per-chunk partial softmaxes attn_decode.wgsl wrote for the
+// attn_merge.wgsl — combines the per-chunk partial softmaxes attn_decode.wgsl wrote for each
 // decode token: with M = max_c m_c and w_c = exp(m_c - M),
 // att[h, d] = Σ_c w_c · acc_c[d] / Σ_c w_c · l_c. CPU twin: gpu::attention_cpu; launcher:
-// core/src/gpu/attention.rs (dispatched only when there is more than one chunk).
+// core/src/gpu/attention.rs (dispatched only when some decode token has more than one chunk;
+// a token with one chunk had its row written by attn_decode and is skipped here).
 //
-// Layout: scratch f32 [n_head, n_split, 2 + head_dim] (m, l, acc), of which the first n_chunks
-// rows of each head are written; att f32 at att_off, head h at h * head_dim.
-// Dispatch: (n_head, 1, 1) workgroups of WG; invocation i takes dims i, i + WG, ... and reads
-// the n_chunks (m, l) pairs itself (at most n_split, from cache): no reduction needed.
+// Layout: scratch f32 [n_decode, n_head, n_split, 2 + head_dim] (m, l, acc), of which the first
+// n_chunks rows of each head are written; decode token i is row dec[i] of the step, at position
+// at[dec[i]].y; att f32 [n_tokens, n_head * head_dim] at att_off.
+// Dispatch: (n_head, n_decode, 1) workgroups of WG; invocation i takes dims i, i + WG, ... and
+// reads the n_chunks (m, l) pairs itself (at most n_split, from cache): no reduction needed.
 
 const WG: u32 = 64u;
 // Must match attn_decode.wgsl: the two compute n_chunks the same way.
@@ -22,23 +24,23 @@ struct Params {
     window: u32,
     n_split: u32,
     kq_scale: f32,
+    n_ctx: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
-
-struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> scratch: array<f32>;
 @group(0) @binding(1) var<storage, read_write> att: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<storage, read> at: array<vec2<u32>>;  // [n_tokens] (sequence, position)
+@group(0) @binding(4) var<storage, read> dec: array<u32>;       // [n_decode] rows
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let hd = p.head_dim;
     let h = wg.x;
-    let pos = step.pos0;
+    let t = dec[wg.y];
+    let pos = at[t].y;
     var start = 0u;
     if p.window > 0u && pos + 1u > p.window {
         start = pos + 1u - p.window;
@@ -46,7 +48,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n_kv = pos + 1u - start;
     let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
     let n_chunks = (n_kv + chunk - 1u) / chunk;
-    let base = h * p.n_split * (2u + hd);
+    if n_chunks < 2u {
+        return;
+    }
+    let base = (wg.y * p.n_head + h) * p.n_split * (2u + hd);
 
     var m = scratch[base];
     for (var c = 1u; c < n_chunks; c++) {
@@ -63,6 +68,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let r = base + c * (2u + hd);
             o += exp(scratch[r] - m) * scratch[r + 2u + d];
         }
-        att[p.att_off + h * hd + d] = o / l;
+        att[p.att_off + t * p.n_head * hd + h * hd + d] = o / l;
     }
 }

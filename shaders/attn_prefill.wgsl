@@ -1,13 +1,15 @@
-// attn_prefill.wgsl — causal attention of a prefill chunk: token t (position pos0 + t) attends
-// to cells start..=pos0 + t of the cache (start = 0, or pos + 1 - window for a sliding-window
-// layer), scores (q·k) · kq_scale, softmax, Σ p·v. CPU twin: gpu::attention_cpu; launcher:
-// core/src/gpu/attention.rs (used when the step has more than one token).
+// attn_prefill.wgsl — causal attention of the step's prefill runs (runs of more than one token of
+// a sequence, e.g. prompt chunks): a token at position pos attends to cells start..=pos of its
+// sequence's cache (start = 0, or pos + 1 - window for a sliding-window layer), scores (q·k) ·
+// kq_scale, softmax, Σ p·v. CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
 //
 // Layout: q f32 [n_tokens, n_head, head_dim] at q_off; K and V caches f16 packed two per u32,
-// [n_ctx, kv_dim], read as vec4<u32> (8 values; head_dim is a multiple of 8 up to 256); att f32
-// [n_tokens, n_head * head_dim] at att_off. Head h reads kv head h / group.
-// Dispatch: (ceil(n_tokens / BQ), n_head, 1) workgroups of WG = BQ · LANES: a tile of BQ query
-// tokens of one head. Each token is a row of LANES invocations; lane j owns the 8-dim groups
+// [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values;
+// head_dim is a multiple of 8 up to 256); att f32 [n_tokens, n_head * head_dim] at att_off. Head
+// h reads kv head h / group. The step table's tiles[i] = (first row, rows <= BQ, sequence, first
+// position): up to BQ consecutive tokens of one run.
+// Dispatch: (n_tiles, n_head, 1) workgroups of WG = BQ · LANES: a tile of query tokens of one
+// head. Each token is a row of LANES invocations; lane j owns the 8-dim groups
 // j, j + LANES, ... of q and of the output. The workgroup streams the cells its tokens see
 // through workgroup memory, BK at a time: the K tile, then (same memory) the V tile; each lane
 // takes partial dot products over its dims, `row_sums` adds them across the row's lanes, and the
@@ -34,19 +36,17 @@ struct Params {
     window: u32,      // cells a token sees, itself included; 0 = all
     n_split: u32,     // (decode only)
     kq_scale: f32,
+    n_ctx: u32,       // cells of a sequence's region
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
-
-struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]
 @group(0) @binding(3) var<storage, read_write> att: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>;    // [n_tiles] (row, rows, sequence, position)
 
 // [BK, MAX_L8]: the K tile, then the V tile.
 var<workgroup> sh_kv: array<vec4<u32>, BK * MAX_L8>;
@@ -71,7 +71,8 @@ fn window_start(pos: u32) -> u32 {
     return 0u;
 }
 
-// Copies cells t0..t0 + BK of the kv head (zeros past `end`) into sh_kv.
+// Copies cells t0..t0 + BK of the kv head (zeros past `end`) into sh_kv; `head` counts from the
+// sequence's region.
 fn load_tile(from_v: bool, t0: u32, end: u32, head: u32, l8: u32, lid: u32) {
     let row = p.kv_dim / 8u;
     for (var i = lid; i < BK * l8; i += WG) {
@@ -95,19 +96,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let hd = p.head_dim;
     let l8 = hd / 8u;
     let h = wg.y;
-    let head = (h / p.group) * l8;
+    let tile = tiles[wg.x];
+    let head = tile.z * p.n_ctx * (p.kv_dim / 8u) + (h / p.group) * l8;
     let me = role(lane);
     let r = me / LANES;
     let j = me % LANES;
-    let t = wg.x * BQ + r;
-    let valid = t < step.n_tokens;
-    let pos = step.pos0 + min(t, step.n_tokens - 1u);
+    let valid = r < tile.y;
+    let t = tile.x + min(r, tile.y - 1u);
+    let pos = tile.w + min(r, tile.y - 1u);
     let start = window_start(pos);
     // The cells any token of the tile sees.
-    let lo = window_start(step.pos0 + wg.x * BQ);
-    let hi = step.pos0 + min(wg.x * BQ + BQ, step.n_tokens);
+    let lo = window_start(tile.w);
+    let hi = tile.w + tile.y;
 
-    let qrow = p.q_off + min(t, step.n_tokens - 1u) * p.n_head * hd + h * hd;
+    let qrow = p.q_off + t * p.n_head * hd + h * hd;
     var qa: array<vec4<f32>, MAX_G>;
     var qb: array<vec4<f32>, MAX_G>;
     var acc_a: array<vec4<f32>, MAX_G>;

@@ -1,5 +1,6 @@
 // rope.wgsl — rotary position embedding, in place on x [n_tokens, n_heads, head_dim] f32 at x_off
-// (elements); token t sits at position step.pos0 + t. CPU twin: gpu::rope_cpu
+// (elements); token t sits at its own position at[t].y (the step table: tokens of several
+// sequences, each at its place in its sequence). CPU twin: gpu::rope_cpu
 // (cpu::ops::rope_angles + rope); launcher: core/src/gpu/rope.rs.
 //
 // Pair i < n_rot/2 of a head turns by φ_i = freq_scale · (θ_i / factor_i), θ_0 = pos,
@@ -42,6 +43,7 @@ struct Step {
 @group(0) @binding(1) var<storage, read> factors: array<f32>;  // [n_rot/2] (one unused value if none)
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<storage, read> at: array<vec2<u32>>;  // [n_tokens] (sequence, position)
 
 // 2π = C1 + C2 + C3 + C4: C1..C3 have 8 significant bits, so k · Ci is exact for k < 2^16
 // (|φ| < 4·10⁵); C4 is the rest rounded to f32 (the sum is 2π within 2·10⁻¹⁶).
@@ -79,7 +81,7 @@ fn main(
         x[head + 2u * i + 1u] *= p.scale;
         return;
     }
-    var theta = f32(step.pos0 + t);
+    var theta = f32(at[t].y);
     for (var j = 0u; j < i; j++) {
         theta *= p.theta_scale;
     }

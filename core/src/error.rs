@@ -185,6 +185,12 @@ pub enum Error {
     #[error("GPU attention: {why}")]
     GpuAttention { why: String },
 
+    // ---------------------------------------------------------------- batched evaluation
+    #[error("sequence {seq} is out of range for a pool of {n_seq}")]
+    SeqOutOfRange { seq: usize, n_seq: usize },
+    #[error("sequence {seq} appears twice in one batch")]
+    SeqTwiceInBatch { seq: usize },
+
     // ---------------------------------------------------------------- streaming weight loads
     /// A streamed load ended before every byte of a tensor arrived.
     #[error("tensor `{name}` incomplete: {got} of its {len} bytes (file bytes {start}..{end}) arrived")]

@@ -2,8 +2,8 @@
 //! `--cpu` says so. The choice is made once per process ([`Device::open`]) and announced in one
 //! line ([`Device::describe`]); [`Device::load`] then puts the weights where they are needed (on
 //! the GPU: uploaded once, with a progress bar for large models) and the resulting [`Backends`]
-//! hands out one [`AnyBackend`] — one KV cache — per sequence. GPU backends all share the one
-//! uploaded `GpuModel`.
+//! hands out [`AnyBackend`]s: one sequence's KV cache for a CLI, a pool of sequences evaluated
+//! together for the server. GPU backends all share the one uploaded `GpuModel`.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use aether_core::Error;
 use aether_core::gpu::{Gpu, GpuBackend, GpuModel, GpuOptions};
 use aether_core::model::Model;
 use aether_core::quant::simd;
-use aether_core::session::{AnyBackend, CpuBackend};
+use aether_core::session::{AnyBackend, CPU_BATCH, CpuBackend};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -114,7 +114,7 @@ fn upload(gpu: &Gpu, model: &Model<'_>) -> Result<GpuModel> {
     gpu_model
 }
 
-/// A device with the model readied on it; makes one backend per sequence.
+/// A device with the model readied on it; makes backends (one sequence, or a pool).
 pub struct Backends {
     description: String,
     on: On,
@@ -136,10 +136,26 @@ impl Backends {
         n_ctx: usize,
         max_batch: usize,
     ) -> Result<AnyBackend<'m>> {
+        match &self.on {
+            On::Cpu(_) => self.pool(model, n_ctx, 1, CPU_BATCH),
+            On::Gpu(..) => self.pool(model, n_ctx, 1, max_batch),
+        }
+    }
+
+    /// A pool of `n_seq` sequences over `model`, each with a KV cache of `n_ctx` positions,
+    /// evaluated together in forward passes of up to `max_batch` tokens (`BatchBackend`).
+    pub fn pool<'m>(
+        &'m self,
+        model: &'m Model<'m>,
+        n_ctx: usize,
+        n_seq: usize,
+        max_batch: usize,
+    ) -> Result<AnyBackend<'m>> {
         Ok(match &self.on {
-            On::Cpu(pool) => AnyBackend::Cpu(CpuBackend::new(model, n_ctx, pool)),
+            On::Cpu(pool) => AnyBackend::Cpu(CpuBackend::with_seqs(model, n_ctx, n_seq, max_batch, pool)),
             On::Gpu(gpu, weights) => AnyBackend::Gpu(
-                GpuBackend::new(gpu, weights, n_ctx, max_batch).context("preparing a sequence on the GPU")?,
+                GpuBackend::with_seqs(gpu, weights, n_ctx, n_seq, max_batch)
+                    .context("preparing the sequences on the GPU")?,
             ),
         })
     }

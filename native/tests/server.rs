@@ -247,6 +247,47 @@ async fn disconnected_stream_frees_its_slot() {
     panic!("the slot was not freed within 10 s of the disconnect");
 }
 
+/// Requests served together — four slots decoding in one batched forward pass per step, four more
+/// waiting in the queue, streamed and not — each get exactly the text they get alone (greedy; the
+/// CPU gives each sequence the same logits whatever the batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_get_their_solo_text() {
+    let st = AppState::new("SmolLM2-135M-Instruct.Q4_1".into(), None, 4096, 4);
+    server::load(&st, &model_path(DEFAULT_MODEL), 4, Some(256), 8, &device(2)).expect("load");
+    let prompts = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "1, 2, 3, 4,"];
+    let body = |p: &str, stream: bool| {
+        json!({"prompt": p, "max_tokens": 12, "temperature": 0, "stream": stream}).to_string()
+    };
+    let text_of = |(status, body): (StatusCode, String), stream: bool| -> String {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if !stream {
+            return json_of(&body)["choices"][0]["text"].as_str().expect("text").to_string();
+        }
+        let data: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(data.last(), Some(&"[DONE]"), "{body}");
+        data[..data.len() - 1]
+            .iter()
+            .map(|d| json_of(d)["choices"][0]["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(text_of(call(st.clone(), post("/v1/completions", &body(p, false))).await, false));
+    }
+    let handles: Vec<_> = [false, true]
+        .into_iter()
+        .flat_map(|stream| prompts.map(|p| (p, stream)))
+        .map(|(p, stream)| {
+            let req = post("/v1/completions", &body(p, stream));
+            (stream, tokio::spawn(call(st.clone(), req)))
+        })
+        .collect();
+    for (k, (stream, h)) in handles.into_iter().enumerate() {
+        let got = text_of(h.await.expect("request task"), stream);
+        assert_eq!(got, alone[k % 4], "{:?} (stream: {stream}) among 8 vs alone", prompts[k % 4]);
+    }
+}
+
 #[tokio::test]
 async fn other_methods_get_an_openai_shaped_405_with_allow() {
     let st = state(None);

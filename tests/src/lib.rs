@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod arch_goldens;
+pub mod batch;
 pub mod gpu;
 pub mod logits;
 

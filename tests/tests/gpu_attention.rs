@@ -4,14 +4,15 @@
 //! Shapes cover head_dim 64/80/96/128/256, GQA ratios 1/3/4/8, sliding windows (shorter and
 //! longer than the context seen), decode at n_kv = 1, 7, 300, 4100 (one chunk, and several
 //! merged) and prefill chunks of 1, 13, 64 and 130 tokens at pos0 = 0 and 37, with q and att at
-//! offsets. The caches are random over all n_ctx cells, so a kernel that read a cell past the
-//! step's last position would differ. Both reductions: the device's best, and subgroups forced
-//! off.
+//! offsets; then batched steps over a cache of two sequences: decode tokens of both (one merged,
+//! one not), a prompt chunk beside a decode token, two prompt chunks. The caches are random over
+//! all cells of both sequences, so a kernel that read a cell past a token's position, or of the
+//! other sequence, would differ. Both reductions: the device's best, and subgroups forced off.
 //!
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
 use aether_core::Error;
-use aether_core::gpu::{Attention, AttnDims, Gpu, GpuOptions, Readback, Step, StepBuffer, attention_cpu};
+use aether_core::gpu::{Attention, AttnDims, Gpu, GpuOptions, Readback, StepPlan, StepTable, attention_cpu};
 use aether_tests::gpu::{Rng, assert_nmse, test_gpu};
 use half::f16;
 
@@ -20,6 +21,8 @@ const MAX_NMSE: f64 = 5e-4;
 /// Sentinel in att outside the rows a step writes.
 const UNTOUCHED: f32 = 12345.0;
 const N_CTX: u32 = 4200;
+/// Sequences in the cache.
+const N_SEQ: u32 = 2;
 const MAX_TOKENS: u32 = 130;
 const Q_OFF: u64 = 3;
 const ATT_OFF: u64 = 5;
@@ -36,6 +39,20 @@ const SHAPES: [(u32, u32, u32, Option<u32>); 6] = [
 
 const DECODE_KV: [u32; 4] = [1, 7, 300, 4100];
 const PREFILL: [(u32, u32); 8] = [(0, 1), (0, 13), (0, 64), (37, 1), (37, 13), (37, 64), (37, 130), (0, 130)];
+/// Steps of several sequences: runs of (sequence, first position, tokens).
+const BATCHED: [&[(u32, u32, u32)]; 4] = [
+    &[(0, 6, 1), (1, 4099, 1)],
+    &[(1, 37, 64), (0, 299, 1)],
+    &[(0, 4000, 1), (1, 0, 13)],
+    &[(1, 0, 13), (0, 37, 20)],
+];
+
+/// The steps every shape runs: one sequence's decode tokens and prompt chunks, then batches.
+fn steps() -> Vec<Vec<(u32, u32, u32)>> {
+    let one =
+        DECODE_KV.iter().map(|&n_kv| vec![(1, n_kv - 1, 1)]).chain(PREFILL.map(|(p, n)| vec![(1, p, n)]));
+    one.chain(BATCHED.iter().map(|b| b.to_vec())).collect()
+}
 
 fn storage_buffer(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     let buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -60,7 +77,8 @@ struct Case {
     v: Vec<f16>,
     q_buf: wgpu::Buffer,
     att_buf: wgpu::Buffer,
-    step: StepBuffer,
+    table: StepTable,
+    scratch: wgpu::Buffer,
     attn: Attention,
 }
 
@@ -75,11 +93,12 @@ impl Case {
             n_head_kv,
             head_dim,
             n_ctx: N_CTX,
+            n_seq: N_SEQ,
             max_tokens: MAX_TOKENS,
             kq_scale: 1.0 / (head_dim as f32).sqrt(),
             window,
         };
-        let cells = (N_CTX * dims.kv_dim()) as usize;
+        let cells = (N_SEQ * N_CTX * dims.kv_dim()) as usize;
         let k: Vec<f16> = rng.vec(cells).into_iter().map(f16::from_f32).collect();
         let v: Vec<f16> = rng.vec(cells).into_iter().map(f16::from_f32).collect();
         let k_buf = storage_buffer(gpu, "k cache", &packed(&k));
@@ -87,31 +106,56 @@ impl Case {
         let rows = (MAX_TOKENS * dims.q_dim()) as usize;
         let q_buf = storage_buffer(gpu, "q", &vec![0u8; (Q_OFF as usize + rows) * 4]);
         let att_buf = storage_buffer(gpu, "att", &vec![0u8; (ATT_OFF as usize + rows + 3) * 4]);
-        let step = StepBuffer::new(gpu).expect("step buffer");
-        let attn = Attention::new(gpu, &q_buf, Q_OFF, &k_buf, &v_buf, &att_buf, ATT_OFF, &step, dims)
-            .unwrap_or_else(|e| panic!("{dims:?}: {e}"));
-        Case { dims, k, v, q_buf, att_buf, step, attn }
+        let tile_rows = Attention::tile_rows().expect("BQ");
+        let table = StepTable::new(gpu, MAX_TOKENS, N_SEQ, tile_rows).expect("step table");
+        let scratch_bytes = Attention::scratch_bytes(&dims).expect("scratch size");
+        let scratch = storage_buffer(gpu, "attn scratch", &vec![0u8; scratch_bytes as usize]);
+        let attn =
+            Attention::new(gpu, &q_buf, Q_OFF, &k_buf, &v_buf, &att_buf, ATT_OFF, &table, &scratch, dims)
+                .unwrap_or_else(|e| panic!("{dims:?}: {e}"));
+        Case { dims, k, v, q_buf, att_buf, table, scratch, attn }
     }
 
-    /// Runs `step` with q random (×3, so the softmax is far from flat); returns (GPU, CPU) att.
-    fn run(&self, gpu: &Gpu, readback: &mut Readback, step: Step, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
-        let n = (step.n_tokens * self.dims.q_dim()) as usize;
+    /// The plan of a step of `runs` (sequence, first position, tokens).
+    fn plan(runs: &[(u32, u32, u32)]) -> StepPlan {
+        let mut plan = StepPlan::new(Attention::tile_rows().expect("BQ"));
+        for &(seq, pos0, n) in runs {
+            plan.push(seq, pos0, &vec![0; n as usize], false);
+        }
+        plan
+    }
+
+    /// Runs `plan` with q random (×3, so the softmax is far from flat); returns (GPU, CPU) att.
+    fn run(
+        &self,
+        gpu: &Gpu,
+        readback: &mut Readback,
+        plan: &StepPlan,
+        rng: &mut Rng,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let n = (plan.n_tokens() * self.dims.q_dim()) as usize;
         let q: Vec<f32> = rng.vec(n).into_iter().map(|x| 3.0 * x).collect();
-        let want = attention_cpu(&q, &self.k, &self.v, step, self.dims).expect("CPU twin");
+        let at: Vec<(u32, u32)> = plan.at.iter().map(|&[s, p]| (s, p)).collect();
+        let want = attention_cpu(&q, &self.k, &self.v, &at, self.dims).expect("CPU twin");
         gpu.queue().write_buffer(&self.q_buf, Q_OFF * 4, bytemuck::cast_slice(&q));
         let att_len = (self.att_buf.size() / 4) as usize;
         gpu.queue().write_buffer(&self.att_buf, 0, bytemuck::cast_slice(&vec![UNTOUCHED; att_len]));
-        self.step.write(gpu, step);
+        self.table.write(gpu, plan).expect("the plan fits the table");
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.attn.encode(&mut pass, step).expect("step fits");
+            self.attn.encode(&mut pass, plan).expect("step fits");
         }
         gpu.submit(enc, "attention test").expect("submit");
         let att = pollster::block_on(readback.read_f32(gpu, &self.att_buf, 0, att_len)).expect("read back");
         let (a, b) = (ATT_OFF as usize, ATT_OFF as usize + n);
         let outside = att[..a].iter().chain(&att[b..]).position(|&x| x != UNTOUCHED);
-        assert!(outside.is_none(), "{:?} {step:?}: wrote outside att[{a}..{b}] at {outside:?}", self.dims);
+        assert!(
+            outside.is_none(),
+            "{:?} {:?}: wrote outside att[{a}..{b}] at {outside:?}",
+            self.dims,
+            plan.at
+        );
         (att[a..b].to_vec(), want)
     }
 }
@@ -124,17 +168,15 @@ fn check_all(gpu: &Gpu, label: &str) -> f64 {
     let (mut worst, mut failures) = (0f64, Vec::new());
     for shape in SHAPES {
         let case = Case::new(gpu, shape, &mut rng);
-        let steps =
-            DECODE_KV.iter().map(|&n_kv| Step::new(n_kv - 1, 1)).chain(PREFILL.map(|(p, n)| Step::new(p, n)));
-        for step in steps {
+        for runs in steps() {
+            let plan = Case::plan(&runs);
+            let chunks: Vec<u32> =
+                plan.decode.iter().map(|&t| case.attn.decode_chunks(plan.at[t as usize][1])).collect();
             let what = format!(
-                "{label} {shape:?} pos0={} n_tokens={} ({} decode chunks, {})",
-                step.pos0,
-                step.n_tokens,
-                case.attn.decode_chunks(step.pos0),
+                "{label} {shape:?} runs (sequence, first position, tokens) {runs:?} (decode chunks {chunks:?}, {})",
                 case.attn.prefill_key()
             );
-            let (got, want) = case.run(gpu, &mut readback, step, &mut rng);
+            let (got, want) = case.run(gpu, &mut readback, &plan, &mut rng);
             match std::panic::catch_unwind(|| assert_nmse(&got, &want, MAX_NMSE, &what)) {
                 Ok(nmse) => worst = worst.max(nmse),
                 Err(e) => failures.push(e.downcast_ref::<String>().cloned().unwrap_or(what)),
@@ -184,27 +226,56 @@ fn bad_dims_and_steps_are_errors() {
     let mut enc = gpu.device().create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        for step in [Step::new(N_CTX - 2, 3), Step::new(0, MAX_TOKENS + 1)] {
-            let got = case.attn.encode(&mut pass, step);
-            assert!(matches!(got, Err(Error::GpuAttention { .. })), "{step:?}: {got:?}");
+        // Past the context, past the step's rows, a sequence that is not there, and a decode token
+        // per sequence too many.
+        let bad: [&[(u32, u32, u32)]; 4] = [
+            &[(0, N_CTX - 2, 3)],
+            &[(0, 0, MAX_TOKENS + 1)],
+            &[(N_SEQ, 0, 1)],
+            &[(0, 0, 1), (1, 0, 1), (0, 3, 1)],
+        ];
+        for runs in bad {
+            let got = case.attn.encode(&mut pass, &Case::plan(runs));
+            assert!(matches!(got, Err(Error::GpuAttention { .. })), "{runs:?}: {got:?}");
         }
     }
     drop(enc);
     let dims = *case.attn.dims();
+    let new = |k: &wgpu::Buffer, v: &wgpu::Buffer, dims| {
+        Attention::new(&gpu, &case.q_buf, 0, k, v, &case.att_buf, 0, &case.table, &case.scratch, dims)
+    };
     for bad in [
         AttnDims { head_dim: 60, ..dims },
         AttnDims { head_dim: 264, ..dims },
         AttnDims { n_head_kv: 2, ..dims },
         AttnDims { window: Some(0), ..dims },
+        AttnDims { n_seq: 0, ..dims },
     ] {
-        let got =
-            Attention::new(&gpu, &case.q_buf, 0, &case.q_buf, &case.q_buf, &case.att_buf, 0, &case.step, bad);
-        assert!(got.is_err(), "{bad:?} was accepted");
+        assert!(new(&case.q_buf, &case.q_buf, bad).is_err(), "{bad:?} was accepted");
     }
-    // A cache too small for n_ctx rows.
+    // A cache too small for n_seq regions of n_ctx rows, and too many sequences for the table.
     let small = storage_buffer(&gpu, "small", &[0; 64]);
-    let got = Attention::new(&gpu, &case.q_buf, 0, &small, &small, &case.att_buf, 0, &case.step, dims);
+    let got = new(&small, &small, dims);
     assert!(matches!(got, Err(Error::LengthMismatch { .. })), "{:?}", got.err());
+    let big = storage_buffer(&gpu, "k", &vec![0; (4 * N_CTX * dims.kv_dim() * 2) as usize]);
+    let scratch = storage_buffer(
+        &gpu,
+        "s",
+        &vec![0; Attention::scratch_bytes(&AttnDims { n_seq: 4, ..dims }).unwrap() as usize],
+    );
+    let got = Attention::new(
+        &gpu,
+        &case.q_buf,
+        0,
+        &big,
+        &big,
+        &case.att_buf,
+        0,
+        &case.table,
+        &scratch,
+        AttnDims { n_seq: 4, ..dims },
+    );
+    assert!(matches!(got, Err(Error::GpuAttention { .. })), "{:?}", got.err());
 }
 
 #[test]

@@ -1,20 +1,23 @@
 //! Launcher for the attention kernels of the forward pass — `shaders/attn_decode.wgsl` with
-//! `attn_merge.wgsl` (one token, flash-decoding) and `attn_prefill.wgsl` (a chunk of tokens) —
-//! and their CPU twin [`attention_cpu`].
+//! `attn_merge.wgsl` (the step's one-token runs, flash-decoding) and `attn_prefill.wgsl` (tiles of
+//! its longer runs) — and their CPU twin [`attention_cpu`].
 //!
 //! Inputs: q f32 `[n_tokens, n_head, head_dim]` (roped, and already scaled by `q_scale` where
-//! the architecture does), one layer's K and V caches f16 packed two per u32, `[n_ctx, kv_dim]`,
-//! holding cells `0..pos0 + n_tokens` once the step's keys and values are stored. Output: att f32
-//! `[n_tokens, n_head · head_dim]`. Token t of a step sits at position `pos0 + t` and attends to
-//! cells `start..=pos0 + t`, `start` being 0 or, on a sliding-window layer, `pos + 1 - window`;
-//! q head h reads kv head `h / (n_head / n_head_kv)`; `p = softmax((q·k) · kq_scale)`,
-//! `out = Σ p·v`. This mirrors `cpu::forward`'s attention over an un-transposed V cache.
+//! the architecture does), one layer's K and V caches f16 packed two per u32, `[n_seq, n_ctx,
+//! kv_dim]` (a region per sequence), holding each token's cells once the step's keys and values
+//! are stored. Output: att f32 `[n_tokens, n_head · head_dim]`. A token at position `pos` of
+//! sequence `s` (the step table) attends to cells `start..=pos` of region `s`, `start` being 0
+//! or, on a sliding-window layer, `pos + 1 - window`; q head h reads kv head `h / (n_head /
+//! n_head_kv)`; `p = softmax((q·k) · kq_scale)`, `out = Σ p·v`. This mirrors `cpu::forward`'s
+//! attention over an un-transposed V cache.
 //!
-//! [`Attention::new`] builds the three pipelines, the parameters, the decode scratch (sized for
-//! the longest context) and the bind groups once; [`Attention::encode`] picks the kernel from the
-//! step's token count and only dispatches. Decode splits the cells into at most `n_split` chunks
-//! (enough workgroups to fill a large GPU even with few heads) and merges them; with one chunk
-//! (short contexts) the decode kernel writes att itself and the merge is skipped. Prefill reduces
+//! [`Attention::new`] builds the three pipelines, the parameters and the bind groups once (the
+//! decode scratch, sized by [`Attention::scratch_bytes`], is the caller's: one serves every layer,
+//! since they run one after another); [`Attention::encode`] dispatches the decode kernel over the
+//! plan's one-token runs and the prefill kernel over its tiles. Decode splits a token's cells into
+//! at most `n_split` chunks (enough workgroups to fill a large GPU even with few heads) and merges
+//! them; a token with one chunk (short contexts) has its row written by the decode kernel and is
+//! skipped by the merge, which is not dispatched at all when no token needs it. Prefill reduces
 //! each token's dot products across 8 invocations with subgroup shuffles when the device has
 //! subgroups of 8 or more (`attn_prefill_sg`), else through workgroup memory (`attn_prefill_wg`).
 
@@ -22,7 +25,7 @@ use half::f16;
 
 use super::pipelines::Family;
 use super::shaders::{const_u32, source, splice_section};
-use super::{Gpu, Step, StepBuffer};
+use super::{Gpu, StepPlan, StepTable};
 use crate::{Error, Result};
 
 /// The shapes an [`Attention`] is built for.
@@ -33,8 +36,10 @@ pub struct AttnDims {
     pub n_head_kv: u32,
     /// A multiple of 8, at most 256 (64, 80, 96, 128, 256 in the supported models).
     pub head_dim: u32,
-    /// Cells of the cache.
+    /// Cells of each sequence's region of the cache.
     pub n_ctx: u32,
+    /// Sequences (regions) in the cache.
+    pub n_seq: u32,
     /// Most tokens in one step (rows of q and att).
     pub max_tokens: u32,
     /// Multiplies q·k inside the softmax.
@@ -65,23 +70,40 @@ impl AttnDims {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(8) || self.head_dim > MAX_HEAD_DIM {
             return bad(format!("head_dim {} is not a multiple of 8 up to {MAX_HEAD_DIM}", self.head_dim));
         }
-        if self.n_ctx == 0 || self.max_tokens == 0 || self.window == Some(0) {
+        if self.n_ctx == 0 || self.n_seq == 0 || self.max_tokens == 0 || self.window == Some(0) {
             return bad(format!(
-                "n_ctx {}, max_tokens {}, window {:?}",
-                self.n_ctx, self.max_tokens, self.window
+                "n_ctx {}, n_seq {}, max_tokens {}, window {:?}",
+                self.n_ctx, self.n_seq, self.max_tokens, self.window
             ));
         }
         Ok(())
     }
 
-    /// Checks that `step` fits these dims.
-    fn check_step(&self, step: Step) -> Result<()> {
-        let end = step.pos0 as u64 + step.n_tokens as u64;
-        if step.n_tokens > self.max_tokens || end > self.n_ctx as u64 {
+    /// Most decode tokens in a step: one per sequence.
+    fn max_decode(&self) -> u32 {
+        self.n_seq.min(self.max_tokens)
+    }
+
+    /// Chunks per token at most (rows of the decode scratch per head and token).
+    fn n_split(&self, decode_tile: u32) -> u32 {
+        DECODE_WORKGROUPS.div_ceil(self.n_head).clamp(1, MAX_SPLIT).min(self.n_ctx.div_ceil(decode_tile))
+    }
+
+    /// Checks that `plan` fits these dims: its tokens, and each token's sequence and position
+    /// (the kernels would read another sequence's cells, or none, for one that does not).
+    fn check_plan(&self, plan: &StepPlan) -> Result<()> {
+        let bad = plan.at.iter().find(|&&[s, p]| s >= self.n_seq || p >= self.n_ctx);
+        if plan.n_tokens() > self.max_tokens || plan.decode.len() as u32 > self.max_decode() || bad.is_some()
+        {
             return Err(Error::GpuAttention {
                 why: format!(
-                    "step of {} tokens at position {} does not fit {} tokens and {} cells",
-                    step.n_tokens, step.pos0, self.max_tokens, self.n_ctx
+                    "a step of {} tokens ({} decoding{}) does not fit {} tokens, {} sequences of {} cells",
+                    plan.n_tokens(),
+                    plan.decode.len(),
+                    bad.map_or(String::new(), |[s, p]| format!(", sequence {s} at {p}")),
+                    self.max_tokens,
+                    self.n_seq,
+                    self.n_ctx
                 ),
             });
         }
@@ -109,7 +131,8 @@ struct Params {
     window: u32,
     n_split: u32,
     kq_scale: f32,
-    _pad: [u32; 3],
+    n_ctx: u32,
+    _pad: [u32; 2],
 }
 
 const _: () = assert!(size_of::<Params>() == 48);
@@ -119,19 +142,36 @@ pub struct Attention {
     dims: AttnDims,
     n_split: u32,
     decode_tile: u32,
-    prefill_rows: u32,
     decode: (wgpu::ComputePipeline, wgpu::BindGroup),
     merge: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill_key: String,
-    /// Kept alive for the bind groups: Params, and [n_head, n_split, 2 + head_dim] f32 partials.
+    /// Kept alive for the bind groups.
     _params: wgpu::Buffer,
-    _scratch: wgpu::Buffer,
 }
 
 impl Attention {
+    /// Bytes of the decode scratch for `dims`: f32 `[max decode tokens, n_head, n_split, 2 +
+    /// head_dim]`.
+    pub fn scratch_bytes(dims: &AttnDims) -> Result<u64> {
+        dims.check()?;
+        let tile = const_u32(source("attn_decode.wgsl").unwrap_or_default(), "TILE").unwrap_or(1).max(1);
+        let rows = dims.max_decode() as u64 * dims.n_head as u64 * dims.n_split(tile) as u64;
+        Ok(rows * (2 + dims.head_dim as u64) * 4)
+    }
+
+    /// The rows of a prefill tile (the prefill kernel's `BQ`): what [`StepPlan::new`] cuts runs
+    /// into.
+    pub fn tile_rows() -> Result<u32> {
+        source("attn_prefill.wgsl")
+            .and_then(|s| const_u32(s, "BQ"))
+            .filter(|&v| v > 0)
+            .ok_or_else(|| Error::GpuAttention { why: "no `const BQ` in attn_prefill.wgsl".into() })
+    }
+
     /// q and att are f32 buffers (distinct), with `max_tokens` rows from element `q_off` /
-    /// `att_off`; the caches hold `n_ctx` rows of `kv_dim` f16.
+    /// `att_off`; the caches hold `n_seq` regions of `n_ctx` rows of `kv_dim` f16; positions come
+    /// from `table`; `scratch` holds at least [`Attention::scratch_bytes`] (shared by the layers).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
@@ -141,7 +181,8 @@ impl Attention {
         v_cache: &wgpu::Buffer,
         att: &wgpu::Buffer,
         att_off: u64,
-        step: &StepBuffer,
+        table: &StepTable,
+        scratch: &wgpu::Buffer,
         dims: AttnDims,
     ) -> Result<Attention> {
         dims.check()?;
@@ -158,7 +199,7 @@ impl Attention {
         };
         fits("attention q buffer bytes", q, (q_off + rows) * 4)?;
         fits("attention output buffer bytes", att, (att_off + rows) * 4)?;
-        let cache = dims.n_ctx as u64 * dims.kv_dim() as u64 * 2;
+        let cache = dims.n_seq as u64 * dims.n_ctx as u64 * dims.kv_dim() as u64 * 2;
         fits("attention K cache bytes", k_cache, cache)?;
         fits("attention V cache bytes", v_cache, cache)?;
 
@@ -199,8 +240,17 @@ impl Attention {
                 .ok_or_else(|| Error::GpuAttention { why: "attn_prefill: no reduce section".into() })
         })?;
 
-        let n_split =
-            DECODE_WORKGROUPS.div_ceil(dims.n_head).clamp(1, MAX_SPLIT).min(dims.n_ctx.div_ceil(decode_tile));
+        let n_split = dims.n_split(decode_tile);
+        fits("attention decode scratch bytes", scratch, Attention::scratch_bytes(&dims)?)?;
+        let [_, max_decode, max_tiles, _] = table.capacity();
+        if (max_decode as u32) < dims.max_decode() || (max_tiles as u64) < prefill_tiles(&dims, prefill_rows)
+        {
+            return Err(Error::GpuAttention {
+                why: format!(
+                    "the step table's {max_decode} decode rows and {max_tiles} tiles are too few for {dims:?}"
+                ),
+            });
+        }
         let params = Params {
             n_head: dims.n_head,
             group: dims.n_head / dims.n_head_kv,
@@ -211,12 +261,16 @@ impl Attention {
             window: dims.window.unwrap_or(0),
             n_split,
             kq_scale: dims.kq_scale,
-            _pad: [0; 3],
+            n_ctx: dims.n_ctx,
+            _pad: [0; 2],
         };
         let params_buf = gpu.uniform("attn params", &params)?;
-        let scratch_len = dims.n_head as u64 * n_split as u64 * (2 + dims.head_dim as u64);
-        let scratch = gpu.storage("attn scratch", scratch_len * 4)?;
-        let (p, s) = (params_buf.as_entire_binding(), step.buffer().as_entire_binding());
+        let p = params_buf.as_entire_binding();
+        let (at, dec, tiles) = (
+            table.at().as_entire_binding(),
+            table.decode().as_entire_binding(),
+            table.tiles().as_entire_binding(),
+        );
         let (qb, kb, vb, ab) = (
             q.as_entire_binding(),
             k_cache.as_entire_binding(),
@@ -233,23 +287,22 @@ impl Attention {
                 ab.clone(),
                 scratch.as_entire_binding(),
                 p.clone(),
-                s.clone(),
+                at.clone(),
+                dec.clone(),
             ],
         )?;
         let merge_bind =
-            gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), s.clone()])?;
-        let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, s])?;
+            gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), at, dec])?;
+        let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, tiles])?;
         Ok(Attention {
             dims,
             n_split,
             decode_tile,
-            prefill_rows,
             decode: (decode, decode_bind),
             merge: (merge, merge_bind),
             prefill: (prefill, prefill_bind),
             prefill_key,
             _params: params_buf,
-            _scratch: scratch,
         })
     }
 
@@ -270,33 +323,38 @@ impl Attention {
         n_kv.div_ceil(chunk)
     }
 
-    /// Records the attention of `step`, which must be the step written to the [`StepBuffer`]
-    /// for this submission: decode (and merge, past one chunk) for one token, prefill for more.
-    /// Fails, recording nothing, if the step does not fit the dims.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: Step) -> Result<()> {
-        self.dims.check_step(step)?;
+    /// Records the attention of `plan`, which must be the plan written to the [`StepTable`] for
+    /// this submission: the decode kernel (and the merge, where a token has several chunks) over
+    /// its one-token runs, the prefill kernel over its tiles. Fails, recording nothing, if the plan
+    /// does not fit the dims.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, plan: &StepPlan) -> Result<()> {
+        self.dims.check_plan(plan)?;
         let n_head = self.dims.n_head;
-        match step.n_tokens {
-            0 => {}
-            1 => {
-                let n_chunks = self.decode_chunks(step.pos0);
-                pass.set_pipeline(&self.decode.0);
-                pass.set_bind_group(0, &self.decode.1, &[]);
-                pass.dispatch_workgroups(n_chunks, n_head, 1);
-                if n_chunks > 1 {
-                    pass.set_pipeline(&self.merge.0);
-                    pass.set_bind_group(0, &self.merge.1, &[]);
-                    pass.dispatch_workgroups(n_head, 1, 1);
-                }
+        let n_decode = plan.decode.len() as u32;
+        if n_decode > 0 {
+            let pos = |t: &u32| plan.at.get(*t as usize).map_or(0, |a| a[1]);
+            let chunks = plan.decode.iter().map(|t| self.decode_chunks(pos(t))).max().unwrap_or(1);
+            pass.set_pipeline(&self.decode.0);
+            pass.set_bind_group(0, &self.decode.1, &[]);
+            pass.dispatch_workgroups(chunks, n_head, n_decode);
+            if chunks > 1 {
+                pass.set_pipeline(&self.merge.0);
+                pass.set_bind_group(0, &self.merge.1, &[]);
+                pass.dispatch_workgroups(n_head, n_decode, 1);
             }
-            n => {
-                pass.set_pipeline(&self.prefill.0);
-                pass.set_bind_group(0, &self.prefill.1, &[]);
-                pass.dispatch_workgroups(n.div_ceil(self.prefill_rows), n_head, 1);
-            }
+        }
+        if !plan.tiles.is_empty() {
+            pass.set_pipeline(&self.prefill.0);
+            pass.set_bind_group(0, &self.prefill.1, &[]);
+            pass.dispatch_workgroups(plan.tiles.len() as u32, n_head, 1);
         }
         Ok(())
     }
+}
+
+/// Most prefill tiles of a step: each run of more than one token cut into tiles of `rows`.
+fn prefill_tiles(dims: &AttnDims, rows: u32) -> u64 {
+    dims.max_tokens.div_ceil(rows.max(1)) as u64 + dims.max_decode() as u64
 }
 
 // The native host shares the engine with the server's tasks.
@@ -307,38 +365,43 @@ const _: () = {
 };
 
 /// CPU twin of [`Attention`]: att `[n_tokens, n_head · head_dim]` for q `[n_tokens, n_head,
-/// head_dim]` over the f16 caches `[n_ctx (or more), kv_dim]`, in plain f32/f64 arithmetic.
+/// head_dim]`, token t at (sequence, position) `at[t]`, over the f16 caches `[n_seq, n_ctx,
+/// kv_dim]`, in plain f32/f64 arithmetic.
 pub fn attention_cpu(
     q: &[f32],
     k_cache: &[f16],
     v_cache: &[f16],
-    step: Step,
+    at: &[(u32, u32)],
     dims: AttnDims,
 ) -> Result<Vec<f32>> {
     dims.check()?;
-    let (n, hd) = (step.n_tokens as usize, dims.head_dim as usize);
+    let (n, hd) = (at.len(), dims.head_dim as usize);
     let (qd, kvd, group) =
         (dims.q_dim() as usize, dims.kv_dim() as usize, (dims.n_head / dims.n_head_kv) as usize);
-    let cells = (step.pos0 as usize + step.n_tokens as usize) * kvd;
+    let n_ctx = dims.n_ctx as usize;
     let short = |what, expected: usize, got: usize| {
         (got < expected).then_some(Error::LengthMismatch { what, expected, got })
     };
+    let cells = dims.n_seq as usize * n_ctx * kvd;
     if let Some(e) = short("attention q", n * qd, q.len())
         .or(short("attention K cache", cells, k_cache.len()))
         .or(short("attention V cache", cells, v_cache.len()))
     {
         return Err(e);
     }
+    if let Some(&(s, p)) = at.iter().find(|&&(s, p)| s >= dims.n_seq || p >= dims.n_ctx) {
+        return Err(Error::GpuAttention { why: format!("sequence {s} at {p} is outside the cache") });
+    }
     let mut att = vec![0f32; n * qd];
     let mut scores = Vec::new();
-    for t in 0..n {
-        let pos = step.pos0 + t as u32;
+    for (t, &(seq, pos)) in at.iter().enumerate() {
         let start = dims.window_start(pos) as usize;
+        let region = seq as usize * n_ctx;
         for h in 0..dims.n_head as usize {
             let qh = &q[t * qd + h * hd..][..hd];
             let kv_off = (h / group) * hd;
             scores.clear();
-            for cell in start..=pos as usize {
+            for cell in region + start..=region + pos as usize {
                 let k = &k_cache[cell * kvd + kv_off..][..hd];
                 let dot: f64 = qh.iter().zip(k).map(|(&a, b)| a as f64 * b.to_f64()).sum();
                 scores.push(dot * dims.kq_scale as f64);
@@ -351,7 +414,7 @@ pub fn attention_cpu(
                 let acc: f64 = scores
                     .iter()
                     .enumerate()
-                    .map(|(i, &p)| p * v_cache[(start + i) * kvd + kv_off + d].to_f64())
+                    .map(|(i, &p)| p * v_cache[(region + start + i) * kvd + kv_off + d].to_f64())
                     .sum();
                 *o = (acc / sum) as f32;
             }

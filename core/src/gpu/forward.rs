@@ -1,32 +1,37 @@
-//! The forward pass on the GPU: the model's weights in GPU buffers ([`GpuModel`]) and one
-//! sequence's KV cache and activations with every kernel launcher prepared ([`GpuBackend`]).
+//! The forward pass on the GPU: the model's weights in GPU buffers ([`GpuModel`]) and a pool of
+//! sequences' KV caches and the activations of a batch, with every kernel launcher prepared
+//! ([`GpuBackend`]).
 //!
 //! It computes what the CPU reference (`cpu/forward.rs`) computes, with the same per-architecture
 //! switches, kernel by kernel; each kernel is tested against its CPU twin and the whole pass
 //! against the CPU path (`tests/tests/gpu_forward.rs`).
 //!
-//! Everything is built at load: buffers for a chunk of up to `max_batch` tokens, the KV cache for
-//! `n_ctx` positions (f16, one buffer per layer for K and one for V), and one launcher per kernel
-//! invocation of a step, each with its bind groups. A step then writes the token ids and the
-//! [`Step`] uniform, records every launcher into ONE compute pass and submits: no GPU object is
-//! created per token, and the pass count does not grow with the layers. A projection is a mat-vec
-//! when the step has one token and a tiled matmul otherwise ([`Proj`]). The logits of the last
-//! token come back only when the sampler needs them; a greedy step runs the argmax on the GPU and
-//! reads back one `u32`.
+//! Everything is built at load: buffers for a step of up to `max_batch` tokens, the KV cache of
+//! `n_seq` sequences of `n_ctx` positions (f16, one buffer per layer for K and one for V, a region
+//! per sequence), and one launcher per kernel invocation of a step, each with its bind groups. A
+//! step is a batch of runs — a prompt chunk of one sequence, one decode token of each of many, or
+//! both — whose tokens each carry their (sequence, position) in the step table (`step.rs`). It
+//! writes the token ids, the table and the [`Step`] uniforms, records every launcher into ONE
+//! compute pass and submits: no GPU object is created per token, and the pass count does not grow
+//! with the layers. A projection is a mat-vec when the step has one token and a tiled matmul
+//! otherwise ([`Proj`]), so a batch of decode tokens reads each weight once. The head gathers the
+//! last token of each run that wants an output, and its logits come back only when a sampler
+//! needs them; greedy runs take the argmax on the GPU and read back one `u32` each, and a step
+//! of greedy decode tokens is followed at once by the next, fed on the GPU ([`Ahead`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
-    ActQuant, Add, Argmax, Attention, AttnDims, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul, MatVec,
-    Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer,
+    ActQuant, Add, Argmax, Attention, AttnDims, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul,
+    MatVec, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan, StepTable,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
 use crate::model::{Config, FfnAct, Model, WeightSet};
 use crate::quant::{self, GgmlType};
-use crate::session::{Backend, Output, Want};
+use crate::session::{Backend, BatchBackend, BatchPlan, Output, Outputs, Pool, Run, Want};
 
 /// A layer's weights on the GPU.
 struct Layer {
@@ -186,20 +191,33 @@ impl GpuModel {
     }
 }
 
-/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more. With
-/// `add`, the product goes into a residual stream: the mat-vec adds it itself, the matmul writes
-/// it to y and `add` adds y to the stream.
+/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more (none where
+/// a step never has more than one row). With `add`, the product goes into a residual stream: the
+/// mat-vec adds it itself, the matmul writes it to y and `add` adds y to the stream.
 struct Proj {
     vec: MatVec,
-    mat: MatMul,
+    mat: Option<MatMul>,
     add: Option<Add>,
+}
+
+impl Proj {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n: u32) {
+        match &self.mat {
+            Some(mat) if n > 1 => {
+                mat.encode(pass, n);
+                if let Some(add) = &self.add {
+                    add.encode(pass, n);
+                }
+            }
+            _ => self.vec.encode(pass),
+        }
+    }
 }
 
 /// One kernel invocation of a step, prepared.
 enum Op {
     Proj(Proj),
-    /// With a fixed row count, or the step's.
-    ActQuant(ActQuant, Option<u32>),
+    ActQuant(ActQuant),
     GetRows(GetRows),
     RmsNorm(RmsNorm),
     Rope(Rope),
@@ -207,9 +225,10 @@ enum Op {
     Glu(Glu),
     KvStore(KvStore),
     Attention(Attention),
+    Gather(Gather),
     Softcap(Softcap),
-    MatVec(MatVec),
-    Argmax(Argmax),
+    /// The output projection (one row per output of the step).
+    Output(Proj),
 }
 
 impl Op {
@@ -225,40 +244,33 @@ impl Op {
             Op::Glu(_) => "glu",
             Op::KvStore(_) => "kv_store",
             Op::Attention(_) => "attention",
+            Op::Gather(_) => "gather",
             Op::Softcap(_) => "softcap",
-            Op::MatVec(_) => "output mat-vec",
-            Op::Argmax(_) => "argmax",
+            Op::Output(_) => "output projection",
         }
     }
 
-    /// Records the op for `step`; only attention checks the step (against its cache).
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: Step) -> Result<()> {
-        let n = step.n_tokens;
+    /// Records the op over `n` rows (the step's tokens in the body, its outputs in the head); only
+    /// attention reads the plan (and checks it against its cache).
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n: u32, plan: &StepPlan) -> Result<()> {
         match self {
-            Op::Attention(k) => return k.encode(pass, step),
-            Op::Proj(p) if n == 1 => p.vec.encode(pass),
-            Op::Proj(p) => {
-                p.mat.encode(pass, n);
-                if let Some(add) = &p.add {
-                    add.encode(pass, n);
-                }
-            }
-            Op::ActQuant(k, rows) => k.encode(pass, rows.unwrap_or(n)),
+            Op::Attention(k) => return k.encode(pass, plan),
+            Op::Proj(p) | Op::Output(p) => p.encode(pass, n),
+            Op::ActQuant(k) => k.encode(pass, n),
             Op::GetRows(k) => k.encode(pass, n),
             Op::RmsNorm(k) => k.encode(pass, n),
             Op::Rope(k) => k.encode(pass, n),
             Op::Add(k) => k.encode(pass, n),
             Op::Glu(k) => k.encode(pass, n),
             Op::KvStore(k) => k.encode(pass, n),
+            Op::Gather(k) => k.encode(pass, n),
             Op::Softcap(k) => k.encode(pass, n),
-            Op::MatVec(k) => k.encode(pass),
-            Op::Argmax(k) => k.encode(pass, n),
         }
         Ok(())
     }
 }
 
-/// The activation buffers of a step of up to `max_batch` tokens.
+/// The activation buffers of a step of up to `max_batch` tokens with up to `max_out` outputs.
 struct Acts {
     /// [max_batch] u32 token ids of the step.
     ids: wgpu::Buffer,
@@ -271,18 +283,18 @@ struct Acts {
     v: wgpu::Buffer,
     /// [max_batch, q_dim] attention output.
     att: wgpu::Buffer,
-    /// [max_batch, n_embd] a sub-layer's output.
+    /// [max_batch, n_embd] a sub-layer's output; in the head, the gathered output rows.
     proj: wgpu::Buffer,
     gate: wgpu::Buffer,
     up: wgpu::Buffer,
-    /// [n_vocab] the last token's logits.
+    /// [max_out, n_vocab] the output rows' logits.
     logits: wgpu::Buffer,
-    /// [1] u32 their argmax.
+    /// [max_out] u32 their argmax.
     token: wgpu::Buffer,
 }
 
 impl Acts {
-    fn new(gpu: &Gpu, c: &Config, b: u64) -> Result<Acts> {
+    fn new(gpu: &Gpu, c: &Config, b: u64, max_out: u64) -> Result<Acts> {
         let f32s = |label: &str, n: usize| gpu.storage(label, b * n as u64 * 4);
         Ok(Acts {
             ids: gpu.storage("ids", b * 4)?,
@@ -295,64 +307,109 @@ impl Acts {
             proj: f32s("proj", c.n_embd)?,
             gate: f32s("gate", c.n_ff)?,
             up: f32s("up", c.n_ff)?,
-            logits: gpu.storage("logits", c.n_vocab as u64 * 4)?,
-            token: gpu.storage("token", 4)?,
+            logits: gpu.storage("logits", max_out * c.n_vocab as u64 * 4)?,
+            token: gpu.storage("token", max_out * 4)?,
         })
     }
 }
 
-/// Greedy decoding runs one step ahead. After a step whose argmax is wanted, the next step is
-/// submitted at once with that argmax as its input, copied on the GPU from the argmax's buffer to
-/// the token ids, before the CPU has read it: while the CPU maps the result, returns it, samples
-/// nothing (greedy) and feeds the same token back, the GPU is already running that token's step —
-/// the CPU's recording and the read-back wait overlap the GPU's work instead of idling it. When
-/// the next call asks for that very step (one token, equal to the argmax, argmax wanted) it is
-/// already in flight; any other call discards it: the position it took is released and later
-/// steps overwrite what it wrote.
+/// Greedy decoding runs one step ahead. After a step whose runs all want the argmax, the next
+/// step of the same sequences (one token each) is submitted at once with those argmaxes as its
+/// tokens, copied on the GPU from the argmax rows to the token ids, before the CPU has read them:
+/// while the CPU maps the results, returns them, samples nothing (greedy) and feeds the same
+/// tokens back, the GPU is already running that step — the CPU's recording and the read-back
+/// wait overlap the GPU's work instead of idling it. When the next call asks for that very step
+/// (the same sequences at the same positions, one token each, equal to the argmaxes, argmax
+/// wanted) it is already in flight; any other call discards it: the sequences' lengths were
+/// never advanced for it, and later steps overwrite the cells it wrote.
 struct Ahead {
-    /// Its input: the argmax of the step before, once read back.
-    input: Option<u32>,
-    /// Where its own argmax lands, and its submission (to wait for that alone).
+    /// (sequence, position) of each of its tokens, in order.
+    at: Vec<(usize, usize)>,
+    /// Its tokens: the argmaxes of the step before, once read back.
+    inputs: Option<Vec<u32>>,
+    /// Where its own argmaxes land, and its submission (to wait for that alone).
     slot: usize,
     submission: wgpu::SubmissionIndex,
 }
 
-/// One sequence on the GPU: its KV cache, activations and the prepared kernels of a step.
+/// A pool of sequences on the GPU: their KV caches, the activations of a step and its prepared
+/// kernels. As a [`Backend`] it is sequence 0.
 pub struct GpuBackend<'g> {
     gpu: &'g Gpu,
     model: &'g GpuModel,
     n_ctx: usize,
-    n_past: usize,
+    n_seq: usize,
     max_batch: usize,
+    /// [n_seq] tokens in each sequence's cache.
+    seq_len: Vec<usize>,
+    /// The body's step (its token count) and the head's (its output rows).
     step: StepBuffer,
+    head_step: StepBuffer,
+    table: StepTable,
+    /// The step being recorded, on the host.
+    plan: StepPlan,
+    /// The evaluation's forward batches.
+    batches: BatchPlan,
     acts: Acts,
     /// The layers, from the embedding lookup to the last residual add.
     body: Vec<Op>,
-    /// The last token's logits: final norm, output projection, bias, soft-cap.
+    /// The output rows' logits: gather, final norm, output projection, bias, soft-cap.
     head: Vec<Op>,
-    argmax: Op,
+    /// One per output row: its argmax into `acts.token`.
+    argmax: Vec<Argmax>,
     readback: Readback,
+    /// [max_out, n_vocab] and [max_out]: the outputs read back, by output row.
     logits: Vec<f32>,
-    /// Two 4-byte staging buffers the argmax of greedy steps comes back through, alternately.
+    tokens: Vec<u32>,
+    /// Two [max_out] u32 staging buffers greedy steps' argmaxes come back through, alternately.
     token_staging: [wgpu::Buffer; 2],
-    /// The step submitted ahead on the GPU's own argmax (see [`Ahead`]).
+    /// The step submitted ahead on the GPU's own argmaxes (see [`Ahead`]).
     ahead: Option<Ahead>,
-    /// Compute passes recorded so far (one per submitted chunk).
+    /// Compute passes recorded so far (one per submitted step).
     passes: u64,
-    /// Per layer (K, V), f16 pairs in u32: [n_ctx, kv_dim].
+    /// Per layer (K, V), f16 pairs in u32: [n_seq, n_ctx, kv_dim].
     _kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
-    /// Projection inputs in their weights' activation formats, one per format.
+    /// Projection inputs in their weights' activation formats, one per format; the attention's
+    /// decode scratch.
     _scratch: Vec<wgpu::Buffer>,
 }
 
 impl<'g> GpuBackend<'g> {
-    /// A context of `n_ctx` positions, evaluated in chunks of up to `max_batch` tokens.
+    /// One sequence of `n_ctx` positions, evaluated in chunks of up to `max_batch` tokens.
     pub fn new(gpu: &'g Gpu, model: &'g GpuModel, n_ctx: usize, max_batch: usize) -> Result<GpuBackend<'g>> {
+        GpuBackend::with_seqs(gpu, model, n_ctx, 1, max_batch)
+    }
+
+    /// `n_seq` sequences of `n_ctx` positions each, evaluated in steps of up to `max_batch`
+    /// tokens (all sequences' runs together).
+    pub fn with_seqs(
+        gpu: &'g Gpu,
+        model: &'g GpuModel,
+        n_ctx: usize,
+        n_seq: usize,
+        max_batch: usize,
+    ) -> Result<GpuBackend<'g>> {
         let c = &model.config;
-        let max_batch = max_batch.clamp(1, n_ctx.max(1));
+        let (n_ctx, n_seq) = (n_ctx.max(1), n_seq.max(1));
+        let max_batch = max_batch.clamp(1, n_ctx.saturating_mul(n_seq));
+        let max_out = n_seq.min(max_batch);
+        let kv_bytes = (n_seq * n_ctx * c.kv_dim() * 2) as u64;
+        if kv_bytes > gpu.caps().max_storage_binding {
+            return Err(Error::GpuKernelShape {
+                kernel: "kv_store",
+                why: format!(
+                    "a layer's cache of {n_seq} sequences × {n_ctx} positions × {} values is {kv_bytes} bytes, over \
+                     the GPU's {}-byte binding limit: use fewer sequences or a smaller context",
+                    c.kv_dim(),
+                    gpu.caps().max_storage_binding
+                ),
+            });
+        }
+        let tile_rows = Attention::tile_rows()?;
         let step = StepBuffer::new(gpu)?;
-        let acts = Acts::new(gpu, c, max_batch as u64)?;
-        let kv_bytes = (n_ctx * c.kv_dim() * 2) as u64;
+        let head_step = StepBuffer::new(gpu)?;
+        let table = StepTable::new(gpu, max_batch as u32, n_seq as u32, tile_rows)?;
+        let acts = Acts::new(gpu, c, max_batch as u64, max_out as u64)?;
         let kv = (0..c.n_layer)
             .map(|l| {
                 Ok((
@@ -361,16 +418,31 @@ impl<'g> GpuBackend<'g> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let b = Builder { gpu, step: &step, c, max_batch: max_batch as u32, scratch: RefCell::default() };
-        let body = b.body(model, &acts, &kv, n_ctx)?;
+        let b = Builder {
+            gpu,
+            step: &step,
+            head_step: &head_step,
+            table: &table,
+            c,
+            max_batch: max_batch as u32,
+            max_out: max_out as u32,
+            scratch: RefCell::default(),
+        };
+        let (body, attn_scratch) = b.body(model, &acts, &kv, n_ctx, n_seq)?;
         let head = b.head(model, &acts)?;
-        let scratch = b.scratch;
-        let argmax = Op::Argmax(Argmax::new(gpu, (&acts.logits, 0), c.n_vocab as u32, (&acts.token, 0))?);
-        let readback = Readback::new(gpu, c.n_vocab as u64 * 4)?;
+        let mut scratch: Vec<wgpu::Buffer> =
+            b.scratch.into_inner().into_values().flat_map(|(a, b)| [a, b]).collect();
+        scratch.push(attn_scratch);
+        let argmax = (0..max_out as u64)
+            .map(|r| {
+                Argmax::new(gpu, (&acts.logits, r * c.n_vocab as u64), c.n_vocab as u32, (&acts.token, r))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let readback = Readback::new(gpu, (max_out * c.n_vocab * 4) as u64)?;
         let staging = |i: usize| {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("token read-back {i}")),
-                size: 4,
+                size: max_out as u64 * 4,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -381,27 +453,34 @@ impl<'g> GpuBackend<'g> {
             gpu,
             model,
             n_ctx,
-            n_past: 0,
+            n_seq,
             max_batch,
+            seq_len: vec![0; n_seq],
             step,
+            head_step,
+            table,
+            plan: StepPlan::new(tile_rows),
+            batches: BatchPlan::default(),
             acts,
             body,
             head,
             argmax,
             readback,
-            logits: vec![0.0; c.n_vocab],
+            logits: vec![0.0; max_out * c.n_vocab],
+            tokens: vec![0; max_out],
             token_staging,
             ahead: None,
             passes: 0,
             _kv: kv,
-            _scratch: scratch.into_inner().into_values().flat_map(|(a, b)| [a, b]).collect(),
+            _scratch: scratch,
         })
     }
 
-    /// GPU time of one greedy decode step of `token`, per kernel family (nanoseconds, summed over
-    /// the step's dispatches of that family, in order of first use), from timestamps written
-    /// between every two ops. Needs the adapter's timestamp queries inside passes; the profile
-    /// objects are made per call (this is a measuring tool, not the decode loop).
+    /// GPU time of one greedy decode step of `token` on sequence 0, per kernel family
+    /// (nanoseconds, summed over the step's dispatches of that family, in order of first use),
+    /// from timestamps written between every two ops. Needs the adapter's timestamp queries
+    /// inside passes; the profile objects are made per call (this is a measuring tool, not the
+    /// decode loop).
     pub async fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
         let gpu = self.gpu;
         let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -411,12 +490,13 @@ impl<'g> GpuBackend<'g> {
                 message: "the adapter has no timestamp queries inside compute passes".into(),
             });
         }
-        self.discard_ahead();
-        if self.n_past >= self.n_ctx {
+        self.ahead = None;
+        if self.seq_len[0] >= self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
-        let ops: Vec<&Op> = self.body.iter().chain(&self.head).chain([&self.argmax]).collect();
-        let n = (ops.len() + 1) as u32;
+        let ops: Vec<(&Op, bool)> =
+            self.body.iter().map(|o| (o, false)).chain(self.head.iter().map(|o| (o, true))).collect();
+        let n = (ops.len() + 2) as u32;
         let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("profile"),
             ty: wgpu::QueryType::Timestamp,
@@ -428,102 +508,163 @@ impl<'g> GpuBackend<'g> {
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let step = Step::new(self.n_past as u32, 1);
-        gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::bytes_of(&token));
-        self.step.write(gpu, step);
+        self.plan.clear();
+        self.plan.push(0, self.seq_len[0] as u32, &[token], true);
+        self.write_step()?;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.write_timestamp(&set, 0);
-            for (i, op) in ops.iter().enumerate() {
-                op.encode(&mut pass, step)?;
+            for (i, (op, _)) in ops.iter().enumerate() {
+                op.encode(&mut pass, 1, &self.plan)?;
                 pass.write_timestamp(&set, i as u32 + 1);
             }
+            self.argmax[0].encode(&mut pass, 1);
+            pass.write_timestamp(&set, n - 1);
         }
         encoder.resolve_query_set(&set, 0..n, &resolved, 0);
         gpu.submit(encoder, "a profiled step")?;
-        self.n_past += 1;
+        self.seq_len[0] += 1;
         let mut bytes = vec![0u8; n as usize * 8];
         Readback::new(gpu, n as u64 * 8)?.read(gpu, &resolved, 0, &mut bytes).await?;
         let ticks: Vec<u64> = bytes.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect();
         let period = gpu.queue().get_timestamp_period() as f64;
         let mut kinds: Vec<(&'static str, f64)> = Vec::new();
-        for (op, t) in ops.iter().zip(ticks.windows(2)) {
+        let names = ops.iter().map(|(op, _)| op.kind()).chain(["argmax"]);
+        for (kind, t) in names.zip(ticks.windows(2)) {
             let ns = t[1].saturating_sub(t[0]) as f64 * period;
-            match kinds.iter_mut().find(|(k, _)| *k == op.kind()) {
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, total)) => *total += ns,
-                None => kinds.push((op.kind(), ns)),
+                None => kinds.push((kind, ns)),
             }
         }
         Ok(kinds)
     }
 
-    /// Compute passes recorded since the backend was made: one per chunk of a step, whatever the
-    /// model's depth (a test holds it to that).
+    /// Compute passes recorded since the backend was made: one per step, whatever the model's
+    /// depth or the number of sequences (a test holds it to that).
     pub fn passes(&self) -> u64 {
         self.passes
     }
 
-    /// Records and submits one chunk; with `want` other than `Nothing`, also the last token's
-    /// logits (and their argmax for `Want::Argmax`). `tokens: None`: one token, the argmax of the
-    /// step before, taken on the GPU. `staging`: copy the argmax to this token read-back slot.
-    fn submit_chunk(
+    /// Writes the plan's token ids, tables and step counts for the next submission.
+    fn write_step(&self) -> Result<()> {
+        let plan = &self.plan;
+        self.table.write(self.gpu, plan)?;
+        if !plan.ids.is_empty() {
+            self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&plan.ids));
+        }
+        self.step.write(self.gpu, Step::new(0, plan.n_tokens()));
+        self.head_step.write(self.gpu, Step::new(0, plan.n_outputs()));
+        Ok(())
+    }
+
+    /// Plans forward batch `i` of `self.batches` (pieces of `runs`) and submits it; returns the
+    /// submission.
+    fn submit(
         &mut self,
-        tokens: Option<&[u32]>,
-        want: Want,
+        runs: &[Run<'_>],
+        i: usize,
         staging: Option<usize>,
     ) -> Result<wgpu::SubmissionIndex> {
-        let n = tokens.map_or(1, |t| t.len());
-        let step = Step::new(self.n_past as u32, n as u32);
-        if let Some(tokens) = tokens {
-            self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        self.plan.clear();
+        let mut argmax = false;
+        for p in self.batches.batch(i) {
+            let tokens = &runs[p.run].tokens[p.start..p.end];
+            self.plan.push(p.seq as u32, p.pos0 as u32, tokens, p.output.is_some());
+            argmax |= p.output.is_some() && self.batches.rows[p.run].0 == Want::Argmax;
         }
-        self.step.write(self.gpu, step);
+        self.record(argmax, false, staging)
+    }
+
+    /// Records and submits the step of `self.plan`: the body over its tokens, the head over its
+    /// outputs, and their argmaxes with `argmax`. `fed`: the token ids are the previous step's
+    /// argmaxes, copied on the GPU (the plan's ids are not written). `staging`: copy the argmaxes
+    /// to that read-back slot.
+    fn record(&mut self, argmax: bool, fed: bool, staging: Option<usize>) -> Result<wgpu::SubmissionIndex> {
+        self.write_step()?;
+        let (n, n_out) = (self.plan.n_tokens(), self.plan.n_outputs());
         let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
-        if tokens.is_none() {
-            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.acts.ids, 0, 4);
+        if fed {
+            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.acts.ids, 0, n as u64 * 4);
         }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            let head = if want == Want::Nothing { &[][..] } else { &self.head[..] };
-            let argmax = (want == Want::Argmax).then_some(&self.argmax);
-            for op in self.body.iter().chain(head).chain(argmax) {
-                op.encode(&mut pass, step)?;
+            for op in &self.body {
+                op.encode(&mut pass, n, &self.plan)?;
+            }
+            if n_out > 0 {
+                for op in &self.head {
+                    op.encode(&mut pass, n_out, &self.plan)?;
+                }
+            }
+            if argmax {
+                for k in &self.argmax[..n_out as usize] {
+                    k.encode(&mut pass, 1);
+                }
             }
         }
         if let Some(slot) = staging {
-            encoder.copy_buffer_to_buffer(&self.acts.token, 0, &self.token_staging[slot], 0, 4);
+            encoder.copy_buffer_to_buffer(
+                &self.acts.token,
+                0,
+                &self.token_staging[slot],
+                0,
+                n_out as u64 * 4,
+            );
         }
         self.passes += 1;
-        let submission = self.gpu.submit(encoder, "a forward step")?;
-        self.n_past += n;
-        Ok(submission)
+        self.gpu.submit(encoder, "a forward step")
     }
 
-    /// Submits the step of the GPU's own argmax of the last step ([`Ahead`]), if there is room.
-    fn submit_ahead(&mut self, slot: usize) -> Result<()> {
-        if self.n_past < self.n_ctx {
-            let submission = self.submit_chunk(None, Want::Argmax, Some(slot))?;
-            self.ahead = Some(Ahead { input: None, slot, submission });
+    /// Whether `runs` are all greedy (a prompt's last chunk, or a decode token): argmax wanted of
+    /// each, with room after them for the step [`Ahead`] (the caller checks that they make one
+    /// forward batch).
+    fn greedy(&self, runs: &[Run<'_>]) -> bool {
+        !runs.is_empty()
+            && runs.iter().all(|r| {
+                !r.tokens.is_empty()
+                    && r.want == Want::Argmax
+                    && self.seq_len(r.seq) + r.tokens.len() < self.n_ctx
+            })
+    }
+
+    /// The step submitted ahead, if it is the step `runs` asks for.
+    fn take_ahead(&mut self, runs: &[Run<'_>]) -> Option<Ahead> {
+        let a = self.ahead.take()?;
+        let inputs = a.inputs.as_ref()?;
+        let same = a.at.len() == runs.len()
+            && runs.iter().zip(&a.at).zip(inputs).all(|((r, &(seq, pos)), &t)| {
+                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && r.want == Want::Argmax
+            });
+        same.then_some(a)
+    }
+
+    /// Submits the step of the GPU's own argmaxes of the last step (one token of each of the
+    /// sequences `runs` named, at their next positions), landing in read-back slot `slot`.
+    fn submit_ahead(&mut self, runs: &[Run<'_>], slot: usize) -> Result<()> {
+        self.plan.clear();
+        let mut at = Vec::with_capacity(runs.len());
+        for r in runs {
+            let pos = self.seq_len[r.seq];
+            self.plan.push(r.seq as u32, pos as u32, &[0], true);
+            at.push((r.seq, pos));
         }
+        self.plan.ids.clear();
+        let submission = self.record(true, true, Some(slot))?;
+        self.ahead = Some(Ahead { at, inputs: None, slot, submission });
         Ok(())
     }
 
-    /// Drops the step submitted ahead, releasing its position.
-    fn discard_ahead(&mut self) {
-        if self.ahead.take().is_some() {
-            self.n_past -= 1;
-        }
-    }
-
-    /// The argmax in read-back slot `slot` once `submission` has finished.
-    async fn read_token(&self, slot: usize, submission: wgpu::SubmissionIndex) -> Result<u32> {
-        let context = "reading a step's argmax back";
+    /// The `n` argmaxes in read-back slot `slot` once `submission` has finished, into
+    /// `self.tokens`.
+    async fn read_tokens(&mut self, slot: usize, submission: wgpu::SubmissionIndex, n: usize) -> Result<()> {
+        let context = "reading a step's argmaxes back";
         let staging = &self.token_staging[slot];
-        let slice = staging.slice(..);
+        let slice = staging.slice(..n as u64 * 4);
         let done = super::readback::MapDone::default();
         let signal = done.clone();
         slice.map_async(wgpu::MapMode::Read, move |result| signal.set(result));
@@ -531,38 +672,56 @@ impl<'g> GpuBackend<'g> {
         let mapped = done.await;
         self.gpu.check(context)?;
         mapped.map_err(|e| Error::GpuReadback { context: context.into(), message: e.to_string() })?;
-        let id = match slice.get_mapped_range() {
-            Ok(view) => Ok(u32::from_le_bytes([view[0], view[1], view[2], view[3]])),
+        let read = match slice.get_mapped_range() {
+            Ok(view) => {
+                for (t, b) in self.tokens.iter_mut().zip(view.as_chunks::<4>().0) {
+                    *t = u32::from_le_bytes(*b);
+                }
+                Ok(())
+            }
             Err(e) => Err(Error::GpuReadback { context: context.into(), message: e.to_string() }),
         };
         staging.unmap();
-        id
+        read
     }
 
-    /// A greedy evaluation: the argmax of the last of `tokens`, with the next step submitted
-    /// ahead on it.
-    async fn eval_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
-        let (slot, submission) = match self.ahead.take() {
-            Some(a) if a.input.is_some() && tokens == [a.input.unwrap_or(0)] => (a.slot, a.submission),
-            other => {
-                self.ahead = other;
-                self.discard_ahead();
-                let mut last = None;
-                let n_chunks = tokens.len().div_ceil(self.max_batch);
-                for (i, chunk) in tokens.chunks(self.max_batch).enumerate() {
-                    let (want, staging) =
-                        if i + 1 == n_chunks { (Want::Argmax, Some(0)) } else { (Want::Nothing, None) };
-                    last = Some(self.submit_chunk(Some(chunk), want, staging)?);
-                }
-                (0, last.ok_or(Error::EmptyPrompt)?)
+    /// A step of greedy runs ([`GpuBackend::greedy`]), the next one (a token of each) submitted
+    /// ahead on its argmaxes.
+    async fn eval_greedy(&mut self, runs: &[Run<'_>]) -> Result<()> {
+        let (slot, submission) = match self.take_ahead(runs) {
+            Some(a) => (a.slot, a.submission),
+            None => {
+                self.ahead = None;
+                (0, self.submit(runs, 0, Some(0))?)
             }
         };
-        self.submit_ahead(1 - slot)?;
-        let token = self.read_token(slot, submission).await?;
-        if let Some(a) = &mut self.ahead {
-            a.input = Some(token);
+        for r in runs {
+            self.seq_len[r.seq] += r.tokens.len();
         }
-        Ok(token)
+        self.submit_ahead(runs, 1 - slot)?;
+        self.read_tokens(slot, submission, runs.len()).await?;
+        if let Some(a) = &mut self.ahead {
+            a.inputs = Some(self.tokens[..runs.len()].to_vec());
+        }
+        Ok(())
+    }
+
+    /// Reads back the outputs of forward batch `i`: the argmax of its rows if one of them wants
+    /// it, their logits if one of them wants those.
+    async fn read_outputs(&mut self, i: usize) -> Result<()> {
+        let pieces = self.batches.batch(i);
+        let outs = || pieces.iter().filter_map(|p| p.output.map(|row| (self.batches.rows[p.run].0, row)));
+        let (Some((_, row0)), n_out) = (outs().next(), outs().count()) else { return Ok(()) };
+        let v = self.model.config.n_vocab;
+        if outs().any(|(w, _)| w == Want::Argmax) {
+            let ids: &mut [u8] = bytemuck::cast_slice_mut(&mut self.tokens[row0..row0 + n_out]);
+            self.readback.read(self.gpu, &self.acts.token, 0, ids).await?;
+        }
+        if outs().any(|(w, _)| w == Want::Logits) {
+            let logits: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits[row0 * v..(row0 + n_out) * v]);
+            self.readback.read(self.gpu, &self.acts.logits, 0, logits).await?;
+        }
+        Ok(())
     }
 }
 
@@ -572,68 +731,106 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn n_past(&self) -> usize {
-        self.n_past - self.ahead.is_some() as usize
+        self.seq_len[0]
     }
 
     fn truncate(&mut self, n: usize) {
-        self.discard_ahead();
-        self.n_past = self.n_past.min(n);
+        self.seq_truncate(0, n);
     }
 
     async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>> {
+        Ok(self.eval_batch(&[Run { seq: 0, tokens, want }]).await?.get(0))
+    }
+}
+
+impl BatchBackend for GpuBackend<'_> {
+    fn n_seq(&self) -> usize {
+        self.n_seq
+    }
+
+    fn seq_len(&self, seq: usize) -> usize {
+        self.seq_len.get(seq).copied().unwrap_or(0)
+    }
+
+    fn seq_truncate(&mut self, seq: usize, n: usize) {
+        if let Some(len) = self.seq_len.get_mut(seq) {
+            *len = (*len).min(n);
+        }
+        // The step ahead may have been at a position now forgotten.
+        self.ahead = None;
+    }
+
+    async fn eval_batch(&mut self, runs: &[Run<'_>]) -> Result<Outputs<'_>> {
         let n_vocab = self.model.config.n_vocab;
-        if self.n_past() + tokens.len() > self.n_ctx {
-            return Err(Error::ContextFull { n_ctx: self.n_ctx });
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::TokenOutOfRange { id, n_vocab });
-        }
-        if want == Want::Argmax && !tokens.is_empty() {
-            return Ok(Output::Argmax(self.eval_greedy(tokens).await?));
-        }
-        self.discard_ahead();
-        let n_chunks = tokens.len().div_ceil(self.max_batch);
-        for (i, chunk) in tokens.chunks(self.max_batch).enumerate() {
-            self.submit_chunk(Some(chunk), if i + 1 == n_chunks { want } else { Want::Nothing }, None)?;
-        }
-        match want {
-            Want::Nothing | Want::Argmax => Ok(Output::Nothing),
-            Want::Logits => {
-                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits);
-                self.readback.read(self.gpu, &self.acts.logits, 0, bytes).await?;
-                Ok(Output::Logits(&self.logits))
+        let pool = Pool {
+            n_seq: self.n_seq,
+            n_ctx: self.n_ctx,
+            n_vocab,
+            seq_len: &self.seq_len,
+            max_batch: self.max_batch,
+        };
+        self.batches.plan(runs, pool)?;
+        if self.greedy(runs) && self.batches.len() == 1 {
+            self.eval_greedy(runs).await?;
+        } else {
+            self.ahead = None;
+            for i in 0..self.batches.len() {
+                self.submit(runs, i, None)?;
+                self.read_outputs(i).await?;
+            }
+            for r in runs {
+                self.seq_len[r.seq] += r.tokens.len();
             }
         }
+        Ok(Outputs::new(&self.batches.rows, &self.logits, &self.tokens, n_vocab))
     }
 }
 
 /// Makes the launchers of a backend.
 struct Builder<'b> {
     gpu: &'b Gpu,
+    /// The body's step and the head's.
     step: &'b StepBuffer,
+    head_step: &'b StepBuffer,
+    table: &'b StepTable,
     c: &'b Config,
     max_batch: u32,
+    max_out: u32,
     /// Per activation format, the buffers projection inputs are converted into, f32 and packed
     /// levels (reused by every conversion of a step: each is read by its projections before the
     /// next one writes).
     scratch: RefCell<BTreeMap<GgmlType, (wgpu::Buffer, wgpu::Buffer)>>,
 }
 
+/// Where a group of projections runs: the body's step (the step's tokens) or the head's (its
+/// output rows), at most `max_rows` rows.
+#[derive(Clone, Copy)]
+struct ProjRows<'s> {
+    step: &'s StepBuffer,
+    max_rows: u32,
+    /// The head's output projection.
+    output: bool,
+}
+
 impl Builder<'_> {
+    /// The body's rows: the step's tokens.
+    fn tokens(&self) -> ProjRows<'_> {
+        ProjRows { step: self.step, max_rows: self.max_batch, output: false }
+    }
+
     /// Projections `y_i = W_i·x` of one input, each reading x in its weight type's activation
     /// format (`act_quant.rs`): one conversion per distinct format, then the products.
-    /// `rows`: the conversion's fixed row count (the output head's one row), else the step's.
     /// `residual`: add each product to this stream (the mat-vec does it; after a matmul, an add).
     fn projs(
         &self,
         ops: &mut Vec<Op>,
+        rows: ProjRows<'_>,
         x: &wgpu::Buffer,
         cols: usize,
         outs: &[(&GpuTensor, &wgpu::Buffer)],
-        rows: Option<u32>,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        self.projs_of(ops, x, None, cols, outs, rows, residual)
+        self.projs_of(ops, rows, x, None, cols, outs, residual)
     }
 
     /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
@@ -650,10 +847,10 @@ impl Builder<'_> {
         use GgmlType::*;
         let c = self.c;
         if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
-            return self.projs_of(ops, &a.gate, Some(&a.up), c.n_ff, &[(w, y)], None, residual);
+            return self.projs_of(ops, self.tokens(), &a.gate, Some(&a.up), c.n_ff, &[(w, y)], residual);
         }
         ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-        self.projs(ops, &a.gate, c.n_ff, &[(w, y)], None, residual)
+        self.projs(ops, self.tokens(), &a.gate, c.n_ff, &[(w, y)], residual)
     }
 
     /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`.
@@ -661,13 +858,14 @@ impl Builder<'_> {
     fn projs_of(
         &self,
         ops: &mut Vec<Op>,
+        rows: ProjRows<'_>,
         x: &wgpu::Buffer,
         glu_up: Option<&wgpu::Buffer>,
         cols: usize,
         outs: &[(&GpuTensor, &wgpu::Buffer)],
-        rows: Option<u32>,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
+        let (gpu, step, n) = (self.gpu, rows.step, rows.max_rows);
         let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
         for &(w, y) in outs {
             let act = quant::vec_dot_type(w.ty)?;
@@ -675,9 +873,7 @@ impl Builder<'_> {
                 Some((_, b)) => b.clone(),
                 None => {
                     let (buf, packed) = self.scratch_for(act)?;
-                    let n = rows.unwrap_or(self.max_batch);
-                    let xq = (&packed, 0);
-                    let (gpu, step, cols) = (self.gpu, self.step, cols as u32);
+                    let (xq, cols) = ((&packed, 0), cols as u32);
                     let k = match glu_up {
                         Some(up) => {
                             let gelu = self.c.ffn_act == FfnAct::GeluTanh;
@@ -687,7 +883,7 @@ impl Builder<'_> {
                     };
                     match k {
                         Some(k) => {
-                            ops.push(Op::ActQuant(k, rows));
+                            ops.push(Op::ActQuant(k));
                             converted.push((act, (buf.clone(), packed.clone())));
                             (buf, packed)
                         }
@@ -697,18 +893,16 @@ impl Builder<'_> {
             };
             let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
             let vec = match residual {
-                Some(r) => MatVec::new_add(self.gpu, w, vec_in, 0, r, 0)?,
-                None => MatVec::new(self.gpu, w, vec_in, 0, y, 0)?,
+                Some(r) => MatVec::new_add(gpu, w, vec_in, 0, r, 0)?,
+                None => MatVec::new(gpu, w, vec_in, 0, y, 0)?,
             };
-            ops.push(match rows {
-                // One row whatever the step (the output head): the mat-vec alone.
-                Some(1) if residual.is_none() => Op::MatVec(vec),
-                _ => Op::Proj(Proj {
-                    vec,
-                    mat: MatMul::new(self.gpu, w, &input, 0, y, 0, self.step, self.max_batch)?,
-                    add: residual.map(|r| self.add_op(r, y, w.rows as usize)).transpose()?,
-                }),
-            });
+            let mat = if n > 1 { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
+            let add = match residual {
+                Some(r) => Some(Add::new(gpu, step, (r, 0), (y, 0), w.rows as u32, false, Rows::Step)?),
+                None => None,
+            };
+            let proj = Proj { vec, mat, add };
+            ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
         Ok(())
     }
@@ -757,11 +951,6 @@ impl Builder<'_> {
         Ok(Op::Add(Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, broadcast, Rows::Step)?))
     }
 
-    /// `y += x` over the step's rows of `width`.
-    fn add_op(&self, y: &wgpu::Buffer, x: &wgpu::Buffer, width: usize) -> Result<Add> {
-        Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, false, Rows::Step)
-    }
-
     fn bias(
         &self,
         ops: &mut Vec<Op>,
@@ -775,15 +964,18 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// The layers' ops, and the attention's decode scratch they share.
     fn body(
         &self,
         m: &GpuModel,
         a: &Acts,
         kv: &[(wgpu::Buffer, wgpu::Buffer)],
         n_ctx: usize,
-    ) -> Result<Vec<Op>> {
-        let (gpu, c, step) = (self.gpu, self.c, self.step);
+        n_seq: usize,
+    ) -> Result<(Vec<Op>, wgpu::Buffer)> {
+        let (gpu, c, step, table) = (self.gpu, self.c, self.step, self.table);
         let (d, qd, kvd, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
+        let rows = self.tokens();
         let mut ops = vec![Op::GetRows(GetRows::new(
             gpu,
             &m.token_embd,
@@ -807,10 +999,21 @@ impl Builder<'_> {
             factors: None,
             ..global
         };
+        let dims = |l: usize| AttnDims {
+            n_head: c.n_head as u32,
+            n_head_kv: c.n_head_kv as u32,
+            head_dim: hd as u32,
+            n_ctx: n_ctx as u32,
+            n_seq: n_seq as u32,
+            max_tokens: self.max_batch,
+            kq_scale: c.kq_scale,
+            window: c.window(l).map(|w| w as u32),
+        };
+        let attn_scratch = gpu.storage("attn scratch", Attention::scratch_bytes(&dims(0))?)?;
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
             let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
-            self.projs(&mut ops, &a.xn, d, &qkv, None, None)?;
+            self.projs(&mut ops, rows, &a.xn, d, &qkv, None)?;
             self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
@@ -822,31 +1025,26 @@ impl Builder<'_> {
             }
             let freqs = if c.is_swa(l) { &local } else { &global };
             let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
-            ops.push(Op::Rope(Rope::new(
-                gpu,
-                step,
-                (&a.q, 0),
-                c.n_head as u32,
-                hd as u32,
-                n_rot,
-                kind,
-                freqs,
-                c.q_scale,
-            )?));
-            ops.push(Op::Rope(Rope::new(
-                gpu,
-                step,
-                (&a.k, 0),
-                c.n_head_kv as u32,
-                hd as u32,
-                n_rot,
-                kind,
-                freqs,
-                1.0,
-            )?));
+            let heads = [(&a.q, c.n_head, c.q_scale), (&a.k, c.n_head_kv, 1.0)];
+            for (x, n_heads, scale) in heads {
+                let rope = Rope::new(
+                    gpu,
+                    step,
+                    table,
+                    (x, 0),
+                    n_heads as u32,
+                    hd as u32,
+                    n_rot,
+                    kind,
+                    freqs,
+                    scale,
+                )?;
+                ops.push(Op::Rope(rope));
+            }
             ops.push(Op::KvStore(KvStore::new(
                 gpu,
                 step,
+                table,
                 (&a.k, 0),
                 (&a.v, 0),
                 k_cache,
@@ -854,22 +1052,16 @@ impl Builder<'_> {
                 0,
                 kvd as u32,
                 n_ctx as u32,
+                n_seq as u32,
             )?));
-            let dims = AttnDims {
-                n_head: c.n_head as u32,
-                n_head_kv: c.n_head_kv as u32,
-                head_dim: hd as u32,
-                n_ctx: n_ctx as u32,
-                max_tokens: self.max_batch,
-                kq_scale: c.kq_scale,
-                window: c.window(l).map(|w| w as u32),
-            };
-            ops.push(Op::Attention(Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, step, dims)?));
+            let attn =
+                Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
+            ops.push(Op::Attention(attn));
             let o = [(&lw.attn_output, &a.proj)];
             if lw.attn_output_b.is_none() && lw.attn_post_norm.is_none() {
-                self.projs(&mut ops, &a.att, qd, &o, None, Some(&a.x))?;
+                self.projs(&mut ops, rows, &a.att, qd, &o, Some(&a.x))?;
             } else {
-                self.projs(&mut ops, &a.att, qd, &o, None, None)?;
+                self.projs(&mut ops, rows, &a.att, qd, &o, None)?;
                 self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
                 if let Some(norm) = &lw.attn_post_norm {
                     ops.push(self.norm(&a.proj, norm, None, d, 1)?);
@@ -879,7 +1071,7 @@ impl Builder<'_> {
 
             ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
             let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
-            self.projs(&mut ops, &a.xn, d, &gate_up, None, None)?;
+            self.projs(&mut ops, rows, &a.xn, d, &gate_up, None)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
@@ -888,36 +1080,35 @@ impl Builder<'_> {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, Some(&a.x))?;
             }
         }
-        Ok(ops)
+        Ok((ops, attn_scratch))
     }
 
+    /// The head over the step's output rows (counted by the head's step): their residual rows
+    /// gathered, normed, projected to logits, biased and capped.
     fn head(&self, m: &GpuModel, a: &Acts) -> Result<Vec<Op>> {
-        let (gpu, c) = (self.gpu, self.c);
-        let mut ops = vec![Op::RmsNorm(RmsNorm::new(
-            gpu,
-            self.step,
-            (&a.x, 0),
-            &m.output_norm,
-            Some((&a.xn, 0)),
-            c.n_embd as u32,
-            1,
-            c.rms_eps,
-            Rows::Last,
-        )?)];
-        self.projs(&mut ops, &a.xn, c.n_embd, &[(m.output(), &a.logits)], Some(1), None)?;
-        if let Some(b) = &m.output_b {
-            ops.push(Op::Add(Add::new(
+        let (gpu, c, step, n) = (self.gpu, self.c, self.head_step, self.max_out);
+        let (d, v) = (c.n_embd as u32, c.n_vocab as u32);
+        let mut ops = vec![
+            Op::Gather(Gather::new(gpu, step, self.table.outputs(), (&a.x, 0), (&a.proj, 0), d, n)?),
+            Op::RmsNorm(RmsNorm::new(
                 gpu,
-                self.step,
-                (&a.logits, 0),
-                (b, 0),
-                c.n_vocab as u32,
-                true,
-                Rows::Fixed(1),
-            )?));
+                step,
+                (&a.proj, 0),
+                &m.output_norm,
+                Some((&a.xn, 0)),
+                d,
+                1,
+                c.rms_eps,
+                Rows::Step,
+            )?),
+        ];
+        let rows = ProjRows { step, max_rows: n, output: true };
+        self.projs(&mut ops, rows, &a.xn, c.n_embd, &[(m.output(), &a.logits)], None)?;
+        if let Some(b) = &m.output_b {
+            ops.push(Op::Add(Add::new(gpu, step, (&a.logits, 0), (b, 0), v, true, Rows::Step)?));
         }
         if let Some(cap) = c.final_logit_softcap {
-            ops.push(Op::Softcap(Softcap::new(gpu, (&a.logits, 0), c.n_vocab as u32, cap)?));
+            ops.push(Op::Softcap(Softcap::new(gpu, (&a.logits, 0), v * n, cap)?));
         }
         Ok(ops)
     }

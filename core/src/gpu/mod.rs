@@ -5,13 +5,15 @@
 //! into [`crate::Error`]s; `weights.rs` puts tensors on the GPU in their GGUF bytes
 //! ([`GpuTensor`], split by rows past the binding limit); `pipelines.rs` caches pipelines by kernel
 //! key; `shaders.rs` holds the WGSL from `shaders/` and its two splices; `readback.rs` brings
-//! results back ([`Readback`], the one other async function); `step.rs` holds the per-step
-//! uniform ([`Step`]: first position, token count) that position-dependent kernels read. One launcher per kernel, named as
+//! results back ([`Readback`], the one other async function); `step.rs` holds what a step writes
+//! before its submission: the [`Step`] uniform (token count) and the [`StepTable`] (each token's
+//! sequence and position, the attention's decode rows and prefill tiles, the output rows), built
+//! on the host as a [`StepPlan`]. One launcher per kernel, named as
 //! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `get_rows.rs`
 //! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
 //! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
 //! parameters); the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
-//! `softcap.rs`, `kv_store.rs`, `argmax.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
+//! `softcap.rs`, `kv_store.rs`, `argmax.rs`, `gather.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
 //! [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
@@ -42,6 +44,7 @@ mod tests;
 // they share (`launch.rs`: [`Rows`], grids, variant sources).
 mod add;
 mod argmax;
+mod gather;
 mod glu;
 mod kv_store;
 mod launch;
@@ -50,6 +53,7 @@ mod rope;
 mod softcap;
 pub use add::{Add, add_cpu};
 pub use argmax::{Argmax, argmax_cpu};
+pub use gather::{Gather, gather_cpu};
 pub use glu::{Glu, glu_cpu};
 pub use kv_store::{KvStore, kv_store_cpu};
 pub use launch::Rows;
@@ -67,7 +71,7 @@ pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{MatMul, matmul_cpu};
 pub use readback::Readback;
-pub use step::{Step, StepBuffer};
+pub use step::{Step, StepBuffer, StepPlan, StepTable};
 pub use stream_load::GpuModelBuilder;
 pub use stream_read::{StreamRead, stream_read_cpu};
 pub use weights::{GpuTensor, Piece, UPLOAD_CHUNK, rows_per_piece};

@@ -7,7 +7,7 @@
 
 use super::launch::{fits, grid, u32_of, variant_source};
 use super::pipelines::Family;
-use super::{Gpu, StepBuffer};
+use super::{Gpu, StepBuffer, StepTable};
 use crate::cpu::ops::{self, RopeFreqs};
 use crate::model::RopeKind;
 use crate::{Error, Result};
@@ -44,14 +44,15 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// x: `[tokens, n_heads, head_dim]` f32 from element `x_off`, rotated in place at positions
-    /// `step.pos0 + t`; the first `n_rot` dims of each head turn (paired as `kind` says), then
+    /// x: `[tokens, n_heads, head_dim]` f32 from element `x_off`, token t rotated in place at its
+    /// position in `table` (`at[t]`); the first `n_rot` dims of each head turn (paired as `kind` says), then
     /// every dim is multiplied by `scale`. `head_dim` and `n_rot` must be even, `n_rot <=
     /// head_dim`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         step: &StepBuffer,
+        table: &StepTable,
         x: (&wgpu::Buffer, u64),
         n_heads: u32,
         head_dim: u32,
@@ -100,6 +101,7 @@ impl Rope {
                 factors_buf.as_entire_binding(),
                 params_buf.as_entire_binding(),
                 step.buffer().as_entire_binding(),
+                table.at().as_entire_binding(),
             ],
         )?;
         Ok(Rope {
@@ -124,12 +126,12 @@ impl Rope {
     }
 }
 
-/// CPU twin of [`Rope`]: x `[tokens, n_heads, head_dim]`, token t at position `pos0 + t`, turned
+/// CPU twin of [`Rope`]: x `[tokens, n_heads, head_dim]`, token t at position `pos[t]`, turned
 /// with [`ops::rope_angles`] and [`ops::rope`] as the CPU forward pass does, then scaled.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_cpu(
     x: &mut [f32],
-    pos0: usize,
+    pos: &[usize],
     n_heads: usize,
     head_dim: usize,
     n_rot: usize,
@@ -138,8 +140,8 @@ pub fn rope_cpu(
     scale: f32,
 ) {
     let mut cs = vec![(0f32, 0f32); n_rot / 2];
-    for (t, token) in x.chunks_mut((n_heads * head_dim).max(1)).enumerate() {
-        ops::rope_angles(&mut cs, pos0 + t, freqs);
+    for (token, &pos) in x.chunks_mut((n_heads * head_dim).max(1)).zip(pos) {
+        ops::rope_angles(&mut cs, pos, freqs);
         ops::rope(token, head_dim, &cs, kind);
         if scale != 1.0 {
             token.iter_mut().for_each(|v| *v *= scale);

@@ -50,6 +50,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("stream_read.wgsl", include_str!("../../../shaders/stream_read.wgsl")),
     ("act_quant.wgsl", include_str!("../../../shaders/act_quant.wgsl")),
     ("kv_store.wgsl", include_str!("../../../shaders/kv_store.wgsl")),
+    ("gather.wgsl", include_str!("../../../shaders/gather.wgsl")),
     ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
     ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),
     ("attn_decode.wgsl", include_str!("../../../shaders/attn_decode.wgsl")),

@@ -1,5 +1,7 @@
 //! What a session's model runs on: the CPU reference ([`CpuBackend`]) or the GPU engine
-//! (`gpu::GpuBackend`). Both keep one sequence's KV cache and append tokens to it.
+//! (`gpu::GpuBackend`). Each holds a pool of sequences' KV caches ([`BatchBackend`], see
+//! `batch.rs`); as a [`Backend`] it is one sequence (the pool's sequence 0) appending tokens to
+//! its cache, which is all a CLI, a benchmark or the browser needs.
 //!
 //! Evaluation is async because the GPU's results come back through a buffer map, which the
 //! browser completes from its event loop; natively the host blocks on the future, and the CPU's
@@ -10,6 +12,7 @@
 //! `Session<B>` is generic over its backend; a host that picks CPU or GPU at run time holds an
 //! [`AnyBackend`] (feature `gpu`), which forwards each call to the one it was given.
 
+use super::batch::{BatchBackend, Outputs, Run};
 use crate::cpu::{Exec, Forward, State};
 use crate::error::Result;
 use crate::model::Model;
@@ -46,19 +49,35 @@ pub trait Backend {
     async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>>;
 }
 
-/// The CPU forward pass as a [`Backend`].
+/// The CPU forward pass as a [`Backend`] (one sequence) or a [`BatchBackend`] (a pool of them).
 pub struct CpuBackend<'m, 'a> {
     model: &'m Model<'a>,
     state: State,
     exec: &'m dyn Exec,
+    /// Argmax of each output row of the last evaluation (rows that asked for it).
+    argmax: Vec<u32>,
 }
 
 /// Tokens processed per forward batch during prefill on the CPU.
 pub const CPU_BATCH: usize = 64;
 
 impl<'m, 'a> CpuBackend<'m, 'a> {
+    /// One sequence of `n_ctx` positions.
     pub fn new(model: &'m Model<'a>, n_ctx: usize, exec: &'m dyn Exec) -> CpuBackend<'m, 'a> {
-        CpuBackend { model, state: State::new(&model.config, n_ctx, CPU_BATCH), exec }
+        CpuBackend::with_seqs(model, n_ctx, 1, CPU_BATCH, exec)
+    }
+
+    /// `n_seq` sequences of `n_ctx` positions each, evaluated up to `max_batch` tokens per
+    /// forward batch.
+    pub fn with_seqs(
+        model: &'m Model<'a>,
+        n_ctx: usize,
+        n_seq: usize,
+        max_batch: usize,
+        exec: &'m dyn Exec,
+    ) -> CpuBackend<'m, 'a> {
+        let state = State::with_seqs(&model.config, n_ctx, n_seq, max_batch);
+        CpuBackend { model, argmax: vec![0; state.n_seq()], state, exec }
     }
 }
 
@@ -68,25 +87,45 @@ impl Backend for CpuBackend<'_, '_> {
     }
 
     fn n_past(&self) -> usize {
-        self.state.n_past
+        self.state.n_past(0)
     }
 
     fn truncate(&mut self, n: usize) {
-        self.state.truncate(n);
+        self.state.truncate(0, n);
     }
 
     async fn eval(&mut self, tokens: &[u32], want: Want) -> Result<Output<'_>> {
-        let logits = Forward { model: self.model }.eval(&mut self.state, tokens, self.exec)?;
-        Ok(match want {
-            Want::Nothing => Output::Nothing,
-            Want::Logits => Output::Logits(logits),
-            Want::Argmax => Output::Argmax(crate::sample::argmax_logits(logits)),
-        })
+        Ok(self.eval_batch(&[Run { seq: 0, tokens, want }]).await?.get(0))
+    }
+}
+
+impl BatchBackend for CpuBackend<'_, '_> {
+    fn n_seq(&self) -> usize {
+        self.state.n_seq()
+    }
+
+    fn seq_len(&self, seq: usize) -> usize {
+        self.state.n_past(seq)
+    }
+
+    fn seq_truncate(&mut self, seq: usize, n: usize) {
+        self.state.truncate(seq, n);
+    }
+
+    async fn eval_batch(&mut self, runs: &[Run<'_>]) -> Result<Outputs<'_>> {
+        Forward { model: self.model }.eval_runs(&mut self.state, runs, self.exec)?;
+        for &(want, row) in self.state.rows() {
+            if want == Want::Argmax {
+                self.argmax[row] = crate::sample::argmax_logits(self.state.logits(row));
+            }
+        }
+        let n_vocab = self.model.config.n_vocab;
+        Ok(Outputs::new(self.state.rows(), self.state.logits_rows(), &self.argmax, n_vocab))
     }
 }
 
 /// The CPU or the GPU backend, chosen at run time; every call goes to the one inside.
-// One per sequence, made once and never moved per token: boxing would only add a pointer hop.
+// One per pool, made once and never moved per token: boxing would only add a pointer hop.
 #[cfg(feature = "gpu")]
 #[allow(clippy::large_enum_variant)]
 pub enum AnyBackend<'m> {
@@ -121,6 +160,37 @@ impl Backend for AnyBackend<'_> {
         match self {
             AnyBackend::Cpu(b) => b.eval(tokens, want).await,
             AnyBackend::Gpu(b) => b.eval(tokens, want).await,
+        }
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl BatchBackend for AnyBackend<'_> {
+    fn n_seq(&self) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.n_seq(),
+            AnyBackend::Gpu(b) => b.n_seq(),
+        }
+    }
+
+    fn seq_len(&self, seq: usize) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.seq_len(seq),
+            AnyBackend::Gpu(b) => b.seq_len(seq),
+        }
+    }
+
+    fn seq_truncate(&mut self, seq: usize, n: usize) {
+        match self {
+            AnyBackend::Cpu(b) => b.seq_truncate(seq, n),
+            AnyBackend::Gpu(b) => b.seq_truncate(seq, n),
+        }
+    }
+
+    async fn eval_batch(&mut self, runs: &[Run<'_>]) -> Result<Outputs<'_>> {
+        match self {
+            AnyBackend::Cpu(b) => b.eval_batch(runs).await,
+            AnyBackend::Gpu(b) => b.eval_batch(runs).await,
         }
     }
 }

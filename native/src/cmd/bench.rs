@@ -2,7 +2,9 @@
 //! tokens in one go; tg: N tokens generated one at a time), median of repeated runs, on the GPU
 //! or (`--cpu`, or no adapter) the CPU. Both go through the session's `Backend`, as `aether run`
 //! does: pp is one `eval(prompt, Want::Argmax)`, so its time includes reading the answer back;
-//! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode.
+//! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode. `--concurrent 1,4,16`
+//! adds greedy decode with that many sequences together, as the server's pool runs them: one
+//! `eval_batch` per step with one token of each sequence, reported as aggregate tokens/s.
 //!
 //! On the GPU it also measures the adapter's read bandwidth with the streaming-read kernel and
 //! reports decode's share of the roofline: (weight bytes a decode step reads × tokens/s) /
@@ -16,7 +18,7 @@ use aether_core::gpu::{Gpu, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
 use aether_core::sample::Rng;
-use aether_core::session::{AnyBackend, Backend, Output, Want};
+use aether_core::session::{AnyBackend, Backend, BatchBackend, Output, Run, Want};
 use anyhow::{Context, Result, bail};
 use pollster::block_on;
 
@@ -47,6 +49,10 @@ pub struct BenchArgs {
     /// timestamps between its dispatches (they serialize the step a little).
     #[arg(long)]
     profile: bool,
+    /// Also decode with this many sequences at once, one batched step for all (a list:
+    /// `--concurrent 1,4,16`); each row gives the aggregate tokens/s of `-n` steps.
+    #[arg(long, value_delimiter = ',')]
+    concurrent: Vec<usize>,
 }
 
 /// Prompt tokens per GPU submission, as in `aether run`.
@@ -127,8 +133,43 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("| record (CPU, per step) | | {per_step:.2} | |");
         }
     }
+    for &n_seq in &a.concurrent {
+        if n_seq == 0 || a.n_gen == 0 {
+            continue;
+        }
+        let mut pool = backends.pool(&model, a.n_gen, n_seq, n_seq)?;
+        let first = random_tokens(n_seq);
+        let times = timed(reps, || together(&mut pool, &first, a.n_gen))?;
+        // Weights are read once per step, whatever the sequences: the roofline counts steps.
+        let per_step = roofline.map(|(bytes, bw)| (bytes / n_seq as f64, bw));
+        report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
+    }
     if a.profile {
         profile(&mut backend, a.n_prompt.max(1))?;
+    }
+    Ok(())
+}
+
+/// Greedy decoding of `n_seq` sequences together from empty contexts, `n_gen` steps of one
+/// `eval_batch` each: sequence s starts from `first[s]`, then each step's argmaxes are fed back,
+/// as the server's pool decodes greedy requests.
+fn together(pool: &mut AnyBackend<'_>, first: &[u32], n_gen: usize) -> Result<()> {
+    let n_seq = first.len();
+    for s in 0..n_seq {
+        pool.seq_truncate(s, 0);
+    }
+    let mut next = first.to_vec();
+    for _ in 0..n_gen {
+        let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+        let runs: Vec<Run<'_>> =
+            tokens.iter().enumerate().map(|(s, t)| Run { seq: s, tokens: t, want: Want::Argmax }).collect();
+        let out = block_on(pool.eval_batch(&runs))?;
+        for (s, t) in next.iter_mut().enumerate() {
+            *t = match out.get(s) {
+                Output::Argmax(id) => id,
+                _ => bail!("a greedy step returned no argmax"),
+            };
+        }
     }
     Ok(())
 }

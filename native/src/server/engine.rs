@@ -1,12 +1,16 @@
-//! The engine thread: owns the model and a pool of `--parallel` sessions, each with its own KV
-//! cache and backend (on the GPU, all sharing the one copy of the weights). HTTP handlers never run model code; they submit a [`Job`] over a bounded queue and
-//! receive [`Event`]s over the job's own channel. A job whose receiver is gone (the client
-//! disconnected) is dropped and its slot freed at the next step.
+//! The engine thread: owns the model and one backend holding a pool of `--parallel` sequences
+//! (a KV region each, one copy of the weights), and a slot per sequence with its generation state
+//! ([`Sequence`]). HTTP handlers never run model code; they submit a [`Job`] over a bounded queue
+//! and receive [`Event`]s over the job's own channel. A job whose receiver is gone (the client
+//! disconnected) is dropped and its slot freed before the next round.
 //!
-//! Scheduling today: each round admits at most one queued job, evaluates at most
-//! `PREFILL_CHUNK` prompt tokens of each prefilling slot, and advances every generating slot by
-//! one token, so a long prompt never stalls the streams already running. Slots step one after
-//! another; advancing all of them in one batched forward pass is the next step for throughput.
+//! Continuous batching: each round admits queued jobs into free slots (blocking only when
+//! nothing runs), then evaluates ONE batch ([`BatchBackend::eval_batch`], one forward pass): the
+//! pending token of every generating slot, plus prompt chunks of the prefilling slots, oldest
+//! first, up to `PREFILL_CHUNK` prompt tokens per round, so a long prompt never stalls the streams
+//! already running. Every slot then takes its output, and each that has a token ready (a stream's
+//! next, or the first after its prompt) sends its text. A free slot is chosen for the longest
+//! prefix its cache shares with the prompt, which it keeps.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -14,7 +18,9 @@ use std::time::Instant;
 
 use aether_core::gguf::Gguf;
 use aether_core::model::Model;
-use aether_core::session::{AnyBackend, Backend, FinishReason, GenerateParams, Session, TokenLogprobs};
+use aether_core::session::{
+    AnyBackend, BatchBackend, FinishReason, GenerateParams, Run, Sequence, TokenLogprobs,
+};
 use aether_core::tokenizer::Tokenizer;
 use pollster::block_on;
 use tokio::sync::mpsc::UnboundedSender;
@@ -94,16 +100,25 @@ pub fn spawn(
     Ok(EngineHandle { queue: tx })
 }
 
-/// Prompt tokens a slot evaluates per round while others decode.
+/// Prompt tokens evaluated per round, across the prefilling slots, beside the decode tokens.
 const PREFILL_CHUNK: usize = 128;
 
 struct Slot<'m> {
-    session: Session<'m, AnyBackend<'m>>,
+    seq: Sequence<'m>,
     job: Option<Job>,
-    /// The prompt is not fully evaluated yet.
-    prefilling: bool,
+    /// Admission order: the oldest prompt is prefilled first.
+    admitted: u64,
     first_token_at: Option<Instant>,
     last_token_at: Instant,
+}
+
+impl Slot<'_> {
+    /// Ends the slot's job with an error.
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        if let Some(job) = self.job.take() {
+            let _ = job.events.send(Event::Error(e.to_string()));
+        }
+    }
 }
 
 fn run(
@@ -117,27 +132,35 @@ fn run(
 ) -> anyhow::Result<()> {
     let g = Gguf::parse(file.bytes())?;
     let model = Model::from_gguf(&g)?;
-    let mut slots = (0..cfg.parallel.max(1))
-        .map(|_| {
-            Ok(Slot {
-                session: Session::new(backends.backend(&model, cfg.n_ctx, PREFILL_CHUNK)?, tokenizer),
-                job: None,
-                prefilling: false,
-                first_token_at: None,
-                last_token_at: Instant::now(),
-            })
+    let n_slots = cfg.parallel.max(1);
+    let mut backend = backends.pool(&model, cfg.n_ctx, n_slots, n_slots + PREFILL_CHUNK)?;
+    let mut slots: Vec<Slot<'_>> = (0..n_slots)
+        .map(|_| Slot {
+            seq: Sequence::new(tokenizer, cfg.n_ctx),
+            job: None,
+            admitted: 0,
+            first_token_at: None,
+            last_token_at: Instant::now(),
         })
-        .collect::<anyhow::Result<Vec<Slot<'_>>>>()?;
+        .collect();
     let _ = started.send(Ok(()));
+    let mut admitted = 0u64;
     loop {
-        // Admit one queued job per round into a free slot (so running streams keep flowing while
-        // prompts are prefilled); block only when nothing is running.
+        for slot in slots.iter_mut() {
+            if slot.job.as_ref().is_some_and(|j| j.events.is_closed()) {
+                metrics.cancelled();
+                slot.job = None;
+            }
+        }
         let busy = slots.iter().filter(|s| s.job.is_some()).count();
         metrics.set_busy_slots(busy);
-        let kv: usize = slots.iter().filter(|s| s.job.is_some()).map(|s| s.session.backend().n_past()).sum();
+        // Cache use: the positions the busy slots hold.
+        let kv: usize = slots.iter().filter(|s| s.job.is_some()).map(|s| s.seq.n_past()).sum();
         metrics.set_kv_tokens(kv);
-        if busy < slots.len() {
-            let next = if busy == 0 {
+        // Admit queued jobs while slots are free; block only when nothing is running.
+        let mut first = busy == 0;
+        while slots.iter().any(|s| s.job.is_none()) {
+            let next = if first {
                 match rx.recv() {
                     Ok(job) => Some(job),
                     Err(_) => return Ok(()), // the server is gone
@@ -145,45 +168,59 @@ fn run(
             } else {
                 rx.try_recv().ok()
             };
-            if let (Some(job), Some(slot)) = (next, slots.iter_mut().find(|s| s.job.is_none())) {
-                metrics.dequeued();
-                if job.events.is_closed() {
-                    metrics.cancelled();
-                } else {
-                    match slot.session.begin(&job.prompt, job.params.clone()) {
-                        Ok(_) => {
-                            slot.job = Some(job);
-                            slot.prefilling = true;
-                            slot.first_token_at = None;
-                            slot.last_token_at = Instant::now();
+            let Some(job) = next else { break };
+            first = false;
+            metrics.dequeued();
+            if job.events.is_closed() {
+                metrics.cancelled();
+                continue;
+            }
+            admitted += 1;
+            admit(&mut slots, &mut backend, job, admitted);
+        }
+        metrics.set_busy_slots(slots.iter().filter(|s| s.job.is_some()).count());
+
+        // The round: every generating slot's token, then prompt chunks oldest first.
+        let mut order: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].job.is_some()).collect();
+        order.sort_by_key(|&i| (slots[i].seq.is_prefilling(), slots[i].admitted));
+        let mut budget = PREFILL_CHUNK;
+        let mut runs: Vec<Run<'_>> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let seq = &slots[i].seq;
+            let tokens = if seq.is_prefilling() { seq.pending(budget) } else { seq.pending(1) };
+            if tokens.is_empty() || (seq.is_prefilling() && budget == 0) {
+                continue;
+            }
+            if seq.is_prefilling() {
+                budget -= tokens.len();
+            }
+            runs.push(Run { seq: i, tokens, want: seq.want(tokens.len()) });
+        }
+        let evaluated: Vec<(usize, usize)> = runs.iter().map(|r| (r.seq, r.tokens.len())).collect();
+        if !runs.is_empty() {
+            match block_on(backend.eval_batch(&runs)) {
+                Ok(out) => {
+                    for (j, &(i, n)) in evaluated.iter().enumerate() {
+                        if let Err(e) = slots[i].seq.accept(n, out.get(j)) {
+                            slots[i].fail(e);
                         }
-                        Err(e) => {
-                            let _ = job.events.send(Event::Error(e.to_string()));
-                        }
+                    }
+                }
+                Err(e) => {
+                    for &(i, _) in &evaluated {
+                        slots[i].fail(&e);
                     }
                 }
             }
         }
 
         for slot in slots.iter_mut() {
-            let Some(job) = &slot.job else { continue };
-            if job.events.is_closed() {
-                metrics.cancelled();
-                slot.job = None;
+            if slot.job.is_none() || !slot.seq.pending(1).is_empty() {
                 continue;
             }
-            if slot.prefilling {
-                match block_on(slot.session.prefill(PREFILL_CHUNK)) {
-                    Ok(done) => slot.prefilling = !done,
-                    Err(e) => {
-                        let _ = job.events.send(Event::Error(e.to_string()));
-                        slot.job = None;
-                    }
-                }
-                continue;
-            }
-            match block_on(slot.session.step()) {
+            match slot.seq.emit() {
                 Ok(step) => {
+                    let Some(job) = &slot.job else { continue };
                     let now = Instant::now();
                     match slot.first_token_at {
                         None => {
@@ -200,18 +237,41 @@ fn run(
                         let _ = job.events.send(Event::Text(step.text));
                     }
                     if let Some(finish) = step.finish {
-                        let (p, c) = (slot.session.n_prompt(), slot.session.n_generated());
+                        let (p, c) = (slot.seq.n_prompt(), slot.seq.n_generated());
                         metrics.add_tokens(p, c);
                         let _ =
                             job.events.send(Event::Done { finish, prompt_tokens: p, completion_tokens: c });
                         slot.job = None;
                     }
                 }
-                Err(e) => {
-                    let _ = job.events.send(Event::Error(e.to_string()));
-                    slot.job = None;
-                }
+                Err(e) => slot.fail(e),
             }
+        }
+    }
+}
+
+/// Puts `job` in the free slot whose cache shares the longest prefix with its prompt, keeping that
+/// prefix; a prompt the slot refuses (empty, longer than the context) gets an error instead.
+fn admit<'m>(slots: &mut [Slot<'m>], backend: &mut AnyBackend<'m>, job: Job, order: u64) {
+    let shared = |s: &Slot<'_>| {
+        let cached = &s.seq.tokens()[..s.seq.n_past().min(s.seq.tokens().len())];
+        cached.iter().zip(&job.prompt).take_while(|(a, b)| a == b).count()
+    };
+    let free = (0..slots.len())
+        .filter(|&i| slots[i].job.is_none())
+        .max_by_key(|&i| (shared(&slots[i]), usize::MAX - i));
+    let Some(i) = free else { return };
+    let slot = &mut slots[i];
+    match slot.seq.begin(&job.prompt, job.params.clone(), backend.seq_len(i)) {
+        Ok(keep) => {
+            backend.seq_truncate(i, keep);
+            slot.job = Some(job);
+            slot.admitted = order;
+            slot.first_token_at = None;
+            slot.last_token_at = Instant::now();
+        }
+        Err(e) => {
+            let _ = job.events.send(Event::Error(e.to_string()));
         }
     }
 }
