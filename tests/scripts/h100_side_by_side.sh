@@ -90,7 +90,7 @@ peer_batched=$(awk -F'|' '{ gsub(/ /, "") } $4 == "64" { printf "%.0f", $9 }' /t
 ours_batched=""
 if "$A" bench --help 2>/dev/null | grep -q -- --concurrent; then
   "$A" bench -m /tmp/m/8b.gguf --concurrent 64 -p 128 -n 128 -r 1 >/tmp/ours-batched.md 2>/dev/null || true
-  ours_batched=$(awk -F'|' '{ gsub(/ /, "", $2) } $2 ~ /^aggregate/ { gsub(/ /, "", $3); printf "%.0f", $3 }' /tmp/ours-batched.md)
+  ours_batched=$(awk -F'|' '{ gsub(/ /, "", $2) } index($2, "(aggregate)") { gsub(/ /, "", $3); printf "%.0f", $3 }' /tmp/ours-batched.md)
 fi
 
 echo

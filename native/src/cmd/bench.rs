@@ -4,7 +4,9 @@
 //! does: pp is one `eval(prompt, Want::Argmax)`, so its time includes reading the answer back;
 //! tg is one `eval(&[token], Want::Argmax)` per token, a greedy decode. `--concurrent 1,4,16`
 //! adds greedy decode with that many sequences together, as the server's pool runs them: one
-//! `eval_batch` per step with one token of each sequence, reported as aggregate tokens/s.
+//! `eval_batch` per step with one token of each sequence, reported as aggregate tokens/s; each
+//! sequence first holds its own random prompt of `-p` tokens (untimed), as llama-batched-bench's
+//! `-npp`, so attention reads the same context lengths.
 //!
 //! On the GPU it also measures the adapter's read bandwidth with the streaming-read kernel and
 //! reports decode's share of the roofline: (weight bytes a decode step reads × tokens/s) /
@@ -50,7 +52,8 @@ pub struct BenchArgs {
     #[arg(long)]
     profile: bool,
     /// Also decode with this many sequences at once, one batched step for all (a list:
-    /// `--concurrent 1,4,16`); each row gives the aggregate tokens/s of `-n` steps.
+    /// `--concurrent 1,4,16`); each row gives the aggregate tokens/s of `-n` steps after a
+    /// prompt of `-p` tokens in each sequence.
     #[arg(long, value_delimiter = ',')]
     concurrent: Vec<usize>,
 }
@@ -137,9 +140,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if n_seq == 0 || a.n_gen == 0 {
             continue;
         }
-        let mut pool = backends.pool(&model, a.n_gen, n_seq, n_seq)?;
-        let first = random_tokens(n_seq);
-        let times = timed(reps, || together(&mut pool, &first, a.n_gen))?;
+        let chunk = a.n_prompt.clamp(1, GPU_BATCH).max(n_seq);
+        let mut pool = backends.pool(&model, a.n_prompt + a.n_gen, n_seq, chunk)?;
+        let prompts: Vec<Vec<u32>> = (0..n_seq).map(|_| random_tokens(a.n_prompt + 1)).collect();
+        let times = timed_after(
+            reps,
+            &mut pool,
+            |pool| prefill_all(pool, &prompts, chunk),
+            |pool| together(pool, &prompts, a.n_gen),
+        )?;
         // Weights are read once per step, whatever the sequences: the roofline counts steps.
         let per_step = roofline.map(|(bytes, bw)| (bytes / n_seq as f64, bw));
         report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
@@ -150,15 +159,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Greedy decoding of `n_seq` sequences together from empty contexts, `n_gen` steps of one
-/// `eval_batch` each: sequence s starts from `first[s]`, then each step's argmaxes are fed back,
-/// as the server's pool decodes greedy requests.
-fn together(pool: &mut AnyBackend<'_>, first: &[u32], n_gen: usize) -> Result<()> {
-    let n_seq = first.len();
-    for s in 0..n_seq {
+/// Empties every sequence of the pool and evaluates its prompt (all but the last token of
+/// `prompts[s]`), one sequence at a time in chunks of `chunk` tokens: the untimed part of a
+/// concurrent run, as llama-batched-bench fills its sequences before timing their decode.
+fn prefill_all(pool: &mut AnyBackend<'_>, prompts: &[Vec<u32>], chunk: usize) -> Result<()> {
+    for (s, p) in prompts.iter().enumerate() {
         pool.seq_truncate(s, 0);
+        for part in p[..p.len() - 1].chunks(chunk) {
+            block_on(pool.eval_batch(&[Run { seq: s, tokens: part, want: Want::Nothing }]))?;
+        }
     }
-    let mut next = first.to_vec();
+    Ok(())
+}
+
+/// Greedy decoding of the pool's sequences together, `n_gen` steps of one `eval_batch` each:
+/// sequence s starts from the last token of `prompts[s]`, then each step's argmaxes are fed
+/// back, as the server's pool decodes greedy requests.
+fn together(pool: &mut AnyBackend<'_>, prompts: &[Vec<u32>], n_gen: usize) -> Result<()> {
+    let mut next: Vec<u32> = prompts.iter().map(|p| p[p.len() - 1]).collect();
     for _ in 0..n_gen {
         let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
         let runs: Vec<Run<'_>> =
@@ -228,6 +246,26 @@ fn timed(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>
         .map(|_| {
             let t = Instant::now();
             f()?;
+            Ok(t.elapsed())
+        })
+        .collect()
+}
+
+/// [`timed`] on `state` with an untimed `setup` of it before each run (the warm-up run
+/// included).
+fn timed_after<T>(
+    reps: usize,
+    state: &mut T,
+    mut setup: impl FnMut(&mut T) -> Result<()>,
+    mut f: impl FnMut(&mut T) -> Result<()>,
+) -> Result<Vec<Duration>> {
+    setup(state)?;
+    f(state)?;
+    (0..reps)
+        .map(|_| {
+            setup(state)?;
+            let t = Instant::now();
+            f(state)?;
             Ok(t.elapsed())
         })
         .collect()
