@@ -20,10 +20,11 @@ const TYPES = {
 };
 
 /**
- * roots: { "/prefix/": "/dir" }; files: { "/path": Buffer }. Returns { url, log, cut, reset,
+ * roots: { "/prefix/": "/dir" }; files: { "/path": Buffer }; headers: sent with every file (e.g.
+ * the cross-origin isolation a multi-threaded wasm page needs). Returns { url, log, cut, reset,
  * bytesFor, close }.
  */
-export async function startServer({ roots, files = {} }) {
+export async function startServer({ roots, files = {}, headers: extra = {} }) {
   const log = []; // { path, range, status, bytes }
   const cuts = new Map(); // path -> [{ after }]
 
@@ -78,6 +79,7 @@ export async function startServer({ roots, files = {} }) {
       "accept-ranges": "bytes",
       etag,
       "cache-control": "no-cache",
+      ...extra,
     };
     if (status === 206) headers["content-range"] = `bytes ${start}-${end}/${body.size}`;
     entry.status = status;
