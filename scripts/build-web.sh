@@ -36,6 +36,7 @@ wasm-bindgen --target web --out-dir "$out/wasm" --out-name aether_web \
   target/wasm32-unknown-unknown/release/aether_web.wasm
 rm -f "$out/wasm/.gitignore" "$out/wasm/package.json"
 cp web/js/index.js web/js/index.d.ts web/js/errors.js web/js/download.js web/js/worker.js \
+  web/js/remote.js web/js/stream.js \
   web/js/README.md "$out/"
 version=$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)
 sed "s/\"version\": \"0.0.0\"/\"version\": \"$version\"/" web/js/package.json > "$out/package.json"

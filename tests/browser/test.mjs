@@ -7,7 +7,9 @@
 // is too small for the 98 MB model); each test clears the model cache it depends on.
 
 import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { createServer as netServer } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -97,6 +99,17 @@ function eq(got, want, what) {
     while (i < g.length && g[i] === w[i]) i++;
     throw new Error(`${what}: got ${g}, want ${w} (first difference at character ${i})`);
   }
+}
+
+/** A loopback port nothing listens on now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = netServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
 }
 
 const clearCache = () => page.evaluate(() => caches.delete("aether-llm-models"));
@@ -412,7 +425,7 @@ await test("the demo site loads the model and streams a chat reply", async () =>
   await tab.goto(`${server.url}/www/index.html?model=${MODEL_URL}`);
   await tab.click("#load-url");
   await tab.waitForSelector("#chat:not([hidden])", { timeout: 120_000 });
-  await tab.click("summary"); // the sampling settings
+  await tab.click("#chat summary"); // the sampling settings
   await tab.fill("#max_tokens", "8");
   await tab.fill("#prompt", "Hello!");
   await tab.click("#send");
@@ -458,6 +471,98 @@ await test("without WebGPU (no --enable-unsafe-webgpu) the CPU path answers; dev
   } finally {
     await plain.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+await test("Engine.remote over aether serve: same text as aether run, typed errors, abort, API key", async () => {
+  const bin = process.env.AETHER_BIN ?? join(root, process.env.CARGO_TARGET_DIR ?? "target", "debug", "aether");
+  const key = "remote-test-key";
+  const port = await freePort();
+  const serve = spawn(bin, ["serve", "--cpu", "--port", String(port), "--parallel", "2", "-c", "256", "-m", modelPath,
+    "--api-key", key, "--cors-origin", server.url, "--no-www"], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  serve.stderr.on("data", (d) => (log += d));
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    for (let t0 = Date.now(); ; ) {
+      const ok = await fetch(`${base}/health`).then((r) => r.ok, () => false);
+      if (ok) break;
+      check(serve.exitCode === null, `aether serve exited: ${log}`);
+      check(Date.now() - t0 < 120_000, `aether serve not ready in 120 s: ${log}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const r = await page.evaluate(
+      async ({ base, key, prompt }) => {
+        const out = {};
+        const name = async (p) => p.then(() => "resolved", (e) => ({ name: e.name, status: e.status, code: e.error?.code ?? null }));
+        out.noKey = await name(aether.Engine.remote(base));
+        out.unreachable = await name(aether.Engine.remote("http://127.0.0.1:9/v1"));
+        const engine = await aether.Engine.remote(`${base}/v1`, { apiKey: key });
+        out.info = engine.info;
+        const stream = await engine.completions.create({ prompt, max_tokens: 32, temperature: 0, stream: true });
+        const chunks = [];
+        for await (const c of stream) chunks.push(c);
+        out.text = chunks.map((c) => c.choices[0]?.text ?? "").join("");
+        out.finish = chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean);
+        const chat = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
+        out.chat = { object: chat.object, content: chat.choices[0].message.content, usage: chat.usage };
+        out.bad = await name(engine.completions.create({ prompt, max_tokens: -1 }));
+        // Abort mid-stream: the iterator throws AbortError, and the engine serves the next request.
+        const ctl = new AbortController();
+        const long = await engine.chat.completions.create({ messages: [{ role: "user", content: "Tell a story." }], max_tokens: 200, stream: true, signal: ctl.signal });
+        let seen = 0;
+        try {
+          for await (const c of long) if (++seen === 3) ctl.abort();
+          out.aborted = "not aborted";
+        } catch (e) {
+          out.aborted = e.name;
+        }
+        out.after = (await engine.completions.create({ prompt, max_tokens: 8, temperature: 0 })).choices[0].text;
+        engine.unload();
+        out.unloaded = await name(engine.completions.create({ prompt, max_tokens: 1 }));
+        return out;
+      },
+      { base, key, prompt: PROMPT },
+    );
+    eq(r.noKey.name, "RemoteError", "no API key");
+    eq(r.noKey.status, 401, "no API key: status");
+    eq(r.unreachable.name, "RemoteError", "unreachable server");
+    eq(r.unreachable.status, 0, "unreachable server: status");
+    eq(r.info.model, MODEL.replace(/\.gguf$/, ""), "info.model");
+    eq(r.info.backend, "remote", "info.backend");
+    eq(r.text, expected, "streamed text vs aether run");
+    eq(JSON.stringify(r.finish), JSON.stringify(["length"]), "finish_reason chunks");
+    eq(r.chat.object, "chat.completion", "chat object");
+    eq(r.chat.usage.completion_tokens, 4, "chat usage.completion_tokens");
+    eq(r.bad.name, "InvalidRequestError", "max_tokens -1");
+    eq(r.bad.status, 400, "max_tokens -1: status");
+    eq(r.aborted, "AbortError", "aborted stream");
+    eq(r.after, expected.slice(0, r.after.length), "a request after the abort");
+    check(r.after.length > 0, "empty text after the abort");
+    eq(r.unloaded.name, "AetherError", "request after unload");
+
+    // The demo site's "or a server" panel: the same chat through Engine.remote.
+    const tab = await context.newPage();
+    await tab.goto(`${server.url}/www/index.html`);
+    await tab.click("#remote summary");
+    await tab.fill("#server", base);
+    await tab.fill("#key", key);
+    await tab.click("#connect");
+    await tab.waitForSelector("#chat:not([hidden])", { timeout: 30_000 });
+    const status = await tab.textContent("#status");
+    await tab.click("#chat summary");
+    await tab.fill("#max_tokens", "8");
+    await tab.fill("#prompt", "Hello!");
+    await tab.click("#send");
+    await tab.waitForFunction(() => document.getElementById("speed").textContent.includes("8 tokens"), null, {
+      timeout: 60_000,
+    });
+    const reply = await tab.textContent(".assistant");
+    await tab.close();
+    check(status.includes(`${base}/v1`), `site status: ${status}`);
+    check(reply.length > 0, "empty reply from the site over the server");
+  } finally {
+    serve.kill("SIGTERM");
   }
 });
 

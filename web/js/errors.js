@@ -4,9 +4,17 @@
 // the subclass on the page's side.
 
 export class AetherError extends Error {
-  constructor(message, options) {
+  /**
+   * options: `cause`, and for errors of a remote engine the server's answer: `status` (HTTP, 0
+   * when the server could not be reached), `error` (its OpenAI error object) and `retryAfter`
+   * (seconds, from a 429's Retry-After).
+   */
+  constructor(message, options = {}) {
     super(message, options);
     this.name = "AetherError";
+    for (const k of ["status", "error", "retryAfter"]) {
+      if (options[k] !== undefined) this[k] = options[k];
+    }
   }
 }
 
@@ -35,6 +43,8 @@ export const OutOfMemoryError = kind("OutOfMemoryError");
 export const DeviceLostError = kind("DeviceLostError");
 /** A request the engine refuses (bad sampling values, a prompt longer than the context, …). */
 export const InvalidRequestError = kind("InvalidRequestError");
+/** A remote engine's server answered with an error status (other than 400) or could not be reached. */
+export const RemoteError = kind("RemoteError");
 
 const byName = {
   AetherError,
@@ -45,6 +55,7 @@ const byName = {
   OutOfMemoryError,
   DeviceLostError,
   InvalidRequestError,
+  RemoteError,
 };
 
 /** An error as it crosses postMessage. */

@@ -193,10 +193,14 @@ export interface Capabilities {
   reason: string | null;
 }
 
-export declare class Engine {
-  static load(source: string | URL | Blob, options?: LoadOptions): Promise<Engine>;
-  static capabilities(): Promise<Capabilities>;
-  readonly info: ModelInfo;
+export interface RemoteOptions {
+  /** Sent as `Authorization: Bearer …` (the server's --api-key). */
+  apiKey?: string;
+  signal?: AbortSignal;
+}
+
+/** The completion API of an engine, local or remote. */
+interface Completions {
   readonly chat: {
     completions: {
       create(req: ChatCompletionRequest & { stream: true }, opts?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
@@ -207,13 +211,42 @@ export declare class Engine {
     create(req: CompletionRequest & { stream: true }, opts?: RequestOptions): Promise<Stream<Completion>>;
     create(req: CompletionRequest & { stream?: false }, opts?: RequestOptions): Promise<Completion>;
   };
+}
+
+/**
+ * `Engine.remote(baseUrl)`: the same requests and responses over an `aether serve` endpoint
+ * (responses are the server's JSON, with its extra fields such as `logprobs` when asked for).
+ */
+export declare class RemoteEngine implements Completions {
+  readonly info: { model: string; backend: "remote"; baseUrl: string };
+  readonly chat: Completions["chat"];
+  readonly completions: Completions["completions"];
+  /** Cancels the requests in flight; later requests reject. */
+  unload(): void;
+}
+
+export declare class Engine implements Completions {
+  static load(source: string | URL | Blob, options?: LoadOptions): Promise<Engine>;
+  /** Connects to `baseUrl` (e.g. "http://127.0.0.1:8080", with or without "/v1"). */
+  static remote(baseUrl: string | URL, options?: RemoteOptions): Promise<RemoteEngine>;
+  static capabilities(): Promise<Capabilities>;
+  readonly info: ModelInfo;
+  readonly chat: Completions["chat"];
+  readonly completions: Completions["completions"];
   /** Terminates the worker, freeing its memory; pending requests reject. */
   unload(): void;
   /** Test hooks, not API: "stats" (the worker's wasm memory size), "loseDevice". */
   _debug(op: "stats" | "loseDevice"): Promise<{ wasmMemoryBytes: number }>;
 }
 
-export declare class AetherError extends Error {}
+export declare class AetherError extends Error {
+  /** Remote engines: the HTTP status (0: the server could not be reached). */
+  status?: number;
+  /** Remote engines: the server's OpenAI error object. */
+  error?: { message: string; type: string; param: string | null; code: string | null } | null;
+  /** Remote engines: seconds from a 429's Retry-After. */
+  retryAfter?: number | null;
+}
 export declare class WebGPUUnavailableError extends AetherError {}
 export declare class ModelFormatError extends AetherError {}
 export declare class UnsupportedModelError extends AetherError {}
@@ -221,3 +254,4 @@ export declare class DownloadError extends AetherError {}
 export declare class OutOfMemoryError extends AetherError {}
 export declare class DeviceLostError extends AetherError {}
 export declare class InvalidRequestError extends AetherError {}
+export declare class RemoteError extends AetherError {}

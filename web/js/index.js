@@ -8,8 +8,12 @@
 // token|done|error, id, ...} out. One request runs at a time; others wait their turn in order.
 
 import { AetherError, WebGPUUnavailableError, fromWire } from "./errors.js";
+import { RemoteEngine } from "./remote.js";
+import { Stream } from "./stream.js";
 
 export * from "./errors.js";
+export { RemoteEngine } from "./remote.js";
+export { Stream } from "./stream.js";
 
 /** Whether this build of the package carries the WebGPU engine (mirrors the wasm's capabilities()). */
 const GPU_ENGINE = true;
@@ -78,6 +82,14 @@ export class Engine {
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * The same API over an `aether serve` (or other OpenAI-compatible) endpoint: resolves once the
+   * server has listed its model. options: apiKey, signal.
+   */
+  static remote(baseUrl, options = {}) {
+    return RemoteEngine.connect(baseUrl, options);
   }
 
   /**
@@ -218,22 +230,6 @@ export class Engine {
     };
     if (body.stream) return Promise.resolve(new Stream(chunks(kind, shape, events), () => onAbort()));
     return collect(kind, shape, events);
-  }
-}
-
-/** The async iterable `create({stream: true})` resolves to; `abort()` cancels the request. */
-export class Stream {
-  #it;
-  #abort;
-  constructor(iterator, abort) {
-    this.#it = iterator;
-    this.#abort = abort;
-  }
-  [Symbol.asyncIterator]() {
-    return this.#it;
-  }
-  abort() {
-    this.#abort();
   }
 }
 
