@@ -60,7 +60,13 @@ impl Device {
         if args.cpu {
             return cpu("--cpu".into());
         }
-        let opts = GpuOptions { poll_timeout: Some(POLL_TIMEOUT), ..Default::default() };
+        // AETHER_NO_COOP_MATRIX=1 keeps prefill on the portable f32 matmul (to measure the
+        // tensor-core one against it).
+        let opts = GpuOptions {
+            poll_timeout: Some(POLL_TIMEOUT),
+            no_coop_matrix: std::env::var_os("AETHER_NO_COOP_MATRIX").is_some_and(|v| v == "1"),
+            ..Default::default()
+        };
         match pollster::block_on(Gpu::new(opts)) {
             Ok(gpu) => Ok(Device::Gpu(gpu)),
             Err(Error::NoAdapter { reason }) => cpu(format!("no GPU adapter: {reason}")),

@@ -33,6 +33,9 @@ pub struct GpuOptions {
     pub no_subgroups: bool,
     /// Leave `shader-f16` off even if the adapter has it.
     pub no_f16: bool,
+    /// Leave cooperative matrices off even if the adapter has them ([`Caps::coop_matrix`]):
+    /// the prefill product then runs the portable f32 kernel (tests it, measures against it).
+    pub no_coop_matrix: bool,
     /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
     /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
     pub software: Option<bool>,
@@ -54,6 +57,12 @@ pub struct Caps {
     pub shader_f16: bool,
     /// Timestamp queries at compute-pass boundaries (wgpu `TIMESTAMP_QUERY`).
     pub timestamps: bool,
+    /// WGSL `enable wgpu_cooperative_matrix;` with the one configuration the kernels use:
+    /// `coop_mat16x16`, f16 A and B, f32 accumulator, subgroups of exactly 32 (the tile
+    /// `shaders/matmul_coop.wgsl` hands each subgroup). Native only (wgpu's experimental
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`, Vulkan's `VK_KHR_cooperative_matrix`); never on the web
+    /// or on CPU adapters.
+    pub coop_matrix: bool,
     /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
     /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD
     /// group of a workgroup with a barrier as a coroutine — so the mat-vec kernels take a
@@ -120,6 +129,10 @@ impl Gpu {
         if opts.no_f16 {
             features.remove(wgpu::Features::SHADER_F16);
         }
+        let coop = !opts.no_coop_matrix && coop_usable(&adapter, features, &info);
+        if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         // The adapter's own limits: request_device accepts exactly these, and only these lift
         // wgpu's conservative defaults (128 MiB bindings) to what the hardware allows.
         let limits = adapter.limits();
@@ -128,6 +141,18 @@ impl Gpu {
                 label: Some("aether"),
                 required_features: features,
                 required_limits: limits.clone(),
+                experimental_features: if coop {
+                    // SAFETY: wgpu asks callers of experimental features to accept that its
+                    // implementation may still have bugs. We request only cooperative matrices,
+                    // only where the adapter lists the configuration our one kernel uses, and
+                    // that kernel keeps within what the feature documents (subgroup-uniform
+                    // loads, stores and multiply-adds on in-bounds workgroup memory; see
+                    // shaders/matmul_coop.wgsl). Every device stays usable without it
+                    // (`GpuOptions::no_coop_matrix`).
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -168,7 +193,7 @@ impl Gpu {
     pub fn describe(&self) -> String {
         let c = &self.caps;
         format!(
-            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} timestamps={} software={} max_binding={} MiB max_buffer={} MiB",
+            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} coop_matrix={} timestamps={} software={} max_binding={} MiB max_buffer={} MiB",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -178,6 +203,7 @@ impl Gpu {
             c.subgroup_min_size,
             c.subgroup_max_size,
             c.shader_f16,
+            c.coop_matrix,
             c.timestamps,
             c.software,
             c.max_storage_binding >> 20,
@@ -292,6 +318,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,
@@ -303,6 +330,30 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         max_workgroup_storage: l.max_compute_workgroup_storage_size,
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
     }
+}
+
+/// Workgroup memory `shaders/matmul_coop.wgsl` declares (its three tiles), bytes.
+pub(crate) const COOP_WORKGROUP_BYTES: u32 = 23 * 1024;
+
+/// Whether cooperative matrices are worth requesting here: the adapter offers the feature, lists
+/// the configuration the coop kernel is written for (16×16×16, f16 A/B, f32 C), is a GPU with
+/// subgroups of exactly 32 (the kernel gives each of its 8 subgroups a fixed quarter-column of
+/// the tile), and `features` (what will be requested otherwise) has f16 and subgroups.
+fn coop_usable(adapter: &wgpu::Adapter, features: wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+    use wgpu::CooperativeScalarType as S;
+    let needed = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+    if !adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        || !features.contains(needed)
+        || info.device_type == wgpu::DeviceType::Cpu
+        || (info.subgroup_min_size, info.subgroup_max_size) != (32, 32)
+        || adapter.limits().max_compute_workgroup_storage_size < COOP_WORKGROUP_BYTES
+    {
+        return false;
+    }
+    adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .any(|c| (c.m_size, c.n_size, c.k_size) == (16, 16, 16) && c.ab_type == S::F16 && c.cr_type == S::F32)
 }
 
 /// Where wgpu's callbacks leave their errors until [`Gpu::check`] collects them.

@@ -6,8 +6,15 @@
 //! type's decoder + the kernel), the parameters of every piece of a row-split tensor and their
 //! bind groups. Every piece writes its rows into the same Y (`[tokens, w.rows]`), so a split
 //! tensor's output is one matrix. `encode` sizes the grid's token side from the step's count.
-//! The kernel uses nothing optional (no subgroups, no f16, 16 KiB of workgroup memory), so there
-//! is one variant for every device.
+//!
+//! Two kernels, one interface: where the device has cooperative matrices ([`Caps::coop_matrix`],
+//! native Vulkan/Metal GPUs with 16×16×16 f16 tiles) the pipeline is `matmul_coop_<type>`
+//! (`shaders/matmul_coop.wgsl`: the tensor cores, f16 operands, f32 sums, 128 × 64 tiles);
+//! everywhere else `matmul_<type>` (`shaders/matmul.wgsl`: f32 throughout, nothing optional —
+//! no subgroups, no f16, 16 KiB of workgroup memory — so it runs on every device).
+//! [`GpuOptions::no_coop_matrix`](super::GpuOptions) forces the portable one.
+//!
+//! [`Caps::coop_matrix`]: super::Caps::coop_matrix
 
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
@@ -61,10 +68,11 @@ impl MatMul {
     ) -> Result<MatMul> {
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
         let stem = dequant_stem(w.ty).ok_or_else(unsupported)?;
-        let key = format!("matmul_{}", &stem["dequant_".len()..]);
-        let kernel = source("matmul.wgsl").ok_or_else(|| Error::GpuValidation {
+        let kernel_stem = if gpu.caps().coop_matrix { "matmul_coop" } else { "matmul" };
+        let key = format!("{kernel_stem}_{}", &stem["dequant_".len()..]);
+        let kernel = source(&format!("{kernel_stem}.wgsl")).ok_or_else(|| Error::GpuValidation {
             context: format!("preparing `{key}`"),
-            message: "matmul.wgsl is not in shaders::ALL".into(),
+            message: format!("{kernel_stem}.wgsl is not in shaders::ALL"),
         })?;
         let bad_kernel =
             |m: &str| Error::GpuValidation { context: format!("preparing `{key}`"), message: m.into() };
@@ -127,7 +135,7 @@ impl MatMul {
         Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, _params: params })
     }
 
-    /// The pipeline key (`matmul_q4_k`).
+    /// The pipeline key (`matmul_q4_k`, or `matmul_coop_q4_k` on the tensor cores).
     pub fn key(&self) -> &str {
         &self.key
     }

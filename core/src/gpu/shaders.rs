@@ -7,7 +7,7 @@
 //! decoder `dequant_<type>.wgsl` in front of the kernel; the decoder declares `const BLOCK`,
 //! `const BLOCK_BYTES` and `fn dequant4(row_byte, i) -> vec4<f32>` (other names start with
 //! `dq_`), and is a valid module after the common part. The pipeline key is `<kernel>_<type>`
-//! (`matmul_q4_k`).
+//! (`matmul_q4_k`). A kernel's `enable` directives (`matmul_coop.wgsl`'s) move to the front.
 //!
 //! Reduce splice: every mat-vec kernel ends at a `// ---- reduce` line, where its row reduction
 //! belongs. [`splice_reduce`] keeps the kernel up to that line and appends the section from the
@@ -74,6 +74,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("dequant_q6_k.wgsl", include_str!("../../../shaders/dequant_q6_k.wgsl")),
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
+    ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
 ];
 
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");
@@ -97,7 +98,7 @@ pub fn matvec_stem(ty: GgmlType) -> Option<String> {
 pub const DECODER_TYPES: [GgmlType; 13] = MATVEC_TYPES;
 
 /// The kernels that are prefixed with a decoder; alone they lack `w` and `dequant4`.
-pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl"];
+pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl", "matmul_coop.wgsl"];
 
 /// The file stem of `ty`'s decoder (`dequant_q4_k`), if it has one.
 pub fn dequant_stem(ty: GgmlType) -> Option<String> {
@@ -113,9 +114,13 @@ pub fn decoder(ty: GgmlType) -> Option<String> {
 }
 
 /// `kernel` (the source of a file in [`DECODED`]) after `ty`'s decoder: a pipeline's source;
-/// `None` if `ty` has no decoder.
+/// `None` if `ty` has no decoder. The kernel's `enable …;` lines (`matmul_coop.wgsl` has them)
+/// move to the very front, where WGSL requires directives.
 pub fn with_decoder(kernel: &str, ty: GgmlType) -> Option<String> {
-    Some(format!("{}\n{kernel}", decoder(ty)?))
+    let is_directive = |l: &&str| l.starts_with("enable ");
+    let directives: String = kernel.lines().filter(is_directive).map(|l| format!("{l}\n")).collect();
+    let body: String = kernel.split_inclusive('\n').filter(|l| !is_directive(l)).collect();
+    Some(format!("{directives}{}\n{body}", decoder(ty)?))
 }
 
 /// The source of shader file `name` (`matvec_q4_k.wgsl`).

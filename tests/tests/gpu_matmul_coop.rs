@@ -1,0 +1,147 @@
+//! The tensor-core product (`shaders/matmul_coop.wgsl` after each `dequant_<type>.wgsl`, chosen by
+//! `MatMul` where `Caps::coop_matrix`) against its CPU twin (`quant::dot` per token and row).
+//!
+//! Only adapters with cooperative matrices run it (a native GPU with 16×16×16 f16 tiles and
+//! subgroups of 32); elsewhere — lavapipe in CI, browsers — each test prints a note and passes,
+//! since there the portable kernel is the one `tests/tests/gpu_matmul.rs` checks.
+//!
+//! Every type with a decoder; row counts below, between and past the 128-row tile (7, 130, 300);
+//! token counts 1, 17, 64 and 100 (one partial tile, one full, one and a half) with buffers for
+//! more; widths that end inside a 32-column step (float types: 34, 578); x and y offsets; random
+//! weight bytes as well as quantized ones; a row-split tensor. The operands are rounded to f16,
+//! so the bound is the matrix ops' NMSE 5e-4 (f16 rounding gives ~1e-7); NaN fails.
+//!
+//! No adapter at all = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
+
+use aether_core::gpu::{Gpu, GpuOptions, GpuTensor, MatMul, Step, StepBuffer, matmul_cpu, shaders};
+use aether_core::quant::GgmlType;
+use aether_tests::gpu::{Rng, assert_nmse, test_gpu, weights};
+
+const UNTOUCHED: f32 = 12345.0;
+const MAX_NMSE: f64 = 5e-4;
+
+/// The device if it has cooperative matrices; else prints why the test is skipped.
+fn coop_gpu(opts: GpuOptions) -> Option<Gpu> {
+    let gpu = test_gpu(opts)?;
+    if !gpu.caps().coop_matrix {
+        eprintln!("NOTE: no cooperative matrices on {} — matmul_coop NOT tested here", gpu.describe());
+        return None;
+    }
+    eprintln!("adapter: {}", gpu.describe());
+    Some(gpu)
+}
+
+/// Y = W·Xᵀ for `n_tokens` tokens (buffers for `n_tokens + 2`, x at element 3, y at 5); checks
+/// nothing outside Y's rows was written and returns the NMSE and pipeline key, or what differed.
+fn check(
+    gpu: &Gpu,
+    ty: GgmlType,
+    (rows, cols, n_tokens): (usize, usize, usize),
+    raw: bool,
+    rng: &mut Rng,
+) -> Result<(f64, String), String> {
+    let what = format!("{ty} rows={rows} cols={cols} n_tokens={n_tokens} raw={raw}");
+    let bytes = weights(ty, rows, cols, raw, rng);
+    let x = rng.vec(n_tokens * cols);
+    let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).map_err(|e| format!("{what}: CPU twin: {e}"))?;
+    let (x_off, y_off, max_tokens) = (3usize, 5usize, n_tokens as u32 + 2);
+    let run = || -> aether_core::Result<(Vec<f32>, String)> {
+        let w = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})?;
+        let xb = gpu.storage("x", (x_off + max_tokens as usize * cols) as u64 * 4)?;
+        gpu.queue().write_buffer(&xb, x_off as u64 * 4, bytemuck::cast_slice(&x));
+        let y_len = y_off + max_tokens as usize * rows;
+        let yb = gpu.storage("y", y_len as u64 * 4)?;
+        gpu.queue().write_buffer(&yb, 0, bytemuck::cast_slice(&vec![UNTOUCHED; y_len]));
+        let step = StepBuffer::new(gpu)?;
+        step.write(gpu, Step::new(0, n_tokens as u32));
+        let op = MatMul::new(gpu, &w, &xb, x_off as u64, &yb, y_off as u64, &step, max_tokens)?;
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            op.encode(&mut pass, n_tokens as u32);
+        }
+        gpu.submit(enc, "matmul_coop test")?;
+        Ok((pollster::block_on(gpu.read_f32(&yb, 0, y_len))?, op.key().to_string()))
+    };
+    let (y, key) = run().map_err(|e| format!("{what}: {e}"))?;
+    let end = y_off + n_tokens * rows;
+    if let Some(i) = (0..y_off).chain(end..y.len()).find(|&i| y[i] != UNTOUCHED) {
+        return Err(format!("{what}: wrote y[{i}] = {} outside y[{y_off}..{end}]", y[i]));
+    }
+    let nmse = std::panic::catch_unwind(|| assert_nmse(&y[y_off..end], &want, MAX_NMSE, &what))
+        .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())?;
+    Ok((nmse, key))
+}
+
+#[test]
+fn matmul_coop_matches_cpu_for_every_type() {
+    let Some(gpu) = coop_gpu(GpuOptions::default()) else { return };
+    let mut rng = Rng::new(0xc00b);
+    let mut failures = Vec::new();
+    let mut keys = Vec::new();
+    for ty in shaders::DECODER_TYPES {
+        let widths: &[usize] = match ty.block_size() {
+            1 => &[34, 578],
+            32 => &[96, 544],
+            _ => &[256, 768],
+        };
+        let mut worst = 0f64;
+        let mut case = 0;
+        for rows in [7, 130, 300] {
+            for n_tokens in [1, 17, 64, 100] {
+                case += 1;
+                let (cols, raw) = (widths[case % widths.len()], case % 3 == 0);
+                match check(&gpu, ty, (rows, cols, n_tokens), raw, &mut rng) {
+                    Ok((nmse, key)) => {
+                        worst = worst.max(nmse);
+                        if !keys.contains(&key) {
+                            keys.push(key);
+                        }
+                    }
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        eprintln!("{ty}: worst NMSE {worst:.2e}");
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(keys.len(), shaders::DECODER_TYPES.len(), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("matmul_coop_")), "not the coop kernel: {keys:?}");
+}
+
+/// A llama-sized width (many steps of the column loop) and a tensor split by a small binding
+/// limit, whose pieces must fill one output.
+#[test]
+fn matmul_coop_long_rows_and_pieces() {
+    let Some(gpu) = coop_gpu(GpuOptions { max_storage_binding: Some(64 << 10), ..Default::default() }) else {
+        return;
+    };
+    let mut rng = Rng::new(77);
+    let mut failures = Vec::new();
+    for (ty, rows, cols, n_tokens) in [
+        (GgmlType::Q4K, 520, 4096, 100),
+        (GgmlType::Q6K, 300, 2048, 17),
+        (GgmlType::Q8_0, 200, 1024, 64),
+        (GgmlType::F16, 130, 578, 5),
+    ] {
+        match check(&gpu, ty, (rows, cols, n_tokens), false, &mut rng) {
+            Ok((nmse, _)) => eprintln!("{ty} {rows}x{cols} tokens={n_tokens}: NMSE {nmse:.2e}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The portable kernel stays selectable on a device with cooperative matrices.
+#[test]
+fn no_coop_matrix_option_turns_it_off() {
+    let Some(gpu) = test_gpu(GpuOptions { no_coop_matrix: true, ..Default::default() }) else { return };
+    assert!(!gpu.caps().coop_matrix, "{}", gpu.describe());
+}
+
+/// NaN in the output must fail the comparison.
+#[test]
+#[should_panic(expected = "NMSE")]
+fn nan_fails_the_comparison() {
+    assert_nmse(&[1.0, f32::NAN], &[1.0, 2.0], MAX_NMSE, "NaN");
+}
