@@ -43,6 +43,11 @@ mod x86_lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_lanes;
+
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +69,8 @@ enum Level {
     Scalar = 1,
     #[cfg(target_arch = "x86_64")]
     Avx2 = 2,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128 = 3,
 }
 
 impl Isa {
@@ -81,6 +88,9 @@ impl Isa {
         {
             v.push(Isa(Level::Avx2));
         }
+        // wasm has no runtime detection: a module built with simd128 only loads where it exists.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        v.push(Isa(Level::Simd128));
         v
     }
 
@@ -99,6 +109,8 @@ impl Isa {
             Level::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => "avx2",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Level::Simd128 => "simd128",
         }
     }
 }
@@ -112,6 +124,8 @@ pub fn selected() -> Isa {
         1 => Isa::SCALAR,
         #[cfg(target_arch = "x86_64")]
         2 => Isa(Level::Avx2),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        3 => Isa(Level::Simd128),
         _ => {
             let best = Isa::best();
             SELECTED.store(best.0 as u8, Ordering::Relaxed);
@@ -154,6 +168,27 @@ pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut V
             unsafe { x86_act::quantize(act, x, blocks, table) };
             Ok(())
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Level::Simd128 => {
+            quantize_activations(ty_weight, x, out)?;
+            let act = vec_dot_type(ty_weight)?;
+            if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) {
+                append_scale_table(act, out);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Appends to `out` (whole Q8_0 or Q8_1 blocks) each block's `d` and `s` (0 for Q8_0) as f32.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn append_scale_table(act: GgmlType, out: &mut Vec<u8>) {
+    let (ts, n_blocks) = (act.type_size(), out.len() / act.type_size());
+    for b in 0..n_blocks {
+        let f = |at: usize| f16_bits_to_f32(u16::from_le_bytes([out[b * ts + at], out[b * ts + at + 1]]));
+        let (d, s) = (f(0), if act == GgmlType::Q8_1 { f(2) } else { 0.0 });
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
     }
 }
 
@@ -194,7 +229,26 @@ pub fn dot_rows(
         out.fill(0.0);
         return Ok(());
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa.0 == Level::Simd128 {
+        use GgmlType::*;
+        let (a, table) = acts.split_at(n_tok * act_row);
+        let done = match ty {
+            Q4_1 => {
+                wasm_lanes::dot_rows::<{ wasm_lanes::Q4_1 }>(rows, row_bytes, a, act_row, table, n_tok, out);
+                true
+            }
+            Q8_0 => {
+                wasm_lanes::dot_rows::<{ wasm_lanes::Q8_0 }>(rows, row_bytes, a, act_row, table, n_tok, out);
+                true
+            }
+            _ => false,
+        };
+        if done {
+            return Ok(());
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if isa.0 == Level::Avx2 {
@@ -297,7 +351,7 @@ impl F16Lanes {
 
 /// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
 fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
-    // Every set but the reference appends it (today: AVX2).
+    // Every set but the reference appends it (today: AVX2, simd128).
     let table = matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) && isa != Isa::SCALAR;
     if table { n / 32 * 8 } else { 0 }
 }
