@@ -46,6 +46,8 @@ mod x86_legacy;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_kquants;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_lanes;
 
 #[cfg(test)]
@@ -242,7 +244,7 @@ pub fn dot_rows(
                 wasm_lanes::dot_rows::<{ wasm_lanes::Q8_0 }>(rows, row_bytes, a, act_row, table, n_tok, out);
                 true
             }
-            _ => false,
+            _ => wasm_kquants::dot_rows(ty, rows, row_bytes, a, act_row, n_tok, out),
         };
         if done {
             return Ok(());
