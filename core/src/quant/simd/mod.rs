@@ -46,6 +46,8 @@ mod x86_legacy;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_f16;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_kquants;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_lanes;
@@ -312,6 +314,12 @@ pub fn dot_f16_rows(
             for (j, o) in out.iter_mut().enumerate() {
                 // SAFETY: AVX2, F16C and FMA were detected; row j lies in `m` (checked above).
                 *o = unsafe { x86_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first) };
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Level::Simd128 => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = wasm_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first);
             }
         }
         _ => {

@@ -367,9 +367,11 @@ fn f16_lanes_reduce_in_ggml_order() {
 }
 
 /// simd128's fused multiply-add through f64 (`wasm::fma_lanes`, `wasm::fma_f32`) against
-/// `mul_add`: an exact tie (1 + 2^-23)·3 that must round to even, and a sum 1 + 2^-24 + 2^-60
-/// that f64 rounds to the f32 halfway point 1 + 2^-24, where rounding again to f32 would give 1
-/// but the fused result is 1 + 2^-23 (d·s = (2^36 + 1)·2^-60 with d = 241·38737·2^-60, s = 17·433).
+/// `mul_add`: an exact tie (1 + 2^-23)·3 that must round to even; a sum 1 + 2^-24 + 2^-60 that f64
+/// rounds to the f32 halfway point 1 + 2^-24, where rounding again to f32 would give 1 but the
+/// fused result is 1 + 2^-23 (d·s = (2^36 + 1)·2^-60 with d = 241·38737·2^-60, s = 17·433); and
+/// 1 + 2^-23 + 2^-24 − 2^-60, which must round down to 1 + 2^-23, not to the even 1 + 2^-22
+/// (d·s = (2^36 − 1)·2^-60, s = 4161).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[test]
 fn wasm_fma_rounds_once_at_halfway_sums() {
@@ -377,8 +379,15 @@ fn wasm_fma_rounds_once_at_halfway_sums() {
     use core::arch::wasm32::*;
     let d_tie = 1.0 + f32::EPSILON;
     let d_far = 9_335_617.0 * 2f32.powi(-60);
-    let cases: [(f32, f32, i32); 4] =
-        [(0.0, d_tie, 3), (1.0, d_far, 7361), (-1.0, -d_far, 7361), (0.5, 0.75, -3)];
+    let d_below = 16_515_135.0 * 2f32.powi(-60);
+    let cases: [(f32, f32, i32); 6] = [
+        (0.0, d_tie, 3),
+        (1.0, d_far, 7361),
+        (-1.0, -d_far, 7361),
+        (1.0 + f32::EPSILON, d_below, 4161),
+        (-1.0 - f32::EPSILON, d_below, -4161),
+        (0.5, 0.75, -3),
+    ];
     for (c, d, s) in cases {
         let want = d.mul_add(s as f32, c);
         assert_eq!(fma_f32(d, s as f32, c).to_bits(), want.to_bits(), "fma_f32({d:e}, {s}, {c:e})");
@@ -397,4 +406,34 @@ fn wasm_fma_rounds_once_at_halfway_sums() {
     // Without the halfway check, the second case goes wrong: the f64 sum rounded to f32 is 1.
     assert_eq!((1.0f64 + d_far as f64 * 7361.0) as f32, 1.0);
     assert_eq!(d_far.mul_add(7361.0, 1.0), 1.0 + f32::EPSILON);
+    let odd = 1.0 + f32::EPSILON;
+    assert_eq!((odd as f64 + d_below as f64 * 4161.0) as f32, odd + f32::EPSILON);
+    assert_eq!(d_below.mul_add(4161.0, odd), odd);
+}
+
+/// Every f16 bit pattern (subnormals, infinities, NaNs included) through `dot_f16_rows`: rows of
+/// 40 copies of one value times ones, from cell 3 (a head, one whole step, a tail), against the
+/// reference lanes.
+#[test]
+fn dot_f16_rows_converts_every_f16() {
+    use half::f16;
+    let (n, first) = (40, 3);
+    let m: Vec<f16> = (0..=u16::MAX).flat_map(|h| std::iter::repeat_n(f16::from_bits(h), n)).collect();
+    let x = vec![1f32; n];
+    for isa in sets() {
+        let mut got = vec![0f32; 1 << 16];
+        dot_f16_rows(isa, &x, &m, n, first, &mut got).unwrap();
+        for (h, &g) in got.iter().enumerate() {
+            let mut lanes = F16Lanes::default();
+            for i in 0..n {
+                lanes.add(first + i, f16_bits_to_f32(h as u16));
+            }
+            let want = lanes.reduce();
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "{} f16 bits {h:#06x}: {g:e} vs reference {want:e}",
+                isa.name()
+            );
+        }
+    }
 }

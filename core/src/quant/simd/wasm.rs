@@ -8,9 +8,10 @@
 //! f32 is then the correctly rounded fused result unless `t` sits exactly halfway between two f32
 //! values (the only place a second rounding can land differently: any other f32 rounding boundary
 //! between the exact sum and `t` would be a nearer f64 than `t`). Halfway values are spotted by
-//! their bits and that block's lanes redone with `mul_add` (rare: exact ties of small products,
-//! or one sum in about 2^29). Lanes stay f64 in registers, always holding f32 values, so the
-//! next step needs no conversion. Every value here is either 0 or at least 2^-71 in magnitude
+//! their bits; where the f64 add was inexact (its error, by two-sum, is not 0), `t` is moved one
+//! f64 step towards the exact sum first, off the halfway point. Exact halfway sums are common
+//! (f16 scales have 11 bits, so products are short), inexact ones rare. Lanes stay f64 in
+//! registers, always holding f32 values, so the next step needs no conversion. Every value here is either 0 or at least 2^-71 in magnitude
 //! (products of f16 and f32 scales and integers), far from f32's subnormals, where the halfway
 //! pattern would differ.
 
@@ -54,36 +55,34 @@ pub(super) fn fma_lanes(acc: &mut Lanes, d: f32, sums: [v128; 2]) {
         f64x2_convert_low_i32x4(sums[1]),
         f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(sums[1], sums[1])),
     ];
-    let t: Lanes = std::array::from_fn(|i| f64x2_add(acc[i], f64x2_mul(dd, c[i])));
-    let (low, half) = (i64x2_splat(0x1fff_ffff), i64x2_splat(0x1000_0000));
-    let tie = |v: v128| i64x2_eq(v128_and(v, low), half);
-    if v128_any_true(v128_or(v128_or(tie(t[0]), tie(t[1])), v128_or(tie(t[2]), tie(t[3])))) {
-        fma_lanes_exact(acc, d, sums);
-        return;
+    let p: Lanes = c.map(|c| f64x2_mul(dd, c));
+    let mut t: Lanes = std::array::from_fn(|i| f64x2_add(acc[i], p[i]));
+    if v128_any_true(v128_or(v128_or(halfway(t[0]), halfway(t[1])), v128_or(halfway(t[2]), halfway(t[3])))) {
+        break_ties(acc, &p, &mut t);
     }
     *acc = t.map(|t| f64x2_promote_low_f32x4(f32x4_demote_f64x2_zero(t)));
 }
 
-/// `fma_lanes` by the reference's own `mul_add`, lane by lane.
-#[cold]
+/// All ones in the f64 lanes of `t` that lie exactly halfway between two f32 values.
+#[inline(always)]
+fn halfway(t: v128) -> v128 {
+    i64x2_eq(v128_and(t, i64x2_splat(0x1fff_ffff)), i64x2_splat(0x1000_0000))
+}
+
+/// For each halfway lane of `t = a + p` that is not the exact sum, moves `t` one f64 step
+/// towards the exact sum, off the halfway point to the side the exact sum lies on (the error of
+/// the f64 add is Knuth's two-sum). Exact halfway sums stay: they round to even, as the fused
+/// operation does.
 #[inline(never)]
-fn fma_lanes_exact(acc: &mut Lanes, d: f32, sums: [v128; 2]) {
-    let s = [
-        i32x4_extract_lane::<0>(sums[0]),
-        i32x4_extract_lane::<1>(sums[0]),
-        i32x4_extract_lane::<2>(sums[0]),
-        i32x4_extract_lane::<3>(sums[0]),
-        i32x4_extract_lane::<0>(sums[1]),
-        i32x4_extract_lane::<1>(sums[1]),
-        i32x4_extract_lane::<2>(sums[1]),
-        i32x4_extract_lane::<3>(sums[1]),
-    ];
-    let mut l = lanes_f32(acc);
-    for (l, s) in l.iter_mut().zip(s) {
-        *l = d.mul_add(s as f32, *l);
-    }
-    for (i, a) in acc.iter_mut().enumerate() {
-        *a = f64x2(l[2 * i] as f64, l[2 * i + 1] as f64);
+fn break_ties(a: &Lanes, p: &Lanes, t: &mut Lanes) {
+    for i in 0..4 {
+        let (a, p, s) = (a[i], p[i], t[i]);
+        let b = f64x2_sub(s, a);
+        let err = f64x2_add(f64x2_sub(a, f64x2_sub(s, b)), f64x2_sub(p, b));
+        let fix = v128_and(halfway(s), f64x2_ne(err, f64x2_splat(0.0)));
+        // +1 (away from zero) where the error has the sign of the sum, else −1.
+        let step = v128_or(i64x2_shr(v128_xor(err, s), 63), i64x2_splat(1));
+        t[i] = i64x2_add(s, v128_and(fix, step));
     }
 }
 
@@ -96,10 +95,17 @@ pub(super) fn lanes_f32(acc: &Lanes) -> [f32; 8] {
     })
 }
 
-/// `a.mul_add(b, c)` for f32 `a`, `b` whose product is exact in f64 (any two f32 values), by
-/// the f64 route of the module doc.
+/// `a.mul_add(b, c)` for f32 `a`, `b`, `c` (whose product is exact in f64), by the f64 route
+/// of the module doc.
 #[inline(always)]
 pub(super) fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
-    let t = c as f64 + a as f64 * b as f64;
-    if t.to_bits() & 0x1fff_ffff == 0x1000_0000 { a.mul_add(b, c) } else { t as f32 }
+    let (p, c) = (a as f64 * b as f64, c as f64);
+    let t = c + p;
+    // Branch-free: with f16 operands exact halfway sums are frequent, and a branch would guess.
+    let b = t - c;
+    let err = (c - (t - b)) + (p - b);
+    let fix = ((t.to_bits() & 0x1fff_ffff == 0x1000_0000) & (err != 0.0)) as u64;
+    let step = if (err < 0.0) == (t < 0.0) { 1 } else { u64::MAX };
+    let t = f64::from_bits(t.to_bits().wrapping_add(fix.wrapping_mul(step)));
+    t as f32
 }

@@ -4,7 +4,7 @@
 //! Q4_1 a fused `m·s` sum beside it; at the end `hsum8(lanes)` (then `+ Σ m·s`).
 //!
 //! The integer sums are `wasm::quads` of the 16-byte halves; the fused adds `wasm::fma_lanes`
-//! (f64, exact but for flagged ties, which take the reference's `mul_add`). A weight block is
+//! (in f64, halfway sums settled by their two-sum error). A weight block is
 //! unpacked once for `T` tokens (up to 4) that follow it through the row.
 
 use core::arch::wasm32::*;
