@@ -173,12 +173,12 @@ fn q2_k(w: &[u8; 84], u: &mut Unpacked) {
 /// 4h + j of hmask[i] is set.
 fn q3_k(w: &[u8; 110], u: &mut Unpacked) {
     let scales = q3k_scales(w[96..108].first_chunk().unwrap_or(&[0; 12]));
-    for g in 0..16 {
+    for (g, &scale) in scales.iter().enumerate() {
         let (h, j, i0) = parts(g);
         let low = v128_and(u8x16_shr(load_at(w, 32 + 32 * h + i0), 2 * j as u32), u8x16_splat(3));
         let high = v128_and(u8x16_shr(load_at(w, i0), (4 * h + j) as u32), u8x16_splat(1));
         u.levels[g] = i8x16_sub(v128_or(low, i8x16_shl(high, 2)), i8x16_splat(4));
-        u.scales[g] = scales[g] as i16;
+        u.scales[g] = scale as i16;
     }
     u.d = f16_at(w, 108);
 }
