@@ -1,7 +1,8 @@
 //! Every kernel set against the scalar reference, bit for bit: activation bytes against
 //! `quantize_activations`, `dot_rows` against `dot_quantized`. The sets tried are those this CPU
-//! has (`Isa::available`), so the scalar path is always covered and the AVX2 one wherever the
-//! tests run on an AVX2 machine (the note printed says which ran).
+//! has (`Isa::available`), so the scalar path is always covered, the AVX2 one wherever the tests
+//! run on an AVX2 machine, and the simd128 one in the wasm32-wasip1 build with simd128
+//! (`scripts/test-wasm-simd.sh`; the note printed says which ran).
 
 use super::super::tests::{Rng, gaussian, random_blocks};
 use super::*;
@@ -32,7 +33,7 @@ fn activations(n: usize, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// The reference bytes with `isa`'s layout applied: Q8_K chunks reordered and, for Q8_0/Q8_1, the
-/// table of (d, s) as f32 appended under AVX2.
+/// table of (d, s) as f32 appended by every set but the reference.
 fn expected_layout(isa: Isa, ty: GgmlType, reference: &[u8]) -> Vec<u8> {
     let mut want = reference.to_vec();
     #[cfg(target_arch = "x86_64")]
