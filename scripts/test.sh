@@ -2,8 +2,9 @@
 # Runs every test on a fresh machine: installs what the tests need (the wasm target, the default
 # model and chat templates, Mesa's lavapipe Vulkan driver for the GPU kernel tests), then
 # formatting, the workspace tests, the wasm32 build of the core, the server's acceptance tests
-# (tests/server/run.sh) and the browser tests (the npm package in headless chromium;
-# tests/browser/run.sh installs chromium and playwright-core).
+# (tests/server/run.sh), the browser tests (the npm package in headless chromium;
+# tests/browser/run.sh installs chromium and playwright-core) and the CPU kernels' wasm32 simd128
+# tests (scripts/test-wasm-simd.sh, under Node's WASI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +34,12 @@ fi
 # AETHER_NO_BROWSER=1 declares a machine without chromium (or apt) and skips the browser tests.
 if [ "${AETHER_NO_BROWSER:-0}" != 1 ]; then
   bash tests/browser/run.sh
+fi
+# The CPU matmul's simd128 kernels (the set the browser package runs) against the scalar reference,
+# bit for bit: the simd tests built for wasm32-wasip1 and run under Node's WASI (node comes with
+# the browser tests; scripts/test-wasm-simd.sh adds the target).
+if command -v node >/dev/null; then
+  bash scripts/test-wasm-simd.sh
+else
+  echo "test.sh: no node, so the wasm32 simd128 kernel tests were skipped" >&2
 fi

@@ -8,27 +8,33 @@
 //! Where the reference keeps lanes (eight K-quant lanes, element `e` in lane `e % 8`; the eight
 //! lanes of four consecutive elements of Q4_1 and Q8_0), the kernels keep exactly those lanes.
 //!
-//! An [`Isa`] names a kernel set: `Scalar` (the reference itself, on any target) or `Avx2`
+//! An [`Isa`] names a kernel set: `Scalar` (the reference itself, on any target), `Avx2`
 //! (x86_64 with AVX2, F16C and FMA, found by runtime detection; values of `Isa` can only be made for
-//! sets the CPU has, which is what makes the kernels' `unsafe` sound). The process-wide choice
-//! ([`selected`]) is the best the CPU offers unless [`select`] overrides it (tests compare the
-//! sets; `aether bench --isa` times them).
+//! sets the CPU has, which is what makes the kernels' `unsafe` sound) or `Simd128` (wasm32 built
+//! with `+simd128`, fixed at compile time: wasm has no runtime detection, and such a module does
+//! not load without simd128). The process-wide choice ([`selected`]) is the best the CPU offers
+//! unless [`select`] overrides it (tests compare the sets; `aether bench --isa` times them).
 //!
 //! A matmul calls [`prepare_activations`] once per input, then [`dot_rows`] per piece of weight
 //! rows. The prepared bytes are the reference activation blocks (`quantize_activations`), except
 //! that for `Avx2` the quants of each 32-element chunk of a Q8_K block are reordered (see
 //! `x86.rs`, `permute32`) so that the K-quant kernels can keep the reference's lanes apart, and
-//! Q8_0/Q8_1 blocks are followed by a table of their scales as f32.
+//! for `Avx2` and `Simd128` Q8_0/Q8_1 blocks are followed by a table of their scales as f32.
 //!
-//! Not here yet: AVX-512/VNNI sets (no such CPU to test them on), wasm32 `simd128`; both would be
-//! further `Level`s with their own kernel files and the same tests.
+//! `Simd128` has no fused multiply-add; where the reference fuses (Q4_1, Q8_0), its kernels add
+//! in f64 and settle the rare double-rounding cases exactly (`wasm.rs`). Not here yet: AVX-512/VNNI
+//! sets (no such CPU to test them on); under simd128, the activation quantizers (the reference's
+//! run, once per matmul input) and Q4_0/Q5_0/Q5_1 (the reference's kernels run). Each would be a
+//! further `Level` or kernel file with the same tests.
 //!
 //! Attention's f16 products ([`dot_f16_rows`]) live here too, with their reference ([`F16Lanes`]):
 //! ggml's AVX2 lane order, which the SIMD twin keeps lane for lane.
 //!
 //! Layout: `x86.rs` (shared AVX2 helpers), `x86_act.rs` (activation quantizers), `x86_lanes.rs`
-//! (Q4_1, Q8_0), `x86_legacy.rs` (Q4_0, Q5_0, Q5_1), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs` (f16 rows), `tests.rs` (every
-//! kernel against the reference).
+//! (Q4_1, Q8_0), `x86_legacy.rs` (Q4_0, Q5_0, Q5_1), `x86_kquants.rs` (Q2_K … Q6_K), `x86_f16.rs`
+//! (f16 rows); `wasm.rs` (shared simd128 helpers, the f64 fused add), `wasm_lanes.rs` (Q4_1, Q8_0),
+//! `wasm_kquants.rs` (Q2_K … Q6_K), `wasm_f16.rs` (f16 rows); `tests.rs` (every kernel against
+//! the reference).
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -42,6 +48,15 @@ mod x86_kquants;
 mod x86_lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_f16;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_kquants;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_lanes;
 
 #[cfg(test)]
 mod tests;
@@ -64,6 +79,8 @@ enum Level {
     Scalar = 1,
     #[cfg(target_arch = "x86_64")]
     Avx2 = 2,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128 = 3,
 }
 
 impl Isa {
@@ -81,6 +98,9 @@ impl Isa {
         {
             v.push(Isa(Level::Avx2));
         }
+        // wasm has no runtime detection: a module built with simd128 only loads where it exists.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        v.push(Isa(Level::Simd128));
         v
     }
 
@@ -99,6 +119,8 @@ impl Isa {
             Level::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => "avx2",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Level::Simd128 => "simd128",
         }
     }
 }
@@ -112,6 +134,8 @@ pub fn selected() -> Isa {
         1 => Isa::SCALAR,
         #[cfg(target_arch = "x86_64")]
         2 => Isa(Level::Avx2),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        3 => Isa(Level::Simd128),
         _ => {
             let best = Isa::best();
             SELECTED.store(best.0 as u8, Ordering::Relaxed);
@@ -128,9 +152,9 @@ pub fn select(isa: Isa) {
 /// Converts `x` ([n_tok, cols] f32) to the activations `isa`'s kernels read for weights of type
 /// `ty_weight`, replacing `out`'s contents without growing a buffer reserved for
 /// `n_tok · cols · 4` bytes. The bytes are `quantize_activations`'s, except under `Avx2`: the
-/// chunk order inside Q8_K blocks (see the module doc), and after Q8_0/Q8_1 blocks a table of
-/// each block's `d` and `s` as f32 ([n_blocks, 2], `s` = 0 for Q8_0), read by the kernels
-/// instead of converting the f16 fields once per weight row group.
+/// chunk order inside Q8_K blocks (see the module doc), and under `Avx2` and `Simd128`, after
+/// Q8_0/Q8_1 blocks, a table of each block's `d` and `s` as f32 ([n_blocks, 2], `s` = 0 for
+/// Q8_0), read by the kernels instead of converting the f16 fields once per weight row group.
 pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
     match isa.0 {
         Level::Scalar => quantize_activations(ty_weight, x, out),
@@ -154,6 +178,27 @@ pub fn prepare_activations(isa: Isa, ty_weight: GgmlType, x: &[f32], out: &mut V
             unsafe { x86_act::quantize(act, x, blocks, table) };
             Ok(())
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Level::Simd128 => {
+            quantize_activations(ty_weight, x, out)?;
+            let act = vec_dot_type(ty_weight)?;
+            if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) {
+                append_scale_table(act, out);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Appends to `out` (whole Q8_0 or Q8_1 blocks) each block's `d` and `s` (0 for Q8_0) as f32.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn append_scale_table(act: GgmlType, out: &mut Vec<u8>) {
+    let (ts, n_blocks) = (act.type_size(), out.len() / act.type_size());
+    for b in 0..n_blocks {
+        let f = |at: usize| f16_bits_to_f32(u16::from_le_bytes([out[b * ts + at], out[b * ts + at + 1]]));
+        let (d, s) = (f(0), if act == GgmlType::Q8_1 { f(2) } else { 0.0 });
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
     }
 }
 
@@ -194,7 +239,26 @@ pub fn dot_rows(
         out.fill(0.0);
         return Ok(());
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa.0 == Level::Simd128 {
+        use GgmlType::*;
+        let (a, table) = acts.split_at(n_tok * act_row);
+        let done = match ty {
+            Q4_1 => {
+                wasm_lanes::dot_rows::<{ wasm_lanes::Q4_1 }>(rows, row_bytes, a, act_row, table, n_tok, out);
+                true
+            }
+            Q8_0 => {
+                wasm_lanes::dot_rows::<{ wasm_lanes::Q8_0 }>(rows, row_bytes, a, act_row, table, n_tok, out);
+                true
+            }
+            _ => wasm_kquants::dot_rows(ty, rows, row_bytes, a, act_row, n_tok, out),
+        };
+        if done {
+            return Ok(());
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if isa.0 == Level::Avx2 {
@@ -258,6 +322,12 @@ pub fn dot_f16_rows(
                 *o = unsafe { x86_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first) };
             }
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Level::Simd128 => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = wasm_f16::dot_lanes(x, &bits[j * stride..][..x.len()], first);
+            }
+        }
         _ => {
             for (j, o) in out.iter_mut().enumerate() {
                 let mut lanes = F16Lanes::default();
@@ -297,7 +367,7 @@ impl F16Lanes {
 
 /// Bytes of the f32 scale table `prepare_activations` appends for `n` elements in `act`.
 fn scale_table_len(isa: Isa, act: GgmlType, n: usize) -> usize {
-    // Every set but the reference appends it (today: AVX2).
+    // Every set but the reference appends it (today: AVX2, simd128).
     let table = matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) && isa != Isa::SCALAR;
     if table { n / 32 * 8 } else { 0 }
 }

@@ -1,7 +1,8 @@
 //! Every kernel set against the scalar reference, bit for bit: activation bytes against
 //! `quantize_activations`, `dot_rows` against `dot_quantized`. The sets tried are those this CPU
-//! has (`Isa::available`), so the scalar path is always covered and the AVX2 one wherever the
-//! tests run on an AVX2 machine (the note printed says which ran).
+//! has (`Isa::available`), so the scalar path is always covered, the AVX2 one wherever the tests
+//! run on an AVX2 machine, and the simd128 one in the wasm32-wasip1 build with simd128
+//! (`scripts/test-wasm-simd.sh`; the note printed says which ran).
 
 use super::super::tests::{Rng, gaussian, random_blocks};
 use super::*;
@@ -32,7 +33,7 @@ fn activations(n: usize, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// The reference bytes with `isa`'s layout applied: Q8_K chunks reordered and, for Q8_0/Q8_1, the
-/// table of (d, s) as f32 appended under AVX2.
+/// table of (d, s) as f32 appended by every set but the reference.
 fn expected_layout(isa: Isa, ty: GgmlType, reference: &[u8]) -> Vec<u8> {
     let mut want = reference.to_vec();
     #[cfg(target_arch = "x86_64")]
@@ -47,6 +48,9 @@ fn expected_layout(isa: Isa, ty: GgmlType, reference: &[u8]) -> Vec<u8> {
                 }
             }
         }
+    }
+    if isa != Isa::SCALAR {
+        let act = vec_dot_type(ty).unwrap();
         if matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) {
             for blk in reference.chunks_exact(act.type_size()) {
                 let f = |at: usize| half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32();
@@ -56,8 +60,6 @@ fn expected_layout(isa: Isa, ty: GgmlType, reference: &[u8]) -> Vec<u8> {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (isa, ty);
     want
 }
 
@@ -363,4 +365,76 @@ fn f16_lanes_reduce_in_ggml_order() {
     let x: Vec<f32> = (0..8).map(|l| (v[l] + v[16 + l]) + (v[8 + l] + v[24 + l])).collect();
     let want = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
     assert_eq!(lanes.reduce(), want);
+}
+
+/// simd128's fused multiply-add through f64 (`wasm::fma_lanes`, `wasm::fma_f32`) against
+/// `mul_add`: an exact tie (1 + 2^-23)·3 that must round to even; a sum 1 + 2^-24 + 2^-60 that f64
+/// rounds to the f32 halfway point 1 + 2^-24, where rounding again to f32 would give 1 but the
+/// fused result is 1 + 2^-23 (d·s = (2^36 + 1)·2^-60 with d = 241·38737·2^-60, s = 17·433); and
+/// 1 + 2^-23 + 2^-24 − 2^-60, which must round down to 1 + 2^-23, not to the even 1 + 2^-22
+/// (d·s = (2^36 − 1)·2^-60, s = 4161).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[test]
+fn wasm_fma_rounds_once_at_halfway_sums() {
+    use super::wasm::{ZERO_LANES, fma_f32, fma_lanes, lanes_f32};
+    use core::arch::wasm32::*;
+    let d_tie = 1.0 + f32::EPSILON;
+    let d_far = 9_335_617.0 * 2f32.powi(-60);
+    let d_below = 16_515_135.0 * 2f32.powi(-60);
+    let cases: [(f32, f32, i32); 6] = [
+        (0.0, d_tie, 3),
+        (1.0, d_far, 7361),
+        (-1.0, -d_far, 7361),
+        (1.0 + f32::EPSILON, d_below, 4161),
+        (-1.0 - f32::EPSILON, d_below, -4161),
+        (0.5, 0.75, -3),
+    ];
+    for (c, d, s) in cases {
+        let want = d.mul_add(s as f32, c);
+        assert_eq!(fma_f32(d, s as f32, c).to_bits(), want.to_bits(), "fma_f32({d:e}, {s}, {c:e})");
+        let mut acc = ZERO_LANES;
+        acc[1] = f64x2(c as f64, 0.0);
+        fma_lanes(&mut acc, d, [i32x4_splat(s), i32x4_splat(s)]);
+        let got = lanes_f32(&acc);
+        assert_eq!(
+            got[2].to_bits(),
+            want.to_bits(),
+            "fma_lanes lane 2: {:e} vs {want:e} (c {c:e}, d {d:e}, s {s})",
+            got[2]
+        );
+        assert_eq!(got[0].to_bits(), (d * s as f32).to_bits(), "fma_lanes lane 0 (from 0)");
+    }
+    // Without the halfway check, the second case goes wrong: the f64 sum rounded to f32 is 1.
+    assert_eq!((1.0f64 + d_far as f64 * 7361.0) as f32, 1.0);
+    assert_eq!(d_far.mul_add(7361.0, 1.0), 1.0 + f32::EPSILON);
+    let odd = 1.0 + f32::EPSILON;
+    assert_eq!((odd as f64 + d_below as f64 * 4161.0) as f32, odd + f32::EPSILON);
+    assert_eq!(d_below.mul_add(4161.0, odd), odd);
+}
+
+/// Every f16 bit pattern (subnormals, infinities, NaNs included) through `dot_f16_rows`: rows of
+/// 40 copies of one value times ones, from cell 3 (a head, one whole step, a tail), against the
+/// reference lanes.
+#[test]
+fn dot_f16_rows_converts_every_f16() {
+    use half::f16;
+    let (n, first) = (40, 3);
+    let m: Vec<f16> = (0..=u16::MAX).flat_map(|h| std::iter::repeat_n(f16::from_bits(h), n)).collect();
+    let x = vec![1f32; n];
+    for isa in sets() {
+        let mut got = vec![0f32; 1 << 16];
+        dot_f16_rows(isa, &x, &m, n, first, &mut got).unwrap();
+        for (h, &g) in got.iter().enumerate() {
+            let mut lanes = F16Lanes::default();
+            for i in 0..n {
+                lanes.add(first + i, f16_bits_to_f32(h as u16));
+            }
+            let want = lanes.reduce();
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "{} f16 bits {h:#06x}: {g:e} vs reference {want:e}",
+                isa.name()
+            );
+        }
+    }
 }
