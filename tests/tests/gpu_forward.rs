@@ -82,10 +82,13 @@ fn compare(what: &str, want: &[Vec<f32>], got: &[Vec<f32>], near_tie: f32) -> (f
     (mean(&kls), flip)
 }
 
+/// A GPU variant's name and its logits at each position.
+type Run = (&'static str, Vec<Vec<f32>>);
+
 /// SmolLM2's logits along the CPU's 32 greedy tokens of "The capital of France is": the CPU's,
 /// then the GPU's with the prompt in one step (prefill kernels), token by token (decode kernels
 /// only) and in one step without subgroups; `None` without an adapter.
-fn smollm2_runs() -> Option<(Vec<Vec<f32>>, [(&'static str, Vec<Vec<f32>>); 3])> {
+fn smollm2_runs() -> Option<(Vec<Vec<f32>>, [Run; 3])> {
     let bytes = default_model_bytes();
     let g = Gguf::parse(&bytes).unwrap();
     let model = Model::from_gguf(&g).unwrap();
