@@ -27,6 +27,11 @@ pub struct DeviceArgs {
     /// CPU threads (default: one per core).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
+    /// GPU: the most tokens of a step whose projections run as the mat-vec over a few tokens
+    /// rather than the tiled matmul (default: aether_core::gpu::MULTI_MAX; 1 turns it off). For
+    /// measuring the crossing on a device.
+    #[arg(long, value_name = "TOKENS")]
+    pub multi_max: Option<u32>,
 }
 
 /// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
@@ -60,7 +65,8 @@ impl Device {
         if args.cpu {
             return cpu("--cpu".into());
         }
-        let opts = GpuOptions { poll_timeout: Some(POLL_TIMEOUT), ..Default::default() };
+        let opts =
+            GpuOptions { poll_timeout: Some(POLL_TIMEOUT), multi_max: args.multi_max, ..Default::default() };
         match pollster::block_on(Gpu::new(opts)) {
             Ok(gpu) => Ok(Device::Gpu(gpu)),
             Err(Error::NoAdapter { reason }) => cpu(format!("no GPU adapter: {reason}")),
