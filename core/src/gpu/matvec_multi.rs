@@ -54,8 +54,8 @@ pub const MULTI_TOKENS: [u32; 3] = [2, 4, 8];
 /// mat-vec, more than this the tiled matmul. Each token group of the multi kernel reads the
 /// weights again (from cache) and the matmul reads them once per 64 tokens but leaves most of
 /// its 64 × 64 tile idle below that, so the crossing is the device's: on lavapipe the multi
-/// kernel wins at 16 tokens (docs/PERF.md); an H100 is expected to favour it up to 32–64. Tune
-/// with [`GpuOptions::multi_max`](super::GpuOptions::multi_max) (`aether bench --multi-max`,
+/// kernel takes half the matmul's time at 2 tokens (docs/PERF.md); an H100 is expected to
+/// favour it up to 32–64 tokens. 16 is a guess until measured there. Tune with [`GpuOptions::multi_max`](super::GpuOptions::multi_max) (`aether bench --multi-max`,
 /// `gpu_matvec_bench`).
 pub const MULTI_MAX: u32 = 16;
 
