@@ -5,9 +5,9 @@
 //!   top-1 equal wherever the solo run's top-2 margin is not a near tie, and the mean KL within
 //!   gpu_forward.rs's bound for GPU results (4× the GPU's own noise, the KL between the
 //!   subgroup and workgroup-memory reductions of the same batched run, or 1e-3). They are not
-//!   bit-equal: a batch of decode tokens goes through the mat-vec over a few tokens where a lone
-//!   token takes the one-token mat-vec, which for SmolLM2's Q4_1 sums in another order (the
-//!   integer kernels of Q4_K/Q6_K/Q8_0 sum alike). A near tie is a margin below NEAR_TIE or below
+//!   bit-equal: a batch of decode tokens goes through the tiled matmul or the mat-vec over a few
+//!   tokens (`MULTI_MAX`) where a lone token takes the one-token mat-vec, which for SmolLM2's
+//!   Q4_1 sums in another order (the few-token integer kernels of Q4_K/Q6_K/Q8_0 sum alike). A near tie is a margin below NEAR_TIE or below
 //!   twice what the other reduction order alone moves that row's top-2 gap (SmolLM2 is that
 //!   sensitive: 0.05–0.46 logit on lavapipe);
 //! - greedy text: four prompts of 16 tokens generated together (prefill chunks interleaved with
