@@ -27,6 +27,11 @@ pub struct DeviceArgs {
     /// CPU threads (default: one per core).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
+    /// GPU: the most tokens of a step whose projections run as the mat-vec over a few tokens
+    /// rather than the tiled matmul (default: aether_core::gpu::MULTI_MAX; 1 turns it off). For
+    /// measuring the crossing on a device.
+    #[arg(long, value_name = "TOKENS")]
+    pub multi_max: Option<u32>,
 }
 
 /// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
@@ -65,6 +70,7 @@ impl Device {
         let opts = GpuOptions {
             poll_timeout: Some(POLL_TIMEOUT),
             no_coop_matrix: std::env::var_os("AETHER_NO_COOP_MATRIX").is_some_and(|v| v == "1"),
+            multi_max: args.multi_max,
             ..Default::default()
         };
         match pollster::block_on(Gpu::new(opts)) {

@@ -1,7 +1,13 @@
 //! Times the mat-vec kernels on this machine's adapter and prints GB/s of weights read. A program,
 //! not a timed test:
 //!
-//!     cargo run --release -p aether-tests --example gpu_matvec_bench [-- TYPE:ROWSxCOLS ...]
+//!     cargo run --release -p aether-tests --example gpu_matvec_bench [-- TYPE:ROWSxCOLS[xTOKENS] ...]
+//!
+//! A case with TOKENS > 1 (`Q4_K:4096x4096x8`) times the product for that many tokens (batched
+//! decode): the mat-vec over a few tokens (`matvec_multi_*`) and, for comparison, the tiled
+//! matmul; GB/s counts the weights once per dispatch, so the two compare directly with each other
+//! and with the one-token mat-vec. `AETHER_MULTI_SHAPES=64x2x8,128x1x16` also times the multi
+//! kernel with those workgroup sizes, rows per workgroup and tokens per group (tuning).
 //!
 //! Default cases: Q4_K 14336x4096 and 4096x14336 (llama3-8b's ffn_gate/up and ffn_down), Q8_0
 //! and Q6_K 4096x14336. For each, both kernel variants (`_sg` when the adapter has subgroups, and
@@ -20,7 +26,8 @@
 use std::time::Instant;
 
 use aether_core::gpu::{
-    Gpu, GpuOptions, GpuTensor, MatVec, act_pack_cpu, act_quant_cpu, matvec_cpu, packed_input,
+    Gpu, GpuOptions, GpuTensor, MatMul, MatVec, MatVecMulti, MultiShape, Step, StepBuffer, act_pack_cpu,
+    act_quant_cpu, matmul_cpu, packed_input,
 };
 use aether_core::quant::GgmlType;
 use aether_tests::gpu::{Rng, assert_nmse, weights};
@@ -29,11 +36,50 @@ const COPIES: usize = 8;
 const ROUNDS: usize = 25;
 const REPS: usize = 9;
 
-fn parse_case(s: &str) -> (GgmlType, usize, usize) {
-    let (ty, shape) = s.split_once(':').expect("TYPE:ROWSxCOLS");
+/// `TYPE:ROWSxCOLS` or `TYPE:ROWSxCOLSxTOKENS`.
+fn parse_case(s: &str) -> (GgmlType, usize, usize, usize) {
+    let (ty, shape) = s.split_once(':').expect("TYPE:ROWSxCOLS[xTOKENS]");
     let ty = GgmlType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(ty)).expect("known type");
-    let (r, c) = shape.split_once('x').expect("ROWSxCOLS");
-    (ty, r.parse().expect("rows"), c.parse().expect("cols"))
+    let dims: Vec<usize> = shape.split('x').map(|d| d.parse().expect("a number")).collect();
+    match dims[..] {
+        [r, c] => (ty, r, c, 1),
+        [r, c, t] => (ty, r, c, t.max(1)),
+        _ => panic!("TYPE:ROWSxCOLS[xTOKENS], got {s}"),
+    }
+}
+
+/// Which kernel a bench row times.
+#[derive(Clone)]
+enum Kernel {
+    /// The one-token mat-vec, optionally with (workgroup size, rows per workgroup).
+    Vec(Option<(u32, u32)>),
+    /// The mat-vec over a few tokens, optionally with a geometry of its own.
+    Multi(Option<MultiShape>),
+    Mat,
+}
+
+enum Op {
+    Vec(MatVec),
+    Multi(MatVecMulti),
+    Mat(MatMul),
+}
+
+impl Op {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        match self {
+            Op::Vec(op) => op.encode(pass),
+            Op::Multi(op) => op.encode(pass, n_tokens),
+            Op::Mat(op) => op.encode(pass, n_tokens),
+        }
+    }
+
+    fn key(&self, n_tokens: u32) -> String {
+        match self {
+            Op::Vec(op) => op.key().to_string(),
+            Op::Multi(op) => op.key(n_tokens).to_string(),
+            Op::Mat(op) => op.key().to_string(),
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -48,7 +94,8 @@ struct Timing {
 
 fn time_pass(
     gpu: &Gpu,
-    ops: &[MatVec],
+    ops: &[Op],
+    n_tokens: u32,
     query: Option<(&wgpu::QuerySet, &wgpu::Buffer, &wgpu::Buffer)>,
 ) -> Timing {
     let mut enc = gpu.device().create_command_encoder(&Default::default());
@@ -61,7 +108,7 @@ fn time_pass(
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
         for _ in 0..ROUNDS {
             for op in ops {
-                op.encode(&mut pass);
+                op.encode(&mut pass, n_tokens);
             }
         }
     }
@@ -88,16 +135,21 @@ fn time_pass(
     Timing { gpu_s, wall_s }
 }
 
-fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, shape: Option<(u32, u32)>) {
+fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, kernel: Kernel) {
     let mut rng = Rng::new(42);
     let bytes = weights(ty, rows, cols, true, &mut rng);
-    let mut x = rng.vec(cols);
-    // The packed-input kernels read the CPU's quantization of x; their twin the same levels.
-    let words: Vec<u32> = if packed_input(ty) {
+    let mut x = rng.vec(n_tokens * cols);
+    // The packed-input kernels read the CPU's quantization of x; their twin the same levels. The
+    // matmul reads it back in f32, as the forward pass gives it.
+    let packed = packed_input(ty) && !matches!(kernel, Kernel::Mat);
+    let words: Vec<u32> = if packed {
         let packed = act_pack_cpu(ty, &x, cols).expect("pack");
         x = act_quant_cpu(ty, &x).expect("quantize");
         packed
     } else {
+        if packed_input(ty) {
+            x = act_quant_cpu(ty, &x).expect("quantize");
+        }
         x.iter().map(|v| v.to_bits()).collect()
     };
     let dev = gpu.device();
@@ -119,28 +171,36 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, shape: Option<(u32, 
         .map(|_| {
             dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("y"),
-                size: (rows * 4) as u64,
+                size: (n_tokens * rows * 4) as u64,
                 usage,
                 mapped_at_creation: false,
             })
         })
         .collect();
-    let ops: Vec<MatVec> = tensors
+    let step = StepBuffer::new(gpu).expect("step");
+    let n = n_tokens as u32;
+    step.write(gpu, Step::new(0, n));
+    let ops: Vec<Op> = tensors
         .iter()
         .zip(&ys)
-        .map(|(w, y)| match shape {
-            Some((wg, r)) => MatVec::with_shape(gpu, w, &xb, y, wg, r),
-            None => MatVec::new(gpu, w, &xb, 0, y, 0),
+        .map(|(w, y)| match &kernel {
+            Kernel::Vec(Some((wg, r))) => MatVec::with_shape(gpu, w, &xb, y, *wg, *r).map(Op::Vec),
+            Kernel::Vec(None) => MatVec::new(gpu, w, &xb, 0, y, 0).map(Op::Vec),
+            Kernel::Multi(Some(shape)) => {
+                MatVecMulti::with_shape(gpu, w, &xb, y, &step, n, shape.clone()).map(Op::Multi)
+            }
+            Kernel::Multi(None) => MatVecMulti::new(gpu, w, &xb, 0, y, 0, &step, n).map(Op::Multi),
+            Kernel::Mat => MatMul::new(gpu, w, &xb, 0, y, 0, &step, n).map(Op::Mat),
         })
-        .map(|m| m.expect("matvec"))
+        .map(|m| m.expect("kernel"))
         .collect();
+    let key = ops[0].key(n);
 
     // Correctness on this adapter first.
-    time_pass(gpu, &ops[..1], None);
-    let got = pollster::block_on(gpu.read_f32(&ys[0], 0, rows)).expect("read y");
-    let mut want = vec![0f32; rows];
-    matvec_cpu(ty, &bytes, &x, &mut want).expect("cpu");
-    let nmse = assert_nmse(&got, &want, 1e-10, &format!("{} {rows}x{cols}", ops[0].key()));
+    time_pass(gpu, &ops[..1], n, None);
+    let got = pollster::block_on(gpu.read_f32(&ys[0], 0, n_tokens * rows)).expect("read y");
+    let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).expect("cpu");
+    let nmse = assert_nmse(&got, &want, 5e-4, &format!("{key} {rows}x{cols}x{n_tokens}"));
 
     let query = gpu.caps().timestamps.then(|| {
         let q = dev.create_query_set(&wgpu::QuerySetDescriptor {
@@ -163,8 +223,8 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, shape: Option<(u32, 
         (q, resolve, read)
     });
     let query = query.as_ref().map(|(q, r, b)| (q, r, b));
-    time_pass(gpu, &ops, query); // warm-up
-    let runs: Vec<Timing> = (0..REPS).map(|_| time_pass(gpu, &ops, query)).collect();
+    time_pass(gpu, &ops, n, query); // warm-up
+    let runs: Vec<Timing> = (0..REPS).map(|_| time_pass(gpu, &ops, n, query)).collect();
     let dispatches = (COPIES * ROUNDS) as f64;
     let weight_bytes = tensors[0].gpu_bytes() as f64;
     let wall = median(runs.iter().map(|t| t.wall_s).collect()) / dispatches;
@@ -177,10 +237,11 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, shape: Option<(u32, 
         None => "       (no timestamps)".to_string(),
     };
     println!(
-        "| {:<16} | {:>5}x{:<5} | {:>7.2} MB | {gpu_part} | {:8.2} µs {:8.1} GB/s | {nmse:.1e} |",
-        ops[0].key(),
+        "| {:<28} | {:>5}x{:<5}x{:<3} | {:>7.2} MB | {gpu_part} | {:8.2} µs {:8.1} GB/s | {nmse:.1e} |",
+        key,
         rows,
         cols,
+        n_tokens,
         weight_bytes / 1e6,
         wall * 1e6,
         gb(wall),
@@ -269,15 +330,15 @@ fn roofline(gpu: &Gpu) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cases: Vec<(GgmlType, usize, usize)> = if args.is_empty() {
+    let cases: Vec<(GgmlType, usize, usize, usize)> = if args.is_empty() {
         vec![
-            (GgmlType::Q4K, 14336, 4096),
-            (GgmlType::Q4K, 4096, 14336),
-            (GgmlType::Q5K, 4096, 14336),
-            (GgmlType::Q6K, 4096, 14336),
-            (GgmlType::Q8_0, 4096, 14336),
-            (GgmlType::Q4_0, 4096, 14336),
-            (GgmlType::F16, 4096, 4096),
+            (GgmlType::Q4K, 14336, 4096, 1),
+            (GgmlType::Q4K, 4096, 14336, 1),
+            (GgmlType::Q5K, 4096, 14336, 1),
+            (GgmlType::Q6K, 4096, 14336, 1),
+            (GgmlType::Q8_0, 4096, 14336, 1),
+            (GgmlType::Q4_0, 4096, 14336, 1),
+            (GgmlType::F16, 4096, 4096, 1),
         ]
     } else {
         args.iter().map(|a| parse_case(a)).collect()
@@ -291,7 +352,9 @@ fn main() {
     println!(
         "{COPIES} copies x {ROUNDS} rounds per pass, median of {REPS} passes; GB/s = weight bytes / time per dispatch"
     );
-    println!("| kernel | rows x cols | weights | GPU time / dispatch | wall / dispatch | NMSE vs CPU |");
+    println!(
+        "| kernel | rows x cols x tokens | weights | GPU time / dispatch | wall / dispatch | NMSE vs CPU |"
+    );
     println!("|---|---|---|---|---|---|");
     let portable = best.caps().subgroups.then(|| {
         pollster::block_on(Gpu::new(GpuOptions { no_subgroups: true, ..Default::default() }))
@@ -305,13 +368,33 @@ fn main() {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect();
-    for &(ty, rows, cols) in &cases {
-        bench(&best, ty, rows, cols, None);
-        for &shape in &shapes {
-            bench(&best, ty, rows, cols, Some(shape));
+    let multi_shapes: Vec<MultiShape> = std::env::var("AETHER_MULTI_SHAPES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|s| {
+            let d: Vec<u32> = s.split('x').map(|d| d.parse().ok()).collect::<Option<_>>()?;
+            match d[..] {
+                [wg, rows, nt] => Some(MultiShape { wg, rows, tokens: vec![nt] }),
+                _ => None,
+            }
+        })
+        .collect();
+    for &(ty, rows, cols, n_tokens) in &cases {
+        let mut kernels = Vec::new();
+        if n_tokens == 1 {
+            kernels.push(Kernel::Vec(None));
+            kernels.extend(shapes.iter().map(|&s| Kernel::Vec(Some(s))));
+        } else {
+            kernels.push(Kernel::Multi(None));
+            kernels.extend(multi_shapes.iter().map(|s| Kernel::Multi(Some(s.clone()))));
+            kernels.push(Kernel::Mat);
+        }
+        for k in kernels {
+            bench(&best, ty, rows, cols, n_tokens, k);
         }
         if let Some(g) = &portable {
-            bench(g, ty, rows, cols, None);
+            let k = if n_tokens == 1 { Kernel::Vec(None) } else { Kernel::Multi(None) };
+            bench(g, ty, rows, cols, n_tokens, k);
         }
     }
 }

@@ -5,8 +5,11 @@
 //!   top-1 equal wherever the solo run's top-2 margin is not a near tie, and the mean KL within
 //!   gpu_forward.rs's bound for GPU results (4× the GPU's own noise, the KL between the
 //!   subgroup and workgroup-memory reductions of the same batched run, or 1e-3). They are not
-//!   bit-equal: a batch of decode tokens goes through the tiled matmul where a lone token takes
-//!   the mat-vec, which sums in another order;
+//!   bit-equal: a batch of decode tokens goes through the tiled matmul or the mat-vec over a few
+//!   tokens (`MULTI_MAX`) where a lone token takes the one-token mat-vec, which for SmolLM2's
+//!   Q4_1 sums in another order (the few-token integer kernels of Q4_K/Q6_K/Q8_0 sum alike). A near tie is a margin below NEAR_TIE or below
+//!   twice what the other reduction order alone moves that row's top-2 gap (SmolLM2 is that
+//!   sensitive: 0.05–0.46 logit on lavapipe);
 //! - greedy text: four prompts of 16 tokens generated together (prefill chunks interleaved with
 //!   decode, staggered starts) equal each prompt's text alone. The prompts are ones whose greedy
 //!   path has no near tie (top-2 margin ≥ 0.2 on the CPU at every token, checked first): SmolLM2
@@ -49,6 +52,13 @@ fn softmax(l: &[f32]) -> Vec<f64> {
 fn kl(p: &[f32], q: &[f32]) -> f64 {
     let (p, q) = (softmax(p), softmax(q));
     p.iter().zip(&q).filter(|(a, _)| **a > 0.0).map(|(a, b)| a * (a / b.max(1e-300)).ln()).sum()
+}
+
+/// Indices of the largest and second-largest logits.
+fn top2(l: &[f32]) -> (usize, usize) {
+    let a = argmax(l) as usize;
+    let b = (0..l.len()).filter(|&i| i != a).max_by(|&i, &j| l[i].total_cmp(&l[j])).unwrap_or(a);
+    (a, b)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -143,8 +153,12 @@ fn batched_logits_match_each_sequence_alone() {
                 t0 + n - 1,
                 margin(want)
             );
-            if margin(want) >= NEAR_TIE {
-                assert_eq!(argmax(got), argmax(want), "{what}: top-1 differs");
+            // The row's own noise: how far the other reduction order alone moves the gap between
+            // the solo top two (up to 0.46 logit on lavapipe); a margin within twice that is a tie.
+            let (a, b) = top2(want);
+            let shift = ((got[a] - got[b]) - (noise[r][j][a] - noise[r][j][b])).abs();
+            if margin(want) >= NEAR_TIE.max(2.0 * shift) {
+                assert_eq!(argmax(got), argmax(want), "{what}: top-1 differs (gap noise {shift:.4})");
             } else {
                 ties += 1;
             }

@@ -46,6 +46,10 @@ pub struct GpuOptions {
     /// [`Error::GpuTimeout`] (`None`: for ever). A hung kernel then fails a test instead of
     /// hanging it. The browser never blocks, so there it does nothing.
     pub poll_timeout: Option<Duration>,
+    /// The most tokens a step's projections run as the mat-vec over a few tokens rather than the
+    /// tiled matmul ([`Caps::multi_max`]; `None`: [`MULTI_MAX`](super::MULTI_MAX); 1 turns it
+    /// off). For measuring where one overtakes the other.
+    pub multi_max: Option<u32>,
 }
 
 /// What the kernels may use on this device, decided once in [`Gpu::new`].
@@ -80,6 +84,10 @@ pub struct Caps {
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage: u32,
     pub min_uniform_offset_alignment: u32,
+    /// A step of 2..=multi_max tokens runs its projections with the mat-vec over a few tokens
+    /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
+    /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
+    pub multi_max: u32,
 }
 
 /// The optional features the kernels can use; requested when the adapter has them.
@@ -329,6 +337,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         max_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
         max_workgroup_storage: l.max_compute_workgroup_storage_size,
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
+        multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
     }
 }
 

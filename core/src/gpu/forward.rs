@@ -13,11 +13,12 @@
 //! both — whose tokens each carry their (sequence, position) in the step table (`step.rs`). It
 //! writes the token ids, the table and the [`Step`] uniforms, records every launcher into ONE
 //! compute pass and submits: no GPU object is created per token, and the pass count does not grow
-//! with the layers. A projection is a mat-vec when the step has one token and a tiled matmul
-//! otherwise ([`Proj`]), so a batch of decode tokens reads each weight once. The head gathers the
-//! last token of each run that wants an output, and its logits come back only when a sampler
-//! needs them; greedy runs take the argmax on the GPU and read back one `u32` each, and a step
-//! of greedy decode tokens is followed at once by the next, fed on the GPU ([`Ahead`]).
+//! with the layers. A projection is a mat-vec when the step has one token, the mat-vec over a few
+//! tokens up to `Caps::multi_max` and a tiled matmul beyond ([`Proj`]), so a batch of decode
+//! tokens reads each weight once. The head gathers the last token of each run that wants an
+//! output, and its logits come back only when a sampler needs them; greedy runs take the argmax
+//! on the GPU and read back one `u32` each, and a step of greedy decode tokens is followed at once
+//! by the next, fed on the GPU ([`Ahead`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,8 +26,8 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan, StepTable,
-    needs_block_sums,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan,
+    StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -196,21 +197,27 @@ impl GpuModel {
 /// conversion (`ActQuant::new_normed`) rather than run as its own kernel.
 const FUSE_NORMS: bool = true;
 
-/// A projection `y = W·x` of a step: a mat-vec for one token, a tiled matmul for more (none where
-/// a step never has more than one row). With `add`, the product goes into a residual stream: the
-/// mat-vec adds it itself, the matmul writes it to y and `add` adds y to the stream.
+/// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens for
+/// up to `multi_max` (batched decode; only types with such a kernel), a tiled matmul for more
+/// (each absent where a step never has that many rows). With `add`, the product goes into a
+/// residual stream: the mat-vecs add it themselves, the matmul writes it to y and `add` adds y to
+/// the stream.
 struct Proj {
     vec: MatVec,
+    multi: Option<MatVecMulti>,
     mat: Option<MatMul>,
     /// After a Q4_1/Q5_1 matmul: its block sums as the CPU's dot products take them.
     fix: Option<BlockSums>,
     add: Option<Add>,
+    /// `Caps::multi_max`.
+    multi_max: u32,
 }
 
 impl Proj {
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n: u32) {
-        match &self.mat {
-            Some(mat) if n > 1 => {
+        match (&self.multi, &self.mat) {
+            (Some(multi), _) if n > 1 && n <= self.multi_max => multi.encode(pass, n),
+            (_, Some(mat)) if n > 1 => {
                 mat.encode(pass, n);
                 if let Some(fix) = &self.fix {
                     fix.encode(pass, n);
@@ -1028,16 +1035,27 @@ impl Builder<'_> {
                 Some(r) => MatVec::new_add(gpu, w, vec_in, 0, r, 0)?,
                 None => MatVec::new(gpu, w, vec_in, 0, y, 0)?,
             };
-            let mat = if n > 1 { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
-            let fix = match needs_block_sums(w.ty) && n > 1 {
+            let multi_max = gpu.caps().multi_max;
+            let few = n.min(multi_max);
+            let multi = match residual {
+                _ if few < 2 || super::shaders::matvec_multi_kernel(w.ty).is_none() => None,
+                Some(r) => Some(MatVecMulti::new_add(gpu, w, vec_in, 0, r, 0, step, few)?),
+                None => Some(MatVecMulti::new(gpu, w, vec_in, 0, y, 0, step, few)?),
+            };
+            // The matmul takes the steps the mat-vecs do not.
+            let many = n > 1 && (multi.is_none() || n > multi_max);
+            let mat = if many { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
+            let fix = match needs_block_sums(w.ty) && many {
                 true => Some(BlockSums::new(gpu, w, (&packed, 0), (y, 0), step, n)?),
                 false => None,
             };
             let add = match residual {
-                Some(r) => Some(Add::new(gpu, step, (r, 0), (y, 0), w.rows as u32, false, Rows::Step)?),
-                None => None,
+                Some(r) if many => {
+                    Some(Add::new(gpu, step, (r, 0), (y, 0), w.rows as u32, false, Rows::Step)?)
+                }
+                _ => None,
             };
-            let proj = Proj { vec, mat, fix, add };
+            let proj = Proj { vec, multi, mat, fix, add, multi_max };
             ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
         Ok(())

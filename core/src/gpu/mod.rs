@@ -9,7 +9,8 @@
 //! before its submission: the [`Step`] uniform (token count) and the [`StepTable`] (each token's
 //! sequence and position, the attention's decode rows and prefill tiles, the output rows), built
 //! on the host as a [`StepPlan`]. One launcher per kernel, named as
-//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]); `get_rows.rs`
+//! its `.wgsl` file, beside its CPU twin: `matvec.rs` ([`MatVec`], [`matvec_cpu`]) and
+//! `matvec_multi.rs` ([`MatVecMulti`], [`matvec_multi_cpu`]: the same over a few tokens); `get_rows.rs`
 //! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
 //! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
 //! parameters), with `block_sums.rs` ([`BlockSums`]) after a Q4_1/Q5_1 matmul; the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
@@ -26,6 +27,7 @@ mod block_sums;
 mod context;
 mod forward;
 mod matvec;
+mod matvec_multi;
 // Tiled kernels on decoded weights: embedding lookup and the prefill product.
 mod get_rows;
 mod matmul;
@@ -69,6 +71,7 @@ pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
 pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
+pub use matvec_multi::{MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, matvec_multi_cpu};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{MatMul, matmul_cpu};

@@ -39,6 +39,11 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_q4_k.wgsl", include_str!("../../../shaders/matvec_q4_k.wgsl")),
     ("matvec_q5_k.wgsl", include_str!("../../../shaders/matvec_q5_k.wgsl")),
     ("matvec_q6_k.wgsl", include_str!("../../../shaders/matvec_q6_k.wgsl")),
+    // The mat-vecs over a few tokens: integer ones for the packed-input types, a decoded one.
+    ("matvec_multi_q4_k.wgsl", include_str!("../../../shaders/matvec_multi_q4_k.wgsl")),
+    ("matvec_multi_q6_k.wgsl", include_str!("../../../shaders/matvec_multi_q6_k.wgsl")),
+    ("matvec_multi_q8_0.wgsl", include_str!("../../../shaders/matvec_multi_q8_0.wgsl")),
+    ("matvec_multi.wgsl", include_str!("../../../shaders/matvec_multi.wgsl")),
     // The element-wise kernels of the forward pass, and their swappable sections.
     ("rmsnorm.wgsl", include_str!("../../../shaders/rmsnorm.wgsl")),
     ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
@@ -93,6 +98,31 @@ pub const MATVEC_TYPES: [GgmlType; 13] = {
 /// The file stem of `ty`'s mat-vec kernel (`matvec_q4_k`), if it has one.
 pub fn matvec_stem(ty: GgmlType) -> Option<String> {
     MATVEC_TYPES.contains(&ty).then(|| format!("matvec_{}", ty.name().to_ascii_lowercase()))
+}
+
+/// The kernel of `ty`'s mat-vec over a few tokens and whether it is the decoded one
+/// (`matvec_multi.wgsl`, completed by the type's decoder) rather than one of the type's own
+/// (`matvec_multi_q4_k.wgsl`, for the packed-input types); `None` without either.
+pub fn matvec_multi_kernel(ty: GgmlType) -> Option<(&'static str, bool)> {
+    let own = format!("matvec_multi_{}.wgsl", ty.name().to_ascii_lowercase());
+    if let Some(src) = source(&own) {
+        return Some((src, false));
+    }
+    // The generic kernel reads x in f32: a type whose mat-vec takes packed levels needs its own.
+    if !DECODER_TYPES.contains(&ty) || super::packed_input(ty) {
+        return None;
+    }
+    Some((source("matvec_multi.wgsl")?, true))
+}
+
+/// The source of `ty`'s mat-vec over a few tokens as the device compiles it: the kernel with
+/// its reduction spliced on, after the type's decoder if it takes one, after
+/// `enable subgroups;` for the browser with subgroups. `None` if `ty` has no such kernel.
+pub fn matvec_multi_source(ty: GgmlType, subgroups: bool, browser: bool) -> Option<String> {
+    let (kernel, decoded) = matvec_multi_kernel(ty)?;
+    let spliced = splice_reduce(kernel, subgroups, false)?;
+    let src = if decoded { with_decoder(&spliced, ty)? } else { spliced };
+    Some(for_backend(src, subgroups, browser))
 }
 
 /// The tensor types with a decoder (`dequant_<type>.wgsl`): the same as have a mat-vec kernel.

@@ -232,3 +232,34 @@ fn every_kernel_fits_webgpus_workgroup_memory() {
         assert!(bytes <= 16384, "{name}: {bytes} bytes of workgroup memory");
     }
 }
+
+/// The mat-vecs over a few tokens: every type's kernel (its own integer one, or the decoded one
+/// after its decoder) validates with both reductions at every token-group size built, and fits
+/// WebGPU's workgroup memory with the reductions' largest `ROWS`.
+#[test]
+fn every_multi_token_matvec_validates_with_both_reductions() {
+    use super::MULTI_TOKENS;
+    for ty in MATVEC_TYPES {
+        let (kernel, decoded) = shaders::matvec_multi_kernel(ty).unwrap_or_else(|| panic!("{ty}: no kernel"));
+        assert_eq!(decoded, !super::packed_input(ty), "{ty}: integer kernel iff packed input");
+        let last = kernel.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with(REDUCE_MARKER), "{ty}: multi kernel must end at `{REDUCE_MARKER}`");
+        let nt = shaders::const_u32(kernel, "NT").expect("const NT");
+        for sg in [false, true] {
+            let src = shaders::matvec_multi_source(ty, sg, false).expect("source");
+            assert_eq!(sg, src.contains("subgroupAdd"), "{ty} sg={sg}: wrong reduction");
+            let browser = shaders::matvec_multi_source(ty, sg, true).expect("source");
+            assert_eq!(browser.starts_with("enable subgroups;\n"), sg, "{ty} sg={sg}: directive");
+            for t in MULTI_TOKENS {
+                let old = format!("const NT: u32 = {nt}u;");
+                let src = src.replace(&old, &format!("const NT: u32 = {t}u;"));
+                validate(&format!("matvec_multi {ty} sg={sg} nt={t}"), &src);
+                let bytes = workgroup_bytes(&src);
+                assert!(
+                    bytes <= 16384,
+                    "matvec_multi {ty} sg={sg} nt={t}: {bytes} bytes of workgroup memory"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+// matvec_multi_q4_k.wgsl — Y[t, r] = Σ_c W[r, c] · X[t, c] for the few tokens t < n_tokens of a
+// step (batched decode: one token of each of 2..N sequences) and the n_rows rows of one piece of
+// a Q4_K tensor: matvec_q4_k.wgsl's integer products, with every weight vector a lane loads
+// used for NT tokens. CPU twin: gpu::matvec_multi_cpu (quant::dot per row and token); launcher:
+// core/src/gpu/matvec_multi.rs.
+//
+// Layout: W as in matvec_q4_k.wgsl (144-byte blocks of 256 as nine 16-byte vectors). X is packed
+// Q8_K levels (act_quant.wgsl's `xq`), token t's row at word x_off + t · x_stride: levels
+// [cols / 4 words], then a scale per 32 elements. Y is f32 [tokens, y_stride] from element y_off
+// (y_stride = rows of the whole tensor, y_off includes the piece's first row), as matmul.wgsl's.
+// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row
+// of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
+// block, invocation s (0..TPB) decodes level vector s and the scales of each row once (as the
+// one-token kernel does), then multiplies them with the matching levels of each token of the
+// group. The NR × NT sums (row-major) go through the spliced reduction, whose `ROWS` is their
+// count. Past the first group the rows' bytes come again from cache.
+
+override WG: u32 = 64u;
+// Weight rows per workgroup.
+const NR: u32 = 2u;
+// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8).
+const NT: u32 = 8u;
+// Partial sums per invocation, as the reduction calls them: [NR, NT].
+const ROWS: u32 = NR * NT;
+// Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
+const TPB: u32 = 8u;
+
+struct Params {
+    n_rows: u32,      // rows in this piece
+    cols: u32,        // elements per row (ne[0])
+    row_bytes: u32,   // bytes per row
+    x_off: u32,       // token 0's row of xq, in words (a multiple of 4)
+    x_stride: u32,    // words per token of xq (a multiple of 4)
+    y_off: u32,       // of row 0 of this piece, token 0
+    y_stride: u32,    // elements per token of Y (rows of the whole tensor)
+    groups_x: u32,    // workgroups per row of the dispatch grid
+    add: u32,         // 1: Y += W·X (a residual add), 0: Y = W·X
+    max_tokens: u32,  // tokens the buffers hold
+    _pad0: u32,
+    _pad1: u32,
+}
+
+struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;  // [n_rows, row_bytes] bytes
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;  // [max_tokens, x_stride] words
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens · y_stride]
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> step: Step;
+
+// Packed scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8: as matvec_q4_k.wgsl.
+fn scales(s0: u32, s2: u32, lo: bool) -> u32 {
+    return select((s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u), s0 & 0x3F3F3F3Fu, lo);
+}
+
+fn mins(s1: u32, s2: u32, lo: bool) -> u32 {
+    return select(((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u), s1 & 0x3F3F3F3Fu, lo);
+}
+
+// Σ of four products of the int8 lanes of `a` and `b`.
+fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let row0 = (wg.y * p.groups_x + wg.x) * NR;
+    if row0 >= p.n_rows {
+        return;
+    }
+    let n_tok = min(step.n_tokens, p.max_tokens);
+    let s = lane.lid % TPB;
+    let pr = s / 2u;           // the pair of sub-blocks 2pr, 2pr + 1
+    let lo = pr < 2u;          // sub-blocks 0..4: scales in the low words
+    let sh = 16u * (pr % 2u);  // their bytes 2 (pr % 2), + 1 of the scale word
+    let ones = vec4<u32>(0x01010101u);
+    let row_v = p.row_bytes / 16u;
+    for (var t0 = 0u; t0 < n_tok; t0 += NT) {
+        var acc: array<f32, ROWS>;
+        for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
+            // Each row's levels of sub-blocks 2pr (low nibbles) and 2pr + 1 (high), and its
+            // factors (d, dmin, the two scales and the two mins).
+            var qa: array<vec4<u32>, NR>;
+            var qb: array<vec4<u32>, NR>;
+            var dm: array<vec2<f32>, NR>;
+            var sc: array<vec2<f32>, NR>;
+            var mn: array<vec2<f32>, NR>;
+            for (var r = 0u; r < NR; r++) {
+                let blk = min(row0 + r, p.n_rows - 1u) * row_v + 9u * b;
+                let hd = w[blk];
+                let q = w[blk + 1u + s];
+                qa[r] = q & vec4<u32>(0x0F0F0F0Fu);
+                qb[r] = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+                dm[r] = unpack2x16float(hd.x);
+                let scw = (scales(hd.y, hd.w, lo) >> sh) & 0xFFFFu;
+                let mnw = (mins(hd.z, hd.w, lo) >> sh) & 0xFFFFu;
+                sc[r] = vec2<f32>(f32(scw & 0xFFu), f32(scw >> 8u));
+                mn[r] = vec2<f32>(f32(mnw & 0xFFu), f32(mnw >> 8u));
+            }
+            for (var t = 0u; t < NT; t++) {
+                if t0 + t < n_tok {
+                    let xw = p.x_off + (t0 + t) * p.x_stride;
+                    let xv = xw / 4u + 16u * b + 4u * pr + s % 2u;
+                    let xa = x[xv];
+                    let xb = x[xv + 2u];
+                    let sums = vec2<f32>(f32(dot4(ones, xa)), f32(dot4(ones, xb)));
+                    let dx = bitcast<f32>(x[(xw + p.cols / 4u) / 4u + 2u * b].x);
+                    for (var r = 0u; r < NR; r++) {
+                        let prod = sc[r].x * f32(dot4(qa[r], xa)) + sc[r].y * f32(dot4(qb[r], xb));
+                        let bias = mn[r].x * sums.x + mn[r].y * sums.y;
+                        acc[r * NT + t] += dx * (dm[r].x * prod - dm[r].y * bias);
+                    }
+                }
+            }
+        }
+        let total = reduce_rows(acc, lane);
+        let r = row0 + lane.lid / NT;
+        let t = t0 + lane.lid % NT;
+        if lane.lid < ROWS && r < p.n_rows && t < n_tok {
+            let i = p.y_off + t * p.y_stride + r;
+            y[i] = select(total, y[i] + total, p.add != 0u);
+        }
+        // The next group's reduction reuses the workgroup memory this one read.
+        workgroupBarrier();
+    }
+}
+
+// ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).

@@ -1,0 +1,103 @@
+// matvec_multi_q8_0.wgsl — Y[t, r] = Σ_c W[r, c] · X[t, c] for the few tokens t < n_tokens of a
+// step (batched decode) and the n_rows rows of one piece of a Q8_0 tensor: matvec_q8_0.wgsl's
+// integer products, with every weight vector a lane loads used for NT tokens. CPU twin:
+// gpu::matvec_multi_cpu (quant::dot per row and token); launcher: core/src/gpu/matvec_multi.rs.
+//
+// Layout: W as in matvec_q8_0.wgsl (34-byte blocks of 32: f16 d, i8 qs[32], on 2-byte
+// boundaries). X is packed Q8_0 levels (act_quant.wgsl's `xq`), token t's row at word
+// x_off + t · x_stride: levels [cols / 4 words], then a scale per 32 elements. Y is f32
+// [tokens, y_stride] from element y_off (y_stride = rows of the whole tensor), as matmul.wgsl's.
+// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row
+// of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
+// block, invocation s (0..TPB) loads qs[16s..16s + 16] and d of each row once, then multiplies
+// them with the matching levels of each token of the group. The NR × NT sums (row-major) go
+// through the spliced reduction, whose `ROWS` is their count.
+
+override WG: u32 = 64u;
+// Weight rows per workgroup.
+const NR: u32 = 2u;
+// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8).
+const NT: u32 = 8u;
+// Partial sums per invocation, as the reduction calls them: [NR, NT].
+const ROWS: u32 = NR * NT;
+// Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
+const TPB: u32 = 2u;
+
+struct Params {
+    n_rows: u32,      // rows in this piece
+    cols: u32,        // elements per row (ne[0])
+    row_bytes: u32,   // bytes per row
+    x_off: u32,       // token 0's row of xq, in words (a multiple of 4)
+    x_stride: u32,    // words per token of xq (a multiple of 4)
+    y_off: u32,       // of row 0 of this piece, token 0
+    y_stride: u32,    // elements per token of Y (rows of the whole tensor)
+    groups_x: u32,    // workgroups per row of the dispatch grid
+    add: u32,         // 1: Y += W·X (a residual add), 0: Y = W·X
+    max_tokens: u32,  // tokens the buffers hold
+    _pad0: u32,
+    _pad1: u32,
+}
+
+struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;        // [n_rows, row_bytes] bytes, padded to 4
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;  // [max_tokens, x_stride] words
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens · y_stride]
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> step: Step;
+
+// Σ of four products of the int8 lanes of `a` and `b`.
+fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let row0 = (wg.y * p.groups_x + wg.x) * NR;
+    if row0 >= p.n_rows {
+        return;
+    }
+    let n_tok = min(step.n_tokens, p.max_tokens);
+    let s = lane.lid % TPB;
+    for (var t0 = 0u; t0 < n_tok; t0 += NT) {
+        var acc: array<f32, ROWS>;
+        for (var b = lane.lid / TPB; b < p.cols / 32u; b += WG / TPB) {
+            // Each row's 16 levels of this invocation and its scale.
+            var q: array<vec4<u32>, NR>;
+            var dw: array<f32, NR>;
+            for (var r = 0u; r < NR; r++) {
+                let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 34u * b;
+                let start = blk + 2u + 16u * s;
+                let i = start / 4u;
+                // 0 or 16: blocks start on even bytes.
+                let sh = (start % 4u) * 8u;
+                let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+                let hi = vec4<u32>(a.yzw, w[i + 4u]);
+                q[r] = select((a >> vec4<u32>(sh)) | (hi << vec4<u32>(32u - sh)), a, sh == 0u);
+                dw[r] = unpack2x16float(w[blk / 4u] >> ((blk % 4u) * 8u)).x;
+            }
+            for (var t = 0u; t < NT; t++) {
+                if t0 + t < n_tok {
+                    let xw = p.x_off + (t0 + t) * p.x_stride;
+                    let xs = x[xw / 4u + 2u * b + s];
+                    let sw = xw + p.cols / 4u + b;
+                    let dx = bitcast<f32>(x[sw / 4u][sw % 4u]);
+                    for (var r = 0u; r < NR; r++) {
+                        acc[r * NT + t] += (dw[r] * dx) * f32(dot4(q[r], xs));
+                    }
+                }
+            }
+        }
+        let total = reduce_rows(acc, lane);
+        let r = row0 + lane.lid / NT;
+        let t = t0 + lane.lid % NT;
+        if lane.lid < ROWS && r < p.n_rows && t < n_tok {
+            let i = p.y_off + t * p.y_stride + r;
+            y[i] = select(total, y[i] + total, p.add != 0u);
+        }
+        // The next group's reduction reuses the workgroup memory this one read.
+        workgroupBarrier();
+    }
+}
+
+// ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).
