@@ -493,12 +493,13 @@ impl<'g> GpuBackend<'g> {
         })
     }
 
-    /// GPU time of one greedy decode step of `token` on sequence 0, per kernel family
+    /// GPU time of one step of `tokens` on sequence 0 (one token: a greedy decode step; more: a
+    /// prompt chunk, whose kernels are those of a batch of that many tokens), per kernel family
     /// (nanoseconds, summed over the step's dispatches of that family, in order of first use),
     /// from timestamps written between every two ops. Needs the adapter's timestamp queries
     /// inside passes; the profile objects are made per call (this is a measuring tool, not the
     /// decode loop).
-    pub async fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
         let gpu = self.gpu;
         let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         if !gpu.device().features().contains(inside) {
@@ -508,7 +509,13 @@ impl<'g> GpuBackend<'g> {
             });
         }
         self.ahead = None;
-        if self.seq_len[0] >= self.n_ctx {
+        if tokens.is_empty() || tokens.len() > self.max_batch {
+            return Err(Error::GpuKernelShape {
+                kernel: "profile",
+                why: format!("a step of {} tokens (at most {})", tokens.len(), self.max_batch),
+            });
+        }
+        if self.seq_len[0] + tokens.len() > self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
         let ops: Vec<(&Op, bool)> =
@@ -526,14 +533,15 @@ impl<'g> GpuBackend<'g> {
             mapped_at_creation: false,
         });
         self.plan.clear();
-        self.plan.push(0, self.seq_len[0] as u32, &[token], true);
+        self.plan.push(0, self.seq_len[0] as u32, tokens, true);
         self.write_step()?;
+        let n_tokens = tokens.len() as u32;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.write_timestamp(&set, 0);
-            for (i, (op, _)) in ops.iter().enumerate() {
-                op.encode(&mut pass, 1, &self.plan)?;
+            for (i, (op, head)) in ops.iter().enumerate() {
+                op.encode(&mut pass, if *head { 1 } else { n_tokens }, &self.plan)?;
                 pass.write_timestamp(&set, i as u32 + 1);
             }
             self.argmax[0].encode(&mut pass, 1);
@@ -541,7 +549,7 @@ impl<'g> GpuBackend<'g> {
         }
         encoder.resolve_query_set(&set, 0..n, &resolved, 0);
         gpu.submit(encoder, "a profiled step")?;
-        self.seq_len[0] += 1;
+        self.seq_len[0] += tokens.len();
         let mut bytes = vec![0u8; n as usize * 8];
         Readback::new(gpu, n as u64 * 8)?.read(gpu, &resolved, 0, &mut bytes).await?;
         let ticks: Vec<u64> = bytes.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect();

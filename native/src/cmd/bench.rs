@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// timestamps between its dispatches (they serialize the step a little).
     #[arg(long)]
     profile: bool,
+    /// With --profile: the step's token count (more than 1: a batch's kernels, after one token;
+    /// at most -p).
+    #[arg(long, default_value_t = 1)]
+    profile_tokens: usize,
     /// Also decode with this many sequences at once, one batched step for all (a list:
     /// `--concurrent 1,4,16`); each row gives the aggregate tokens/s of `-n` steps after a
     /// prompt of `-p` tokens in each sequence.
@@ -154,7 +158,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
     }
     if a.profile {
-        profile(&mut backend, a.n_prompt.max(1))?;
+        // A step of several tokens (the kernels of a batch of that size) follows one token.
+        let n_past = if a.profile_tokens > 1 { 1 } else { a.n_prompt.max(1) };
+        profile(&mut backend, n_past, a.profile_tokens.max(1))?;
     }
     Ok(())
 }
@@ -192,17 +198,18 @@ fn together(pool: &mut AnyBackend<'_>, prompts: &[Vec<u32>], n_gen: usize) -> Re
     Ok(())
 }
 
-/// Prints the GPU time of one decode step after `n_past` tokens, per kernel family.
-fn profile(backend: &mut AnyBackend<'_>, n_past: usize) -> Result<()> {
+/// Prints the GPU time of one step of `n_tokens` after `n_past` tokens, per kernel family.
+fn profile(backend: &mut AnyBackend<'_>, n_past: usize, n_tokens: usize) -> Result<()> {
     let AnyBackend::Gpu(gpu) = backend else { anyhow::bail!("--profile needs the GPU backend") };
     gpu.truncate(0);
     block_on(gpu.eval(&vec![1; n_past], Want::Nothing))?;
     // The first profiled step builds nothing new, but warms the timestamp path.
-    block_on(gpu.profile_step(2))?;
-    let kinds = block_on(gpu.profile_step(3))?;
+    block_on(gpu.profile_step(&vec![2; n_tokens]))?;
+    gpu.truncate(n_past);
+    let kinds = block_on(gpu.profile_step(&vec![3; n_tokens]))?;
     let total: f64 = kinds.iter().map(|(_, ns)| ns).sum();
     println!();
-    println!("GPU time of one decode step at position {}: {:.3} ms", n_past + 1, total / 1e6);
+    println!("GPU time of one step of {n_tokens} token(s) at position {}: {:.3} ms", n_past + 1, total / 1e6);
     println!("| kernels | µs | share |");
     println!("|---|---|---|");
     for (kind, ns) in kinds {
