@@ -12,6 +12,11 @@
 //! clock from submit to completion; median of REPS passes after a warm-up. Before timing, the first
 //! 8 tokens of the first copy are checked against the CPU twin (NMSE printed). It first prints the
 //! adapter's cooperative-matrix configurations.
+//! `AETHER_MATMUL_NO_F32=1` skips the portable kernel.
+//!
+//! Each case's weights, X and CPU check are made once for both kernels. The first case timed in a
+//! process can read slow (on the H100 a 128 × 64-tile Q4_K 4096 × 4096 read 2,585 µs first and
+//! 745 µs a few seconds later, same pipeline): put a throw-away case first when comparing.
 
 use std::time::Instant;
 
@@ -80,17 +85,38 @@ fn time_pass(
     (gpu_s, wall)
 }
 
-fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) {
-    let mut rng = Rng::new(42);
-    let bytes = weights(ty, rows, cols, false, &mut rng);
-    let x = rng.vec(n_tokens * cols);
+/// One case's operands, made once for every kernel timed on it (quantizing and the CPU twin take
+/// seconds on the large shapes): weight bytes, X, and the CPU's first CHECKED_TOKENS tokens of Y.
+struct Operands {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    bytes: Vec<u8>,
+    x: Vec<f32>,
+    want: Vec<f32>,
+}
+
+impl Operands {
+    fn new(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) -> Operands {
+        let mut rng = Rng::new(42);
+        let bytes = weights(ty, rows, cols, false, &mut rng);
+        let x = rng.vec(n_tokens * cols);
+        let checked = CHECKED_TOKENS.min(n_tokens);
+        let want = matmul_cpu(ty, &bytes, &x[..checked * cols], checked, cols).expect("cpu");
+        Operands { ty, rows, cols, n_tokens, bytes, x, want }
+    }
+}
+
+fn bench(gpu: &Gpu, case: &Operands) {
+    let Operands { ty, rows, cols, n_tokens, ref bytes, ref x, ref want } = *case;
     let xb = gpu.storage("x", (x.len() * 4) as u64).expect("x");
     gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
     let step = StepBuffer::new(gpu).expect("step");
     step.write(gpu, Step::new(0, n_tokens as u32));
     let tensors: Vec<GpuTensor> = (0..COPIES)
         .map(|i| {
-            GpuTensor::upload(gpu, &format!("w{i}"), ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+            GpuTensor::upload(gpu, &format!("w{i}"), ty, cols as u64, rows as u64, bytes, &mut |_, _| {})
                 .expect("upload")
         })
         .collect();
@@ -105,8 +131,8 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) {
     time_pass(gpu, &ops[..1], n_tokens as u32, None);
     let checked = CHECKED_TOKENS.min(n_tokens);
     let got = pollster::block_on(gpu.read_f32(&ys[0], 0, checked * rows)).expect("read y");
-    let want = matmul_cpu(ty, &bytes, &x[..checked * cols], checked, cols).expect("cpu");
-    let nmse = assert_nmse(&got, &want, 5e-4, &format!("{} {rows}x{cols}", ops[0].key()));
+    let label = ops[0].key();
+    let nmse = assert_nmse(&got, want, 5e-4, &format!("{label} {rows}x{cols}"));
 
     let dev = gpu.device();
     let query = gpu.caps().timestamps.then(|| {
@@ -142,7 +168,7 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) {
     };
     println!(
         "| {:<18} | {:>5}x{:<5} | {n_tokens:>4} | {gpu_part} | {:9.1} µs {:7.2} TFLOP/s | {nmse:.1e} |",
-        ops[0].key(),
+        label,
         rows,
         cols,
         wall * 1e6,
@@ -198,10 +224,12 @@ fn main() {
         "| kernel | rows x cols | tokens | GPU time / dispatch | wall / dispatch | NMSE vs CPU (8 tokens) |"
     );
     println!("|---|---|---|---|---|---|");
+    let skip_portable = std::env::var_os("AETHER_MATMUL_NO_F32").is_some();
     for &(ty, rows, cols) in &cases {
-        bench(&best, ty, rows, cols, n_tokens);
-        if let Some(g) = &portable {
-            bench(g, ty, rows, cols, n_tokens);
+        let case = Operands::new(ty, rows, cols, n_tokens);
+        bench(&best, &case);
+        if let Some(g) = portable.as_ref().filter(|_| !skip_portable) {
+            bench(g, &case);
         }
     }
 }
