@@ -231,17 +231,22 @@ async function load(m) {
 
 /**
  * A failed GPU step as the page should see it: when the device was lost, the step may fail first
- * with a read-back error and the browser tell of the loss a moment later, so after a yield the
- * device is asked; a lost device makes the error a DeviceLostError.
+ * with a read-back error and the browser tell of the loss some time later (one yield was not
+ * always enough in headless Chromium), so the device is asked for up to a second; a lost device
+ * makes the error a DeviceLostError. Only failed steps wait.
  */
 async function gpuError(e) {
   if (!engine || e?.name === "DeviceLostError" || e?.name === "AbortError") return e;
-  await yieldNow();
-  const lost = engine.deviceLost();
-  if (!lost) return e;
-  const d = new Error(lost);
-  d.name = "DeviceLostError";
-  return d;
+  for (let waited = 0; ; waited += 10) {
+    await (waited ? new Promise((r) => setTimeout(r, 10)) : yieldNow());
+    const lost = engine.deviceLost();
+    if (lost) {
+      const d = new Error(lost);
+      d.name = "DeviceLostError";
+      return d;
+    }
+    if (waited >= 1000) return e;
+  }
 }
 
 async function generate(m) {
