@@ -5,6 +5,7 @@
 #
 #   bash tests/scripts/h100_side_by_side.sh prepare   # here: fills .device/ (git-ignored)
 #   bash .device/side_by_side.sh                      # on the device, .device carried
+#   RUNS=2 bash .device/side_by_side.sh               # the table twice, each from its own runs
 #
 # `prepare` builds aether (release), downloads the pinned llama-cpp-python sdist (the same pin as
 # the goldens' scripts) and keeps only the llama.cpp sources the two peer tools need — ggml with
@@ -81,23 +82,30 @@ row() { # workload, peer, ours
     printf "| %s | %s | %s | %s |\n", w, (a == "" ? "—" : a), (b == "" ? "—" : b), r }'
 }
 
-for m in 8b 1b 8b-q8; do
-  "$P/llama-bench" -m /tmp/m/$m.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o csv >/tmp/peer-$m.csv 2>/dev/null
-  "$A" bench -m /tmp/m/$m.gguf -p 512 -n 128 -r 3 >/tmp/ours-$m.md 2>/dev/null
-done
-"$P/llama-batched-bench" -m /tmp/m/8b.gguf -ngl 99 -fa on -npp 128 -ntg 128 -npl 64 >/tmp/peer-batched.txt 2>/dev/null
-peer_batched=$(awk -F'|' '{ gsub(/ /, "") } $4 == "64" { printf "%.0f", $9 }' /tmp/peer-batched.txt)
-ours_batched=""
-if "$A" bench --help 2>/dev/null | grep -q -- --concurrent; then
-  "$A" bench -m /tmp/m/8b.gguf --concurrent 64 -p 128 -n 128 -r 1 >/tmp/ours-batched.md 2>/dev/null || true
-  ours_batched=$(awk -F'|' '{ gsub(/ /, "", $2) } index($2, "(aggregate)") { gsub(/ /, "", $3); printf "%.0f", $3 }' /tmp/ours-batched.md)
-fi
+measure() {
+  for m in 8b 1b 8b-q8; do
+    "$P/llama-bench" -m /tmp/m/$m.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o csv >/tmp/peer-$m.csv 2>/dev/null
+    "$A" bench -m /tmp/m/$m.gguf -p 512 -n 128 -r 3 >/tmp/ours-$m.md 2>/dev/null
+  done
+  "$P/llama-batched-bench" -m /tmp/m/8b.gguf -ngl 99 -fa on -npp 128 -ntg 128 -npl 64 >/tmp/peer-batched.txt 2>/dev/null
+  peer_batched=$(awk -F'|' '{ gsub(/ /, "") } $4 == "64" { printf "%.0f", $9 }' /tmp/peer-batched.txt)
+  ours_batched=""
+  if "$A" bench --help 2>/dev/null | grep -q -- --concurrent; then
+    "$A" bench -m /tmp/m/8b.gguf --concurrent 64 -p 128 -n 128 -r 1 >/tmp/ours-batched.md 2>/dev/null || true
+    ours_batched=$(awk -F'|' '{ gsub(/ /, "", $2) } index($2, "(aggregate)") { gsub(/ /, "", $3); printf "%.0f", $3 }' /tmp/ours-batched.md)
+  fi
 
-echo
-echo "| workload | llama.cpp CUDA tok/s | aether tok/s | ratio |"
-echo "|---|---|---|---|"
-row "decode tg128, llama3-8b shape, Q4_K (Q6_K output)" "$(peer_ts /tmp/peer-8b.csv 0 128)" "$(ours_ts /tmp/ours-8b.md tg128)"
-row "decode tg128, llama3-1b shape, Q4_K" "$(peer_ts /tmp/peer-1b.csv 0 128)" "$(ours_ts /tmp/ours-1b.md tg128)"
-row "decode tg128, llama3-8b shape, Q8_0" "$(peer_ts /tmp/peer-8b-q8.csv 0 128)" "$(ours_ts /tmp/ours-8b-q8.md tg128)"
-row "prefill pp512, llama3-8b shape, Q4_K" "$(peer_ts /tmp/peer-8b.csv 512 0)" "$(ours_ts /tmp/ours-8b.md pp512)"
-row "aggregate decode, 64 concurrent sequences, 8b Q4_K" "$peer_batched" "$ours_batched"
+  echo
+  echo "| workload | llama.cpp CUDA tok/s | aether tok/s | ratio |"
+  echo "|---|---|---|---|"
+  row "decode tg128, llama3-8b shape, Q4_K (Q6_K output)" "$(peer_ts /tmp/peer-8b.csv 0 128)" "$(ours_ts /tmp/ours-8b.md tg128)"
+  row "decode tg128, llama3-1b shape, Q4_K" "$(peer_ts /tmp/peer-1b.csv 0 128)" "$(ours_ts /tmp/ours-1b.md tg128)"
+  row "decode tg128, llama3-8b shape, Q8_0" "$(peer_ts /tmp/peer-8b-q8.csv 0 128)" "$(ours_ts /tmp/ours-8b-q8.md tg128)"
+  row "prefill pp512, llama3-8b shape, Q4_K" "$(peer_ts /tmp/peer-8b.csv 512 0)" "$(ours_ts /tmp/ours-8b.md pp512)"
+  row "aggregate decode, 64 concurrent sequences, 8b Q4_K" "$peer_batched" "$ours_batched"
+}
+
+for run in $(seq "${RUNS:-1}"); do
+  [ "${RUNS:-1}" = 1 ] || echo "## run $run"
+  measure
+done
