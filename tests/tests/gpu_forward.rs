@@ -5,8 +5,9 @@
 //!   top-2 margin is below [`NEAR_TIE`];
 //! - SmolLM2 (the default model) against the CPU path along the CPU's 32 greedy tokens of "The
 //!   capital of France is", with the prompt in one step (prefill kernels), token by token (decode
-//!   kernels only) and without subgroups: top-1 equal but at near ties and KL(CPU ‖ GPU) within
-//!   4× of the GPU's own noise (subgroups vs workgroup memory). The acceptance — every top-1
+//!   kernels only) and without subgroups: top-1 equal but where the CPU's margin is within the
+//!   GPU's own order noise ([`SMOLLM2_NEAR_TIE`]) and KL(CPU ‖ GPU) within 4× of that noise
+//!   (subgroups vs workgroup memory). The acceptance — every top-1
 //!   equal and KL mean ≤ 1e-3 — is an ignored test: the KL means are 2.4e-3 to 3e-3 (all 32
 //!   top-1 equal on lavapipe today);
 //! - the weights split across buffers by a small binding limit give the same logits.
@@ -82,6 +83,13 @@ fn compare(what: &str, want: &[Vec<f32>], got: &[Vec<f32>], near_tie: f32) -> (f
     (mean(&kls), flip)
 }
 
+/// Top-2 margins below which SmolLM2's top-1 may differ from the CPU's. The GPU's two reduction
+/// orders (subgroups, workgroup memory) alone move a top-2 margin along these 32 steps by up to
+/// 0.46 on lavapipe and 0.41 on SwiftShader, and single logits by up to 1.5
+/// (`tests/examples/gpu_noise.rs`); the CPU's margin at step 5 is 0.27 and SwiftShader's
+/// subgroup-of-4 order takes the runner-up there.
+const SMOLLM2_NEAR_TIE: f32 = 0.5;
+
 /// A GPU variant's name and its logits at each position.
 type Run = (&'static str, Vec<Vec<f32>>);
 
@@ -133,7 +141,8 @@ fn smollm2_runs() -> Option<(Vec<Vec<f32>>, [Run; 3])> {
     ))
 }
 
-/// What holds today: along the CPU's greedy tokens every top-1 equal but at near ties, and
+/// What holds today: along the CPU's greedy tokens every top-1 equal but where the CPU's margin
+/// is within the order noise, and
 /// KL(CPU ‖ GPU) within 4× of what the GPU gives against itself with the other reduction order
 /// (subgroups or workgroup memory), the noise floor of f32 summation order on this model.
 #[test]
@@ -144,7 +153,7 @@ fn smollm2_matches_the_cpu_within_the_gpus_own_noise() {
     let bound = (4.0 * noise).max(SMOLLM2_KL);
     let mut failed = Vec::new();
     for (what, got) in &runs {
-        let (kl_mean, flip) = compare(what, &want, got, NEAR_TIE);
+        let (kl_mean, flip) = compare(what, &want, got, SMOLLM2_NEAR_TIE);
         failed.extend(flip);
         if kl_mean > bound {
             failed.push(format!(
