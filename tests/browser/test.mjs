@@ -199,8 +199,15 @@ await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64
   }
   report.gpuTextEqualsAetherRun = report.gpuText === expected;
   const end = chunks.at(-1);
-  eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
-  eq(end.choices[0].finish_reason, "length", "finish_reason");
+  if (at < 0) {
+    eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
+    eq(end.choices[0].finish_reason, "length", "finish_reason");
+  } else {
+    // Past a departure the text is the GPU's own and may reach the end-of-text token first.
+    check(end.usage.completion_tokens <= 32, `usage.completion_tokens ${end.usage.completion_tokens}`);
+    check(["length", "stop"].includes(end.choices[0].finish_reason), `finish_reason ${end.choices[0].finish_reason}`);
+    eq(end.choices[0].finish_reason === "length", end.usage.completion_tokens === 32, "length iff 32 tokens");
+  }
   report.gpuDecodeTokensPerSecond = end.timings.predicted_per_second;
   report.gpuPrefillTokensPerSecond = end.timings.prompt_per_second;
   // ...and generation did not grow it either.
