@@ -11,8 +11,10 @@
 // projection's input; `act` is glu.wgsl's section, spliced in at load).
 // For the Q8 formats the kernel also writes the levels themselves for the integer mat-vec kernels
 // (`dot4I8Packed`): per token row of `xq`, cols/4 words of four int8 levels (element 4i in the
-// low byte of word i), then one f32 scale per 32 elements (a Q8_K block's scale repeated for its
-// eight 32-element runs), the row `q_stride` words long.
+// low byte of word i), then one scale word per 32 elements, the row `q_stride` words long: the
+// f32 scale (Q8_0; Q8_K's repeated for its eight 32-element runs), or for Q8_1 its f16 d (low
+// half) and f16 s = f16(d'·Σq) (high half), d' = amax/127 before its rounding to f16, as ggml's
+// x86 quantize_row_q8_1 computes the block's sum term.
 // WGSL's round() rounds half to even, as the CPU's round_ties_even. CPU twin: gpu::act_quant_cpu;
 // launcher: core/src/gpu/act_quant.rs.
 //
@@ -24,7 +26,7 @@ const WG: u32 = 256u;
 
 struct Params {
     cols: u32,   // elements per row: a multiple of the block (32 for Q8_0/Q8_1, 256 for Q8_K)
-    mode: u32,   // 0 Q8_0 / Q8_1, 1 Q8_K, 2 f16, 3 bf16
+    mode: u32,   // 0 Q8_0, 1 Q8_K, 2 f16, 3 bf16, 4 Q8_1 (Q8_0's levels; d and s in the scale word)
     x_off: u32,  // offsets in elements
     y_off: u32,
     q_off: u32,     // offset of xq in words
@@ -60,6 +62,8 @@ var<workgroup> at: array<u32, WG>;
 var<workgroup> lev: array<u32, WG>;
 // Each lane's value (Q8_K reads the signed extreme back).
 var<workgroup> val: array<f32, WG>;
+// Each lane's level (Q8_1 sums its blocks').
+var<workgroup> lq: array<i32, WG>;
 
 fn round_f16(v: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
@@ -114,7 +118,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             v = v * scale * nw[c];
         }
     }
-    if p.mode >= 2u {
+    if p.mode == 2u || p.mode == 3u {
         if live {
             y[p.y_off + i] = select(round_bf16(v), round_f16(v), p.mode == 2u);
         }
@@ -142,7 +146,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var q = 0.0;
     var d = 0.0;
     if live {
-        if p.mode == 0u {
+        if p.mode != 1u {
             d = round_f16(amax / 127.0);
             let id = select(0.0, 127.0 / amax, amax != 0.0);
             q = clamp(round(v * id), -128.0, 127.0);
@@ -156,6 +160,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         y[p.y_off + i] = d * q;
     }
     lev[lid] = bitcast<u32>(i32(q)) & 0xFFu;
+    lq[lid] = i32(q);
     workgroupBarrier();
     let row = p.q_off + t * p.q_stride;
     let w0 = wg.x * (WG / 4u);  // this workgroup's first word
@@ -164,7 +169,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         xq[row + w0 + lid] = lev[l] | (lev[l + 1u] << 8u) | (lev[l + 2u] << 16u) | (lev[l + 3u] << 24u);
     }
     if live && c % 32u == 0u {
-        xq[row + p.cols / 4u + c / 32u] = bitcast<u32>(d);
+        var word = bitcast<u32>(d);
+        if p.mode == 4u {
+            var sum = 0;
+            for (var k = 0u; k < 32u; k++) {
+                sum += lq[lid + k];
+            }
+            word = pack2x16float(vec2<f32>(d, (amax / 127.0) * f32(sum)));
+        }
+        xq[row + p.cols / 4u + c / 32u] = word;
     }
 }
 

@@ -1,15 +1,21 @@
 // attn_decode.wgsl — attention of the step's decode tokens (the runs of one token, each of its
 // own sequence), flash-decoding style: the cells start..=pos a token attends to are cut into
-// n_chunks chunks, and workgroup (chunk, head, i) writes that chunk's partial softmax (max m,
-// sum l, unnormalised output acc[head_dim]) for decode token i to scratch; attn_merge.wgsl
-// combines them. A token with one chunk has its att row written here, and the merge skips it.
+// n_chunks chunks, workgroup (chunk, head, i) taking one chunk of decode token i. Each
+// probability is rounded to f16 once normalised, p = f16(e / Σ e) with e = exp(s − max), as the
+// CPU reference and llama.cpp compute it (their P·V product takes p in f16, the V cache's
+// vec_dot_type) — so the max and Σ e over all the token's cells come before any p·v:
+// - a token with one chunk: phase 0 takes its max and Σ e over the cells, then Σ p·v over them
+//   again, and writes its att row (the merge skips it);
+// - a token with several: phase 0 writes each chunk's max m and Σ e l to scratch; phase 1 (the
+//   same grid, dispatched after) combines all the chunks' (m, l), then writes its chunk's Σ p·v
+//   to scratch; attn_merge.wgsl adds the chunks' sums up.
 // CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
 //
 // Layout: q f32 [n_tokens, n_head, head_dim] at q_off; decode token i is row dec[i] of the step,
 // at (sequence, position) at[dec[i]] (the step table); K and V caches f16 packed two per u32,
 // [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values:
 // head_dim is a multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
-// [n_decode, n_head, n_split, 2 + head_dim] (m, l, acc).
+// [n_decode, n_head, n_split, 2 + head_dim] (m, l, Σ p·v).
 // Chunking (the launcher computes the same): chunk = ceil(n_kv / n_split) rounded up to TILE,
 // n_chunks = ceil(n_kv / chunk), so every chunk holds at least one cell; the split depends only
 // on the token's position, so a token attends the same way alone or in a batch.
@@ -17,8 +23,8 @@
 // their token's chunks return at once. Per tile of TILE cells: invocation c scores
 // cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
 // split into CPP cell groups of L = head_dim / 8 lanes, lane j owning dims 8j..8j+8, and group g
-// runs its own online softmax over cells g, g + CPP, ... (coalesced V rows). The groups'
-// states are combined once at the end of the chunk.
+// takes cells g, g + CPP, ... (coalesced V rows): its running max and Σ e in the first pass, its
+// Σ p·v in the second. The groups' results are combined at the end of each pass.
 
 const WG: u32 = 128u;
 // Cells scored per pass: one per invocation.
@@ -40,7 +46,7 @@ struct Params {
     n_split: u32,     // most chunks per head (scratch rows)
     kq_scale: f32,
     n_ctx: u32,       // cells of a sequence's region
-    _pad0: u32,
+    phase: u32,       // 0: statistics (and, for a one-chunk token, its output), 1: Σ p·v of a chunk
     _pad1: u32,
 }
 
@@ -94,47 +100,83 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
 
     let l8 = hd / 8u;                 // vec4<u32> per head row
-    let row = p.kv_dim / 8u;          // vec4<u32> per cache row
-    let region = seq_pos.x * p.n_ctx * row;  // the sequence's first vec4
-    let head = region + (h / p.group) * l8;  // the kv head's first vec4 in a cell's row
     let cpp = WG / l8;                // cell groups
     let j = lid % l8;
     let g = lid / l8;
     let in_group = g < cpp;
-    var m = NEG;
-    var l = 0.0;
+    let row = p.kv_dim / 8u;          // vec4<u32> per cache row
+    let head = seq_pos.x * p.n_ctx * row + (h / p.group) * l8;  // the kv head's first vec4 in the region
+    let slot0 = (wg.z * p.n_head + h) * p.n_split * (2u + hd);  // this token and head's chunk 0
+    let slot = slot0 + wg.x * (2u + hd);
+
+    // The softmax's max M and Σ e: this chunk's (each cell group's online, then combined), the
+    // token's when it has one chunk; else the chunks' (m, l) of phase 0, combined.
+    var m_all = NEG;
+    var l_all = 0.0;
+    if p.phase == 0u {
+        var m = NEG;
+        var l = 0.0;
+        for (var t0 = c_begin; t0 < c_end; t0 += TILE) {
+            let n = min(TILE, c_end - t0);
+            score_tile(t0, n, head, l8, row, lid);
+            workgroupBarrier();
+            if in_group {
+                var mt = NEG;
+                for (var c = g; c < n; c += cpp) {
+                    mt = max(mt, sh_s[c]);
+                }
+                let m_new = max(m, mt);
+                l *= exp(m - m_new);
+                m = m_new;
+                for (var c = g; c < n; c += cpp) {
+                    l += exp(sh_s[c] - m);
+                }
+                if j == 0u {
+                    sh_m[g] = m;
+                    sh_l[g] = l;
+                }
+            }
+            workgroupBarrier();
+        }
+        // A group that saw no cell has m = NEG and weighs exactly 0.
+        for (var i = 0u; i < cpp; i++) {
+            m_all = max(m_all, sh_m[i]);
+        }
+        for (var i = 0u; i < cpp; i++) {
+            l_all += exp(sh_m[i] - m_all) * sh_l[i];
+        }
+        if n_chunks > 1u {
+            if lid == 0u {
+                scratch[slot] = m_all;
+                scratch[slot + 1u] = l_all;
+            }
+            return;
+        }
+    } else {
+        if n_chunks < 2u {
+            return;
+        }
+        for (var c = 0u; c < n_chunks; c++) {
+            m_all = max(m_all, scratch[slot0 + c * (2u + hd)]);
+        }
+        for (var c = 0u; c < n_chunks; c++) {
+            let r = slot0 + c * (2u + hd);
+            l_all += exp(scratch[r] - m_all) * scratch[r + 1u];
+        }
+    }
+    let inv = 1.0 / l_all;
+
+    // Σ p·v over the chunk's cells, p = f16(e · inv): group g takes cells g, g + CPP, ...
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
-
     for (var t0 = c_begin; t0 < c_end; t0 += TILE) {
         let n = min(TILE, c_end - t0);
-        if lid < n {
-            let kr = (t0 + lid) * row + head;
-            var s = 0.0;
-            for (var i = 0u; i < l8; i++) {
-                let k = k_cache[kr + i];
-                let qa = vec4<f32>(sh_q[8u * i], sh_q[8u * i + 1u], sh_q[8u * i + 2u], sh_q[8u * i + 3u]);
-                let qb = vec4<f32>(sh_q[8u * i + 4u], sh_q[8u * i + 5u], sh_q[8u * i + 6u], sh_q[8u * i + 7u]);
-                s += dot(qa, unpack8(k, false)) + dot(qb, unpack8(k, true));
-            }
-            sh_s[lid] = s * p.kq_scale;
-        }
+        score_tile(t0, n, head, l8, row, lid);
         workgroupBarrier();
         if in_group {
-            var mt = NEG;
             for (var c = g; c < n; c += cpp) {
-                mt = max(mt, sh_s[c]);
-            }
-            let m_new = max(m, mt);
-            let alpha = exp(m - m_new);
-            l *= alpha;
-            acc0 *= alpha;
-            acc1 *= alpha;
-            m = m_new;
-            for (var c = g; c < n; c += cpp) {
-                let e = exp(sh_s[c] - m);
+                let e = round_f16(exp(sh_s[c] - m_all) * inv);
                 let v = v_cache[(t0 + c) * row + head + j];
-                l += e;
                 acc0 += e * unpack8(v, false);
                 acc1 += e * unpack8(v, true);
             }
@@ -142,12 +184,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
 
-    // Combine the cell groups (a group that saw no cell has m = NEG and weighs exactly 0).
+    // Combine the cell groups.
     if in_group {
-        if j == 0u {
-            sh_m[g] = m;
-            sh_l[g] = l;
-        }
         let a = g * hd + 8u * j;
         for (var i = 0u; i < 4u; i++) {
             sh_acc[a + i] = acc0[i];
@@ -155,28 +193,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
     workgroupBarrier();
-    var m_all = NEG;
-    for (var i = 0u; i < cpp; i++) {
-        m_all = max(m_all, sh_m[i]);
-    }
-    var l_all = 0.0;
-    for (var i = 0u; i < cpp; i++) {
-        l_all += exp(sh_m[i] - m_all) * sh_l[i];
-    }
-    let slot = ((wg.z * p.n_head + h) * p.n_split + wg.x) * (2u + hd);
-    if n_chunks > 1u && lid == 0u {
-        scratch[slot] = m_all;
-        scratch[slot + 1u] = l_all;
-    }
     for (var d = lid; d < hd; d += WG) {
         var o = 0.0;
         for (var i = 0u; i < cpp; i++) {
-            o += exp(sh_m[i] - m_all) * sh_acc[i * hd + d];
+            o += sh_acc[i * hd + d];
         }
         if n_chunks == 1u {
-            att[p.att_off + t * p.n_head * hd + h * hd + d] = o / l_all;
+            att[p.att_off + t * p.n_head * hd + h * hd + d] = o;
         } else {
             scratch[slot + 2u + d] = o;
         }
     }
+}
+
+// Scores of cells t0..t0 + n (n <= TILE) into sh_s: invocation c scores cell t0 + c (q from
+// sh_q), times kq_scale. The caller puts a barrier after it.
+fn score_tile(t0: u32, n: u32, head: u32, l8: u32, row: u32, lid: u32) {
+    if lid < n {
+        let kr = (t0 + lid) * row + head;
+        var s = 0.0;
+        for (var i = 0u; i < l8; i++) {
+            let k = k_cache[kr + i];
+            let qa = vec4<f32>(sh_q[8u * i], sh_q[8u * i + 1u], sh_q[8u * i + 2u], sh_q[8u * i + 3u]);
+            let qb = vec4<f32>(sh_q[8u * i + 4u], sh_q[8u * i + 5u], sh_q[8u * i + 6u], sh_q[8u * i + 7u]);
+            s += dot(qa, unpack8(k, false)) + dot(qb, unpack8(k, true));
+        }
+        sh_s[lid] = s * p.kq_scale;
+    }
+}
+
+fn round_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
 }

@@ -1,6 +1,6 @@
-// attn_merge.wgsl — combines the per-chunk partial softmaxes attn_decode.wgsl wrote for each
-// decode token: with M = max_c m_c and w_c = exp(m_c - M),
-// att[h, d] = Σ_c w_c · acc_c[d] / Σ_c w_c · l_c. CPU twin: gpu::attention_cpu; launcher:
+// attn_merge.wgsl — adds up the per-chunk sums Σ p·v that attn_decode.wgsl's phase 1 wrote for
+// each decode token (already normalised by the whole softmax): att[h, d] = Σ_c acc_c[d], in chunk
+// order. CPU twin: gpu::attention_cpu; launcher:
 // core/src/gpu/attention.rs (dispatched only when some decode token has more than one chunk;
 // a token with one chunk had its row written by attn_decode and is skipped here).
 //
@@ -8,7 +8,7 @@
 // n_chunks rows of each head are written; decode token i is row dec[i] of the step, at position
 // at[dec[i]].y; att f32 [n_tokens, n_head * head_dim] at att_off.
 // Dispatch: (n_head, n_decode, 1) workgroups of WG; invocation i takes dims i, i + WG, ... and
-// reads the n_chunks (m, l) pairs itself (at most n_split, from cache): no reduction needed.
+// adds its dims' n_chunks sums itself: no reduction needed.
 
 const WG: u32 = 64u;
 // Must match attn_decode.wgsl: the two compute n_chunks the same way.
@@ -52,22 +52,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         return;
     }
     let base = (wg.y * p.n_head + h) * p.n_split * (2u + hd);
-
-    var m = scratch[base];
-    for (var c = 1u; c < n_chunks; c++) {
-        m = max(m, scratch[base + c * (2u + hd)]);
-    }
-    var l = 0.0;
-    for (var c = 0u; c < n_chunks; c++) {
-        let r = base + c * (2u + hd);
-        l += exp(scratch[r] - m) * scratch[r + 1u];
-    }
     for (var d = lid; d < hd; d += WG) {
         var o = 0.0;
         for (var c = 0u; c < n_chunks; c++) {
-            let r = base + c * (2u + hd);
-            o += exp(scratch[r] - m) * scratch[r + 2u + d];
+            o += scratch[base + c * (2u + hd) + 2u + d];
         }
-        att[p.att_off + t * p.n_head * hd + h * hd + d] = o / l;
+        att[p.att_off + t * p.n_head * hd + h * hd + d] = o;
     }
 }

@@ -1,7 +1,8 @@
 // attn_prefill.wgsl — causal attention of the step's prefill runs (runs of more than one token of
 // a sequence, e.g. prompt chunks): a token at position pos attends to cells start..=pos of its
 // sequence's cache (start = 0, or pos + 1 - window for a sliding-window layer), scores (q·k) ·
-// kq_scale, softmax, Σ p·v. CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
+// kq_scale, softmax, Σ p·v with each p rounded to f16 (as the CPU reference and llama.cpp,
+// whose P·V product takes p in f16, the V cache's vec_dot_type). CPU twin: gpu::attention_cpu; launcher: core/src/gpu/attention.rs.
 //
 // Layout: q f32 [n_tokens, n_head, head_dim] at q_off; K and V caches f16 packed two per u32,
 // [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values;
@@ -11,9 +12,10 @@
 // Dispatch: (n_tiles, n_head, 1) workgroups of WG = BQ · LANES: a tile of query tokens of one
 // head. Each token is a row of LANES invocations; lane j owns the 8-dim groups
 // j, j + LANES, ... of q and of the output. The workgroup streams the cells its tokens see
-// through workgroup memory, BK at a time: the K tile, then (same memory) the V tile; each lane
-// takes partial dot products over its dims, `row_sums` adds them across the row's lanes, and the
-// row keeps an online softmax (running max m, sum l, output acc) in registers.
+// through workgroup memory, BK at a time, twice: first the K tiles alone, each lane taking partial
+// dot products over its dims and `row_sums` adding them across the row's lanes, the row keeping
+// its running max m and Σ e; then the K tile again and (same memory) the V tile, the row adding
+// f16(e / Σ e) · v into its output in registers.
 
 const WG: u32 = 128u;
 const BQ: u32 = 16u;
@@ -50,6 +52,10 @@ struct Params {
 
 // [BK, MAX_L8]: the K tile, then the V tile.
 var<workgroup> sh_kv: array<vec4<u32>, BK * MAX_L8>;
+
+fn round_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+}
 
 // v rounded to f16, as the CPU (and llama.cpp) round a query before dotting it with the f16 keys.
 fn f16_round4(v: vec4<f32>) -> vec4<f32> {
@@ -91,6 +97,46 @@ fn load_tile(from_v: bool, t0: u32, end: u32, head: u32, l8: u32, lid: u32) {
     }
 }
 
+// The scaled scores of cells t0..t0 + BK for this invocation's row (NEG where masked): the K tile
+// through workgroup memory, each lane's partial dots summed across the row by `row_sums`.
+// Called by every invocation in uniform control flow; leaves sh_kv free for the caller.
+fn scores(
+    t0: u32,
+    hi: u32,
+    head: u32,
+    l8: u32,
+    lane: Lane,
+    qa: array<vec4<f32>, MAX_G>,
+    qb: array<vec4<f32>, MAX_G>,
+    valid: bool,
+    start: u32,
+    pos: u32,
+) -> array<f32, BK> {
+    let j = role(lane) % LANES;
+    load_tile(false, t0, hi, head, l8, lane.lid);
+    workgroupBarrier();
+    var part: array<f32, BK>;
+    for (var c = 0u; c < BK; c++) {
+        var s = 0.0;
+        for (var i = 0u; i < MAX_G; i++) {
+            let g = j + LANES * i;
+            if g < l8 {
+                let k = sh_kv[c * MAX_L8 + g];
+                s += dot(qa[i], unpack8(k, false)) + dot(qb[i], unpack8(k, true));
+            }
+        }
+        part[c] = s;
+    }
+    let sums = row_sums(part, lane);
+    workgroupBarrier();
+    var sc: array<f32, BK>;
+    for (var c = 0u; c < BK; c++) {
+        let cell = t0 + c;
+        sc[c] = select(NEG, sums[c] * p.kq_scale, valid && cell >= start && cell <= pos);
+    }
+    return sc;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let hd = p.head_dim;
@@ -122,48 +168,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
             qb[i] = f16_round4(vec4<f32>(q[d + 4u], q[d + 5u], q[d + 6u], q[d + 7u]));
         }
     }
+    // Two passes over the cells, so that each probability is rounded to f16 once normalised, as
+    // the CPU's (and llama.cpp's) P·V product reads it: first the row's max and Σ e (online),
+    // then p = f16(e / Σ e) and Σ p·v.
     var m = NEG;
     var l = 0.0;
-
     for (var t0 = lo; t0 < hi; t0 += BK) {
-        load_tile(false, t0, hi, head, l8, lane.lid);
-        workgroupBarrier();
-        var part: array<f32, BK>;
-        for (var c = 0u; c < BK; c++) {
-            var s = 0.0;
-            for (var i = 0u; i < MAX_G; i++) {
-                let g = j + LANES * i;
-                if g < l8 {
-                    let k = sh_kv[c * MAX_L8 + g];
-                    s += dot(qa[i], unpack8(k, false)) + dot(qb[i], unpack8(k, true));
-                }
-            }
-            part[c] = s;
-        }
-        let sums = row_sums(part, lane);
-        workgroupBarrier();
-        load_tile(true, t0, hi, head, l8, lane.lid);
-
-        var sc: array<f32, BK>;
+        let sc = scores(t0, hi, head, l8, lane, qa, qb, valid, start, pos);
         var mt = NEG;
         for (var c = 0u; c < BK; c++) {
-            let cell = t0 + c;
-            sc[c] = select(NEG, sums[c] * p.kq_scale, valid && cell >= start && cell <= pos);
             mt = max(mt, sc[c]);
         }
         let m_new = max(m, mt);
-        let alpha = exp(m - m_new);
-        l *= alpha;
-        for (var i = 0u; i < MAX_G; i++) {
-            acc_a[i] *= alpha;
-            acc_b[i] *= alpha;
-        }
+        l *= exp(m - m_new);
         m = m_new;
-        workgroupBarrier();
         for (var c = 0u; c < BK; c++) {
             // A masked cell weighs 0 even while the row has seen nothing (m = NEG).
-            let e = select(0.0, exp(sc[c] - m), sc[c] > NEG);
-            l += e;
+            l += select(0.0, exp(sc[c] - m), sc[c] > NEG);
+        }
+    }
+    let inv = 1.0 / l;
+    for (var t0 = lo; t0 < hi; t0 += BK) {
+        let sc = scores(t0, hi, head, l8, lane, qa, qb, valid, start, pos);
+        load_tile(true, t0, hi, head, l8, lane.lid);
+        workgroupBarrier();
+        for (var c = 0u; c < BK; c++) {
+            let e = select(0.0, round_f16(exp(sc[c] - m) * inv), sc[c] > NEG);
             for (var i = 0u; i < MAX_G; i++) {
                 let g = j + LANES * i;
                 if g < l8 {
@@ -181,8 +211,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
         for (var i = 0u; i < MAX_G; i++) {
             let g = j + LANES * i;
             if g < l8 {
-                let a = acc_a[i] / l;
-                let b = acc_b[i] / l;
+                let a = acc_a[i];
+                let b = acc_b[i];
                 for (var e = 0u; e < 4u; e++) {
                     att[out + 8u * g + e] = a[e];
                     att[out + 8u * g + 4u + e] = b[e];

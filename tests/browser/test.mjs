@@ -25,10 +25,12 @@ const expected = readFileSync(process.env.AETHER_EXPECTED_FILE, "utf8");
 const steps = JSON.parse(readFileSync(process.env.AETHER_MARGINS_FILE, "utf8"));
 if (steps.map((s) => s.piece).join("") !== expected) throw new Error("greedy_margins and aether run --cpu disagree");
 /**
- * A step whose top two CPU logits are closer than this is a near tie: the GPU sums in another
- * order and may take the runner-up there (as tests/tests/gpu_forward.rs allows).
+ * A step whose top two CPU logits are closer than this is within the GPU's order noise: the GPU
+ * sums in other orders, which on this model move a top-2 margin by up to ~0.46
+ * (tests/examples/gpu_noise.rs), and may take the runner-up there (as tests/tests/gpu_forward.rs
+ * allows; its SMOLLM2_NEAR_TIE).
  */
-const NEAR_TIE = 0.05;
+const NEAR_TIE = 0.5;
 const PROMPT = "The capital of France is";
 
 // In-memory variants of the model: truncated in the data section, and with an unknown
@@ -197,8 +199,15 @@ await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64
   }
   report.gpuTextEqualsAetherRun = report.gpuText === expected;
   const end = chunks.at(-1);
-  eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
-  eq(end.choices[0].finish_reason, "length", "finish_reason");
+  if (at < 0) {
+    eq(end.usage.completion_tokens, 32, "usage.completion_tokens");
+    eq(end.choices[0].finish_reason, "length", "finish_reason");
+  } else {
+    // Past a departure the text is the GPU's own and may reach the end-of-text token first.
+    check(end.usage.completion_tokens <= 32, `usage.completion_tokens ${end.usage.completion_tokens}`);
+    check(["length", "stop"].includes(end.choices[0].finish_reason), `finish_reason ${end.choices[0].finish_reason}`);
+    eq(end.choices[0].finish_reason === "length", end.usage.completion_tokens === 32, "length iff 32 tokens");
+  }
   report.gpuDecodeTokensPerSecond = end.timings.predicted_per_second;
   report.gpuPrefillTokensPerSecond = end.timings.prompt_per_second;
   // ...and generation did not grow it either.

@@ -8,7 +8,7 @@
 //! offsets, and weights both quantized from random values and made of random bytes. Also: a
 //! tensor split across buffers by a forced small binding limit, errors coming back as `Error`s.
 //!
-//! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (`packed_input`): they get the
+//! The Q4_1, Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (`packed_input`): they get the
 //! CPU's own quantization of x (`act_pack_cpu`), and their twin multiplies the same levels
 //! (`act_quant_cpu`, the quantized x back in f32).
 //!
@@ -25,8 +25,19 @@ use aether_tests::gpu::{Rng, assert_nmse, test_gpu, weights};
 /// Sentinel in y outside the rows a mat-vec writes.
 const UNTOUCHED: f32 = 12345.0;
 
-/// The CPU twin's `W·x`: with x as the kernel sees it (quantized for a packed-input kernel).
+/// The CPU twin's `W·x`: with x as the kernel sees it (quantized for a packed-input kernel). Q4_1
+/// takes the CPU's own product of the two formats (`quant::dot_quantized`): its `m·s` term reads
+/// the Q8_1 block sum rounded to f16, which the quantized x in f32 does not carry.
 fn want(ty: GgmlType, bytes: &[u8], x: &[f32], rows: usize) -> Vec<f32> {
+    if ty == GgmlType::Q4_1 {
+        let mut acts = Vec::new();
+        aether_core::quant::quantize_activations(ty, x, &mut acts).expect("CPU quantizer");
+        let rb = bytes.len() / rows;
+        return bytes
+            .chunks(rb)
+            .map(|row| aether_core::quant::dot_quantized(ty, row, &acts).expect("dot"))
+            .collect();
+    }
     let x = if packed_input(ty) { act_quant_cpu(ty, x).expect("CPU quantizer") } else { x.to_vec() };
     let mut y = vec![0f32; rows];
     matvec_cpu(ty, bytes, &x, &mut y).expect("CPU twin");

@@ -139,13 +139,15 @@ fn check_types(gpu: &Gpu, types: &[GgmlType], label: &str) -> Vec<String> {
 fn multi_token_matvec_matches_cpu_for_every_type() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     eprintln!("adapter: {}", gpu.describe());
-    // Every type has a multi-token kernel (its own integer one, or the decoded one).
+    // Q4_1's mat-vec takes packed levels and has no multi-token kernel yet (forward.rs gives its
+    // batches to the matmul); every other type has one.
     let types: Vec<GgmlType> = shaders::MATVEC_TYPES
         .iter()
         .copied()
         .filter(|&t| shaders::matvec_multi_kernel(t).is_some())
         .collect();
-    assert_eq!(types.len(), shaders::MATVEC_TYPES.len(), "types with a multi-token kernel: {types:?}");
+    assert_eq!(types.len(), shaders::MATVEC_TYPES.len() - 1, "types with a multi-token kernel: {types:?}");
+    assert!(!types.contains(&GgmlType::Q4_1));
     let keys = check_types(&gpu, &types, "default");
     // Every type at each token-group size.
     assert_eq!(keys.len(), types.len() * 3, "{keys:?}");

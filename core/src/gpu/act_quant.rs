@@ -9,9 +9,11 @@
 //! summation order only. F32 weights need no conversion ([`ActQuant::new`] returns `None`).
 //!
 //! For the Q8 formats it also writes the levels themselves, packed four to a word with a scale
-//! per 32 elements ([`packed_stride`], CPU twin [`act_pack_cpu`]): the integer mat-vec kernels
+//! word per 32 elements ([`packed_stride`], CPU twin [`act_pack_cpu`]): the integer mat-vec kernels
 //! multiply them with the weights' own integer levels through `dot4I8Packed`, as the CPU's dot
-//! products do — exact integer sums, then the scales.
+//! products do — exact integer sums, then the scales. Q8_1's scale word holds its f16 d and its
+//! f16 s = d·Σq (d taken before its rounding to f16, as ggml's quantizer takes it): the Q4_1 and
+//! Q5_1 dots add `m·s`, and s rounded to f16 is not the exact sum of the rounded values.
 
 use super::launch::{fits, u32_of, variant_source};
 use super::pipelines::Family;
@@ -54,10 +56,11 @@ fn mode(ty: GgmlType) -> Result<Option<u32>> {
     use GgmlType::*;
     Ok(match quant::vec_dot_type(ty)? {
         F32 => None,
-        Q8_0 | Q8_1 => Some(0),
+        Q8_0 => Some(0),
         Q8K => Some(1),
         F16 => Some(2),
         Bf16 => Some(3),
+        Q8_1 => Some(4),
         other => return Err(Error::UnsupportedType { ty: other, op: "GPU activation rounding" }),
     })
 }
@@ -237,12 +240,11 @@ pub fn act_pack_cpu(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u32>> {
     for (row, xs) in out.chunks_mut(stride).zip(x.chunks(cols)) {
         quant::quantize_activations(ty, xs, &mut bytes)?;
         // Per block: (scale, levels) at their byte offsets in the block, and the block's length.
-        let (scale_of, levels_at): (fn(&[u8]) -> f32, usize) = match act {
-            Q8_0 | Q8_1 => (
-                |b| quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])),
-                if act == Q8_0 { 2 } else { 4 },
-            ),
-            Q8K => (|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4),
+        // The scale word: Q8_0's f16 d as f32, Q8_1's f16 d and s as they are (d low), Q8_K's f32.
+        let (scale_of, levels_at): (fn(&[u8]) -> u32, usize) = match act {
+            Q8_0 => (|b| quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])).to_bits(), 2),
+            Q8_1 => (|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4),
+            Q8K => (|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4),
             other => return Err(Error::UnsupportedType { ty: other, op: "packed activations" }),
         };
         let bs = act.block_size();
@@ -250,15 +252,13 @@ pub fn act_pack_cpu(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u32>> {
             .chunks(act.type_size())
             .flat_map(|b| b[levels_at..levels_at + bs].iter().copied())
             .collect();
-        let scales: Vec<f32> =
+        let scales: Vec<u32> =
             bytes.chunks(act.type_size()).flat_map(|b| std::iter::repeat_n(scale_of(b), bs / 32)).collect();
         let (q, d) = row.split_at_mut(cols / 4);
         for (w, l) in q.iter_mut().zip(levels.as_chunks::<4>().0) {
             *w = u32::from_le_bytes(*l);
         }
-        for (w, s) in d.iter_mut().zip(scales) {
-            *w = s.to_bits();
-        }
+        d.iter_mut().zip(scales).for_each(|(w, s)| *w = s);
     }
     Ok(out)
 }

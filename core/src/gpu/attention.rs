@@ -8,16 +8,21 @@
 //! are stored. Output: att f32 `[n_tokens, n_head · head_dim]`. A token at position `pos` of
 //! sequence `s` (the step table) attends to cells `start..=pos` of region `s`, `start` being 0
 //! or, on a sliding-window layer, `pos + 1 - window`; q head h reads kv head `h / (n_head /
-//! n_head_kv)`; `p = softmax((q·k) · kq_scale)`, `out = Σ p·v`. This mirrors `cpu::forward`'s
-//! attention over an un-transposed V cache.
+//! n_head_kv)`; `p = softmax((q·k) · kq_scale)` rounded to f16, `out = Σ p·v`. This mirrors
+//! `cpu::forward`'s attention over an un-transposed V cache, down to that rounding: llama.cpp's
+//! P·V product takes p in f16 (the f16 V cache's `vec_dot_type`), so the kernels normalise each
+//! p before the product — a pass for the softmax's max and sum, then one for Σ p·v — instead of
+//! an online softmax that divides at the end (which moved SmolLM2's attention outputs by up to
+//! 4e-4 of their size, a hundred times the f32 rounding).
 //!
 //! [`Attention::new`] builds the three pipelines, the parameters and the bind groups once (the
 //! decode scratch, sized by [`Attention::scratch_bytes`], is the caller's: one serves every layer,
 //! since they run one after another); [`Attention::encode`] dispatches the decode kernel over the
 //! plan's one-token runs and the prefill kernel over its tiles. Decode splits a token's cells into
-//! at most `n_split` chunks (enough workgroups to fill a large GPU even with few heads) and merges
-//! them; a token with one chunk (short contexts) has its row written by the decode kernel and is
-//! skipped by the merge, which is not dispatched at all when no token needs it. Prefill reduces
+//! at most `n_split` chunks (enough workgroups to fill a large GPU even with few heads); a token
+//! with one chunk (short contexts) has its row written by the decode kernel's phase 0; tokens
+//! with more get a second dispatch of the decode kernel (phase 1: the chunks' Σ p·v, once every
+//! chunk's max and sum are known) and the merge, neither dispatched when no token needs them. Prefill reduces
 //! each token's dot products across 8 invocations with subgroup shuffles when the device has
 //! subgroups of 8 or more (`attn_prefill_sg`), else through workgroup memory (`attn_prefill_wg`).
 
@@ -132,7 +137,9 @@ struct Params {
     n_split: u32,
     kq_scale: f32,
     n_ctx: u32,
-    _pad: [u32; 2],
+    /// attn_decode's phase: 0 statistics (and one-chunk tokens' outputs), 1 the chunks' Σ p·v.
+    phase: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(size_of::<Params>() == 48);
@@ -143,11 +150,13 @@ pub struct Attention {
     n_split: u32,
     decode_tile: u32,
     decode: (wgpu::ComputePipeline, wgpu::BindGroup),
+    /// The decode kernel's phase 1 (its own parameters).
+    decode_values: wgpu::BindGroup,
     merge: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill_key: String,
-    /// Kept alive for the bind groups.
-    _params: wgpu::Buffer,
+    /// Kept alive for the bind groups: phase 0's and phase 1's.
+    _params: [wgpu::Buffer; 2],
 }
 
 impl Attention {
@@ -262,9 +271,11 @@ impl Attention {
             n_split,
             kq_scale: dims.kq_scale,
             n_ctx: dims.n_ctx,
-            _pad: [0; 2],
+            phase: 0,
+            _pad: 0,
         };
         let params_buf = gpu.uniform("attn params", &params)?;
+        let values_params = gpu.uniform("attn params, phase 1", &Params { phase: 1, ..params })?;
         let p = params_buf.as_entire_binding();
         let (at, dec, tiles) = (
             table.at().as_entire_binding(),
@@ -277,20 +288,24 @@ impl Attention {
             v_cache.as_entire_binding(),
             att.as_entire_binding(),
         );
-        let decode_bind = gpu.bind(
-            "attn_decode",
-            &decode,
-            &[
-                qb.clone(),
-                kb.clone(),
-                vb.clone(),
-                ab.clone(),
-                scratch.as_entire_binding(),
-                p.clone(),
-                at.clone(),
-                dec.clone(),
-            ],
-        )?;
+        let decode_bind = |params: wgpu::BindingResource<'_>| {
+            gpu.bind(
+                "attn_decode",
+                &decode,
+                &[
+                    qb.clone(),
+                    kb.clone(),
+                    vb.clone(),
+                    ab.clone(),
+                    scratch.as_entire_binding(),
+                    params,
+                    at.clone(),
+                    dec.clone(),
+                ],
+            )
+        };
+        let (decode_values, decode_bind) =
+            (decode_bind(values_params.as_entire_binding())?, decode_bind(p.clone())?);
         let merge_bind =
             gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), at, dec])?;
         let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, tiles])?;
@@ -299,10 +314,11 @@ impl Attention {
             n_split,
             decode_tile,
             decode: (decode, decode_bind),
+            decode_values,
             merge: (merge, merge_bind),
             prefill: (prefill, prefill_bind),
             prefill_key,
-            _params: params_buf,
+            _params: [params_buf, values_params],
         })
     }
 
@@ -338,6 +354,8 @@ impl Attention {
             pass.set_bind_group(0, &self.decode.1, &[]);
             pass.dispatch_workgroups(chunks, n_head, n_decode);
             if chunks > 1 {
+                pass.set_bind_group(0, &self.decode_values, &[]);
+                pass.dispatch_workgroups(chunks, n_head, n_decode);
                 pass.set_pipeline(&self.merge.0);
                 pass.set_bind_group(0, &self.merge.1, &[]);
                 pass.dispatch_workgroups(n_head, n_decode, 1);
@@ -366,7 +384,8 @@ const _: () = {
 
 /// CPU twin of [`Attention`]: att `[n_tokens, n_head · head_dim]` for q `[n_tokens, n_head,
 /// head_dim]`, token t at (sequence, position) `at[t]`, over the f16 caches `[n_seq, n_ctx,
-/// kv_dim]`, in plain f32/f64 arithmetic.
+/// kv_dim]`, in plain f64 arithmetic but for the probabilities, rounded to f16 as the kernels
+/// and the CPU reference round them.
 pub fn attention_cpu(
     q: &[f32],
     k_cache: &[f16],
@@ -409,6 +428,8 @@ pub fn attention_cpu(
             let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
             scores.iter_mut().for_each(|s| *s = (*s - max).exp());
             let sum: f64 = scores.iter().sum();
+            // Each probability rounded to f16, as the kernels (and the CPU reference) take it.
+            scores.iter_mut().for_each(|p| *p = f16::from_f64(*p / sum).to_f64());
             let out = &mut att[t * qd + h * hd..][..hd];
             for (d, o) in out.iter_mut().enumerate() {
                 let acc: f64 = scores
@@ -416,7 +437,7 @@ pub fn attention_cpu(
                     .enumerate()
                     .map(|(i, &p)| p * v_cache[(region + start + i) * kvd + kv_off + d].to_f64())
                     .sum();
-                *o = (acc / sum) as f32;
+                *o = acc as f32;
             }
         }
     }

@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
-    ActQuant, Add, Argmax, Attention, AttnDims, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore, MatMul,
-    MatVec, MatVecMulti, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan, StepTable,
+    ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan,
+    StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -192,6 +193,10 @@ impl GpuModel {
     }
 }
 
+/// Whether a layer's RMSNorm that feeds only rounded projection inputs is fused into their
+/// conversion (`ActQuant::new_normed`) rather than run as its own kernel.
+const FUSE_NORMS: bool = true;
+
 /// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens for
 /// up to `multi_max` (batched decode; only types with such a kernel), a tiled matmul for more
 /// (each absent where a step never has that many rows). With `add`, the product goes into a
@@ -201,6 +206,8 @@ struct Proj {
     vec: MatVec,
     multi: Option<MatVecMulti>,
     mat: Option<MatMul>,
+    /// After a Q4_1/Q5_1 matmul: its block sums as the CPU's dot products take them.
+    fix: Option<BlockSums>,
     add: Option<Add>,
     /// `Caps::multi_max`.
     multi_max: u32,
@@ -212,6 +219,9 @@ impl Proj {
             (Some(multi), _) if n > 1 && n <= self.multi_max => multi.encode(pass, n),
             (_, Some(mat)) if n > 1 => {
                 mat.encode(pass, n);
+                if let Some(fix) = &self.fix {
+                    fix.encode(pass, n);
+                }
                 if let Some(add) = &self.add {
                     add.encode(pass, n);
                 }
@@ -562,6 +572,80 @@ impl<'g> GpuBackend<'g> {
         self.passes
     }
 
+    /// Probing (a measuring tool, as [`GpuBackend::profile_step`]): the body's ops, by kernel
+    /// family, in the order a step records them — the embedding lookup, then each layer's.
+    pub fn probe_ops(&self) -> Vec<&'static str> {
+        self.body.iter().map(Op::kind).collect()
+    }
+
+    /// Probing: makes `tokens` the step of sequence 0 at its end (written for the next
+    /// submissions; the sequence's length is not advanced) and submits the body's ops `ops` of
+    /// it in one pass. Called for consecutive ranges, it computes the step op by op, so that
+    /// [`GpuBackend::probe_read`] can read every intermediate activation. Calling it again for
+    /// the same tokens recomputes the same cells: the cache holds the step's keys and values at
+    /// the same positions. [`Backend::eval`] afterwards evaluates normally.
+    pub fn probe_run(&mut self, tokens: &[u32], ops: std::ops::Range<usize>) -> Result<()> {
+        self.ahead = None;
+        let pos = self.seq_len[0];
+        if tokens.is_empty() || tokens.len() > self.max_batch || pos + tokens.len() > self.n_ctx {
+            return Err(Error::GpuKernelShape {
+                kernel: "probe",
+                why: format!("{} tokens at position {pos} do not fit the step or the context", tokens.len()),
+            });
+        }
+        let body = self.body.get(ops.clone()).ok_or_else(|| Error::GpuKernelShape {
+            kernel: "probe",
+            why: format!("ops {ops:?} of {}", self.body.len()),
+        })?;
+        self.plan.clear();
+        self.plan.push(0, pos as u32, tokens, false);
+        self.write_step()?;
+        let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for op in body {
+                op.encode(&mut pass, tokens.len() as u32, &self.plan)?;
+            }
+        }
+        self.gpu.submit(encoder, "a probed step")?;
+        Ok(())
+    }
+
+    /// Probing: the first `n` f32 of an activation buffer after the work submitted so far —
+    /// `x`, `xn`, `q`, `k`, `v`, `att`, `proj`, `gate`, `up` (rows `[n_tokens, width]` as
+    /// [`Acts`] lays them out) — or the words of layer `l`'s cache, `k_cache.{l}` / `v_cache.{l}`
+    /// (f16 pairs in u32, `[n_seq, n_ctx, kv_dim]`, returned as the words' bits).
+    pub async fn probe_read(&mut self, name: &str, n: usize) -> Result<Vec<f32>> {
+        let a = &self.acts;
+        let cache = |prefix: &str| {
+            let l: usize = name.strip_prefix(prefix)?.parse().ok()?;
+            self._kv.get(l).map(|(k, v)| if prefix == "k_cache." { k } else { v })
+        };
+        let buf = match name {
+            "x" => &a.x,
+            "xn" => &a.xn,
+            "q" => &a.q,
+            "k" => &a.k,
+            "v" => &a.v,
+            "att" => &a.att,
+            "proj" => &a.proj,
+            "gate" => &a.gate,
+            "up" => &a.up,
+            _ => cache("k_cache.").or_else(|| cache("v_cache.")).ok_or_else(|| Error::GpuKernelShape {
+                kernel: "probe",
+                why: format!("no buffer named {name}"),
+            })?,
+        };
+        let buf = buf.clone();
+        let mut out = Vec::with_capacity(n);
+        let chunk = (self.readback.capacity() / 4) as usize;
+        while out.len() < n {
+            let m = chunk.min(n - out.len());
+            out.extend(self.readback.read_f32(self.gpu, &buf, out.len() as u64, m).await?);
+        }
+        Ok(out)
+    }
+
     /// Writes the plan's token ids, tables and step counts for the next submission.
     fn write_step(&self) -> Result<()> {
         let plan = &self.plan;
@@ -845,7 +929,40 @@ impl Builder<'_> {
         outs: &[(&GpuTensor, &wgpu::Buffer)],
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        self.projs_of(ops, rows, x, None, cols, outs, residual)
+        self.projs_of(ops, rows, x, None, None, cols, outs, residual)
+    }
+
+    /// Projections of `rmsnorm(x) · norm` where every weight reads a rounded activation format:
+    /// the norm fused into the conversions (`ActQuant::new_normed`), which saves its dispatch and
+    /// the normed buffer; otherwise the norm into `xn`, then [`Builder::projs`] of it.
+    #[allow(clippy::too_many_arguments)]
+    fn normed_projs(
+        &self,
+        ops: &mut Vec<Op>,
+        rows: ProjRows<'_>,
+        x: &wgpu::Buffer,
+        norm: &wgpu::Buffer,
+        xn: &wgpu::Buffer,
+        cols: usize,
+        outs: &[(&GpuTensor, &wgpu::Buffer)],
+    ) -> Result<()> {
+        let rounded = |w: &GpuTensor| quant::vec_dot_type(w.ty).is_ok_and(|t| t != GgmlType::F32);
+        if FUSE_NORMS && outs.iter().all(|(w, _)| rounded(w)) {
+            let norm = Some((norm, self.c.rms_eps));
+            return self.projs_of(ops, rows, x, None, norm, cols, outs, None);
+        }
+        ops.push(Op::RmsNorm(RmsNorm::new(
+            self.gpu,
+            rows.step,
+            (x, 0),
+            norm,
+            Some((xn, 0)),
+            cols as u32,
+            1,
+            self.c.rms_eps,
+            Rows::Step,
+        )?));
+        self.projs(ops, rows, xn, cols, outs, None)
     }
 
     /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
@@ -862,13 +979,24 @@ impl Builder<'_> {
         use GgmlType::*;
         let c = self.c;
         if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
-            return self.projs_of(ops, self.tokens(), &a.gate, Some(&a.up), c.n_ff, &[(w, y)], residual);
+            return self.projs_of(
+                ops,
+                self.tokens(),
+                &a.gate,
+                Some(&a.up),
+                None,
+                c.n_ff,
+                &[(w, y)],
+                residual,
+            );
         }
         ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
         self.projs(ops, self.tokens(), &a.gate, c.n_ff, &[(w, y)], residual)
     }
 
-    /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`.
+    /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`; with
+    /// `norm` (weight, epsilon), the input is `rmsnorm(x) · weight` (every weight must read a
+    /// rounded format: the conversion does the norm).
     #[allow(clippy::too_many_arguments)]
     fn projs_of(
         &self,
@@ -876,6 +1004,7 @@ impl Builder<'_> {
         rows: ProjRows<'_>,
         x: &wgpu::Buffer,
         glu_up: Option<&wgpu::Buffer>,
+        norm: Option<(&wgpu::Buffer, f32)>,
         cols: usize,
         outs: &[(&GpuTensor, &wgpu::Buffer)],
         residual: Option<&wgpu::Buffer>,
@@ -889,12 +1018,15 @@ impl Builder<'_> {
                 None => {
                     let (buf, packed) = self.scratch_for(act)?;
                     let (xq, cols) = ((&packed, 0), cols as u32);
-                    let k = match glu_up {
-                        Some(up) => {
+                    let k = match (glu_up, norm) {
+                        (Some(up), _) => {
                             let gelu = self.c.ffn_act == FfnAct::GeluTanh;
                             ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, (up, 0), gelu, cols, n)?
                         }
-                        None => ActQuant::new(gpu, step, w.ty, (x, 0), (&buf, 0), xq, cols, n)?,
+                        (None, Some(norm)) => {
+                            ActQuant::new_normed(gpu, step, w.ty, (x, 0), (&buf, 0), xq, norm, cols, n)?
+                        }
+                        (None, None) => ActQuant::new(gpu, step, w.ty, (x, 0), (&buf, 0), xq, cols, n)?,
                     };
                     match k {
                         Some(k) => {
@@ -921,13 +1053,17 @@ impl Builder<'_> {
             // The matmul takes the steps the mat-vecs do not.
             let many = n > 1 && (multi.is_none() || n > multi_max);
             let mat = if many { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
+            let fix = match needs_block_sums(w.ty) && many {
+                true => Some(BlockSums::new(gpu, w, (&packed, 0), (y, 0), step, n)?),
+                false => None,
+            };
             let add = match residual {
                 Some(r) if many => {
                     Some(Add::new(gpu, step, (r, 0), (y, 0), w.rows as u32, false, Rows::Step)?)
                 }
                 _ => None,
             };
-            let proj = Proj { vec, multi, mat, add, multi_max };
+            let proj = Proj { vec, multi, mat, fix, add, multi_max };
             ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
         Ok(())
@@ -1037,9 +1173,8 @@ impl Builder<'_> {
         };
         let attn_scratch = gpu.storage("attn scratch", Attention::scratch_bytes(&dims(0))?)?;
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
-            ops.push(self.norm(&a.x, &lw.attn_norm, Some(&a.xn), d, 1)?);
             let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
-            self.projs(&mut ops, rows, &a.xn, d, &qkv, None)?;
+            self.normed_projs(&mut ops, rows, &a.x, &lw.attn_norm, &a.xn, d, &qkv)?;
             self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
@@ -1095,9 +1230,8 @@ impl Builder<'_> {
                 ops.push(self.add(&a.x, &a.proj, d, false)?);
             }
 
-            ops.push(self.norm(&a.x, &lw.ffn_norm, Some(&a.xn), d, 1)?);
             let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
-            self.projs(&mut ops, rows, &a.xn, d, &gate_up, None)?;
+            self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm(&a.proj, norm, None, d, 1)?);
@@ -1114,22 +1248,11 @@ impl Builder<'_> {
     fn head(&self, m: &GpuModel, a: &Acts) -> Result<Vec<Op>> {
         let (gpu, c, step, n) = (self.gpu, self.c, self.head_step, self.max_out);
         let (d, v) = (c.n_embd as u32, c.n_vocab as u32);
-        let mut ops = vec![
-            Op::Gather(Gather::new(gpu, step, self.table.outputs(), (&a.x, 0), (&a.proj, 0), d, n)?),
-            Op::RmsNorm(RmsNorm::new(
-                gpu,
-                step,
-                (&a.proj, 0),
-                &m.output_norm,
-                Some((&a.xn, 0)),
-                d,
-                1,
-                c.rms_eps,
-                Rows::Step,
-            )?),
-        ];
+        let mut ops =
+            vec![Op::Gather(Gather::new(gpu, step, self.table.outputs(), (&a.x, 0), (&a.proj, 0), d, n)?)];
         let rows = ProjRows { step, max_rows: n, output: true };
-        self.projs(&mut ops, rows, &a.xn, c.n_embd, &[(m.output(), &a.logits)], None)?;
+        let out = [(m.output(), &a.logits)];
+        self.normed_projs(&mut ops, rows, &a.proj, &m.output_norm, &a.xn, c.n_embd, &out)?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(gpu, step, (&a.logits, 0), (b, 0), v, true, Rows::Step)?));
         }

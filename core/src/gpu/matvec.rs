@@ -11,7 +11,7 @@
 //! sets it to [`MATVEC_SOFTWARE_WG`] (key suffix `_sw`): fewer idle invocations per short row and
 //! fewer coroutines per barrier for a CPU that emulates the workgroup.
 //!
-//! The Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (the `xq` output of
+//! The Q4_1, Q4_K, Q6_K and Q8_0 kernels take x as packed 8-bit levels (the `xq` output of
 //! `act_quant.wgsl`, see [`packed_input`]) and multiply integers with `dot4I8Packed`, as the CPU's
 //! dot products do; the others take the f32 input rounded to their activation format. A mat-vec
 //! may add its product to y instead of storing it ([`MatVec::new_add`]): a residual add with no
@@ -59,7 +59,7 @@ pub struct MatVec {
 /// Whether the mat-vec of weights of type `ty` takes x as packed 8-bit levels (`act_quant`'s
 /// `xq`, offsets in words) rather than f32 (offsets in elements).
 pub fn packed_input(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8_0)
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8_0)
 }
 
 impl MatVec {

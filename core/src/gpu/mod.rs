@@ -13,7 +13,7 @@
 //! `matvec_multi.rs` ([`MatVecMulti`], [`matvec_multi_cpu`]: the same over a few tokens); `get_rows.rs`
 //! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
 //! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
-//! parameters); the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
+//! parameters), with `block_sums.rs` ([`BlockSums`]) after a Q4_1/Q5_1 matmul; the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
 //! `softcap.rs`, `kv_store.rs`, `argmax.rs`, `gather.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
 //! [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
@@ -23,6 +23,7 @@
 
 mod act_quant;
 mod attention;
+mod block_sums;
 mod context;
 mod forward;
 mod matvec;
@@ -66,6 +67,7 @@ pub use softcap::{Softcap, softcap_cpu};
 // Attention (decode, merge, prefill).
 pub use act_quant::{ActQuant, act_pack_cpu, act_quant_cpu, packed_stride};
 pub use attention::{Attention, AttnDims, attention_cpu};
+pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
 pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};

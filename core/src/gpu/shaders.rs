@@ -51,6 +51,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
+    ("block_sums.wgsl", include_str!("../../../shaders/block_sums.wgsl")),
     ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
     ("stream_read.wgsl", include_str!("../../../shaders/stream_read.wgsl")),
     ("act_quant.wgsl", include_str!("../../../shaders/act_quant.wgsl")),

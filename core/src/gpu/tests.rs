@@ -240,7 +240,12 @@ fn every_kernel_fits_webgpus_workgroup_memory() {
 fn every_multi_token_matvec_validates_with_both_reductions() {
     use super::MULTI_TOKENS;
     for ty in MATVEC_TYPES {
-        let (kernel, decoded) = shaders::matvec_multi_kernel(ty).unwrap_or_else(|| panic!("{ty}: no kernel"));
+        // Q4_1's mat-vec takes packed levels and has no multi-token kernel yet: its batches go
+        // to the matmul.
+        let Some((kernel, decoded)) = shaders::matvec_multi_kernel(ty) else {
+            assert_eq!(ty, crate::quant::GgmlType::Q4_1, "{ty}: no multi-token kernel");
+            continue;
+        };
         assert_eq!(decoded, !super::packed_input(ty), "{ty}: integer kernel iff packed input");
         let last = kernel.trim_end().lines().last().unwrap_or_default();
         assert!(last.starts_with(REDUCE_MARKER), "{ty}: multi kernel must end at `{REDUCE_MARKER}`");
