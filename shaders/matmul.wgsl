@@ -35,7 +35,12 @@ struct Params {
     y_off: u32,       // of row 0 of this piece, token 0
     y_stride: u32,    // elements per token of Y (rows of the whole tensor)
     max_tokens: u32,  // tokens the buffers hold
+    // Split-K fields of matmul_coop.wgsl (which shares these parameters); unused here.
+    first_row: u32,
+    k_split: u32,
+    split_tokens: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }

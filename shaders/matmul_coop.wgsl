@@ -1,5 +1,5 @@
 // matmul_coop.wgsl — Y[t, r] = Σ_c W[r, c] · X[t, c] on the tensor cores: the prefill product of
-// matmul.wgsl (same bindings, parameters and layout) with its multiply-adds done by subgroup
+// matmul.wgsl (same bindings 0-4, parameters and layout) with its multiply-adds done by subgroup
 // cooperative matrices (wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX; Vulkan VK_KHR_cooperative_matrix),
 // 16×16×16, f16 operands, f32 sums. CPU twin: gpu::matmul_cpu; launcher: core/src/gpu/matmul.rs
 // (used when gpu::Caps::coop_matrix).
@@ -10,19 +10,25 @@
 //
 // Layout: X is f32 [max_tokens, cols] from element x_off; Y is f32 [max_tokens, y_stride] from
 // element y_off (y_stride = rows of the whole tensor; y_off includes the piece's first row).
-// Dispatch: (ceil(n_rows / TM), ceil(n_tokens / TN)) workgroups of 256 invocations = 8 subgroups
-// of 32 (Caps::coop_matrix requires exactly 32). A workgroup computes a TM × TN = 128 × 64 tile of
-// Y; subgroup s owns its 32 × 32 quarter-column (rows 32 (s % 4).., tokens 32 (s / 4)..) as 2 × 2
-// accumulator fragments. Per step of TK = 32 columns every invocation decodes four weight quads
-// and loads two X quads (8 invocations per row read its 32 columns), converts them to f16 and
-// stores them in workgroup memory, row after row with KS vec4 per row (2 of padding, so the 16-byte
-// row segments a fragment load reads fall in distinct banks); after a barrier each subgroup loads
-// its A fragments row-major (A[m, k] = W[row, k]) and B fragments column-major (B[k, n] =
-// X[token, k]: a token's row of X is a column of B) and does 2 × 2 multiply-adds per 16 columns.
-// At the end each fragment goes through a 16 × 16 f32 staging area per subgroup (column-major:
-// rows contiguous, as in Y) and the whole workgroup copies the in-bounds part out, so ragged row
-// and token edges never write past the piece or the step. 23 KiB of workgroup memory
-// (context.rs COOP_WORKGROUP_BYTES).
+// Dispatch: (ceil(n_rows / TM), ceil(n_tokens / TN), splits) workgroups of 256 invocations = 8
+// subgroups of 32 (Caps::coop_matrix requires exactly 32). A workgroup computes a TM × TN = 128 ×
+// 64 tile of Y over columns [z · k_split, (z + 1) · k_split) of split z, or over all of them when
+// the grid has one split; subgroup s owns its 32 × 32 quarter-column (rows 32 (s % 4).., tokens
+// 32 (s / 4)..) as 2 × 2 accumulator fragments. Per step of TK = 32 columns every invocation
+// decodes four weight quads and loads two X quads (8 invocations per row read its 32 columns),
+// converts them to f16 and stores them in workgroup memory, row after row with KS vec4 per row (2
+// of padding, so the 16-byte row segments a fragment load reads fall in distinct banks); after a
+// barrier each subgroup loads its A fragments row-major (A[m, k] = W[row, k]) and B fragments
+// column-major (B[k, n] = X[token, k]: a token's row of X is a column of B) and does 2 × 2
+// multiply-adds per 16 columns. At the end each fragment goes through a 16 × 16 f32 staging area
+// per subgroup (column-major: rows contiguous, as in Y) and the whole workgroup copies the
+// in-bounds part out, so ragged row and token edges never write past the piece or the step. 23 KiB
+// of workgroup memory (context.rs COOP_WORKGROUP_BYTES).
+//
+// Split-K (a step of few tokens on a tensor of few row tiles, where one split would leave most of
+// the GPU idle): with splits > 1 the tile's partial sums go to `part` [splits, split_tokens,
+// y_stride] at the piece's rows (first_row..) instead of Y, and matmul_reduce.wgsl sums the
+// splits into Y. The launcher sizes k_split (a multiple of TK) so no split is empty.
 //
 // Precision: operands are rounded to f16 (clamped to ±65504 so a large activation saturates
 // instead of becoming inf); sums are f32. Rows past the piece repeat its last row and tokens past
@@ -47,7 +53,11 @@ struct Params {
     y_off: u32,       // of row 0 of this piece, token 0
     y_stride: u32,    // elements per token of Y (rows of the whole tensor)
     max_tokens: u32,  // tokens the buffers hold
+    first_row: u32,   // the piece's first row in the tensor (its rows of `part`)
+    k_split: u32,     // columns per split (a multiple of TK) when the grid has several
+    split_tokens: u32, // tokens per split in `part`
     _pad0: u32,
+    _pad1: u32,
 }
 
 struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
@@ -56,6 +66,7 @@ struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens * y_stride]
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;  // [splits, split_tokens, y_stride]
 
 var<workgroup> ws: array<vec4<f16>, 1280>;  // [TM, KS] weights of the step
 var<workgroup> xs: array<vec4<f16>, 640>;   // [TN, KS] X of the step
@@ -97,8 +108,9 @@ fn x_quad(t: u32, n_tok: u32, c: u32) -> vec4<f16> {
 }
 
 // Stages fragment `acc` (tile rows r.. r + 16, tokens t.. t + 16) through subgroup sg's area and
-// writes its in-bounds part to Y. Called by every subgroup alike (uniform control flow).
-fn store(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_tok: u32, r: u32, t: u32) {
+// writes its in-bounds part to Y, or with several splits to split z's slice of `part`. Called by
+// every subgroup alike (uniform control flow).
+fn store(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_tok: u32, r: u32, t: u32, z: u32, splits: u32) {
     let at = sg * 256u;
     let ld = 16u;
     coopStore(acc, &cs[at], ld);
@@ -111,7 +123,11 @@ fn store(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_
         let row = row0 + (s % 4u) * 32u + r + i % 16u;
         let tok = tok0 + (s / 4u) * 32u + t + i / 16u;
         if row < p.n_rows && tok < n_tok {
-            y[p.y_off + tok * p.y_stride + row] = cs[e];
+            if splits > 1u {
+                part[(z * p.split_tokens + tok) * p.y_stride + p.first_row + row] = cs[e];
+            } else {
+                y[p.y_off + tok * p.y_stride + row] = cs[e];
+            }
         }
     }
     workgroupBarrier();
@@ -120,6 +136,7 @@ fn store(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_id) sg: u32,
 ) {
@@ -148,7 +165,11 @@ fn main(
     var c10 = coop_mat16x16<f32, C>();
     var c11 = coop_mat16x16<f32, C>();
 
-    for (var k0 = 0u; k0 < p.cols; k0 += TK) {
+    // This split's columns (all of them without split-K).
+    let splits = nwg.z;
+    let k_begin = select(0u, wg.z * p.k_split, splits > 1u);
+    let k_end = select(p.cols, min(p.cols, k_begin + p.k_split), splits > 1u);
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         let c = k0 + 4u * lk;
         ws[lr * KS + lk] = w_quad(rb0, c);
         ws[(lr + 32u) * KS + lk] = w_quad(rb1, c);
@@ -174,8 +195,8 @@ fn main(
         workgroupBarrier();
     }
 
-    store(c00, sg, lid, row0, tok0, n_tok, 0u, 0u);
-    store(c01, sg, lid, row0, tok0, n_tok, 0u, 16u);
-    store(c10, sg, lid, row0, tok0, n_tok, 16u, 0u);
-    store(c11, sg, lid, row0, tok0, n_tok, 16u, 16u);
+    store(c00, sg, lid, row0, tok0, n_tok, 0u, 0u, wg.z, splits);
+    store(c01, sg, lid, row0, tok0, n_tok, 0u, 16u, wg.z, splits);
+    store(c10, sg, lid, row0, tok0, n_tok, 16u, 0u, wg.z, splits);
+    store(c11, sg, lid, row0, tok0, n_tok, 16u, 16u, wg.z, splits);
 }

@@ -32,6 +32,10 @@ pub struct DeviceArgs {
     /// measuring the crossing on a device.
     #[arg(long, value_name = "TOKENS")]
     pub multi_max: Option<u32>,
+    /// GPU: the workgroups the tensor-core matmul splits its columns to fill on a step of few
+    /// tokens (default: aether_core::gpu::SPLIT_TARGET; 0 turns split-K off). For measuring.
+    #[arg(long, value_name = "WORKGROUPS")]
+    pub split_target: Option<u32>,
 }
 
 /// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
@@ -71,6 +75,7 @@ impl Device {
             poll_timeout: Some(POLL_TIMEOUT),
             no_coop_matrix: std::env::var_os("AETHER_NO_COOP_MATRIX").is_some_and(|v| v == "1"),
             multi_max: args.multi_max,
+            split_target: args.split_target,
             ..Default::default()
         };
         match pollster::block_on(Gpu::new(opts)) {

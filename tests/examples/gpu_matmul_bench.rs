@@ -7,7 +7,9 @@
 //!
 //! Default cases: llama3-8b's Q4_K projections (4096x4096 attn_q/o, 14336x4096 ffn_gate/up,
 //! 4096x14336 ffn_down) and Q8_0/Q6_K/F16 4096x4096, at `AETHER_MATMUL_TOKENS` tokens (default
-//! 512, prefill's chunk). Method: COPIES distinct weight tensors, one compute pass of ROUNDS rounds
+//! 512, prefill's chunk; a comma-separated list runs each). `AETHER_SPLIT_TARGETS=0,256,...` times
+//! the tensor-core kernel once per split-K target (`GpuOptions::split_target`; 0 = unsplit;
+//! default: the built-in target only). Method: COPIES distinct weight tensors, one compute pass of ROUNDS rounds
 //! over all of them, timed with timestamp queries (GPU time) when the adapter has them and the wall
 //! clock from submit to completion; median of REPS passes after a warm-up. Before timing, the first
 //! 8 tokens of the first copy are checked against the CPU twin (NMSE printed). It first prints the
@@ -98,9 +100,8 @@ struct Operands {
 }
 
 impl Operands {
-    fn new(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) -> Operands {
-        let mut rng = Rng::new(42);
-        let bytes = weights(ty, rows, cols, false, &mut rng);
+    fn new(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, bytes: Vec<u8>) -> Operands {
+        let mut rng = Rng::new(43);
         let x = rng.vec(n_tokens * cols);
         let checked = CHECKED_TOKENS.min(n_tokens);
         let want = matmul_cpu(ty, &bytes, &x[..checked * cols], checked, cols).expect("cpu");
@@ -111,7 +112,7 @@ impl Operands {
 fn bench(gpu: &Gpu, case: &Operands) {
     let Operands { ty, rows, cols, n_tokens, ref bytes, ref x, ref want } = *case;
     let xb = gpu.storage("x", (x.len() * 4) as u64).expect("x");
-    gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+    gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(x));
     let step = StepBuffer::new(gpu).expect("step");
     step.write(gpu, Step::new(0, n_tokens as u32));
     let tensors: Vec<GpuTensor> = (0..COPIES)
@@ -131,7 +132,11 @@ fn bench(gpu: &Gpu, case: &Operands) {
     time_pass(gpu, &ops[..1], n_tokens as u32, None);
     let checked = CHECKED_TOKENS.min(n_tokens);
     let got = pollster::block_on(gpu.read_f32(&ys[0], 0, checked * rows)).expect("read y");
-    let label = ops[0].key();
+    let splits = ops[0].splits(n_tokens as u32);
+    let label = match splits {
+        1 => ops[0].key().to_string(),
+        s => format!("{} k/{s}", ops[0].key()),
+    };
     let nmse = assert_nmse(&got, want, 5e-4, &format!("{label} {rows}x{cols}"));
 
     let dev = gpu.device();
@@ -208,11 +213,24 @@ fn main() {
     } else {
         args.iter().map(|a| parse_case(a)).collect()
     };
-    let n_tokens: usize =
-        std::env::var("AETHER_MATMUL_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let list = |var: &str| -> Vec<u32> {
+        std::env::var(var).unwrap_or_default().split(',').filter_map(|v| v.trim().parse().ok()).collect()
+    };
+    let mut token_counts = list("AETHER_MATMUL_TOKENS");
+    if token_counts.is_empty() {
+        token_counts.push(512);
+    }
     print_coop_properties();
-    let best = pollster::block_on(Gpu::new(GpuOptions::default())).expect("adapter");
-    println!("adapter: {}", best.describe());
+    let open = |split_target| {
+        pollster::block_on(Gpu::new(GpuOptions { split_target, ..Default::default() })).expect("adapter")
+    };
+    let mut targets: Vec<Option<u32>> = list("AETHER_SPLIT_TARGETS").into_iter().map(Some).collect();
+    if targets.is_empty() {
+        targets.push(None);
+    }
+    let bests: Vec<Gpu> = targets.iter().map(|&t| open(t)).collect();
+    let best = &bests[0];
+    println!("adapter: {}; split targets {targets:?}", best.describe());
     let portable = best.caps().coop_matrix.then(|| {
         pollster::block_on(Gpu::new(GpuOptions { no_coop_matrix: true, ..Default::default() }))
             .expect("adapter")
@@ -226,10 +244,15 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let skip_portable = std::env::var_os("AETHER_MATMUL_NO_F32").is_some();
     for &(ty, rows, cols) in &cases {
-        let case = Operands::new(ty, rows, cols, n_tokens);
-        bench(&best, &case);
-        if let Some(g) = portable.as_ref().filter(|_| !skip_portable) {
-            bench(g, &case);
+        let bytes = weights(ty, rows, cols, false, &mut Rng::new(42));
+        for &n_tokens in &token_counts {
+            let case = Operands::new(ty, rows, cols, n_tokens as usize, bytes.clone());
+            for gpu in &bests {
+                bench(gpu, &case);
+            }
+            if let Some(g) = portable.as_ref().filter(|_| !skip_portable) {
+                bench(g, &case);
+            }
         }
     }
 }

@@ -8,8 +8,12 @@
 //! Every type with a decoder; row counts below, between and past the 128-row tile (7, 130, 300);
 //! token counts 1, 17, 64 and 100 (one partial tile, one full, one and a half) with buffers for
 //! more; widths that end inside a 32-column step (float types: 34, 578); x and y offsets; random
-//! weight bytes as well as quantized ones; a row-split tensor. The operands are rounded to f16,
-//! so the bound is the matrix ops' NMSE 5e-4 (f16 rounding gives ~1e-7); NaN fails.
+//! weight bytes as well as quantized ones; a row-split tensor. Each with split-K as `MatMul`
+//! plans it (these few-tile tensors split their columns up to 16 ways, summed by
+//! `matmul_reduce.wgsl`) and with it turned off (`GpuOptions::split_target = 0`); steps past
+//! `SPLIT_TOKENS` run unsplit, and a row-split tensor splits into the shared scratch at its rows.
+//! The operands are rounded to f16, so the bound is the matrix ops' NMSE 5e-4 (f16 rounding gives
+//! ~1e-7); NaN fails.
 //!
 //! No adapter at all = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
@@ -31,21 +35,24 @@ fn coop_gpu(opts: GpuOptions) -> Option<Gpu> {
     Some(gpu)
 }
 
+/// What one case ran: NMSE, pipeline key, column splits.
+type Ran = (f64, String, u32);
+
 /// Y = W·Xᵀ for `n_tokens` tokens (buffers for `n_tokens + 2`, x at element 3, y at 5); checks
-/// nothing outside Y's rows was written and returns the NMSE and pipeline key, or what differed.
+/// nothing outside Y's rows was written and returns what ran, or what differed.
 fn check(
     gpu: &Gpu,
     ty: GgmlType,
     (rows, cols, n_tokens): (usize, usize, usize),
     raw: bool,
     rng: &mut Rng,
-) -> Result<(f64, String), String> {
+) -> Result<Ran, String> {
     let what = format!("{ty} rows={rows} cols={cols} n_tokens={n_tokens} raw={raw}");
     let bytes = weights(ty, rows, cols, raw, rng);
     let x = rng.vec(n_tokens * cols);
     let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).map_err(|e| format!("{what}: CPU twin: {e}"))?;
     let (x_off, y_off, max_tokens) = (3usize, 5usize, n_tokens as u32 + 2);
-    let run = || -> aether_core::Result<(Vec<f32>, String)> {
+    let run = || -> aether_core::Result<(Vec<f32>, String, u32)> {
         let w = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})?;
         let xb = gpu.storage("x", (x_off + max_tokens as usize * cols) as u64 * 4)?;
         gpu.queue().write_buffer(&xb, x_off as u64 * 4, bytemuck::cast_slice(&x));
@@ -61,24 +68,30 @@ fn check(
             op.encode(&mut pass, n_tokens as u32);
         }
         gpu.submit(enc, "matmul_coop test")?;
-        Ok((pollster::block_on(gpu.read_f32(&yb, 0, y_len))?, op.key().to_string()))
+        let splits = op.splits(n_tokens as u32);
+        Ok((pollster::block_on(gpu.read_f32(&yb, 0, y_len))?, op.key().to_string(), splits))
     };
-    let (y, key) = run().map_err(|e| format!("{what}: {e}"))?;
+    let (y, key, splits) = run().map_err(|e| format!("{what}: {e}"))?;
+    let what = format!("{what} splits={splits}");
     let end = y_off + n_tokens * rows;
     if let Some(i) = (0..y_off).chain(end..y.len()).find(|&i| y[i] != UNTOUCHED) {
         return Err(format!("{what}: wrote y[{i}] = {} outside y[{y_off}..{end}]", y[i]));
     }
     let nmse = std::panic::catch_unwind(|| assert_nmse(&y[y_off..end], &want, MAX_NMSE, &what))
         .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())?;
-    Ok((nmse, key))
+    Ok((nmse, key, splits))
 }
 
 #[test]
 fn matmul_coop_matches_cpu_for_every_type() {
     let Some(gpu) = coop_gpu(GpuOptions::default()) else { return };
+    let Some(unsplit) = coop_gpu(GpuOptions { split_target: Some(0), ..Default::default() }) else {
+        return;
+    };
     let mut rng = Rng::new(0xc00b);
     let mut failures = Vec::new();
     let mut keys = Vec::new();
+    let mut most_splits = [0u32; 2];
     for ty in shaders::DECODER_TYPES {
         let widths: &[usize] = match ty.block_size() {
             1 => &[34, 578],
@@ -91,14 +104,17 @@ fn matmul_coop_matches_cpu_for_every_type() {
             for n_tokens in [1, 17, 64, 100] {
                 case += 1;
                 let (cols, raw) = (widths[case % widths.len()], case % 3 == 0);
-                match check(&gpu, ty, (rows, cols, n_tokens), raw, &mut rng) {
-                    Ok((nmse, key)) => {
-                        worst = worst.max(nmse);
-                        if !keys.contains(&key) {
-                            keys.push(key);
+                for (i, g) in [&gpu, &unsplit].into_iter().enumerate() {
+                    match check(g, ty, (rows, cols, n_tokens), raw, &mut rng) {
+                        Ok((nmse, key, splits)) => {
+                            worst = worst.max(nmse);
+                            most_splits[i] = most_splits[i].max(splits);
+                            if !keys.contains(&key) {
+                                keys.push(key);
+                            }
                         }
+                        Err(e) => failures.push(e),
                     }
-                    Err(e) => failures.push(e),
                 }
             }
         }
@@ -107,26 +123,51 @@ fn matmul_coop_matches_cpu_for_every_type() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(keys.len(), shaders::DECODER_TYPES.len(), "{keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("matmul_coop_")), "not the coop kernel: {keys:?}");
+    // Planned splits (768 columns = 24 steps: 6 ways) and none with split-K off.
+    assert_eq!(most_splits, [6, 1], "most column splits (planned, off)");
 }
 
 /// A llama-sized width (many steps of the column loop) and a tensor split by a small binding
 /// limit, whose pieces must fill one output.
 #[test]
 fn matmul_coop_long_rows_and_pieces() {
-    let Some(gpu) = coop_gpu(GpuOptions { max_storage_binding: Some(64 << 10), ..Default::default() }) else {
-        return;
-    };
     let mut rng = Rng::new(77);
     let mut failures = Vec::new();
-    for (ty, rows, cols, n_tokens) in [
-        (GgmlType::Q4K, 520, 4096, 100),
-        (GgmlType::Q6K, 300, 2048, 17),
-        (GgmlType::Q8_0, 200, 1024, 64),
-        (GgmlType::F16, 130, 578, 5),
+    // (binding limit, type, rows, cols, tokens, splits expected): 64 KiB leaves the scratch room
+    // for 0, 2 and 18 splits of these steps' tokens (the last capped by the width); at 1 MiB the Q4_K tensor is two pieces (455 + 65 rows) and splits 4 ways for
+    // 102 tokens of buffers, 3 for 130 (the scratch holds 128 tokens), none past 128.
+    for (limit, cases) in [
+        (
+            64 << 10,
+            &[
+                (GgmlType::Q4K, 520, 4096, 100, 1),
+                (GgmlType::Q6K, 300, 2048, 17, 2),
+                (GgmlType::Q8_0, 200, 1024, 64, 1),
+                (GgmlType::F16, 130, 578, 5, 4),
+            ][..],
+        ),
+        (
+            1 << 20,
+            &[
+                (GgmlType::Q4K, 520, 4096, 100, 4),
+                (GgmlType::Q4K, 520, 4096, 128, 3),
+                (GgmlType::Q4K, 520, 4096, 150, 1),
+                (GgmlType::Q6K, 300, 2048, 3, 16),
+            ][..],
+        ),
     ] {
-        match check(&gpu, ty, (rows, cols, n_tokens), false, &mut rng) {
-            Ok((nmse, _)) => eprintln!("{ty} {rows}x{cols} tokens={n_tokens}: NMSE {nmse:.2e}"),
-            Err(e) => failures.push(e),
+        let opts = GpuOptions { max_storage_binding: Some(limit), ..Default::default() };
+        let Some(gpu) = coop_gpu(opts) else { return };
+        for &(ty, rows, cols, n_tokens, want_splits) in cases {
+            match check(&gpu, ty, (rows, cols, n_tokens), false, &mut rng) {
+                Ok((nmse, _, splits)) if splits == want_splits => {
+                    eprintln!("{ty} {rows}x{cols} tokens={n_tokens} splits={splits}: NMSE {nmse:.2e}")
+                }
+                Ok((_, _, splits)) => failures.push(format!(
+                    "{ty} {rows}x{cols} tokens={n_tokens} binding {limit}: {splits} splits, expected {want_splits}"
+                )),
+                Err(e) => failures.push(e),
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

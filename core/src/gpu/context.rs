@@ -50,6 +50,10 @@ pub struct GpuOptions {
     /// tiled matmul ([`Caps::multi_max`]; `None`: [`MULTI_MAX`](super::MULTI_MAX); 1 turns it
     /// off). For measuring where one overtakes the other.
     pub multi_max: Option<u32>,
+    /// The tensor-core matmul's split-K target: how many workgroups a step of few tokens should
+    /// fill ([`Caps::split_target`]; `None`: [`SPLIT_TARGET`](super::SPLIT_TARGET); 0 or 1 turns
+    /// split-K off). For measuring.
+    pub split_target: Option<u32>,
 }
 
 /// What the kernels may use on this device, decided once in [`Gpu::new`].
@@ -88,6 +92,10 @@ pub struct Caps {
     /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
     /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
     pub multi_max: u32,
+    /// Where the tensor-core matmul's grid of a step would have fewer workgroups than this, it
+    /// splits the columns among more ([`MatMul`](super::MatMul)'s split-K; [`GpuOptions::split_target`],
+    /// else [`SPLIT_TARGET`](super::SPLIT_TARGET)).
+    pub split_target: u32,
 }
 
 /// The optional features the kernels can use; requested when the adapter has them.
@@ -338,6 +346,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         max_workgroup_storage: l.max_compute_workgroup_storage_size,
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
+        split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
     }
 }
 

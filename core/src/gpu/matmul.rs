@@ -14,8 +14,18 @@
 //! no subgroups, no f16, 16 KiB of workgroup memory — so it runs on every device).
 //! [`GpuOptions::no_coop_matrix`](super::GpuOptions) forces the portable one.
 //!
+//! Split-K (tensor cores only): a step of up to [`SPLIT_TOKENS`] tokens on a tensor of few 128-row
+//! tiles (a 4096-row projection has 32, an H100 132 SMs) would leave most of the GPU idle, each
+//! workgroup decoding its tile over the whole width in turn. There the grid gets a third dimension
+//! of `splits` column ranges, chosen at load from the rows, the width and
+//! [`Caps::split_target`] (the workgroups to aim for); each writes its partial sums to the device's
+//! shared split scratch and [`MatMulReduce`] sums them into Y. Longer steps fill the GPU with token
+//! tiles and run unsplit.
+//!
 //! [`Caps::coop_matrix`]: super::Caps::coop_matrix
+//! [`Caps::split_target`]: super::Caps::split_target
 
+use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
 use super::shaders::{const_u32, dequant_stem, source, with_decoder};
@@ -34,10 +44,33 @@ struct Params {
     y_off: u32,
     y_stride: u32,
     max_tokens: u32,
-    _pad: u32,
+    first_row: u32,
+    k_split: u32,
+    split_tokens: u32,
+    _pad: [u32; 2],
 }
 
-const _: () = assert!(size_of::<Params>() == 32);
+const _: () = assert!(size_of::<Params>() == 48);
+
+/// Default of [`Caps::split_target`](super::Caps::split_target): about two workgroups per SM of an
+/// H100 (132 SMs), so one's loads overlap the other's multiplies.
+pub const SPLIT_TARGET: u32 = 256;
+/// Steps of at most this many tokens may split their columns (the split scratch holds this many
+/// tokens per split): up to two token tiles.
+pub const SPLIT_TOKENS: u32 = 128;
+/// The fewest TK-column steps a split takes, and the most splits: past these the partial sums
+/// cost more traffic than the extra workgroups save.
+const MIN_SPLIT_STEPS: u64 = 4;
+const MAX_SPLITS: u64 = 16;
+
+/// How a [`MatMul`] splits its columns for a step of few tokens.
+struct Split {
+    /// Grid depth: column ranges of `k_split` columns (the last one shorter).
+    splits: u32,
+    /// Steps of at most this many tokens split.
+    tokens: u32,
+    reduce: MatMulReduce,
+}
 
 /// `Y[y_off + t·w.rows + r] = Σ_c W[r, c] · X[x_off + t·cols + c]` for the step's tokens, ready
 /// to encode.
@@ -49,6 +82,7 @@ pub struct MatMul {
     /// Tokens per workgroup tile (the kernel's `const TN`).
     tile_tokens: u32,
     max_tokens: u32,
+    split: Option<Split>,
     _params: PieceParams,
 }
 
@@ -92,6 +126,23 @@ impl MatMul {
         check_fits("matmul x buffer bytes", x, x_off, max_tokens as u64 * w.cols)?;
         check_fits("matmul y buffer bytes", y, y_off, max_tokens as u64 * w.rows)?;
 
+        let coop = gpu.caps().coop_matrix;
+        let split_tokens = max_tokens.min(SPLIT_TOKENS);
+        let (scratch, splits, k_split) = match coop {
+            true => {
+                let tile_cols =
+                    const_u32(kernel, "TK").filter(|&t| t > 0).ok_or_else(|| bad_kernel("no `const TK`"))?;
+                let widest = w.pieces.iter().map(|p| p.rows.div_ceil(tile_rows as u64)).max().unwrap_or(0);
+                let scratch = split_scratch(gpu, tile_rows)?;
+                let token_bytes = split_tokens as u64 * w.rows * 4;
+                let fit = scratch.size() / token_bytes.max(1);
+                let (splits, k_split) =
+                    plan_split(gpu.caps().split_target, widest, w.cols, tile_cols as u64, fit);
+                (Some(scratch), splits, k_split)
+            }
+            false => (None, 1, w.cols as u32),
+        };
+
         let mut params = Vec::new();
         let mut groups = Vec::new();
         for piece in &w.pieces {
@@ -108,7 +159,10 @@ impl MatMul {
                 y_off: (y_off + piece.first_row) as u32,
                 y_stride: w.rows as u32,
                 max_tokens,
-                _pad: 0,
+                first_row: piece.first_row as u32,
+                k_split,
+                split_tokens,
+                _pad: [0; 2],
             });
         }
         let params = PieceParams::new(gpu, &key, &params)?;
@@ -118,21 +172,36 @@ impl MatMul {
             .zip(groups)
             .enumerate()
             .map(|(i, (piece, g))| {
-                let bind = gpu.bind(
-                    &key,
-                    &pipeline,
-                    &[
-                        piece.buffer.as_entire_binding(),
-                        x.as_entire_binding(),
-                        y.as_entire_binding(),
-                        params.binding(i),
-                        step.buffer().as_entire_binding(),
-                    ],
-                )?;
-                Ok((bind, g))
+                let mut resources = vec![
+                    piece.buffer.as_entire_binding(),
+                    x.as_entire_binding(),
+                    y.as_entire_binding(),
+                    params.binding(i),
+                    step.buffer().as_entire_binding(),
+                ];
+                if let Some(scratch) = &scratch {
+                    resources.push(scratch.as_entire_binding());
+                }
+                Ok((gpu.bind(&key, &pipeline, &resources)?, g))
             })
             .collect::<Result<_>>()?;
-        Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, _params: params })
+        let split = match (&scratch, splits > 1) {
+            (Some(scratch), true) => {
+                let rows = w.rows as u32;
+                let reduce = MatMulReduce::new(gpu, step, scratch, (y, y_off), rows, splits, split_tokens)?;
+                Some(Split { splits, tokens: split_tokens, reduce })
+            }
+            _ => None,
+        };
+        Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, split, _params: params })
+    }
+
+    /// Column ranges a step of `n_tokens` tokens is split into (1: unsplit).
+    pub fn splits(&self, n_tokens: u32) -> u32 {
+        match &self.split {
+            Some(s) if n_tokens <= s.tokens => s.splits,
+            _ => 1,
+        }
     }
 
     /// The pipeline key (`matmul_q4_k`, or `matmul_coop_q4_k` on the tensor cores).
@@ -147,12 +216,48 @@ impl MatMul {
         if gy == 0 {
             return;
         }
+        let splits = self.splits(n_tokens);
         pass.set_pipeline(&self.pipeline);
         for (bind, gx) in &self.pieces {
             pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(*gx, gy, 1);
+            pass.dispatch_workgroups(*gx, gy, splits);
+        }
+        if let Some(split) = self.split.as_ref().filter(|_| splits > 1) {
+            split.reduce.encode(pass, n_tokens);
         }
     }
+}
+
+/// `(splits, k_split)` for a tensor whose widest piece has `row_tiles` tiles of rows, `cols`
+/// columns in steps of `tile_cols`, and a scratch of room for `fit` splits: enough splits to bring
+/// a one-token-tile grid up to `target` workgroups, each at least [`MIN_SPLIT_STEPS`] steps wide,
+/// at most [`MAX_SPLITS`]; `k_split` columns each (a multiple of `tile_cols`, so no split is
+/// empty). `(1, cols)` where splitting would not help.
+fn plan_split(target: u32, row_tiles: u64, cols: u64, tile_cols: u64, fit: u64) -> (u32, u32) {
+    let steps = cols.div_ceil(tile_cols.max(1));
+    let want = (target as u64).div_ceil(row_tiles.max(1));
+    let splits = want.min(MAX_SPLITS).min(steps / MIN_SPLIT_STEPS).min(fit);
+    if row_tiles == 0 || splits < 2 {
+        return (1, cols as u32);
+    }
+    let k_split = steps.div_ceil(splits) * tile_cols;
+    (cols.div_ceil(k_split) as u32, k_split as u32)
+}
+
+/// The device's split scratch (made on first use): room for [`SPLIT_TOKENS`] tokens of twice the
+/// rows a grid of `split_target` row tiles covers (a tensor splits only while its tiles are fewer
+/// than the target, so splits × rows stay under twice that), within one storage binding.
+fn split_scratch(gpu: &Gpu, tile_rows: u32) -> Result<wgpu::Buffer> {
+    let mut slot = gpu.pipelines.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(b) = slot.as_ref() {
+        return Ok(b.clone());
+    }
+    let caps = gpu.caps();
+    let want = 2 * caps.split_target.max(1) as u64 * tile_rows as u64 * SPLIT_TOKENS as u64 * 4;
+    let bytes = want.min(caps.max_storage_binding).min(caps.max_buffer_size) / 4 * 4;
+    let buffer = gpu.storage("matmul split scratch", bytes)?;
+    *slot = Some(buffer.clone());
+    Ok(buffer)
 }
 
 /// CPU twin of [`MatMul`]: `Y[t, r] = Σ_c W[r, c] · X[t, c]` for `n_tokens` rows of `x`
@@ -179,4 +284,31 @@ pub fn matmul_cpu(ty: GgmlType, w: &[u8], x: &[f32], n_tokens: usize, cols: usiz
         }
     }
     Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_split;
+
+    /// The llama3-8b projections at the default target, and the limits: no split past the
+    /// target, too narrow a width, or a full scratch; splits never empty.
+    #[test]
+    fn split_plans() {
+        let plan = |tiles, cols, fit| plan_split(256, tiles, cols, 32, fit);
+        assert_eq!(plan(32, 4096, 100), (8, 512), "4096 x 4096");
+        assert_eq!(plan(8, 4096, 100), (16, 256), "1024 x 4096 (k, v)");
+        assert_eq!(plan(112, 4096, 100), (3, 1376), "14336 x 4096");
+        assert_eq!(plan(32, 14336, 100), (8, 1792), "4096 x 14336");
+        assert_eq!(plan(1002, 4096, 100), (1, 4096), "output: enough tiles");
+        assert_eq!(plan(1, 96, 100), (1, 96), "3 steps: too narrow");
+        assert_eq!(plan(32, 4096, 1), (1, 4096), "scratch full");
+        assert_eq!(plan_split(0, 32, 4096, 32, 100), (1, 4096), "off");
+        for cols in 1..2000u64 {
+            let (s, k) = plan(1, cols, 100);
+            assert!(
+                s >= 1 && (s as u64 - 1) * (k as u64) < cols && s as u64 * k as u64 >= cols,
+                "{cols}: {s} x {k}"
+            );
+        }
+    }
 }

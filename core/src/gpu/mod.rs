@@ -13,7 +13,7 @@
 //! `matvec_multi.rs` ([`MatVecMulti`], [`matvec_multi_cpu`]: the same over a few tokens); `get_rows.rs`
 //! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
 //! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
-//! parameters), with `block_sums.rs` ([`BlockSums`]) after a Q4_1/Q5_1 matmul; the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
+//! parameters; `matmul_reduce.rs`: [`MatMulReduce`], the sum of the tensor-core matmul's split-K), with `block_sums.rs` ([`BlockSums`]) after a Q4_1/Q5_1 matmul; the element-wise kernels `rmsnorm.rs`, `rope.rs`, `glu.rs`, `add.rs`,
 //! `softcap.rs`, `kv_store.rs`, `argmax.rs`, `gather.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
 //! [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
@@ -31,6 +31,7 @@ mod matvec_multi;
 // Tiled kernels on decoded weights: embedding lookup and the prefill product.
 mod get_rows;
 mod matmul;
+mod matmul_reduce;
 mod params;
 mod pipelines;
 mod readback;
@@ -74,7 +75,8 @@ pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 pub use matvec_multi::{MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, matvec_multi_cpu};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
-pub use matmul::{MatMul, matmul_cpu};
+pub use matmul::{MatMul, SPLIT_TARGET, matmul_cpu};
+pub use matmul_reduce::{MatMulReduce, matmul_reduce_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer, StepPlan, StepTable};
 pub use stream_load::GpuModelBuilder;

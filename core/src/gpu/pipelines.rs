@@ -18,6 +18,10 @@ pub(crate) struct Pipelines {
     /// read-write), 3 params (uniform).
     pub(crate) matvec_layout: wgpu::BindGroupLayout,
     matvec_pipeline_layout: wgpu::PipelineLayout,
+    /// The partial sums of the tensor-core matmul's split-K (`matmul.rs`), one buffer for every
+    /// matmul of the device: each writes it and sums it into its Y before the next runs (a queue
+    /// runs its dispatches in order, with barriers between a write and a read).
+    pub(crate) split_scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Which bind-group layout a kernel uses.
@@ -59,7 +63,12 @@ impl Pipelines {
             bind_group_layouts: &[Some(&matvec_layout)],
             immediate_size: 0,
         });
-        Pipelines { built: Mutex::new(BTreeMap::new()), matvec_layout, matvec_pipeline_layout }
+        Pipelines {
+            built: Mutex::new(BTreeMap::new()),
+            matvec_layout,
+            matvec_pipeline_layout,
+            split_scratch: Mutex::new(None),
+        }
     }
 }
 

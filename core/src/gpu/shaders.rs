@@ -81,6 +81,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
+    ("matmul_reduce.wgsl", include_str!("../../../shaders/matmul_reduce.wgsl")),
 ];
 
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");

@@ -1,0 +1,44 @@
+// matmul_reduce.wgsl — Y[t, r] = Σ_z part[z, t, r]: the second pass of matmul_coop.wgsl's split-K,
+// summing the splits' partial products of a step's tokens into Y. CPU twin: the sum inside
+// gpu::matmul_cpu (one dot product per output); launcher: core/src/gpu/matmul.rs.
+//
+// Layout: part is f32 [splits, split_tokens, rows]; Y is f32 [max_tokens, rows] from element y_off
+// (rows = the whole tensor's). Splits are added in order z = 0, 1, ..., so a result does not depend
+// on the grid.
+// Dispatch: ceil(n_tokens · rows / WG) workgroups of WG, laid over x then y (launch::grid); one
+// output each.
+
+const WG: u32 = 256u;
+
+struct Params {
+    rows: u32,          // elements per token of Y and part
+    splits: u32,
+    split_tokens: u32,  // tokens per split in part
+    y_off: u32,         // in elements
+}
+
+struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<storage, read> part: array<f32>;     // [splits, split_tokens, rows]
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens * rows]
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<uniform> step: Step;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = (wg.y * nwg.x + wg.x) * WG + lid;
+    let n_tok = min(step.n_tokens, p.split_tokens);
+    if e >= n_tok * p.rows {
+        return;
+    }
+    let slice = p.split_tokens * p.rows;
+    var sum = part[e];
+    for (var z = 1u; z < p.splits; z++) {
+        sum += part[z * slice + e];
+    }
+    y[p.y_off + e] = sum;
+}
