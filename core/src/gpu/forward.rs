@@ -494,12 +494,19 @@ impl<'g> GpuBackend<'g> {
     }
 
     /// GPU time of one step of `tokens` on sequence 0 (one token: a greedy decode step; more: a
-    /// prompt chunk, whose kernels are those of a batch of that many tokens), per kernel family
+    /// prompt chunk, whose kernels are those of a batch of that many tokens), per kernel family;
+    /// see [`GpuBackend::profile_runs`].
+    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+        self.profile_runs(&[(0, tokens)]).await
+    }
+
+    /// GPU time of one step made of `runs` — (sequence, tokens), each wanting the argmax of its
+    /// last token, as a batch of greedy decode tokens of many sequences is — per kernel family
     /// (nanoseconds, summed over the step's dispatches of that family, in order of first use),
     /// from timestamps written between every two ops. Needs the adapter's timestamp queries
     /// inside passes; the profile objects are made per call (this is a measuring tool, not the
     /// decode loop).
-    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn profile_runs(&mut self, runs: &[(usize, &[u32])]) -> Result<Vec<(&'static str, f64)>> {
         let gpu = self.gpu;
         let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         if !gpu.device().features().contains(inside) {
@@ -509,14 +516,23 @@ impl<'g> GpuBackend<'g> {
             });
         }
         self.ahead = None;
-        if tokens.is_empty() || tokens.len() > self.max_batch {
+        let total: usize = runs.iter().map(|(_, t)| t.len()).sum();
+        if runs.is_empty() || total > self.max_batch || runs.len() > self.argmax.len() {
             return Err(Error::GpuKernelShape {
                 kernel: "profile",
-                why: format!("a step of {} tokens (at most {})", tokens.len(), self.max_batch),
+                why: format!("a step of {} runs, {total} tokens (at most {})", runs.len(), self.max_batch),
             });
         }
-        if self.seq_len[0] + tokens.len() > self.n_ctx {
-            return Err(Error::ContextFull { n_ctx: self.n_ctx });
+        for &(seq, tokens) in runs {
+            if tokens.is_empty() || seq >= self.seq_len.len() {
+                return Err(Error::GpuKernelShape {
+                    kernel: "profile",
+                    why: format!("a run of {} tokens on sequence {seq}", tokens.len()),
+                });
+            }
+            if self.seq_len[seq] + tokens.len() > self.n_ctx {
+                return Err(Error::ContextFull { n_ctx: self.n_ctx });
+            }
         }
         let ops: Vec<(&Op, bool)> =
             self.body.iter().map(|o| (o, false)).chain(self.head.iter().map(|o| (o, true))).collect();
@@ -533,23 +549,29 @@ impl<'g> GpuBackend<'g> {
             mapped_at_creation: false,
         });
         self.plan.clear();
-        self.plan.push(0, self.seq_len[0] as u32, tokens, true);
+        for &(seq, tokens) in runs {
+            self.plan.push(seq as u32, self.seq_len[seq] as u32, tokens, true);
+        }
         self.write_step()?;
-        let n_tokens = tokens.len() as u32;
+        let (n_tokens, n_out) = (self.plan.n_tokens(), self.plan.n_outputs());
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.write_timestamp(&set, 0);
             for (i, (op, head)) in ops.iter().enumerate() {
-                op.encode(&mut pass, if *head { 1 } else { n_tokens }, &self.plan)?;
+                op.encode(&mut pass, if *head { n_out } else { n_tokens }, &self.plan)?;
                 pass.write_timestamp(&set, i as u32 + 1);
             }
-            self.argmax[0].encode(&mut pass, 1);
+            for k in &self.argmax[..n_out as usize] {
+                k.encode(&mut pass, 1);
+            }
             pass.write_timestamp(&set, n - 1);
         }
         encoder.resolve_query_set(&set, 0..n, &resolved, 0);
         gpu.submit(encoder, "a profiled step")?;
-        self.seq_len[0] += tokens.len();
+        for &(seq, tokens) in runs {
+            self.seq_len[seq] += tokens.len();
+        }
         let mut bytes = vec![0u8; n as usize * 8];
         Readback::new(gpu, n as u64 * 8)?.read(gpu, &resolved, 0, &mut bytes).await?;
         let ticks: Vec<u64> = bytes.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect();

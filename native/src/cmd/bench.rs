@@ -48,7 +48,8 @@ pub struct BenchArgs {
     #[arg(long)]
     isa: Option<String>,
     /// GPU only: after the tests, the GPU time of one decode step per kernel family, from
-    /// timestamps between its dispatches (they serialize the step a little).
+    /// timestamps between its dispatches (they serialize the step a little); with --concurrent,
+    /// also of one decode step of each row's sequences.
     #[arg(long)]
     profile: bool,
     /// With --profile: the step's token count (more than 1: a batch's kernels, after one token;
@@ -156,6 +157,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
         // Weights are read once per step, whatever the sequences: the roofline counts steps.
         let per_step = roofline.map(|(bytes, bw)| (bytes / n_seq as f64, bw));
         report(&format!("tg{} ×{n_seq} (aggregate)", a.n_gen), a.n_gen * n_seq, times, per_step);
+        if a.profile {
+            // One decode step of all the sequences, each after its prompt: the step the
+            // aggregate row times.
+            prefill_all(&mut pool, &prompts, chunk)?;
+            let last: Vec<[u32; 1]> = prompts.iter().map(|p| [p[p.len() - 1]]).collect();
+            let runs: Vec<(usize, &[u32])> = last.iter().enumerate().map(|(s, t)| (s, &t[..])).collect();
+            let AnyBackend::Gpu(gpu) = &mut pool else { anyhow::bail!("--profile needs the GPU backend") };
+            block_on(gpu.profile_runs(&runs))?;
+            prefill_all(&mut pool, &prompts, chunk)?;
+            let AnyBackend::Gpu(gpu) = &mut pool else { unreachable!("checked above") };
+            let kinds = block_on(gpu.profile_runs(&runs))?;
+            print_profile(
+                &format!("one decode step of {n_seq} sequences at position {}", a.n_prompt + 1),
+                &kinds,
+            );
+        }
     }
     if a.profile {
         // A step of several tokens (the kernels of a batch of that size) follows one token.
@@ -207,15 +224,20 @@ fn profile(backend: &mut AnyBackend<'_>, n_past: usize, n_tokens: usize) -> Resu
     block_on(gpu.profile_step(&vec![2; n_tokens]))?;
     gpu.truncate(n_past);
     let kinds = block_on(gpu.profile_step(&vec![3; n_tokens]))?;
+    print_profile(&format!("one step of {n_tokens} token(s) at position {}", n_past + 1), &kinds);
+    Ok(())
+}
+
+/// A profile's table: GPU time per kernel family and its share of the step.
+fn print_profile(what: &str, kinds: &[(&'static str, f64)]) {
     let total: f64 = kinds.iter().map(|(_, ns)| ns).sum();
     println!();
-    println!("GPU time of one step of {n_tokens} token(s) at position {}: {:.3} ms", n_past + 1, total / 1e6);
+    println!("GPU time of {what}: {:.3} ms", total / 1e6);
     println!("| kernels | µs | share |");
     println!("|---|---|---|");
     for (kind, ns) in kinds {
         println!("| {kind} | {:.1} | {:.1}% |", ns / 1e3, 100.0 * ns / total);
     }
-    Ok(())
 }
 
 /// Feeds `tokens` one at a time from an empty context, waiting only for the last; returns the
