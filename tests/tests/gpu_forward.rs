@@ -286,3 +286,29 @@ fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
         assert_eq!(b.n_past(), 3 + 1 + 3 + 3, "depth {depth}: positions taken (the step ahead not counted)");
     }
 }
+
+/// Dispatches per decode token of a Q4_K llama: per layer, the normed conversion, one mat-vec of
+/// the fused q|k|v, two ropes, the cache store, attention's two, the conversion and mat-vec of
+/// the output projection, the normed conversion, one mat-vec of the fused gate|up, the GLU's
+/// conversion and the down mat-vec: 13 (16 before q|k|v and gate|up were fused).
+#[test]
+fn a_decode_step_fuses_qkv_and_gate_up() {
+    use aether_core::model::Arch;
+    use aether_core::quant::GgmlType;
+    use aether_core::synth::{Shape, Spec, Synth};
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
+    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let g = Gguf::parse(&bytes).expect("parse");
+    let dispatches = |depth: usize| {
+        let mut model = Model::from_gguf(&g).expect("model");
+        model.weights.layers.truncate(depth);
+        model.config.n_layer = depth;
+        let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+        GpuBackend::new(&gpu, &gm, 64, 16).expect("backend").probe_decode_dispatches()
+    };
+    let (one, two) = (dispatches(1), dispatches(2));
+    eprintln!("decode dispatches: {one} with one layer, {two} with two");
+    assert_eq!(two - one, 13, "dispatches per layer of a decode step");
+}
