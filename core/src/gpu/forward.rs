@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan,
-    StepTable, needs_block_sums,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, Softcap, Step,
+    StepBuffer, StepPlan, StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -206,6 +206,10 @@ impl GpuModel {
 /// conversion (`ActQuant::new_normed`) rather than run as its own kernel.
 const FUSE_NORMS: bool = true;
 
+/// Whether a layer's rope of q and k and its KV cache store run as one kernel (`RopeKv`) rather
+/// than three (two `Rope`, one `KvStore`); nothing sits between them in any architecture.
+const FUSE_ROPE_KV: bool = true;
+
 /// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens for
 /// up to `multi_max` (batched decode; only types with such a kernel), a tiled matmul for more
 /// (each absent where a step never has that many rows). With `add`, the product goes into a
@@ -253,6 +257,7 @@ enum Op {
     GetRows(GetRows),
     RmsNorm(RmsNorm),
     Rope(Rope),
+    RopeKv(RopeKv),
     Add(Add),
     Glu(Glu),
     KvStore(KvStore),
@@ -272,6 +277,7 @@ impl Op {
             Op::GetRows(_) => "get_rows",
             Op::RmsNorm(_) => "rmsnorm",
             Op::Rope(_) => "rope",
+            Op::RopeKv(_) => "rope_kv",
             Op::Add(_) => "add",
             Op::Glu(_) => "glu",
             Op::KvStore(_) => "kv_store",
@@ -303,6 +309,7 @@ impl Op {
             Op::GetRows(k) => k.encode(pass, n),
             Op::RmsNorm(k) => k.encode(pass, n),
             Op::Rope(k) => k.encode(pass, n),
+            Op::RopeKv(k) => k.encode(pass, n),
             Op::Add(k) => k.encode(pass, n),
             Op::Glu(k) => k.encode(pass, n),
             Op::KvStore(k) => k.encode(pass, n),
@@ -1246,25 +1253,31 @@ impl Builder<'_> {
             }
             let freqs = if c.is_swa(l) { &local } else { &global };
             let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
-            let heads = [(q, c.n_head, c.q_scale), (k, c.n_head_kv, 1.0)];
-            for (x, n_heads, scale) in heads {
-                let rope =
-                    Rope::new(gpu, step, table, x, n_heads as u32, hd as u32, n_rot, kind, freqs, scale)?;
-                ops.push(Op::Rope(rope));
+            if FUSE_ROPE_KV {
+                // q, k and v share one buffer (`Acts::new`), as the fused kernel needs.
+                let dims = RopeKvDims {
+                    n_head: c.n_head as u32,
+                    n_head_kv: c.n_head_kv as u32,
+                    head_dim: hd as u32,
+                    n_rot,
+                    n_ctx: n_ctx as u32,
+                    n_seq: n_seq as u32,
+                };
+                let offs = (q.1, k.1, v.1);
+                let cache = (k_cache, v_cache, 0);
+                let k = RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?;
+                ops.push(Op::RopeKv(k));
+            } else {
+                let heads = [(q, c.n_head, c.q_scale), (k, c.n_head_kv, 1.0)];
+                for (x, n_heads, scale) in heads {
+                    let rope =
+                        Rope::new(gpu, step, table, x, n_heads as u32, hd as u32, n_rot, kind, freqs, scale)?;
+                    ops.push(Op::Rope(rope));
+                }
+                let (kvd, n_ctx, n_seq) = (kvd as u32, n_ctx as u32, n_seq as u32);
+                let store = KvStore::new(gpu, step, table, k, v, k_cache, v_cache, 0, kvd, n_ctx, n_seq)?;
+                ops.push(Op::KvStore(store));
             }
-            ops.push(Op::KvStore(KvStore::new(
-                gpu,
-                step,
-                table,
-                k,
-                v,
-                k_cache,
-                v_cache,
-                0,
-                kvd as u32,
-                n_ctx as u32,
-                n_seq as u32,
-            )?));
             let attn =
                 Attention::new(gpu, q.0, q.1, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
             ops.push(Op::Attention(attn));
