@@ -13,7 +13,9 @@ use aether_tests::gpu::{Rng, assert_nmse, buffer, read_all_f32, read_all_u32, ru
 use half::f16;
 
 /// (n_head, n_head_kv, head_dim, n_rot, tokens, pos0, factors, q_scale)
-const CASES: [(usize, usize, usize, usize, usize, usize, bool, f32); 6] = [
+type Case = (usize, usize, usize, usize, usize, usize, bool, f32);
+
+const CASES: [Case; 6] = [
     (1, 1, 2, 2, 1, 0, false, 1.0),
     (4, 2, 64, 64, 5, 7, false, 1.0),
     (8, 2, 128, 128, 1, 4095, true, 1.0),
