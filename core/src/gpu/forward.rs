@@ -55,10 +55,11 @@ struct Layer {
     ffn_down: GpuTensor,
     ffn_post_norm: Option<wgpu::Buffer>,
     /// q, k and v's rows end to end where the loader uploaded them as one tensor (the three are
-    /// then views of it): decode computes them with one mat-vec.
-    attn_qkv: Option<GpuTensor>,
+    /// then views of it), or q and k's alone: decode computes them with one mat-vec. With the
+    /// number of parts it holds.
+    attn_fused: Option<(GpuTensor, usize)>,
     /// The same of gate and up.
-    ffn_gate_up: Option<GpuTensor>,
+    ffn_fused: Option<(GpuTensor, usize)>,
 }
 
 impl Layer {
@@ -136,8 +137,10 @@ impl GpuModel {
                 let (attn_q, attn_k, attn_v) = (need(l.attn_q)?, need(l.attn_k)?, need(l.attn_v)?);
                 let (ffn_gate, ffn_up) = (need(l.ffn_gate)?, need(l.ffn_up)?);
                 Ok(Layer {
-                    attn_qkv: GpuTensor::join(&name("attn_qkv"), &[&attn_q, &attn_k, &attn_v]),
-                    ffn_gate_up: GpuTensor::join(&name("ffn_gate_up"), &[&ffn_gate, &ffn_up]),
+                    attn_fused: GpuTensor::join(&name("attn_qkv"), &[&attn_q, &attn_k, &attn_v])
+                        .map(|t| (t, 3))
+                        .or_else(|| GpuTensor::join(&name("attn_qk"), &[&attn_q, &attn_k]).map(|t| (t, 2))),
+                    ffn_fused: GpuTensor::join(&name("ffn_gate_up"), &[&ffn_gate, &ffn_up]).map(|t| (t, 2)),
                     attn_norm: vector(&name("attn_norm"), &l.attn_norm)?,
                     attn_q,
                     attn_k,
@@ -1012,7 +1015,7 @@ impl Builder<'_> {
         xn: &wgpu::Buffer,
         cols: usize,
         outs: &[(&GpuTensor, Act<'_>)],
-        fused: Option<&GpuTensor>,
+        fused: Option<(&GpuTensor, usize)>,
     ) -> Result<()> {
         let rounded = |w: &GpuTensor| quant::vec_dot_type(w.ty).is_ok_and(|t| t != GgmlType::F32);
         if FUSE_NORMS && outs.iter().all(|(w, _)| rounded(w)) {
@@ -1057,10 +1060,10 @@ impl Builder<'_> {
 
     /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`; with
     /// `norm` (weight, epsilon), the input is `rmsnorm(x) · weight` (every weight must read a
-    /// rounded format: the conversion does the norm). `fused`: the outs' weights are views of
-    /// this tensor, their rows end to end, and their outputs regions of one buffer; the step of
-    /// one token runs one mat-vec of it writing each part to its region (the multi-token kernels
-    /// run per part).
+    /// rounded format: the conversion does the norm). `fused` (tensor, m): the first m outs'
+    /// weights are views of this tensor, their rows end to end, and their outputs regions of one
+    /// buffer; the step of one token runs one mat-vec of it writing each part to its region (the
+    /// multi-token kernels run per part).
     #[allow(clippy::too_many_arguments)]
     fn projs_of(
         &self,
@@ -1071,12 +1074,14 @@ impl Builder<'_> {
         norm: Option<(&wgpu::Buffer, f32)>,
         cols: usize,
         outs: &[(&GpuTensor, Act<'_>)],
-        fused: Option<&GpuTensor>,
+        fused: Option<(&GpuTensor, usize)>,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
         let (gpu, step, n) = (self.gpu, rows.step, rows.max_rows);
         // The fused mat-vec needs one output buffer and no residual.
-        let fused = fused.filter(|_| residual.is_none() && outs.iter().all(|(_, y)| y.0 == outs[0].1.0));
+        let fused = fused.filter(|&(_, m)| {
+            residual.is_none() && m <= outs.len() && outs[..m].iter().all(|(_, y)| y.0 == outs[0].1.0)
+        });
         let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
         for (i, &(w, (y, y_off))) in outs.iter().enumerate() {
             let act = quant::vec_dot_type(w.ty)?;
@@ -1107,13 +1112,13 @@ impl Builder<'_> {
             };
             let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
             let vec = match (residual, fused) {
-                (_, Some(whole)) if i == 0 => {
-                    let parts: Vec<(u64, u64)> = outs.iter().map(|(w, y)| (w.rows, y.1)).collect();
+                (_, Some((whole, m))) if i == 0 => {
+                    let parts: Vec<(u64, u64)> = outs[..m].iter().map(|(w, y)| (w.rows, y.1)).collect();
                     Some(MatVec::new_parts(gpu, whole, vec_in, 0, y, &parts)?)
                 }
-                (_, Some(_)) => None,
-                (Some(r), None) => Some(MatVec::new_add(gpu, w, vec_in, 0, r, 0)?),
-                (None, None) => Some(MatVec::new(gpu, w, vec_in, 0, y, y_off)?),
+                (_, Some((_, m))) if i < m => None,
+                (Some(r), _) => Some(MatVec::new_add(gpu, w, vec_in, 0, r, 0)?),
+                (None, _) => Some(MatVec::new(gpu, w, vec_in, 0, y, y_off)?),
             };
             let multi_max = gpu.caps().multi_max;
             let few = n.min(multi_max);
@@ -1241,7 +1246,16 @@ impl Builder<'_> {
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             let (q, k, v) = ((&a.q.0, a.q.1), (&a.k.0, a.k.1), (&a.v.0, a.v.1));
             let qkv = [(&lw.attn_q, q), (&lw.attn_k, k), (&lw.attn_v, v)];
-            self.normed_projs(&mut ops, rows, &a.x, &lw.attn_norm, &a.xn, d, &qkv, lw.attn_qkv.as_ref())?;
+            self.normed_projs(
+                &mut ops,
+                rows,
+                &a.x,
+                &lw.attn_norm,
+                &a.xn,
+                d,
+                &qkv,
+                lw.attn_fused.as_ref().map(|(t, m)| (t, *m)),
+            )?;
             self.bias(&mut ops, q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, v, &lw.attn_v_b, kvd)?;
@@ -1294,7 +1308,7 @@ impl Builder<'_> {
             }
 
             let gate_up = [(&lw.ffn_gate, (&a.gate.0, a.gate.1)), (&lw.ffn_up, (&a.up.0, a.up.1))];
-            let fused = lw.ffn_gate_up.as_ref();
+            let fused = lw.ffn_fused.as_ref().map(|(t, m)| (t, *m));
             self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up, fused)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;

@@ -10,8 +10,8 @@
 //! decoded at the end. Phi-3's fused `attn_qkv` / `ffn_up` need no special case: the layout gives
 //! q, k, v (gate, up) as row ranges of the fused tensor, so each is a destination of its own.
 //!
-//! A layer's q, k and v matrices, and its gate and up, go into one tensor of their rows end to end
-//! where they share type and width and every part's rows start on a bindable offset
+//! A layer's q, k and v matrices (or q and k alone), and its gate and up, go into one tensor of
+//! their rows end to end where they share type and width and every part's rows start on a bindable offset
 //! ([`fusable`]); each is then a view of it (`weights.rs`), and the forward pass runs the decode
 //! mat-vec of the whole once (see `forward.rs`).
 //!
@@ -146,7 +146,10 @@ impl<'g> GpuModelBuilder<'g> {
         let mut member: HashMap<(u64, u64), (usize, u64)> = HashMap::new();
         let mut groups: Vec<(Vec<MatrixPart>, Option<usize>)> = Vec::new();
         for l in &layout.layers {
-            for parts in [vec![&l.attn_q, &l.attn_k, &l.attn_v], vec![&l.ffn_gate, &l.ffn_up]] {
+            // q|k alone where v differs (Q4_K_M files often have a Q6_K attn_v).
+            let qkv = [&l.attn_q, &l.attn_k, &l.attn_v];
+            let attn = if fusable(&qkv, max_binding, align) { &qkv[..] } else { &qkv[..2] };
+            for parts in [attn.to_vec(), vec![&l.ffn_gate, &l.ffn_up]] {
                 if !fusable(&parts, max_binding, align) {
                     continue;
                 }
