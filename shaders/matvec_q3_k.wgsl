@@ -24,6 +24,10 @@ struct Params {
     y_off: u32,
     groups_x: u32,   // workgroups per row of the dispatch grid
     add: u32,        // 1: y += W·x (a residual add), 0: y = W·x
+    split1: u32,     // local rows from split1 on land gap1 further on in y, and from split2 on
+    gap1: u32,       // gap2 more (a fused q|k|v's parts into their own regions; none: splits
+    split2: u32,     // past the rows)
+    gap2: u32,
     _pad1: u32,
 }
 
@@ -90,7 +94,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     let total = reduce_rows(acc, lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
-        let i = p.y_off + row0 + lane.lid;
+        let r = row0 + lane.lid;
+        let i = p.y_off + r + select(0u, p.gap1, r >= p.split1) + select(0u, p.gap2, r >= p.split2);
         y[i] = select(total, y[i] + total, p.add != 0u);
     }
 }

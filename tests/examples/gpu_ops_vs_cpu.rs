@@ -296,6 +296,23 @@ fn main() {
                     }
                     ropes += 1;
                 }
+                "rope_kv" => {
+                    // q turned in place; k turned only into the cache (the attention's check
+                    // reads the cache), so k's chain and the CPU caches advance here.
+                    let mut want = q.clone();
+                    rope_cpu(&mut want, &pos, c.n_head, hd, c.n_rot, c.rope_kind, &freqs, c.q_scale);
+                    let got = read(&mut b, "q", qd);
+                    tally.add("rope q", layer, err(&got, &want));
+                    rope_cpu(&mut cq, &pos, c.n_head, hd, c.n_rot, c.rope_kind, &freqs, c.q_scale);
+                    chain_check(format!("layer {layer} rope q"), &got, &cq);
+                    rope_cpu(&mut ck, &pos, c.n_head_kv, hd, c.n_rot, c.rope_kind, &freqs, 1.0);
+                    for t in 0..n {
+                        for e in 0..kvd {
+                            kcache[layer][pos[t] * kvd + e] = f16::from_f32(ck[t * kvd + e]);
+                            vcache[layer][e * n_ctx + pos[t]] = f16::from_f32(cv[t * kvd + e]);
+                        }
+                    }
+                }
                 "attention" => {
                     let words = |name: String, b: &mut GpuBackend<'_>| -> Vec<f16> {
                         pollster::block_on(b.probe_read(&name, n_ctx * kvd / 2))

@@ -295,3 +295,86 @@ fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
         assert_eq!(b.n_past(), 3 + 1 + 3 + 3, "depth {depth}: positions taken (the step ahead not counted)");
     }
 }
+
+/// Dispatches per decode token of a Q4_K llama: per layer, the normed conversion, one mat-vec of
+/// the fused q|k|v, one rope of q and k with the cache store, attention's two, the conversion and
+/// mat-vec of the output projection, the normed conversion, one mat-vec of the fused gate|up,
+/// the GLU's conversion and the down mat-vec: 11 (16 before q|k|v and gate|up were fused and the
+/// ropes and store made one kernel).
+#[test]
+fn a_decode_step_fuses_qkv_gate_up_and_rope_kv() {
+    use aether_core::model::Arch;
+    use aether_core::quant::GgmlType;
+    use aether_core::synth::{Shape, Spec, Synth};
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
+    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let g = Gguf::parse(&bytes).expect("parse");
+    let dispatches = |depth: usize| {
+        let mut model = Model::from_gguf(&g).expect("model");
+        model.weights.layers.truncate(depth);
+        model.config.n_layer = depth;
+        let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+        GpuBackend::new(&gpu, &gm, 64, 16).expect("backend").probe_decode_dispatches()
+    };
+    let (one, two) = (dispatches(1), dispatches(2));
+    eprintln!("decode dispatches: {one} with one layer, {two} with two");
+    assert_eq!(two - one, 11, "dispatches per layer of a decode step");
+}
+
+/// A Q4_K_M-like mix, attn_v in Q6_K beside Q4_K q and k: q and k alone are fused (one mat-vec
+/// for both, v its own: 12 dispatches per layer), and the logits along a prompt and a few decode
+/// tokens — the multi-token and matmul kernels on the views, then the fused mat-vec — match the
+/// CPU's within the GPU's usual noise.
+#[test]
+fn a_q6_k_attn_v_leaves_q_and_k_fused_and_matches_the_cpu() {
+    use aether_core::model::Arch;
+    use aether_core::quant::{GgmlType, dequantize, quantize};
+    use aether_core::synth::{Shape, Spec, Synth};
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 5 };
+    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let g = Gguf::parse(&bytes).expect("parse");
+    let v6: Vec<Vec<u8>> = Model::from_gguf(&g)
+        .expect("model")
+        .weights
+        .layers
+        .iter()
+        .map(|l| {
+            let mut f = vec![0f32; l.attn_v.data.len() / 144 * 256];
+            dequantize(l.attn_v.ty, l.attn_v.data, &mut f).expect("dequantize");
+            quantize(GgmlType::Q6K, &f).expect("quantize")
+        })
+        .collect();
+    // The model with every attn_v in Q6_K, cut to `depth` layers.
+    let mixed = |depth: usize| {
+        let mut model = Model::from_gguf(&g).expect("model");
+        for (l, v) in model.weights.layers.iter_mut().zip(&v6) {
+            assert_eq!(l.attn_v.ty, GgmlType::Q4K);
+            l.attn_v.ty = GgmlType::Q6K;
+            l.attn_v.data = v;
+        }
+        model.weights.layers.truncate(depth);
+        model.config.n_layer = depth;
+        model
+    };
+    let model = mixed(v6.len());
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let mut b = GpuBackend::new(&gpu, &gm, 256, 64).expect("backend");
+    let gm1 = GpuModel::upload(&gpu, &mixed(1), &mut |_, _| {}).expect("upload");
+    let d1 = GpuBackend::new(&gpu, &gm1, 64, 16).expect("backend").probe_decode_dispatches();
+    let per_layer = (b.probe_decode_dispatches() - d1) / (v6.len() - 1);
+    assert_eq!(per_layer, 12, "dispatches per layer with q|k fused and v apart");
+    let (prompt, then) = ([1u32, 5, 9, 13, 17, 21, 25], [30u32, 31, 32, 33, 34]);
+    let got = along(&mut b, &prompt, &then);
+    let mut cpu = CpuBackend::new(&model, 256, &Serial);
+    let want = along(&mut cpu, &prompt, &then);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let k = kl(w, g);
+        eprintln!("position {i}: KL(CPU ‖ GPU) {k:.2e}");
+        assert!(k < 1e-3, "position {i}: KL(CPU ‖ GPU) {k:.2e}");
+        assert!(argmax(w) == argmax(g) || margin(w) < NEAR_TIE, "position {i}: top-1 differs");
+    }
+}

@@ -394,3 +394,61 @@ fn pipelines_are_built_once_per_key() {
     let want = format!("matvec_q4_k{}", suffix(gpu.caps().subgroups, gpu.caps().software));
     assert_eq!(gpu.pipeline_keys(), vec![want]);
 }
+
+/// A fused tensor (parts' rows end to end, as the loader uploads a layer's q, k and v) whose
+/// mat-vec writes each part to its own region of y (`MatVec::new_parts`): with one buffer, and
+/// split under a small binding limit so that a piece starts inside a part and another holds a part
+/// boundary; both reductions. Rows between the regions stay untouched.
+#[test]
+fn fused_parts_land_in_their_regions() {
+    const LIMIT: u64 = 576;
+    let mut rng = Rng::new(11);
+    for opts in [
+        GpuOptions::default(),
+        GpuOptions { no_subgroups: true, ..Default::default() },
+        GpuOptions { max_storage_binding: Some(LIMIT), ..Default::default() },
+    ] {
+        let Some(gpu) = test_gpu(opts.clone()) else { return };
+        for (ty, cols) in [(GgmlType::Q4K, 256), (GgmlType::Q8_0, 64), (GgmlType::F16, 34)] {
+            let parts = [(7usize, 3usize), (5, 14), (6, 29)];
+            let rows: usize = parts.iter().map(|p| p.0).sum();
+            let what = format!("{ty} parts {parts:?} x{cols}, {opts:?}");
+            let bytes = weights(ty, rows, cols, false, &mut rng);
+            let x = rng.vec(cols);
+            let want = want(ty, &bytes, &x, rows);
+            let w = GpuTensor::upload(&gpu, "qkv", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let words: Vec<u32> = if packed_input(ty) {
+                act_pack_cpu(ty, &x, x.len()).expect("pack")
+            } else {
+                x.iter().map(|v| v.to_bits()).collect()
+            };
+            let xb = gpu.storage("x", words.len() as u64 * 4).expect("x");
+            gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&words));
+            let y_len = 29 + 6 + 3;
+            let yb = gpu.storage("y", y_len as u64 * 4).expect("y");
+            gpu.queue().write_buffer(&yb, 0, bytemuck::cast_slice(&vec![UNTOUCHED; y_len]));
+            let at: Vec<(u64, u64)> = parts.iter().map(|&(r, o)| (r as u64, o as u64)).collect();
+            let mv = MatVec::new_parts(&gpu, &w, &xb, 0, &yb, &at).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(mv.dispatches(), w.pieces.len(), "{what}: one dispatch per piece");
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                mv.encode(&mut pass);
+            }
+            gpu.submit(enc, "fused mat-vec test").expect("submit");
+            let y = pollster::block_on(gpu.read_f32(&yb, 0, y_len)).expect("read");
+            let mut expect = vec![UNTOUCHED; y_len];
+            let mut row = 0;
+            for &(r, o) in &parts {
+                expect[o..o + r].copy_from_slice(&want[row..row + r]);
+                row += r;
+            }
+            let untouched = |i: usize| !parts.iter().any(|&(r, o)| (o..o + r).contains(&i));
+            for i in (0..y_len).filter(|&i| untouched(i)) {
+                assert_eq!(y[i], UNTOUCHED, "{what}: y[{i}] outside the regions was written");
+            }
+            assert_nmse(&y, &expect, MAX_NMSE, &what);
+        }
+    }
+}

@@ -115,7 +115,7 @@ impl BlockSums {
                     key,
                     &pipeline,
                     &[
-                        piece.buffer.as_entire_binding(),
+                        piece.binding(w.row_bytes),
                         xq.0.as_entire_binding(),
                         y.0.as_entire_binding(),
                         params.binding(i),

@@ -88,6 +88,9 @@ pub struct Caps {
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage: u32,
     pub min_uniform_offset_alignment: u32,
+    /// Storage bindings start on a multiple of this many bytes (views of a fused tensor, see
+    /// `weights.rs`).
+    pub min_storage_offset_alignment: u32,
     /// A step of 2..=multi_max tokens runs its projections with the mat-vec over a few tokens
     /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
     /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
@@ -345,6 +348,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         max_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
         max_workgroup_storage: l.max_compute_workgroup_storage_size,
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
+        min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
     }

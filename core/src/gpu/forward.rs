@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, Rows, Softcap, Step, StepBuffer, StepPlan,
-    StepTable, needs_block_sums,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, Softcap, Step,
+    StepBuffer, StepPlan, StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -54,6 +54,12 @@ struct Layer {
     ffn_up: GpuTensor,
     ffn_down: GpuTensor,
     ffn_post_norm: Option<wgpu::Buffer>,
+    /// q, k and v's rows end to end where the loader uploaded them as one tensor (the three are
+    /// then views of it), or q and k's alone: decode computes them with one mat-vec. With the
+    /// number of parts it holds.
+    attn_fused: Option<(GpuTensor, usize)>,
+    /// The same of gate and up.
+    ffn_fused: Option<(GpuTensor, usize)>,
 }
 
 impl Layer {
@@ -128,11 +134,17 @@ impl GpuModel {
             .enumerate()
             .map(|(i, l)| {
                 let name = |what: &str| format!("blk.{i}.{what}");
+                let (attn_q, attn_k, attn_v) = (need(l.attn_q)?, need(l.attn_k)?, need(l.attn_v)?);
+                let (ffn_gate, ffn_up) = (need(l.ffn_gate)?, need(l.ffn_up)?);
                 Ok(Layer {
+                    attn_fused: GpuTensor::join(&name("attn_qkv"), &[&attn_q, &attn_k, &attn_v])
+                        .map(|t| (t, 3))
+                        .or_else(|| GpuTensor::join(&name("attn_qk"), &[&attn_q, &attn_k]).map(|t| (t, 2))),
+                    ffn_fused: GpuTensor::join(&name("ffn_gate_up"), &[&ffn_gate, &ffn_up]).map(|t| (t, 2)),
                     attn_norm: vector(&name("attn_norm"), &l.attn_norm)?,
-                    attn_q: need(l.attn_q)?,
-                    attn_k: need(l.attn_k)?,
-                    attn_v: need(l.attn_v)?,
+                    attn_q,
+                    attn_k,
+                    attn_v,
                     attn_q_b: optional(&name("attn_q.bias"), &l.attn_q_b)?,
                     attn_k_b: optional(&name("attn_k.bias"), &l.attn_k_b)?,
                     attn_v_b: optional(&name("attn_v.bias"), &l.attn_v_b)?,
@@ -142,8 +154,8 @@ impl GpuModel {
                     attn_output_b: optional(&name("attn_output.bias"), &l.attn_output_b)?,
                     attn_post_norm: optional(&name("post_attention_norm"), &l.attn_post_norm)?,
                     ffn_norm: vector(&name("ffn_norm"), &l.ffn_norm)?,
-                    ffn_gate: need(l.ffn_gate)?,
-                    ffn_up: need(l.ffn_up)?,
+                    ffn_gate,
+                    ffn_up,
                     ffn_down: need(l.ffn_down)?,
                     ffn_post_norm: optional(&name("post_ffw_norm"), &l.ffn_post_norm)?,
                 })
@@ -197,13 +209,19 @@ impl GpuModel {
 /// conversion (`ActQuant::new_normed`) rather than run as its own kernel.
 const FUSE_NORMS: bool = true;
 
+/// Whether a layer's rope of q and k and its KV cache store run as one kernel (`RopeKv`) rather
+/// than three (two `Rope`, one `KvStore`); nothing sits between them in any architecture.
+const FUSE_ROPE_KV: bool = true;
+
 /// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens for
 /// up to `multi_max` (batched decode; only types with such a kernel), a tiled matmul for more
 /// (each absent where a step never has that many rows). With `add`, the product goes into a
 /// residual stream: the mat-vecs add it themselves, the matmul writes it to y and `add` adds y to
 /// the stream.
 struct Proj {
-    vec: MatVec,
+    /// `None` for a part of a fused tensor other than the first, whose mat-vec (over the whole)
+    /// computes this part too.
+    vec: Option<MatVec>,
     multi: Option<MatVecMulti>,
     mat: Option<MatMul>,
     /// After a Q4_1/Q5_1 matmul: its block sums as the CPU's dot products take them.
@@ -226,7 +244,11 @@ impl Proj {
                     add.encode(pass, n);
                 }
             }
-            _ => self.vec.encode(pass),
+            _ => {
+                if let Some(vec) = &self.vec {
+                    vec.encode(pass)
+                }
+            }
         }
     }
 }
@@ -238,6 +260,7 @@ enum Op {
     GetRows(GetRows),
     RmsNorm(RmsNorm),
     Rope(Rope),
+    RopeKv(RopeKv),
     Add(Add),
     Glu(Glu),
     KvStore(KvStore),
@@ -257,6 +280,7 @@ impl Op {
             Op::GetRows(_) => "get_rows",
             Op::RmsNorm(_) => "rmsnorm",
             Op::Rope(_) => "rope",
+            Op::RopeKv(_) => "rope_kv",
             Op::Add(_) => "add",
             Op::Glu(_) => "glu",
             Op::KvStore(_) => "kv_store",
@@ -264,6 +288,17 @@ impl Op {
             Op::Gather(_) => "gather",
             Op::Softcap(_) => "softcap",
             Op::Output(_) => "output projection",
+        }
+    }
+
+    /// Dispatches the op records in a step of one token: a projection's one per piece of its
+    /// tensor (none for a fused part computed by the first), attention's two (the decode kernel
+    /// and the merge of its chunks), every other op's one.
+    fn decode_dispatches(&self) -> usize {
+        match self {
+            Op::Proj(p) | Op::Output(p) => p.vec.as_ref().map_or(0, MatVec::dispatches),
+            Op::Attention(_) => 2,
+            _ => 1,
         }
     }
 
@@ -277,6 +312,7 @@ impl Op {
             Op::GetRows(k) => k.encode(pass, n),
             Op::RmsNorm(k) => k.encode(pass, n),
             Op::Rope(k) => k.encode(pass, n),
+            Op::RopeKv(k) => k.encode(pass, n),
             Op::Add(k) => k.encode(pass, n),
             Op::Glu(k) => k.encode(pass, n),
             Op::KvStore(k) => k.encode(pass, n),
@@ -295,15 +331,19 @@ struct Acts {
     x: wgpu::Buffer,
     /// [max_batch, n_embd] normed input of a sub-layer.
     xn: wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
+    /// q [max_batch, q_dim], k and v [max_batch, kv_dim], one after the other in one buffer (a
+    /// fused mat-vec writes all three), each with its offset in elements.
+    q: (wgpu::Buffer, u64),
+    k: (wgpu::Buffer, u64),
+    v: (wgpu::Buffer, u64),
     /// [max_batch, q_dim] attention output.
     att: wgpu::Buffer,
     /// [max_batch, n_embd] a sub-layer's output; in the head, the gathered output rows.
     proj: wgpu::Buffer,
-    gate: wgpu::Buffer,
-    up: wgpu::Buffer,
+    /// gate and up, [max_batch, n_ff] each: one after the other in one buffer, or in two where a
+    /// GLU kernel (which writes gate and reads up) runs.
+    gate: (wgpu::Buffer, u64),
+    up: (wgpu::Buffer, u64),
     /// [max_out, n_vocab] the output rows' logits.
     logits: wgpu::Buffer,
     /// [max_out] u32 their argmax.
@@ -311,19 +351,29 @@ struct Acts {
 }
 
 impl Acts {
-    fn new(gpu: &Gpu, c: &Config, b: u64, max_out: u64) -> Result<Acts> {
+    /// `glu_kernel`: some layer runs the GLU as its own kernel.
+    fn new(gpu: &Gpu, c: &Config, b: u64, max_out: u64, glu_kernel: bool) -> Result<Acts> {
         let f32s = |label: &str, n: usize| gpu.storage(label, b * n as u64 * 4);
+        let (qd, kvd, ff) = (c.q_dim() as u64, c.kv_dim() as u64, c.n_ff as u64);
+        let qkv = f32s("qkv", c.q_dim() + 2 * c.kv_dim())?;
+        let (gate, up) = match glu_kernel {
+            true => ((f32s("gate", c.n_ff)?, 0), (f32s("up", c.n_ff)?, 0)),
+            false => {
+                let gate_up = f32s("gate_up", 2 * c.n_ff)?;
+                ((gate_up.clone(), 0), (gate_up, b * ff))
+            }
+        };
         Ok(Acts {
             ids: gpu.storage("ids", b * 4)?,
             x: f32s("x", c.n_embd)?,
             xn: f32s("xn", c.n_embd)?,
-            q: f32s("q", c.q_dim())?,
-            k: f32s("k", c.kv_dim())?,
-            v: f32s("v", c.kv_dim())?,
+            q: (qkv.clone(), 0),
+            k: (qkv.clone(), b * qd),
+            v: (qkv, b * (qd + kvd)),
             att: f32s("att", c.q_dim())?,
             proj: f32s("proj", c.n_embd)?,
-            gate: f32s("gate", c.n_ff)?,
-            up: f32s("up", c.n_ff)?,
+            gate,
+            up,
             logits: gpu.storage("logits", max_out * c.n_vocab as u64 * 4)?,
             token: gpu.storage("token", max_out * 4)?,
         })
@@ -426,7 +476,8 @@ impl<'g> GpuBackend<'g> {
         let step = StepBuffer::new(gpu)?;
         let head_step = StepBuffer::new(gpu)?;
         let table = StepTable::new(gpu, max_batch as u32, n_seq as u32, tile_rows)?;
-        let acts = Acts::new(gpu, c, max_batch as u64, max_out as u64)?;
+        let glu_kernel = model.layers.iter().any(|l| !Builder::fuses_glu(&l.ffn_down));
+        let acts = Acts::new(gpu, c, max_batch as u64, max_out as u64, glu_kernel)?;
         let kv = (0..c.n_layer)
             .map(|l| {
                 Ok((
@@ -600,6 +651,12 @@ impl<'g> GpuBackend<'g> {
         self.body.iter().map(Op::kind).collect()
     }
 
+    /// Probing: the dispatches of a decode step's body and head (one token; see
+    /// `Op::decode_dispatches`), without the argmax.
+    pub fn probe_decode_dispatches(&self) -> usize {
+        self.body.iter().chain(&self.head).map(Op::decode_dispatches).sum()
+    }
+
     /// Probing: makes `tokens` the step of sequence 0 at its end (written for the next
     /// submissions; the sequence's length is not advanced) and submits the body's ops `ops` of
     /// it in one pass. Called for consecutive ranges, it computes the step op by op, so that
@@ -643,27 +700,30 @@ impl<'g> GpuBackend<'g> {
             let l: usize = name.strip_prefix(prefix)?.parse().ok()?;
             self._kv.get(l).map(|(k, v)| if prefix == "k_cache." { k } else { v })
         };
-        let buf = match name {
-            "x" => &a.x,
-            "xn" => &a.xn,
-            "q" => &a.q,
-            "k" => &a.k,
-            "v" => &a.v,
-            "att" => &a.att,
-            "proj" => &a.proj,
-            "gate" => &a.gate,
-            "up" => &a.up,
-            _ => cache("k_cache.").or_else(|| cache("v_cache.")).ok_or_else(|| Error::GpuKernelShape {
-                kernel: "probe",
-                why: format!("no buffer named {name}"),
-            })?,
+        let (buf, off) = match name {
+            "x" => (&a.x, 0),
+            "xn" => (&a.xn, 0),
+            "q" => (&a.q.0, a.q.1),
+            "k" => (&a.k.0, a.k.1),
+            "v" => (&a.v.0, a.v.1),
+            "att" => (&a.att, 0),
+            "proj" => (&a.proj, 0),
+            "gate" => (&a.gate.0, a.gate.1),
+            "up" => (&a.up.0, a.up.1),
+            _ => (
+                cache("k_cache.").or_else(|| cache("v_cache.")).ok_or_else(|| Error::GpuKernelShape {
+                    kernel: "probe",
+                    why: format!("no buffer named {name}"),
+                })?,
+                0,
+            ),
         };
         let buf = buf.clone();
         let mut out = Vec::with_capacity(n);
         let chunk = (self.readback.capacity() / 4) as usize;
         while out.len() < n {
             let m = chunk.min(n - out.len());
-            out.extend(self.readback.read_f32(self.gpu, &buf, out.len() as u64, m).await?);
+            out.extend(self.readback.read_f32(self.gpu, &buf, off + out.len() as u64, m).await?);
         }
         Ok(out)
     }
@@ -907,6 +967,9 @@ impl BatchBackend for GpuBackend<'_> {
     }
 }
 
+/// An activation: a buffer and an offset in it, in elements.
+type Act<'a> = (&'a wgpu::Buffer, u64);
+
 /// Makes the launchers of a backend.
 struct Builder<'b> {
     gpu: &'b Gpu,
@@ -948,10 +1011,17 @@ impl Builder<'_> {
         rows: ProjRows<'_>,
         x: &wgpu::Buffer,
         cols: usize,
-        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        outs: &[(&GpuTensor, Act<'_>)],
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        self.projs_of(ops, rows, x, None, None, cols, outs, residual)
+        self.projs_of(ops, rows, x, None, None, cols, outs, None, residual)
+    }
+
+    /// Whether the down projection `w` reads an 8-bit activation format, into whose conversion
+    /// the GLU before it is fused (otherwise the GLU is a kernel of its own).
+    fn fuses_glu(w: &GpuTensor) -> bool {
+        use GgmlType::*;
+        matches!(quant::vec_dot_type(w.ty), Ok(Q8_0 | Q8_1 | Q8K))
     }
 
     /// Projections of `rmsnorm(x) · norm` where every weight reads a rounded activation format:
@@ -966,12 +1036,13 @@ impl Builder<'_> {
         norm: &wgpu::Buffer,
         xn: &wgpu::Buffer,
         cols: usize,
-        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        outs: &[(&GpuTensor, Act<'_>)],
+        fused: Option<(&GpuTensor, usize)>,
     ) -> Result<()> {
         let rounded = |w: &GpuTensor| quant::vec_dot_type(w.ty).is_ok_and(|t| t != GgmlType::F32);
         if FUSE_NORMS && outs.iter().all(|(w, _)| rounded(w)) {
             let norm = Some((norm, self.c.rms_eps));
-            return self.projs_of(ops, rows, x, None, norm, cols, outs, None);
+            return self.projs_of(ops, rows, x, None, norm, cols, outs, fused, None);
         }
         ops.push(Op::RmsNorm(RmsNorm::new(
             self.gpu,
@@ -984,7 +1055,7 @@ impl Builder<'_> {
             self.c.rms_eps,
             Rows::Step,
         )?));
-        self.projs(ops, rows, xn, cols, outs, None)
+        self.projs_of(ops, rows, xn, None, None, cols, outs, fused, None)
     }
 
     /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
@@ -998,42 +1069,43 @@ impl Builder<'_> {
         y: &wgpu::Buffer,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        use GgmlType::*;
         let c = self.c;
-        if matches!(quant::vec_dot_type(w.ty)?, Q8_0 | Q8_1 | Q8K) {
-            return self.projs_of(
-                ops,
-                self.tokens(),
-                &a.gate,
-                Some(&a.up),
-                None,
-                c.n_ff,
-                &[(w, y)],
-                residual,
-            );
+        // The gate sits at the start of its buffer (`Acts::new`).
+        let (gate, up) = (&a.gate.0, (&a.up.0, a.up.1));
+        if Builder::fuses_glu(w) {
+            let up = Some(up);
+            return self.projs_of(ops, self.tokens(), gate, up, None, c.n_ff, &[(w, (y, 0))], None, residual);
         }
-        ops.push(Op::Glu(Glu::new(self.gpu, self.step, (&a.gate, 0), (&a.up, 0), c.n_ff as u32, c.ffn_act)?));
-        self.projs(ops, self.tokens(), &a.gate, c.n_ff, &[(w, y)], residual)
+        ops.push(Op::Glu(Glu::new(self.gpu, self.step, (gate, 0), up, c.n_ff as u32, c.ffn_act)?));
+        self.projs(ops, self.tokens(), gate, c.n_ff, &[(w, (y, 0))], residual)
     }
 
     /// [`Builder::projs`]; with `glu_up`, x is a gate and the input `act(x) · glu_up`; with
     /// `norm` (weight, epsilon), the input is `rmsnorm(x) · weight` (every weight must read a
-    /// rounded format: the conversion does the norm).
+    /// rounded format: the conversion does the norm). `fused` (tensor, m): the first m outs'
+    /// weights are views of this tensor, their rows end to end, and their outputs regions of one
+    /// buffer; the step of one token runs one mat-vec of it writing each part to its region (the
+    /// multi-token kernels run per part).
     #[allow(clippy::too_many_arguments)]
     fn projs_of(
         &self,
         ops: &mut Vec<Op>,
         rows: ProjRows<'_>,
         x: &wgpu::Buffer,
-        glu_up: Option<&wgpu::Buffer>,
+        glu_up: Option<Act<'_>>,
         norm: Option<(&wgpu::Buffer, f32)>,
         cols: usize,
-        outs: &[(&GpuTensor, &wgpu::Buffer)],
+        outs: &[(&GpuTensor, Act<'_>)],
+        fused: Option<(&GpuTensor, usize)>,
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
         let (gpu, step, n) = (self.gpu, rows.step, rows.max_rows);
+        // The fused mat-vec needs one output buffer and no residual.
+        let fused = fused.filter(|&(_, m)| {
+            residual.is_none() && m <= outs.len() && outs[..m].iter().all(|(_, y)| y.0 == outs[0].1.0)
+        });
         let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
-        for &(w, y) in outs {
+        for (i, &(w, (y, y_off))) in outs.iter().enumerate() {
             let act = quant::vec_dot_type(w.ty)?;
             let (input, packed) = match converted.iter().find(|(t, _)| *t == act) {
                 Some((_, b)) => b.clone(),
@@ -1043,7 +1115,7 @@ impl Builder<'_> {
                     let k = match (glu_up, norm) {
                         (Some(up), _) => {
                             let gelu = self.c.ffn_act == FfnAct::GeluTanh;
-                            ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, (up, 0), gelu, cols, n)?
+                            ActQuant::new_glu(gpu, step, w.ty, (x, 0), (&buf, 0), xq, up, gelu, cols, n)?
                         }
                         (None, Some(norm)) => {
                             ActQuant::new_normed(gpu, step, w.ty, (x, 0), (&buf, 0), xq, norm, cols, n)?
@@ -1061,22 +1133,27 @@ impl Builder<'_> {
                 }
             };
             let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
-            let vec = match residual {
-                Some(r) => MatVec::new_add(gpu, w, vec_in, 0, r, 0)?,
-                None => MatVec::new(gpu, w, vec_in, 0, y, 0)?,
+            let vec = match (residual, fused) {
+                (_, Some((whole, m))) if i == 0 => {
+                    let parts: Vec<(u64, u64)> = outs[..m].iter().map(|(w, y)| (w.rows, y.1)).collect();
+                    Some(MatVec::new_parts(gpu, whole, vec_in, 0, y, &parts)?)
+                }
+                (_, Some((_, m))) if i < m => None,
+                (Some(r), _) => Some(MatVec::new_add(gpu, w, vec_in, 0, r, 0)?),
+                (None, _) => Some(MatVec::new(gpu, w, vec_in, 0, y, y_off)?),
             };
             let multi_max = gpu.caps().multi_max;
             let few = n.min(multi_max);
             let multi = match residual {
                 _ if few < 2 || super::shaders::matvec_multi_kernel(w.ty).is_none() => None,
                 Some(r) => Some(MatVecMulti::new_add(gpu, w, vec_in, 0, r, 0, step, few)?),
-                None => Some(MatVecMulti::new(gpu, w, vec_in, 0, y, 0, step, few)?),
+                None => Some(MatVecMulti::new(gpu, w, vec_in, 0, y, y_off, step, few)?),
             };
             // The matmul takes the steps the mat-vecs do not.
             let many = n > 1 && (multi.is_none() || n > multi_max);
-            let mat = if many { Some(MatMul::new(gpu, w, &input, 0, y, 0, step, n)?) } else { None };
+            let mat = if many { Some(MatMul::new(gpu, w, &input, 0, y, y_off, step, n)?) } else { None };
             let fix = match needs_block_sums(w.ty) && many {
-                true => Some(BlockSums::new(gpu, w, (&packed, 0), (y, 0), step, n)?),
+                true => Some(BlockSums::new(gpu, w, (&packed, 0), (y, y_off), step, n)?),
                 false => None,
             };
             let add = match residual {
@@ -1110,7 +1187,7 @@ impl Builder<'_> {
 
     fn norm(
         &self,
-        x: &wgpu::Buffer,
+        (x, x_off): Act<'_>,
         w: &wgpu::Buffer,
         y: Option<&wgpu::Buffer>,
         width: usize,
@@ -1121,7 +1198,7 @@ impl Builder<'_> {
         Ok(Op::RmsNorm(RmsNorm::new(
             gpu,
             self.step,
-            (x, 0),
+            (x, x_off),
             w,
             y,
             width as u32,
@@ -1131,17 +1208,11 @@ impl Builder<'_> {
         )?))
     }
 
-    fn add(&self, y: &wgpu::Buffer, x: &wgpu::Buffer, width: usize, broadcast: bool) -> Result<Op> {
-        Ok(Op::Add(Add::new(self.gpu, self.step, (y, 0), (x, 0), width as u32, broadcast, Rows::Step)?))
+    fn add(&self, y: Act<'_>, x: &wgpu::Buffer, width: usize, broadcast: bool) -> Result<Op> {
+        Ok(Op::Add(Add::new(self.gpu, self.step, y, (x, 0), width as u32, broadcast, Rows::Step)?))
     }
 
-    fn bias(
-        &self,
-        ops: &mut Vec<Op>,
-        y: &wgpu::Buffer,
-        b: &Option<wgpu::Buffer>,
-        width: usize,
-    ) -> Result<()> {
+    fn bias(&self, ops: &mut Vec<Op>, y: Act<'_>, b: &Option<wgpu::Buffer>, width: usize) -> Result<()> {
         if let Some(b) = b {
             ops.push(self.add(y, b, width, true)?);
         }
@@ -1195,69 +1266,76 @@ impl Builder<'_> {
         };
         let attn_scratch = gpu.storage("attn scratch", Attention::scratch_bytes(&dims(0))?)?;
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
-            let qkv = [(&lw.attn_q, &a.q), (&lw.attn_k, &a.k), (&lw.attn_v, &a.v)];
-            self.normed_projs(&mut ops, rows, &a.x, &lw.attn_norm, &a.xn, d, &qkv)?;
-            self.bias(&mut ops, &a.q, &lw.attn_q_b, qd)?;
-            self.bias(&mut ops, &a.k, &lw.attn_k_b, kvd)?;
-            self.bias(&mut ops, &a.v, &lw.attn_v_b, kvd)?;
+            let (q, k, v) = ((&a.q.0, a.q.1), (&a.k.0, a.k.1), (&a.v.0, a.v.1));
+            let qkv = [(&lw.attn_q, q), (&lw.attn_k, k), (&lw.attn_v, v)];
+            self.normed_projs(
+                &mut ops,
+                rows,
+                &a.x,
+                &lw.attn_norm,
+                &a.xn,
+                d,
+                &qkv,
+                lw.attn_fused.as_ref().map(|(t, m)| (t, *m)),
+            )?;
+            self.bias(&mut ops, q, &lw.attn_q_b, qd)?;
+            self.bias(&mut ops, k, &lw.attn_k_b, kvd)?;
+            self.bias(&mut ops, v, &lw.attn_v_b, kvd)?;
             if let Some(norm) = &lw.attn_q_norm {
-                ops.push(self.norm(&a.q, norm, None, hd, c.n_head)?);
+                ops.push(self.norm(q, norm, None, hd, c.n_head)?);
             }
             if let Some(norm) = &lw.attn_k_norm {
-                ops.push(self.norm(&a.k, norm, None, hd, c.n_head_kv)?);
+                ops.push(self.norm(k, norm, None, hd, c.n_head_kv)?);
             }
             let freqs = if c.is_swa(l) { &local } else { &global };
             let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
-            let heads = [(&a.q, c.n_head, c.q_scale), (&a.k, c.n_head_kv, 1.0)];
-            for (x, n_heads, scale) in heads {
-                let rope = Rope::new(
-                    gpu,
-                    step,
-                    table,
-                    (x, 0),
-                    n_heads as u32,
-                    hd as u32,
+            if FUSE_ROPE_KV {
+                // q, k and v share one buffer (`Acts::new`), as the fused kernel needs.
+                let dims = RopeKvDims {
+                    n_head: c.n_head as u32,
+                    n_head_kv: c.n_head_kv as u32,
+                    head_dim: hd as u32,
                     n_rot,
-                    kind,
-                    freqs,
-                    scale,
-                )?;
-                ops.push(Op::Rope(rope));
+                    n_ctx: n_ctx as u32,
+                    n_seq: n_seq as u32,
+                };
+                let offs = (q.1, k.1, v.1);
+                let cache = (k_cache, v_cache, 0);
+                let k = RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?;
+                ops.push(Op::RopeKv(k));
+            } else {
+                let heads = [(q, c.n_head, c.q_scale), (k, c.n_head_kv, 1.0)];
+                for (x, n_heads, scale) in heads {
+                    let rope =
+                        Rope::new(gpu, step, table, x, n_heads as u32, hd as u32, n_rot, kind, freqs, scale)?;
+                    ops.push(Op::Rope(rope));
+                }
+                let (kvd, n_ctx, n_seq) = (kvd as u32, n_ctx as u32, n_seq as u32);
+                let store = KvStore::new(gpu, step, table, k, v, k_cache, v_cache, 0, kvd, n_ctx, n_seq)?;
+                ops.push(Op::KvStore(store));
             }
-            ops.push(Op::KvStore(KvStore::new(
-                gpu,
-                step,
-                table,
-                (&a.k, 0),
-                (&a.v, 0),
-                k_cache,
-                v_cache,
-                0,
-                kvd as u32,
-                n_ctx as u32,
-                n_seq as u32,
-            )?));
             let attn =
-                Attention::new(gpu, &a.q, 0, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
+                Attention::new(gpu, q.0, q.1, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
             ops.push(Op::Attention(attn));
-            let o = [(&lw.attn_output, &a.proj)];
+            let o = [(&lw.attn_output, (&a.proj, 0))];
             if lw.attn_output_b.is_none() && lw.attn_post_norm.is_none() {
                 self.projs(&mut ops, rows, &a.att, qd, &o, Some(&a.x))?;
             } else {
                 self.projs(&mut ops, rows, &a.att, qd, &o, None)?;
-                self.bias(&mut ops, &a.proj, &lw.attn_output_b, d)?;
+                self.bias(&mut ops, (&a.proj, 0), &lw.attn_output_b, d)?;
                 if let Some(norm) = &lw.attn_post_norm {
-                    ops.push(self.norm(&a.proj, norm, None, d, 1)?);
+                    ops.push(self.norm((&a.proj, 0), norm, None, d, 1)?);
                 }
-                ops.push(self.add(&a.x, &a.proj, d, false)?);
+                ops.push(self.add((&a.x, 0), &a.proj, d, false)?);
             }
 
-            let gate_up = [(&lw.ffn_gate, &a.gate), (&lw.ffn_up, &a.up)];
-            self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up)?;
+            let gate_up = [(&lw.ffn_gate, (&a.gate.0, a.gate.1)), (&lw.ffn_up, (&a.up.0, a.up.1))];
+            let fused = lw.ffn_fused.as_ref().map(|(t, m)| (t, *m));
+            self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up, fused)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
-                ops.push(self.norm(&a.proj, norm, None, d, 1)?);
-                ops.push(self.add(&a.x, &a.proj, d, false)?);
+                ops.push(self.norm((&a.proj, 0), norm, None, d, 1)?);
+                ops.push(self.add((&a.x, 0), &a.proj, d, false)?);
             } else {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, Some(&a.x))?;
             }
@@ -1273,8 +1351,8 @@ impl Builder<'_> {
         let mut ops =
             vec![Op::Gather(Gather::new(gpu, step, self.table.outputs(), (&a.x, 0), (&a.proj, 0), d, n)?)];
         let rows = ProjRows { step, max_rows: n, output: true };
-        let out = [(m.output(), &a.logits)];
-        self.normed_projs(&mut ops, rows, &a.proj, &m.output_norm, &a.xn, c.n_embd, &out)?;
+        let out = [(m.output(), (&a.logits, 0))];
+        self.normed_projs(&mut ops, rows, &a.proj, &m.output_norm, &a.xn, c.n_embd, &out, None)?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(gpu, step, (&a.logits, 0), (b, 0), v, true, Rows::Step)?));
         }

@@ -107,7 +107,7 @@ impl GetRows {
                     &key,
                     &pipeline,
                     &[
-                        piece.buffer.as_entire_binding(),
+                        piece.binding(w.row_bytes),
                         ids.as_entire_binding(),
                         y.as_entire_binding(),
                         params.binding(i),

@@ -173,7 +173,7 @@ impl MatMul {
             .enumerate()
             .map(|(i, (piece, g))| {
                 let mut resources = vec![
-                    piece.buffer.as_entire_binding(),
+                    piece.binding(w.row_bytes),
                     x.as_entire_binding(),
                     y.as_entire_binding(),
                     params.binding(i),

@@ -36,10 +36,14 @@ struct Params {
     y_off: u32,
     groups_x: u32,
     add: u32,
+    split1: u32,
+    gap1: u32,
+    split2: u32,
+    gap2: u32,
     _pad: u32,
 }
 
-const _: () = assert!(size_of::<Params>() == 32);
+const _: () = assert!(size_of::<Params>() == 48);
 
 /// Invocations per mat-vec workgroup on a software adapter: the smallest every kernel takes (the
 /// K-quant kernels share a block among 16 invocations; a workgroup holds at least `ROWS`).
@@ -74,7 +78,21 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, y_off), false, None)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), false, None)
+    }
+
+    /// `y = W·x` where W's rows are parts end to end, `parts` giving each part's rows and
+    /// where in y its first row goes (in order, each region after the one before; at most
+    /// three parts).
+    pub fn new_parts(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        x_off: u64,
+        y: &wgpu::Buffer,
+        parts: &[(u64, u64)],
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, x_off), (y, parts), false, None)
     }
 
     /// `y += W·x`, otherwise as [`MatVec::new`].
@@ -86,7 +104,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, y_off), true, None)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), true, None)
     }
 
     /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`override
@@ -100,14 +118,14 @@ impl MatVec {
         wg: u32,
         rows: u32,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, 0), (y, 0), false, Some((wg, rows)))
+        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Some((wg, rows)))
     }
 
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         (x, x_off): (&wgpu::Buffer, u64),
-        (y, y_off): (&wgpu::Buffer, u64),
+        (y, parts): (&wgpu::Buffer, &[(u64, u64)]),
         add: bool,
         shape: Option<(u32, u32)>,
     ) -> Result<MatVec> {
@@ -166,7 +184,21 @@ impl MatVec {
             w.cols
         };
         fits("mat-vec x buffer bytes", x, x_off, x_words)?;
-        fits("mat-vec y buffer bytes", y, y_off, w.rows)?;
+        // Each part's first row, and where it goes in y.
+        let mut starts: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+        let mut row = 0;
+        for (i, &(rows, y_off)) in parts.iter().enumerate() {
+            let after_previous = i == 0 || y_off >= starts[i - 1].1 + parts[i - 1].0;
+            if parts.len() > 3 || !after_previous {
+                return Err(bad_kernel("a fused mat-vec's parts overlap in y or are more than three"));
+            }
+            fits("mat-vec y buffer bytes", y, y_off, rows)?;
+            starts.push((row, y_off));
+            row += rows;
+        }
+        if row != w.rows {
+            return Err(bad_kernel("a fused mat-vec's parts do not add up to its rows"));
+        }
 
         let max_dim = gpu.caps().max_workgroups_per_dim.max(1) as u64;
         let stride = (size_of::<Params>() as u64)
@@ -184,14 +216,30 @@ impl MatVec {
                     why: format!("{groups} workgroups exceed a {max_dim}² grid"),
                 });
             }
+            // The part the piece starts in places its first row; later parts' starts inside the
+            // piece become splits, each moving the rows after it by the gap between regions.
+            let (f, end) = (piece.first_row, piece.first_row + piece.rows);
+            let k = starts.iter().rposition(|&(s, _)| s <= f).unwrap_or(0);
+            let mut splits = [(u32::MAX, 0u32); 2];
+            for (s, j) in splits.iter_mut().zip(k + 1..starts.len()) {
+                let (start, y_at) = starts[j];
+                if start < end {
+                    let gap = y_at - (starts[j - 1].1 + parts[j - 1].0);
+                    *s = ((start - f) as u32, gap as u32);
+                }
+            }
             let p = Params {
                 n_rows: piece.rows as u32,
                 cols: w.cols as u32,
                 row_bytes: w.row_bytes as u32,
                 x_off: x_off as u32,
-                y_off: (y_off + piece.first_row) as u32,
+                y_off: (starts[k].1 + f - starts[k].0) as u32,
                 groups_x: gx as u32,
                 add: add as u32,
+                split1: splits[0].0,
+                gap1: splits[0].1,
+                split2: splits[1].0,
+                gap2: splits[1].1,
                 _pad: 0,
             };
             let at = i * stride as usize;
@@ -216,7 +264,7 @@ impl MatVec {
                     label: Some(&key),
                     layout: &gpu.pipelines.matvec_layout,
                     entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: piece.buffer.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 0, resource: piece.binding(w.row_bytes) },
                         wgpu::BindGroupEntry { binding: 1, resource: x.as_entire_binding() },
                         wgpu::BindGroupEntry { binding: 2, resource: y.as_entire_binding() },
                         wgpu::BindGroupEntry {
@@ -239,6 +287,11 @@ impl MatVec {
     /// The pipeline key (`matvec_q4_k_sg`, `matvec_q4_k_sg_sw`).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Dispatches [`MatVec::encode`] records: one per piece of the weight tensor.
+    pub fn dispatches(&self) -> usize {
+        self.pieces.len()
     }
 
     /// Records the product: one dispatch per piece of the weight tensor.

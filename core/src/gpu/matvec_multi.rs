@@ -252,7 +252,7 @@ impl MatVecMulti {
                         &key,
                         &pipeline,
                         &[
-                            piece.buffer.as_entire_binding(),
+                            piece.binding(w.row_bytes),
                             x.as_entire_binding(),
                             y.as_entire_binding(),
                             params.binding(i),

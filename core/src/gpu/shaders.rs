@@ -49,6 +49,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
     ("rmsnorm_sg.wgsl", include_str!("../../../shaders/rmsnorm_sg.wgsl")),
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
+    ("rope_kv.wgsl", include_str!("../../../shaders/rope_kv.wgsl")),
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
     ("block_sums.wgsl", include_str!("../../../shaders/block_sums.wgsl")),

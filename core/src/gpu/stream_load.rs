@@ -10,6 +10,11 @@
 //! decoded at the end. Phi-3's fused `attn_qkv` / `ffn_up` need no special case: the layout gives
 //! q, k, v (gate, up) as row ranges of the fused tensor, so each is a destination of its own.
 //!
+//! A layer's q, k and v matrices (or q and k alone), and its gate and up, go into one tensor of
+//! their rows end to end where they share type and width and every part's rows start on a bindable offset
+//! ([`fusable`]); each is then a view of it (`weights.rs`), and the forward pass runs the decode
+//! mat-vec of the whole once (see `forward.rs`).
+//!
 //! [`GpuModelBuilder::push`] takes the file's bytes in order, in chunks of any size, and writes the
 //! part of each chunk that overlaps a destination to its buffer. `write_buffer` takes offsets and
 //! sizes that are multiples of 4, and chunks split tensors anywhere, so each destination carries
@@ -22,7 +27,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 
+use super::weights::rows_per_piece;
 use super::{Gpu, GpuModel, GpuTensor, UPLOAD_CHUNK};
 use crate::error::{Error, Result};
 use crate::gguf::Header;
@@ -33,8 +40,9 @@ use crate::quant::GgmlType;
 pub struct GpuModelBuilder<'g> {
     gpu: &'g Gpu,
     config: Config,
-    /// Each weight as an index into `mats` / `vecs` (a tied output shares the embedding's).
-    layout: WeightSet<usize, usize>,
+    /// Each weight as an index into `mats` (whole, or some rows of a fused tensor) / `vecs` (a
+    /// tied output shares the embedding's).
+    layout: WeightSet<Mat, usize>,
     mats: Vec<GpuTensor>,
     vecs: Vec<HostVector>,
     /// Sorted by `start`.
@@ -69,8 +77,40 @@ struct Dest {
 }
 
 enum To {
-    Piece { mat: usize, piece: usize },
+    /// `at`: the byte in the piece's buffer where the range's first byte goes.
+    Piece {
+        mat: usize,
+        piece: usize,
+        at: u64,
+    },
     Host(usize),
+}
+
+/// A matrix of the model: a whole tensor of `mats`, or rows of one that holds several.
+#[derive(Clone)]
+enum Mat {
+    Whole(usize),
+    Rows { mat: usize, name: String, rows: Range<u64> },
+}
+
+/// Whether `parts` can be uploaded as one tensor of their rows end to end, each part a view of
+/// it: the same type and width, rows a whole number of words, and every part's first row on a
+/// multiple of `align` bytes within the piece of the whole (under `max_binding`) it falls in.
+fn fusable(parts: &[&MatrixPart], max_binding: u64, align: u64) -> bool {
+    let first = parts[0];
+    let Some(row_bytes) = first.ty.row_bytes(first.cols) else { return false };
+    let same = parts.iter().all(|p| p.ty == first.ty && p.cols == first.cols && p.len == p.rows * row_bytes);
+    let distinct = parts.iter().enumerate().all(|(i, p)| parts[..i].iter().all(|q| q.offset != p.offset));
+    let per_piece = rows_per_piece(row_bytes, max_binding);
+    if !same || !distinct || !row_bytes.is_multiple_of(4) || per_piece == 0 {
+        return false;
+    }
+    let mut row = 0;
+    parts.iter().all(|p| {
+        let ok = ((row % per_piece) * row_bytes).is_multiple_of(align.max(16));
+        row += p.rows;
+        ok
+    })
 }
 
 impl Dest {
@@ -99,10 +139,60 @@ impl<'g> GpuModelBuilder<'g> {
         let mut vecs = Vec::new();
         let mut dests = Vec::new();
         let mut vec_dests = Vec::new();
+        // Parts of fused matrices: (offset, len) → (group, first row in it); per group, its
+        // parts and, once allocated, its index in `mats`.
+        let (max_binding, align) =
+            (gpu.caps().max_storage_binding, gpu.caps().min_storage_offset_alignment as u64);
+        let mut member: HashMap<(u64, u64), (usize, u64)> = HashMap::new();
+        let mut groups: Vec<(Vec<MatrixPart>, Option<usize>)> = Vec::new();
+        for l in &layout.layers {
+            // q|k alone where v differs (Q4_K_M files often have a Q6_K attn_v).
+            let qkv = [&l.attn_q, &l.attn_k, &l.attn_v];
+            let attn = if fusable(&qkv, max_binding, align) { &qkv[..] } else { &qkv[..2] };
+            for parts in [attn.to_vec(), vec![&l.ffn_gate, &l.ffn_up]] {
+                if !fusable(&parts, max_binding, align) {
+                    continue;
+                }
+                let mut row = 0;
+                for p in &parts {
+                    member.insert((p.offset, p.len), (groups.len(), row));
+                    row += p.rows;
+                }
+                groups.push((parts.into_iter().cloned().collect(), None));
+            }
+        }
         let layout = layout.try_map(
             |m: MatrixPart| {
+                let start = data_offset.saturating_add(m.offset);
+                if let Some(&(g, row0)) = member.get(&(m.offset, m.len)) {
+                    let (parts, at) = &mut groups[g];
+                    let mat = match *at {
+                        Some(i) => i,
+                        None => {
+                            let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("+");
+                            let rows = parts.iter().map(|p| p.rows).sum();
+                            mats.push(GpuTensor::alloc(gpu, &name, m.ty, m.cols, rows)?);
+                            *at = Some(mats.len() - 1);
+                            mats.len() - 1
+                        }
+                    };
+                    let t = &mats[mat];
+                    let rows = row0..row0 + m.rows;
+                    for (piece, p) in t.pieces.iter().enumerate() {
+                        let (lo, hi) = (rows.start.max(p.first_row), rows.end.min(p.first_row + p.rows));
+                        if lo < hi {
+                            let at = p.offset + (lo - p.first_row) * t.row_bytes;
+                            dests.push(Dest::new(
+                                start + (lo - row0) * t.row_bytes,
+                                (hi - lo) * t.row_bytes,
+                                To::Piece { mat, piece, at },
+                            ));
+                        }
+                    }
+                    return Ok(Mat::Rows { mat, name: m.name, rows });
+                }
                 if let Some(&i) = mat_at.get(&(m.offset, m.len)) {
-                    return Ok(i);
+                    return Ok(Mat::Whole(i));
                 }
                 let t = GpuTensor::alloc(gpu, &m.name, m.ty, m.cols, m.rows)?;
                 if t.row_bytes * t.rows != m.len {
@@ -112,17 +202,16 @@ impl<'g> GpuModelBuilder<'g> {
                         got: m.len as usize,
                     });
                 }
-                let start = data_offset.saturating_add(m.offset);
                 for (piece, p) in t.pieces.iter().enumerate() {
                     dests.push(Dest::new(
                         start + p.first_row * t.row_bytes,
                         p.rows * t.row_bytes,
-                        To::Piece { mat: mats.len(), piece },
+                        To::Piece { mat: mats.len(), piece, at: 0 },
                     ));
                 }
                 mat_at.insert((m.offset, m.len), mats.len());
                 mats.push(t);
-                Ok(mats.len() - 1)
+                Ok(Mat::Whole(mats.len() - 1))
             },
             |v: VectorPart| {
                 vec_dests.push(Dest::new(
@@ -179,8 +268,8 @@ impl<'g> GpuModelBuilder<'g> {
                         self.vecs[v].bytes.extend_from_slice(src);
                         d.got += src.len() as u64;
                     }
-                    To::Piece { mat, piece } => {
-                        d.write(self.gpu, &self.mats[mat].pieces[piece].buffer, src);
+                    To::Piece { mat, piece, at } => {
+                        d.write(self.gpu, &self.mats[mat].pieces[piece].buffer, at, src);
                         self.staged += src.len() as u64;
                     }
                 }
@@ -224,7 +313,20 @@ impl<'g> GpuModelBuilder<'g> {
         self.gpu.wait(self.previous.take(), "uploading weights")?;
         let mut mats: Vec<Option<GpuTensor>> = self.mats.into_iter().map(Some).collect();
         let vecs = self.vecs;
-        let w = self.layout.try_map(|i| Ok(mats[i].take()), |j| vecs[j].part.decode(&vecs[j].bytes))?;
+        let align = self.gpu.caps().min_storage_offset_alignment as u64;
+        let view = |mat: &Option<GpuTensor>, name: &str, rows: Range<u64>| {
+            let t =
+                mat.as_ref().ok_or_else(|| Error::GpuAttention { why: format!("`{name}`'s rows taken") })?;
+            let why = format!("rows {rows:?} of `{}` cannot be bound", t.name);
+            t.rows_view(name, rows, align).map(Some).ok_or(Error::GpuAttention { why })
+        };
+        let w = self.layout.try_map(
+            |m| match m {
+                Mat::Whole(i) => Ok(mats[i].take()),
+                Mat::Rows { mat, name, rows } => view(&mats[mat], &name, rows),
+            },
+            |j| vecs[j].part.decode(&vecs[j].bytes),
+        )?;
         GpuModel::from_weights(self.gpu, self.config, w)
     }
 }
@@ -236,8 +338,9 @@ impl Dest {
 
     /// Writes the next `src` bytes of this range to `buffer`, whole words only; 1–3 trailing
     /// bytes wait in `carry` for the next call, or are zero-padded at the range's end.
-    fn write(&mut self, gpu: &Gpu, buffer: &wgpu::Buffer, mut src: &[u8]) {
-        let mut at = self.got - self.n_carry as u64;
+    /// `base`: where the range starts in `buffer`, a multiple of 4.
+    fn write(&mut self, gpu: &Gpu, buffer: &wgpu::Buffer, base: u64, mut src: &[u8]) {
+        let mut at = base + self.got - self.n_carry as u64;
         self.got += src.len() as u64;
         if self.n_carry > 0 {
             let take = (4 - self.n_carry).min(src.len());

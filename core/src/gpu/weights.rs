@@ -7,6 +7,13 @@
 //! such a tensor is split by whole rows into several buffers ([`Piece`]s), and a kernel runs once
 //! per piece. Rows never straddle pieces, so a piece is a valid tensor of its own.
 //!
+//! A tensor may also be a *view*: some consecutive rows of another, its pieces binding byte
+//! ranges of the other's buffers ([`GpuTensor::rows_view`]). The loader uploads a layer's q, k
+//! and v (or gate and up) matrices, when they share type and width, as one tensor of their rows
+//! end to end and gives each as a view of it; [`GpuTensor::join`] finds the whole again, so one
+//! mat-vec dispatch computes all three products in decode while the multi-token kernels run on
+//! each view.
+//!
 //! Uploads go in chunks of at most [`UPLOAD_CHUNK`] bytes, each submitted before the next is
 //! written, so wgpu never stages more than one chunk at a time; a progress callback hears after
 //! each one.
@@ -23,9 +30,28 @@ pub const UPLOAD_CHUNK: u64 = 32 << 20;
 /// A run of whole rows of a tensor in one GPU buffer.
 pub struct Piece {
     pub buffer: wgpu::Buffer,
+    /// Where the piece's first row starts in `buffer`, in bytes (0 unless the tensor is a view;
+    /// then a multiple of the storage offset alignment).
+    pub offset: u64,
     /// Index of the piece's first row in the tensor.
     pub first_row: u64,
     pub rows: u64,
+}
+
+impl Piece {
+    /// Bytes the piece binds: its rows, padded to 4.
+    pub fn size(&self, row_bytes: u64) -> u64 {
+        (self.rows * row_bytes).next_multiple_of(4)
+    }
+
+    /// The piece's rows as a storage binding.
+    pub fn binding(&self, row_bytes: u64) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size(row_bytes)),
+        })
+    }
 }
 
 /// A 2-D tensor (`[rows, cols]`, `cols` = `ne[0]` innermost) in its GGUF encoding on the GPU.
@@ -91,7 +117,7 @@ impl GpuTensor {
                 mapped_at_creation: false,
             });
             gpu.check(&format!("creating a {}-byte buffer for `{name}`", buffer.size()))?;
-            pieces.push(Piece { buffer, first_row, rows: n });
+            pieces.push(Piece { buffer, offset: 0, first_row, rows: n });
             first_row += n;
         }
         Ok(GpuTensor { name: name.into(), ty, cols, rows, row_bytes, pieces })
@@ -128,9 +154,81 @@ impl GpuTensor {
         Ok(t)
     }
 
-    /// Bytes on the GPU, padding included.
+    /// Bytes on the GPU, padding included (a view's rows only).
     pub fn gpu_bytes(&self) -> u64 {
-        self.pieces.iter().map(|p| p.buffer.size()).sum()
+        self.pieces.iter().map(|p| p.size(self.row_bytes)).sum()
+    }
+
+    /// Rows `rows` of the tensor as a tensor of its own sharing the buffers, or `None` where a
+    /// piece of it would not start on a multiple of `align` bytes (bindings' offsets must) or
+    /// its rows would not end on a word.
+    pub fn rows_view(&self, name: &str, rows: std::ops::Range<u64>, align: u64) -> Option<GpuTensor> {
+        if rows.start >= rows.end || rows.end > self.rows || !self.row_bytes.is_multiple_of(4) {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        for p in &self.pieces {
+            let (lo, hi) = (rows.start.max(p.first_row), rows.end.min(p.first_row + p.rows));
+            if lo >= hi {
+                continue;
+            }
+            let offset = p.offset + (lo - p.first_row) * self.row_bytes;
+            if !offset.is_multiple_of(align.max(4)) {
+                return None;
+            }
+            let buffer = p.buffer.clone();
+            pieces.push(Piece { buffer, offset, first_row: lo - rows.start, rows: hi - lo });
+        }
+        let rows = rows.end - rows.start;
+        Some(GpuTensor {
+            name: name.into(),
+            ty: self.ty,
+            cols: self.cols,
+            rows,
+            row_bytes: self.row_bytes,
+            pieces,
+        })
+    }
+
+    /// The tensor of `parts`' rows end to end, where they are consecutive views of one tensor
+    /// (same type and width, each starting in the buffer where the one before ends); `None`
+    /// otherwise. Its pieces are whole buffers' row runs again, one dispatch each.
+    pub fn join(name: &str, parts: &[&GpuTensor]) -> Option<GpuTensor> {
+        let first = parts.first()?;
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut rows = 0;
+        for t in parts {
+            if (t.ty, t.cols, t.row_bytes) != (first.ty, first.cols, first.row_bytes) {
+                return None;
+            }
+            for p in &t.pieces {
+                match pieces.last_mut() {
+                    Some(last) if last.buffer == p.buffer => {
+                        if last.offset + last.rows * t.row_bytes != p.offset {
+                            return None;
+                        }
+                        last.rows += p.rows;
+                    }
+                    _ => pieces.push(Piece {
+                        buffer: p.buffer.clone(),
+                        offset: p.offset,
+                        first_row: rows + p.first_row,
+                        rows: p.rows,
+                    }),
+                }
+            }
+            rows += t.rows;
+        }
+        (parts.len() > 1 && pieces.len() < parts.iter().map(|t| t.pieces.len()).sum::<usize>()).then(|| {
+            GpuTensor {
+                name: name.into(),
+                ty: first.ty,
+                cols: first.cols,
+                rows,
+                row_bytes: first.row_bytes,
+                pieces,
+            }
+        })
     }
 }
 

@@ -1,0 +1,152 @@
+// rope_kv.wgsl — a step's rotary embedding of q (in place) and of k, and the store of the rotated
+// k and of v into one layer's KV cache, in one dispatch: what rope.wgsl on q, rope.wgsl on k and
+// kv_store.wgsl do one after the other (same angles, same arithmetic). CPU twin: gpu::rope_kv_cpu;
+// launcher: core/src/gpu/rope_kv.rs.
+//
+// Layout: q [n_tokens, n_head, head_dim], k and v [n_tokens, n_head_kv, head_dim] f32 in ONE
+// buffer at q_off / k_off / v_off (elements; the forward pass keeps them there, and a buffer
+// cannot be bound both writable and read-only); token t sits at its position at[t].y of sequence
+// at[t].x (the step table). Caches as kv_store.wgsl: [n_seq, n_ctx, kv_dim/2] u32 of f16 pairs
+// from word cache_off; positions at or past n_ctx, sequences at or past n_seq are not written.
+// Rotation as rope.wgsl: pair i < n_rot/2 turns by φ_i = freq_scale · θ_i (/ factor_i), pairs
+// (2i, 2i+1) or NeoX (i, i + n_rot/2); q then scaled by q_scale; dims from n_rot on unrotated.
+// k stays unrotated in its buffer: only the cache reads it after this kernel.
+// Dispatch: ceil(n_tokens · (n_head + n_head_kv) · head_dim/2 / WG) workgroups of WG, over x
+// then y. Per token, the first n_head · head_dim/2 invocations each turn one pair of q in place;
+// the other kv_dim/2 each write one word of both caches: v's two values, and k's two values
+// rotated, each computed from its own pair (a NeoX pair spans two words, so a word's invocation
+// reads both partners instead of owning a pair).
+
+const WG: u32 = 256u;
+
+struct Params {
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
+    cache_off: u32,    // in u32 words (pairs of f16)
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    n_rot: u32,
+    neox: u32,         // 1: NeoX pairing (i, i + n_rot/2)
+    has_factors: u32,  // 1: divide θ_i by factors[i]
+    theta_scale: f32,  // base^(-2/n_rot)
+    freq_scale: f32,
+    attn_factor: f32,
+    q_scale: f32,
+    n_ctx: u32,
+    n_seq: u32,
+}
+
+struct Step {
+    pos0: u32,
+    n_tokens: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;        // q, k, v (see Layout)
+@group(0) @binding(1) var<storage, read> factors: array<f32>;        // [n_rot/2] (one unused value if none)
+@group(0) @binding(2) var<storage, read_write> k_cache: array<u32>;  // [cache_off + n_seq · n_ctx · kv_dim/2]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<u32>;  // [cache_off + n_seq · n_ctx · kv_dim/2]
+@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read> at: array<vec2<u32>>;      // [n_tokens] (sequence, position)
+
+// Angle reduction by 2π in four parts, as rope.wgsl (see there).
+const C1: f32 = 6.28125;
+const C2: f32 = 0.00193023681640625;
+const C3: f32 = 5.066394805908203e-06;
+const C4: f32 = 3.968374517882012e-09;
+const INV_2PI: f32 = 0.15915494;
+
+fn reduce_angle(phi: f32) -> f32 {
+    let k = round(phi * INV_2PI);
+    return (((phi - k * C1) - k * C2) - k * C3) - k * C4;
+}
+
+// (cos φ_i, sin φ_i) · attn_factor at position `pos`, as rope.wgsl computes them.
+fn turn(i: u32, pos: u32) -> vec2<f32> {
+    var theta = f32(pos);
+    for (var j = 0u; j < i; j++) {
+        theta *= p.theta_scale;
+    }
+    if p.has_factors == 1u {
+        theta = theta / factors[i];
+    }
+    let phi = reduce_angle(p.freq_scale * theta);
+    return vec2<f32>(cos(phi) * p.attn_factor, sin(phi) * p.attn_factor);
+}
+
+// Dim d of the k head starting at element `head`, rotated.
+fn k_rotated(head: u32, d: u32, pos: u32) -> f32 {
+    let half_rot = p.n_rot / 2u;
+    if d >= p.n_rot {
+        return x[head + d];
+    }
+    var i = d / 2u;
+    var a = d & ~1u;
+    var first = (d & 1u) == 0u;
+    if p.neox == 1u {
+        first = d < half_rot;
+        i = select(d - half_rot, d, first);
+        a = i;
+    }
+    let b = select(a + 1u, a + half_rot, p.neox == 1u);
+    let cs = turn(i, pos);
+    let x0 = x[head + a];
+    let x1 = x[head + b];
+    return select(x0 * cs.y + x1 * cs.x, x0 * cs.x - x1 * cs.y, first);
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let pairs = p.head_dim / 2u;
+    let q_pairs = p.n_head * pairs;
+    let words = p.n_head_kv * pairs;
+    let per_token = q_pairs + words;
+    let id = (wg.y * nwg.x + wg.x) * WG + lid;
+    if id >= step.n_tokens * per_token {
+        return;
+    }
+    let t = id / per_token;
+    let r = id % per_token;
+    let seat = at[t];
+    if r < q_pairs {
+        let head = p.q_off + (t * p.n_head + r / pairs) * p.head_dim;
+        let i = r % pairs;
+        let half_rot = p.n_rot / 2u;
+        if i >= half_rot {
+            x[head + 2u * i] *= p.q_scale;
+            x[head + 2u * i + 1u] *= p.q_scale;
+            return;
+        }
+        let cs = turn(i, seat.y);
+        var a = 2u * i;
+        var b = a + 1u;
+        if p.neox == 1u {
+            a = i;
+            b = i + half_rot;
+        }
+        let x0 = x[head + a];
+        let x1 = x[head + b];
+        x[head + a] = (x0 * cs.x - x1 * cs.y) * p.q_scale;
+        x[head + b] = (x0 * cs.y + x1 * cs.x) * p.q_scale;
+        return;
+    }
+    if seat.x >= p.n_seq || seat.y >= p.n_ctx {
+        return;
+    }
+    let j = r - q_pairs;
+    let kv_dim = p.n_head_kv * p.head_dim;
+    let dst = p.cache_off + (seat.x * p.n_ctx + seat.y) * words + j;
+    let src = t * kv_dim + 2u * j;
+    v_cache[dst] = pack2x16float(vec2<f32>(x[p.v_off + src], x[p.v_off + src + 1u]));
+    let head = p.k_off + t * kv_dim + (2u * j / p.head_dim) * p.head_dim;
+    let d = (2u * j) % p.head_dim;
+    k_cache[dst] = pack2x16float(vec2<f32>(k_rotated(head, d, seat.y), k_rotated(head, d + 1u, seat.y)));
+}
