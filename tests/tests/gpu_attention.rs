@@ -193,11 +193,8 @@ fn attention_matches_cpu_with_the_best_reduction() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     eprintln!("adapter: {}", gpu.describe());
     check_all(&gpu, "default");
-    // The subgroup reduction needs the 8 lanes of a row inside one subgroup.
-    let caps = gpu.caps();
-    let want =
-        if caps.subgroups && caps.subgroup_min_size >= 8 { "attn_prefill_sg" } else { "attn_prefill_wg" };
-    assert!(gpu.pipeline_keys().contains(&want.to_string()), "{:?}", gpu.pipeline_keys());
+    // One prefill kernel, whatever the device's subgroups.
+    assert!(gpu.pipeline_keys().contains(&"attn_prefill".to_string()), "{:?}", gpu.pipeline_keys());
 }
 
 #[test]
@@ -205,7 +202,7 @@ fn attention_matches_cpu_with_subgroups_forced_off() {
     let Some(gpu) = test_gpu(GpuOptions { no_subgroups: true, ..Default::default() }) else { return };
     assert!(!gpu.caps().subgroups);
     check_all(&gpu, "no-subgroups");
-    assert!(gpu.pipeline_keys().contains(&"attn_prefill_wg".to_string()), "{:?}", gpu.pipeline_keys());
+    assert!(gpu.pipeline_keys().contains(&"attn_prefill".to_string()), "{:?}", gpu.pipeline_keys());
 }
 
 #[test]
