@@ -22,9 +22,12 @@
 //! at most `n_split` chunks (enough workgroups to fill a large GPU even with few heads); a token
 //! with one chunk (short contexts) has its row written by the decode kernel's phase 0; tokens
 //! with more get a second dispatch of the decode kernel (phase 1: the chunks' Σ p·v, once every
-//! chunk's max and sum are known) and the merge, neither dispatched when no token needs them. Prefill reduces
-//! each token's dot products across 8 invocations with subgroup shuffles when the device has
-//! subgroups of 8 or more (`attn_prefill_sg`), else through workgroup memory (`attn_prefill_wg`).
+//! chunk's max and sum are known) and the merge, neither dispatched when no token needs them.
+//! Prefill is tiled like a matmul (a workgroup per 64 tokens of a run and one head, scores and
+//! outputs in register blocks, K/V tiles through 16 KiB of workgroup memory): it needs no
+//! cross-lane reduction inside its loops, so it is one kernel (`attn_prefill`) with or without
+//! subgroups. It keeps the two passes (the exact f16 probabilities), at 1.5× the arithmetic of a
+//! one-pass flash kernel.
 
 use half::f16;
 
