@@ -65,10 +65,6 @@ struct Params {
 // f16 pairs (V), per phase (see the regions above).
 var<workgroup> sh: array<vec4<u32>, SH_LEN>;
 
-fn round_f16(v: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
-}
-
 // v rounded to f16, as the CPU (and llama.cpp) round a query before dotting it with the f16 keys.
 fn f16_round4(v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
@@ -82,16 +78,37 @@ fn window_start(pos: u32) -> u32 {
     return 0u;
 }
 
+// The first cell each of four positions sees.
+fn window_start4(pos: vec4<u32>) -> vec4<u32> {
+    let w = vec4<u32>(p.window);
+    return select(vec4<u32>(0u), pos + 1u - w, and4(w > vec4<u32>(0u), pos + 1u > w));
+}
+
+// a && b per component (naga takes no `&` of bool vectors).
+fn and4(a: vec4<bool>, b: vec4<bool>) -> vec4<bool> {
+    return select(vec4<bool>(false), b, a);
+}
+
+fn unpack_lo(u: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
+}
+
+fn unpack_hi(u: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
+}
+
 // The tile's scores S[ty + 16i, tx + 16j] = q·k of cells t0.. (unscaled, unmasked; cells at or
-// past `hi` read as zero keys). Called by every invocation in uniform control flow; leaves `sh`
-// free for the caller.
-fn scores(t0: u32, hi: u32, head: u32, qrow0: u32, rows: u32, lid: u32) -> array<f32, 8> {
+// past `hi` read as zero keys): component i of column j. Called by every invocation in uniform
+// control flow; leaves `sh` free for the caller. Every register is a named vector: arrays
+// indexed in naga's loops may be left in local memory by the driver.
+fn scores(t0: u32, hi: u32, head: u32, qrow0: u32, rows: u32, lid: u32) -> mat2x4<f32> {
     let hd = p.head_dim;
     let tx = lid % 16u;
     let ty = lid / 16u;
     let qstride = p.n_head * hd;
     let krow = p.kv_dim / 8u;
-    var s: array<f32, 8>;
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
     for (var d0 = 0u; d0 < hd; d0 += DC) {
         workgroupBarrier();
         // Q [BQ, DC]: two vec4 per invocation; rows past the tile repeat its last row.
@@ -114,24 +131,23 @@ fn scores(t0: u32, hi: u32, head: u32, qrow0: u32, rows: u32, lid: u32) -> array
             if t0 + c < hi && d0 + 8u * g < hd {
                 u = k_cache[(t0 + c) * krow + head + d0 / 8u + g];
             }
-            let a = vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
-            let b = vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
-            sh[SH_K + c * KS + 2u * g] = bitcast<vec4<u32>>(a);
-            sh[SH_K + c * KS + 2u * g + 1u] = bitcast<vec4<u32>>(b);
+            sh[SH_K + c * KS + 2u * g] = bitcast<vec4<u32>>(unpack_lo(u));
+            sh[SH_K + c * KS + 2u * g + 1u] = bitcast<vec4<u32>>(unpack_hi(u));
         }
         workgroupBarrier();
         for (var d4 = 0u; d4 < DC / 4u; d4++) {
             let k0 = bitcast<vec4<f32>>(sh[SH_K + tx * KS + d4]);
             let k1 = bitcast<vec4<f32>>(sh[SH_K + (tx + 16u) * KS + d4]);
-            for (var i = 0u; i < 4u; i++) {
-                let qv = bitcast<vec4<f32>>(sh[(ty + 16u * i) * (DC / 4u) + d4]);
-                s[2u * i] += dot(qv, k0);
-                s[2u * i + 1u] += dot(qv, k1);
-            }
+            let q0 = bitcast<vec4<f32>>(sh[ty * (DC / 4u) + d4]);
+            let q1 = bitcast<vec4<f32>>(sh[(ty + 16u) * (DC / 4u) + d4]);
+            let q2 = bitcast<vec4<f32>>(sh[(ty + 32u) * (DC / 4u) + d4]);
+            let q3 = bitcast<vec4<f32>>(sh[(ty + 48u) * (DC / 4u) + d4]);
+            s0 += vec4<f32>(dot(q0, k0), dot(q1, k0), dot(q2, k0), dot(q3, k0));
+            s1 += vec4<f32>(dot(q0, k1), dot(q1, k1), dot(q2, k1), dot(q3, k1));
         }
     }
     workgroupBarrier();
-    return s;
+    return mat2x4<f32>(s0, s1);
 }
 
 @compute @workgroup_size(WG)
@@ -152,71 +168,72 @@ fn main(
     // The cells any token of the tile sees.
     let lo = window_start(tile.w);
     let hi = tile.w + tile.y;
+    // This invocation's rows (component i: row ty + 16i), their positions and first cells.
+    let r = vec4<u32>(ty) + vec4<u32>(0u, 16u, 32u, 48u);
+    let live_row = r < vec4<u32>(tile.y);
+    let pos = vec4<u32>(tile.w) + r;
+    let start = window_start4(pos);
+    let negs = vec4<f32>(NEG);
 
     // Pass 1: per row and invocation, the running max and Σ e of its cells.
-    var m: array<f32, 4>;
-    var l: array<f32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        m[i] = NEG;
-    }
+    var m = negs;
+    var l = vec4<f32>(0.0);
     for (var t0 = lo; t0 < hi; t0 += BK) {
         let s = scores(t0, hi, head, qrow0, tile.y, lid);
-        for (var i = 0u; i < 4u; i++) {
-            let r = ty + 16u * i;
-            let pos = tile.w + r;
-            let start = window_start(pos);
-            var sc: array<f32, 2>;
-            for (var j = 0u; j < 2u; j++) {
-                let cell = t0 + tx + 16u * j;
-                sc[j] = select(NEG, s[2u * i + j] * p.kq_scale, r < tile.y && cell >= start && cell <= pos);
-            }
-            let m_new = max(m[i], max(sc[0], sc[1]));
-            l[i] *= exp(m[i] - m_new);
-            m[i] = m_new;
-            for (var j = 0u; j < 2u; j++) {
-                // A masked cell weighs 0 even while the row has seen nothing (m = NEG).
-                l[i] += select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
-            }
-        }
+        let c0 = vec4<u32>(t0 + tx);
+        let c1 = c0 + 16u;
+        let sc0 = select(negs, s[0] * p.kq_scale, and4(live_row, and4(c0 >= start, c0 <= pos)));
+        let sc1 = select(negs, s[1] * p.kq_scale, and4(live_row, and4(c1 >= start, c1 <= pos)));
+        let m_new = max(m, max(sc0, sc1));
+        // A masked cell weighs 0 even while the row has seen nothing (m = NEG).
+        l = l * exp(m - m_new) + select(vec4<f32>(0.0), exp(sc0 - m_new), sc0 > negs)
+            + select(vec4<f32>(0.0), exp(sc1 - m_new), sc1 > negs);
+        m = m_new;
     }
     // Combine the 16 invocations of each row (`sh` is free: `scores` ends with a barrier).
-    sh[lid] = bitcast<vec4<u32>>(vec4<f32>(m[0], m[1], m[2], m[3]));
-    sh[WG + lid] = bitcast<vec4<u32>>(vec4<f32>(l[0], l[1], l[2], l[3]));
+    sh[lid] = bitcast<vec4<u32>>(m);
+    sh[WG + lid] = bitcast<vec4<u32>>(l);
     workgroupBarrier();
-    for (var i = 0u; i < 4u; i++) {
-        var mr = NEG;
-        for (var x = 0u; x < 16u; x++) {
-            mr = max(mr, bitcast<f32>(sh[ty * 16u + x][i]));
-        }
-        var lr = 0.0;
-        for (var x = 0u; x < 16u; x++) {
-            let at = ty * 16u + x;
-            lr += bitcast<f32>(sh[WG + at][i]) * exp(bitcast<f32>(sh[at][i]) - mr);
-        }
-        m[i] = mr;
-        l[i] = 1.0 / max(lr, 1.0e-30);
+    var mr = negs;
+    for (var x = 0u; x < 16u; x++) {
+        mr = max(mr, bitcast<vec4<f32>>(sh[ty * 16u + x]));
     }
+    var lr = vec4<f32>(0.0);
+    for (var x = 0u; x < 16u; x++) {
+        let at = ty * 16u + x;
+        lr += bitcast<vec4<f32>>(sh[WG + at]) * exp(bitcast<vec4<f32>>(sh[at]) - mr);
+    }
+    m = mr;
+    let inv = 1.0 / max(lr, vec4<f32>(1.0e-30));
     workgroupBarrier();
 
-    // Pass 2: Σ f16(e / Σ e) · v, dims groups g = tx + 16k of rows ty + 16i.
-    var acc_a: array<vec4<f32>, 8>;
-    var acc_b: array<vec4<f32>, 8>;
+    // Pass 2: Σ f16(e / Σ e) · v into dim groups g = tx (a) and tx + 16 (b) of the four rows,
+    // low and high halves (8 dims a group).
+    var a0l = vec4<f32>(0.0);
+    var a0h = vec4<f32>(0.0);
+    var a1l = vec4<f32>(0.0);
+    var a1h = vec4<f32>(0.0);
+    var a2l = vec4<f32>(0.0);
+    var a2h = vec4<f32>(0.0);
+    var a3l = vec4<f32>(0.0);
+    var a3h = vec4<f32>(0.0);
+    var b0l = vec4<f32>(0.0);
+    var b0h = vec4<f32>(0.0);
+    var b1l = vec4<f32>(0.0);
+    var b1h = vec4<f32>(0.0);
+    var b2l = vec4<f32>(0.0);
+    var b2h = vec4<f32>(0.0);
+    var b3l = vec4<f32>(0.0);
+    var b3h = vec4<f32>(0.0);
+    let ga = tx < l8;
+    let gb = tx + 16u < l8;
     // Cells of V per step of workgroup memory.
     let vc = min(BK, SH_V * 8u / hd);
     for (var t0 = lo; t0 < hi; t0 += BK) {
         let s = scores(t0, hi, head, qrow0, tile.y, lid);
-        for (var i = 0u; i < 4u; i++) {
-            let r = ty + 16u * i;
-            let pos = tile.w + r;
-            let start = window_start(pos);
-            for (var j = 0u; j < 2u; j++) {
-                let c = tx + 16u * j;
-                let cell = t0 + c;
-                let live = r < tile.y && cell >= start && cell <= pos;
-                let e = select(0.0, round_f16(exp(s[2u * i + j] * p.kq_scale - m[i]) * l[i]), live);
-                sh[r * (BK / 4u) + c / 4u][c % 4u] = bitcast<u32>(e);
-            }
-        }
+        let ps = PStats(m, inv, live_row, start, pos);
+        put_p(ps, t0, tx, ty, s[0]);
+        put_p(ps, t0, tx + 16u, ty, s[1]);
         for (var c0 = 0u; c0 < BK; c0 += vc) {
             // V [vc, head_dim]: cells t0 + c0.. (zeros past `hi`, where p is 0 too).
             for (var e = lid; e < vc * l8; e += WG) {
@@ -231,42 +248,93 @@ fn main(
             workgroupBarrier();
             let n = min(vc, BK - c0);
             for (var c = 0u; c < n; c++) {
-                var pr: array<f32, 4>;
-                for (var i = 0u; i < 4u; i++) {
-                    pr[i] = bitcast<f32>(sh[(ty + 16u * i) * (BK / 4u) + (c0 + c) / 4u][(c0 + c) % 4u]);
+                let pc = ty * (BK / 4u) + (c0 + c) / 4u;
+                let pk = (c0 + c) % 4u;
+                let pr = vec4<f32>(
+                    bitcast<f32>(sh[pc][pk]),
+                    bitcast<f32>(sh[pc + 16u * (BK / 4u)][pk]),
+                    bitcast<f32>(sh[pc + 32u * (BK / 4u)][pk]),
+                    bitcast<f32>(sh[pc + 48u * (BK / 4u)][pk]),
+                );
+                if ga {
+                    let u = sh[SH_V + c * l8 + tx];
+                    let vl = unpack_lo(u);
+                    let vh = unpack_hi(u);
+                    a0l += pr.x * vl;
+                    a0h += pr.x * vh;
+                    a1l += pr.y * vl;
+                    a1h += pr.y * vh;
+                    a2l += pr.z * vl;
+                    a2h += pr.z * vh;
+                    a3l += pr.w * vl;
+                    a3h += pr.w * vh;
                 }
-                for (var k = 0u; k < 2u; k++) {
-                    let g = tx + 16u * k;
-                    if g < l8 {
-                        let u = sh[SH_V + c * l8 + g];
-                        let va = vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
-                        let vb = vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
-                        for (var i = 0u; i < 4u; i++) {
-                            acc_a[4u * k + i] += pr[i] * va;
-                            acc_b[4u * k + i] += pr[i] * vb;
-                        }
-                    }
+                if gb {
+                    let u = sh[SH_V + c * l8 + tx + 16u];
+                    let vl = unpack_lo(u);
+                    let vh = unpack_hi(u);
+                    b0l += pr.x * vl;
+                    b0h += pr.x * vh;
+                    b1l += pr.y * vl;
+                    b1h += pr.y * vh;
+                    b2l += pr.z * vl;
+                    b2h += pr.z * vh;
+                    b3l += pr.w * vl;
+                    b3h += pr.w * vh;
                 }
             }
             workgroupBarrier();
         }
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let r = ty + 16u * i;
-        if r < tile.y {
-            let out = p.att_off + (tile.x + r) * p.n_head * hd + h * hd;
-            for (var k = 0u; k < 2u; k++) {
-                let g = tx + 16u * k;
-                if g < l8 {
-                    let a = acc_a[4u * k + i];
-                    let b = acc_b[4u * k + i];
-                    for (var e = 0u; e < 4u; e++) {
-                        att[out + 8u * g + e] = a[e];
-                        att[out + 8u * g + 4u + e] = b[e];
-                    }
-                }
-            }
-        }
+    let row0 = p.att_off + (tile.x + ty) * p.n_head * hd + h * hd;
+    let step = 16u * p.n_head * hd;
+    if ga {
+        put(live_row.x, row0 + 8u * tx, a0l, a0h);
+        put(live_row.y, row0 + step + 8u * tx, a1l, a1h);
+        put(live_row.z, row0 + 2u * step + 8u * tx, a2l, a2h);
+        put(live_row.w, row0 + 3u * step + 8u * tx, a3l, a3h);
+    }
+    if gb {
+        let o = row0 + 8u * (tx + 16u);
+        put(live_row.x, o, b0l, b0h);
+        put(live_row.y, o + step, b1l, b1h);
+        put(live_row.z, o + 2u * step, b2l, b2h);
+        put(live_row.w, o + 3u * step, b3l, b3h);
+    }
+}
+
+// A row block's softmax statistics (max, 1 / Σ e) and mask.
+struct PStats {
+    m: vec4<f32>,
+    inv: vec4<f32>,
+    live_row: vec4<bool>,
+    start: vec4<u32>,
+    pos: vec4<u32>,
+}
+
+// P[ty + 16i, c] = f16(e / Σ e) (0 where masked) of cell t0 + c, from its scores `sc`.
+fn put_p(ps: PStats, t0: u32, c: u32, ty: u32, sc: vec4<f32>) {
+    let cell = vec4<u32>(t0 + c);
+    let live = and4(ps.live_row, and4(cell >= ps.start, cell <= ps.pos));
+    let e = select(vec4<f32>(0.0), f16_round4(exp(sc * p.kq_scale - ps.m) * ps.inv), live);
+    let at = ty * (BK / 4u) + c / 4u;
+    sh[at][c % 4u] = bitcast<u32>(e.x);
+    sh[at + 16u * (BK / 4u)][c % 4u] = bitcast<u32>(e.y);
+    sh[at + 32u * (BK / 4u)][c % 4u] = bitcast<u32>(e.z);
+    sh[at + 48u * (BK / 4u)][c % 4u] = bitcast<u32>(e.w);
+}
+
+// att[at..at + 8] = (lo, hi) where `live`.
+fn put(live: bool, at: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if live {
+        att[at] = lo.x;
+        att[at + 1u] = lo.y;
+        att[at + 2u] = lo.z;
+        att[at + 3u] = lo.w;
+        att[at + 4u] = hi.x;
+        att[at + 5u] = hi.y;
+        att[at + 6u] = hi.z;
+        att[at + 7u] = hi.w;
     }
 }
