@@ -21,7 +21,9 @@
 // memory beside the V tile (VC cells at a time, VC · head_dim ≤ 4096 values), then the
 // invocation adds Σ_c P[r, c] · V[c, 8g..8g+8] for its rows r and dim groups g = tx + 16k
 // (k < 2), the output accumulating in registers. 16 KiB of workgroup memory, one array reused by
-// both phases.
+// both phases. Workgroup x takes tile n_tiles - 1 - x, the longest (last of a run) first.
+// Measured (H100, llama3-8b shape, one 512-token step): 18.5 ms for 32 layers, ~3.7 TFLOP/s of
+// causal attention (5.6 counting the second pass's scores); see docs/PERF.md.
 
 const WG: u32 = 256u;
 // Query rows (tokens) of a tile.
