@@ -5,9 +5,11 @@
 //! longer than the context seen), decode at n_kv = 1, 7, 300, 4100 (one chunk, and several
 //! merged) and prefill chunks of 1, 13, 64 and 130 tokens at pos0 = 0 and 37, with q and att at
 //! offsets; then batched steps over a cache of two sequences: decode tokens of both (one merged,
-//! one not), a prompt chunk beside a decode token, two prompt chunks. The caches are random over
+//! one not), a prompt chunk beside a decode token, two prompt chunks (twice). The caches are random over
 //! all cells of both sequences, so a kernel that read a cell past a token's position, or of the
-//! other sequence, would differ. Both reductions: the device's best, and subgroups forced off.
+//! other sequence, would differ. Both device setups: its best features, and subgroups forced off
+//! (the decode kernel's reductions differ; the tiled prefill kernel is one variant, its query
+//! tiles of 64 rows cut here at 13, 20, 64, 70 and 130 tokens).
 //!
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
@@ -16,7 +18,8 @@ use aether_core::gpu::{Attention, AttnDims, Gpu, GpuOptions, Readback, StepPlan,
 use aether_tests::gpu::{Rng, assert_nmse, test_gpu};
 use half::f16;
 
-/// Worst NMSE accepted (the brief's bound for attention); measured ~1e-13 on lavapipe.
+/// Worst NMSE accepted (the bound for attention); measured ~3e-7 on lavapipe (a few f16
+/// probabilities rounded the other way after sums in another order).
 const MAX_NMSE: f64 = 5e-4;
 /// Sentinel in att outside the rows a step writes.
 const UNTOUCHED: f32 = 12345.0;
@@ -40,11 +43,14 @@ const SHAPES: [(u32, u32, u32, Option<u32>); 6] = [
 const DECODE_KV: [u32; 4] = [1, 7, 300, 4100];
 const PREFILL: [(u32, u32); 8] = [(0, 1), (0, 13), (0, 64), (37, 1), (37, 13), (37, 64), (37, 130), (0, 130)];
 /// Steps of several sequences: runs of (sequence, first position, tokens).
-const BATCHED: [&[(u32, u32, u32)]; 4] = [
+const BATCHED: [&[(u32, u32, u32)]; 5] = [
     &[(0, 6, 1), (1, 4099, 1)],
     &[(1, 37, 64), (0, 299, 1)],
     &[(0, 4000, 1), (1, 0, 13)],
     &[(1, 0, 13), (0, 37, 20)],
+    // A run of a whole prefill tile and a part one (64 + 6 rows), beside a run of 3 deep in the
+    // cache (many K/V tiles for one partial tile of queries).
+    &[(0, 100, 70), (1, 3000, 3)],
 ];
 
 /// The steps every shape runs: one sequence's decode tokens and prompt chunks, then batches.
@@ -193,11 +199,8 @@ fn attention_matches_cpu_with_the_best_reduction() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     eprintln!("adapter: {}", gpu.describe());
     check_all(&gpu, "default");
-    // The subgroup reduction needs the 8 lanes of a row inside one subgroup.
-    let caps = gpu.caps();
-    let want =
-        if caps.subgroups && caps.subgroup_min_size >= 8 { "attn_prefill_sg" } else { "attn_prefill_wg" };
-    assert!(gpu.pipeline_keys().contains(&want.to_string()), "{:?}", gpu.pipeline_keys());
+    // One prefill kernel, whatever the device's subgroups.
+    assert!(gpu.pipeline_keys().contains(&"attn_prefill".to_string()), "{:?}", gpu.pipeline_keys());
 }
 
 #[test]
@@ -205,7 +208,7 @@ fn attention_matches_cpu_with_subgroups_forced_off() {
     let Some(gpu) = test_gpu(GpuOptions { no_subgroups: true, ..Default::default() }) else { return };
     assert!(!gpu.caps().subgroups);
     check_all(&gpu, "no-subgroups");
-    assert!(gpu.pipeline_keys().contains(&"attn_prefill_wg".to_string()), "{:?}", gpu.pipeline_keys());
+    assert!(gpu.pipeline_keys().contains(&"attn_prefill".to_string()), "{:?}", gpu.pipeline_keys());
 }
 
 #[test]

@@ -22,14 +22,17 @@
 //! at most `n_split` chunks (enough workgroups to fill a large GPU even with few heads); a token
 //! with one chunk (short contexts) has its row written by the decode kernel's phase 0; tokens
 //! with more get a second dispatch of the decode kernel (phase 1: the chunks' Σ p·v, once every
-//! chunk's max and sum are known) and the merge, neither dispatched when no token needs them. Prefill reduces
-//! each token's dot products across 8 invocations with subgroup shuffles when the device has
-//! subgroups of 8 or more (`attn_prefill_sg`), else through workgroup memory (`attn_prefill_wg`).
+//! chunk's max and sum are known) and the merge, neither dispatched when no token needs them.
+//! Prefill is tiled like a matmul (a workgroup per 64 tokens of a run and one head, scores and
+//! outputs in register blocks, K/V tiles through 16 KiB of workgroup memory): it needs no
+//! cross-lane reduction inside its loops, so it is one kernel (`attn_prefill`) with or without
+//! subgroups. It keeps the two passes (the exact f16 probabilities), at 1.5× the arithmetic of a
+//! one-pass flash kernel.
 
 use half::f16;
 
 use super::pipelines::Family;
-use super::shaders::{const_u32, source, splice_section};
+use super::shaders::{const_u32, source};
 use super::{Gpu, StepPlan, StepTable};
 use crate::{Error, Result};
 
@@ -227,27 +230,18 @@ impl Attention {
             return Err(Error::GpuAttention { why: "decode and merge disagree on TILE".into() });
         }
         let prefill_rows = geometry(prefill_src, "BQ")?;
-        let lanes = geometry(prefill_src, "LANES")?;
 
+        // The prefill kernel's tiles take 16 KiB, WebGPU's guaranteed minimum.
         let caps = gpu.caps();
-        // The prefill kernel's K/V tile and reduction take 16 KiB, WebGPU's guaranteed minimum.
         if caps.max_workgroup_storage < 16384 {
             return Err(Error::GpuAttention {
                 why: format!("{} bytes of workgroup memory, 16384 needed", caps.max_workgroup_storage),
             });
         }
-        let subgroups = caps.subgroups && caps.subgroup_min_size >= lanes;
-        let prefill_key = format!("attn_prefill_{}", if subgroups { "sg" } else { "wg" });
-        let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
+        let prefill_key = "attn_prefill".to_string();
         let decode = gpu.pipeline("attn_decode", Family::Auto, || Ok(decode_src.into()))?;
         let merge = gpu.pipeline("attn_merge", Family::Auto, || Ok(merge_src.into()))?;
-        let prefill = gpu.pipeline(&prefill_key, Family::Auto, || {
-            if !subgroups {
-                return Ok(prefill_src.into());
-            }
-            splice_section(prefill_src, file("attn_prefill_subgroup.wgsl")?, browser)
-                .ok_or_else(|| Error::GpuAttention { why: "attn_prefill: no reduce section".into() })
-        })?;
+        let prefill = gpu.pipeline(&prefill_key, Family::Auto, || Ok(prefill_src.into()))?;
 
         let n_split = dims.n_split(decode_tile);
         fits("attention decode scratch bytes", scratch, Attention::scratch_bytes(&dims)?)?;
@@ -326,7 +320,7 @@ impl Attention {
         &self.dims
     }
 
-    /// The prefill pipeline's key (`attn_prefill_sg` or `attn_prefill_wg`).
+    /// The prefill pipeline's key (`attn_prefill`: one variant, with or without subgroups).
     pub fn prefill_key(&self) -> &str {
         &self.prefill_key
     }

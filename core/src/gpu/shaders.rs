@@ -63,7 +63,6 @@ pub const ALL: &[(&str, &str)] = &[
     ("attn_decode.wgsl", include_str!("../../../shaders/attn_decode.wgsl")),
     ("attn_merge.wgsl", include_str!("../../../shaders/attn_merge.wgsl")),
     ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),
-    ("attn_prefill_subgroup.wgsl", include_str!("../../../shaders/attn_prefill_subgroup.wgsl")),
     // Decoders (one per type in DECODER_TYPES) and the kernels they prefix (DECODED).
     ("dequant_common.wgsl", DEQUANT_COMMON),
     ("dequant_f32.wgsl", include_str!("../../../shaders/dequant_f32.wgsl")),
@@ -182,7 +181,7 @@ pub fn splice_reduce(kernel: &str, subgroups: bool, browser: bool) -> Option<Str
 }
 
 /// `kernel` up to its reduce marker followed by the reduce section of `replacement` (another
-/// shader file with such a section, e.g. `attn_prefill_subgroup.wgsl`), after
+/// shader file with such a section, e.g. `reduce_subgroup.wgsl`), after
 /// `enable subgroups;` when `enable`; `None` if either lacks the marker.
 pub fn splice_section(kernel: &str, replacement: &str, enable: bool) -> Option<String> {
     let head = &kernel[..section_start(kernel)?];

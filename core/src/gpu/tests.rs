@@ -174,15 +174,6 @@ fn swap_section_replaces_exactly_one_section() {
     assert_eq!(shaders::swap_section(kernel, "nothing\n", "io"), None);
 }
 
-#[test]
-fn attention_prefill_validates_with_the_subgroup_reduction() {
-    let src = shaders::source("attn_prefill.wgsl").expect("in ALL");
-    let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
-    let spliced = shaders::splice_section(src, sg, false).expect("both have a reduce section");
-    assert!(spliced.contains("subgroupShuffleXor") && !src.contains("subgroupShuffleXor"));
-    validate("attn_prefill_sg", &spliced);
-}
-
 /// Bytes of workgroup memory `src` declares.
 fn workgroup_bytes(src: &str) -> u32 {
     let module = naga::front::wgsl::parse_str(src).expect("parses");
@@ -201,15 +192,11 @@ fn workgroup_bytes(src: &str) -> u32 {
 /// exactly what `Gpu::new` checks the adapter for.
 #[test]
 fn every_kernel_fits_webgpus_workgroup_memory() {
-    let sg = shaders::source("attn_prefill_subgroup.wgsl").expect("in ALL");
-    let prefill = shaders::source("attn_prefill.wgsl").expect("in ALL");
-    let spliced = shaders::splice_section(prefill, sg, false).expect("reduce section");
     let mut all: Vec<(String, String)> = ALL
         .iter()
         .filter(|(n, _)| shaders::stands_alone(n))
         .map(|&(n, s)| (n.to_string(), s.to_string()))
         .collect();
-    all.push(("attn_prefill_sg".to_string(), spliced));
     for ty in MATVEC_TYPES {
         let stem = shaders::matvec_stem(ty).expect("kernel");
         let src = shaders::source(&format!("{stem}.wgsl")).expect("in ALL");
