@@ -639,6 +639,12 @@ impl<'g> GpuBackend<'g> {
         Ok(kinds)
     }
 
+    /// Blocks until every step submitted so far has run (natively; on the web it returns at
+    /// once): a benchmark's untimed setup ends with it, so the GPU work it queued is not timed.
+    pub fn sync(&self) -> Result<()> {
+        self.gpu.wait(None, "finishing the queued steps")
+    }
+
     /// Compute passes recorded since the backend was made: one per step, whatever the model's
     /// depth or the number of sequences (a test holds it to that).
     pub fn passes(&self) -> u64 {

@@ -184,13 +184,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 /// Empties every sequence of the pool and evaluates its prompt (all but the last token of
 /// `prompts[s]`), one sequence at a time in chunks of `chunk` tokens: the untimed part of a
-/// concurrent run, as llama-batched-bench fills its sequences before timing their decode.
+/// concurrent run, as llama-batched-bench fills its sequences before timing their decode. Waits
+/// for the GPU to finish them: steps that want no output return once submitted, and the timed
+/// decode would otherwise start behind seconds of queued prefill.
 fn prefill_all(pool: &mut AnyBackend<'_>, prompts: &[Vec<u32>], chunk: usize) -> Result<()> {
     for (s, p) in prompts.iter().enumerate() {
         pool.seq_truncate(s, 0);
         for part in p[..p.len() - 1].chunks(chunk) {
             block_on(pool.eval_batch(&[Run { seq: s, tokens: part, want: Want::Nothing }]))?;
         }
+    }
+    if let AnyBackend::Gpu(gpu) = pool {
+        gpu.sync()?;
     }
     Ok(())
 }
