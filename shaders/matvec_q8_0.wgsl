@@ -5,15 +5,24 @@
 // core/src/gpu/matvec.rs.
 //
 // Layout: 34-byte blocks of 32: f16 d, i8 qs[32]; y = q · d. Blocks start on 2-byte boundaries, so
-// an invocation reads the five aligned words around its 16 bytes and shifts them into place.
+// a block lies in the nine aligned words from the one it starts in: either d in the low half of
+// word 0 and the levels two bytes into it (shifted into place), or d in the high half and the
+// levels in words 1..9 as they are.
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
-// row of the grid). Invocation s (0..TPB) of a block takes qs[16s..16s + 16].
+// row of the grid). Invocation i takes whole blocks i, i + WG, ...: nine loads per block and row,
+// where two invocations of 16 bytes each took twelve, and the block's scale comes with its levels.
+// Partial sums live in named registers (a vector), not an indexed array, which the driver does
+// not keep in registers. On the H100 this made 14336 × 4096 2,190 → 2,395 GB/s (docs/PERF.md).
 
 override WG: u32 = 64u;
-// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
+// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them. The
+// kernel is written for two (`blk` returns both rows' sums).
 const ROWS: u32 = 2u;
-// Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
-const TPB: u32 = 2u;
+// Invocations per block.
+const TPB: u32 = 1u;
+// Blocks per row and loop iteration of an invocation (1, 2 or 4): more loads in flight. 2 and 4
+// measured no faster than 1 on the H100.
+const U: u32 = 1u;
 
 struct Params {
     n_rows: u32,     // rows in this piece
@@ -40,34 +49,61 @@ fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
 }
 
+// d · (levels · x levels) of block b of the row starting at byte r; xs0, xs1: x's 32 levels.
+fn one(r: u32, b: u32, xs0: vec4<u32>, xs1: vec4<u32>) -> f32 {
+    let blk = r + 34u * b;
+    let i = blk / 4u;
+    // 16: the block starts on a word (d in the low half of word 0); 0: mid-word (levels aligned).
+    let sh = 16u - (blk % 4u) * 8u;
+    let c0 = w[i];
+    let a = vec4<u32>(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u]);
+    let bb = vec4<u32>(w[i + 5u], w[i + 6u], w[i + 7u], w[i + 8u]);
+    let s = vec4<u32>(sh);
+    let t = vec4<u32>(32u - sh);
+    let qa = select((vec4<u32>(c0, a.xyz) >> s) | (a << t), a, sh == 0u);
+    let qb = select((vec4<u32>(a.w, bb.xyz) >> s) | (bb << t), bb, sh == 0u);
+    let dw = unpack2x16float(c0 >> (16u - sh)).x;
+    return dw * f32(dot4(qa, xs0) + dot4(qb, xs1));
+}
+
+// Block b's share of the sums of the rows starting at bytes r0 and r1.
+fn blk(r0: u32, r1: u32, b: u32, xv: u32, scales_at: u32) -> vec2<f32> {
+    let xs0 = x[xv + 2u * b];
+    let xs1 = x[xv + 2u * b + 1u];
+    let sw = scales_at + b;
+    let dx = bitcast<f32>(x[sw / 4u][sw % 4u]);
+    return dx * vec2<f32>(one(r0, b, xs0, xs1), one(r1, b, xs0, xs1));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let row0 = (wg.y * p.groups_x + wg.x) * ROWS;
     if row0 >= p.n_rows {
         return;
     }
-    var acc: array<f32, ROWS>;
-    let s = lane.lid % TPB;
     let xv = p.x_off / 4u;
     let scales_at = p.x_off + p.cols / 4u;
-    for (var b = lane.lid / TPB; b < p.cols / 32u; b += WG / TPB) {
-        let xs = x[xv + 2u * b + s];
-        let sw = scales_at + b;
-        let dx = bitcast<f32>(x[sw / 4u][sw % 4u]);
-        for (var r = 0u; r < ROWS; r++) {
-            let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 34u * b;
-            let start = blk + 2u + 16u * s;
-            let i = start / 4u;
-            // 0 or 16: blocks start on even bytes.
-            let sh = (start % 4u) * 8u;
-            let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-            let hi = vec4<u32>(a.yzw, w[i + 4u]);
-            let q = select((a >> vec4<u32>(sh)) | (hi << vec4<u32>(32u - sh)), a, sh == 0u);
-            let dw = unpack2x16float(w[blk / 4u] >> ((blk % 4u) * 8u)).x;
-            acc[r] += (dw * dx) * f32(dot4(q, xs));
+    let r0 = row0 * p.row_bytes;
+    let r1 = min(row0 + 1u, p.n_rows - 1u) * p.row_bytes;
+    let nb = p.cols / 32u;
+    let st = WG / TPB;
+    var acc = vec2<f32>(0.0);
+    // U blocks per iteration while U remain, then one at a time.
+    var b = lane.lid / TPB;
+    for (; b + (U - 1u) * st < nb; b += U * st) {
+        var t = blk(r0, r1, b, xv, scales_at);
+        if U >= 2u {
+            t += blk(r0, r1, b + st, xv, scales_at);
         }
+        if U >= 4u {
+            t += blk(r0, r1, b + 2u * st, xv, scales_at) + blk(r0, r1, b + 3u * st, xv, scales_at);
+        }
+        acc += t;
     }
-    let total = reduce_rows(acc, lane);
+    for (; b < nb; b += st) {
+        acc += blk(r0, r1, b, xv, scales_at);
+    }
+    let total = reduce_rows(array<f32, ROWS>(acc.x, acc.y), lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
         let r = row0 + lane.lid;
         let i = p.y_off + r + select(0u, p.gap1, r >= p.split1) + select(0u, p.gap2, r >= p.split2);

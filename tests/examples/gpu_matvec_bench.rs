@@ -18,7 +18,11 @@
 //! warm-up. Before timing, the result of the first copy is checked against the CPU twin.
 //!
 //! `AETHER_MATVEC_SHAPES=64x2,128x4` also times each case with those workgroup sizes and rows
-//! per workgroup in place of the kernel's own (tuning).
+//! per workgroup in place of the kernel's own (tuning). `AETHER_MATVEC_FILES=dir/matvec_q8_0.a.wgsl,
+//! dir/matvec_q8_0.b.wgsl@128` also times kernel variants read from those files (each whole, up to
+//! its reduce line, for the type its name starts with; `@WG` sets its workgroup size): trying a
+//! kernel change on a machine without rebuilding. A variant that fails to build or to match the
+//! CPU is reported and skipped.
 //!
 //! First it measures the roofline the same way: a 1 GiB buffer read as vec4<u32> by a
 //! grid-stride loop (the method of `../shared/ANCHORS.md`), 20 passes, median.
@@ -53,6 +57,8 @@ fn parse_case(s: &str) -> (GgmlType, usize, usize, usize) {
 enum Kernel {
     /// The one-token mat-vec, optionally with (workgroup size, rows per workgroup).
     Vec(Option<(u32, u32)>),
+    /// The one-token mat-vec from a kernel file (path, label, workgroup size).
+    File(String, String, Option<u32>),
     /// The mat-vec over a few tokens, optionally with a geometry of its own.
     Multi(Option<MultiShape>),
     Mat,
@@ -186,6 +192,10 @@ fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, ker
         .map(|(w, y)| match &kernel {
             Kernel::Vec(Some((wg, r))) => MatVec::with_shape(gpu, w, &xb, y, *wg, *r).map(Op::Vec),
             Kernel::Vec(None) => MatVec::new(gpu, w, &xb, 0, y, 0).map(Op::Vec),
+            Kernel::File(path, label, wg) => {
+                let source = std::fs::read_to_string(path).expect("kernel file");
+                MatVec::with_source(gpu, w, &xb, y, label, &source, *wg).map(Op::Vec)
+            }
             Kernel::Multi(Some(shape)) => {
                 MatVecMulti::with_shape(gpu, w, &xb, y, &step, n, shape.clone()).map(Op::Multi)
             }
@@ -379,18 +389,48 @@ fn main() {
             }
         })
         .collect();
+    // (path, label, workgroup size) of each kernel variant file, with the stem it is for.
+    let files: Vec<(String, String, String, Option<u32>)> = std::env::var("AETHER_MATVEC_FILES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (path, wg) = match s.rsplit_once('@') {
+                Some((path, wg)) => (path, wg.parse().ok()),
+                None => (s, None),
+            };
+            let name = path.rsplit('/').next().unwrap_or(path).trim_end_matches(".wgsl");
+            let (stem, label) = name.split_once('.').unwrap_or((name, "file"));
+            (stem.to_string(), path.to_string(), label.to_string(), wg)
+        })
+        .collect();
     for &(ty, rows, cols, n_tokens) in &cases {
         let mut kernels = Vec::new();
         if n_tokens == 1 {
             kernels.push(Kernel::Vec(None));
             kernels.extend(shapes.iter().map(|&s| Kernel::Vec(Some(s))));
+            let stem = format!("matvec_{}", ty.name().to_lowercase());
+            kernels.extend(
+                files
+                    .iter()
+                    .filter(|f| f.0 == stem)
+                    .map(|(_, path, label, wg)| Kernel::File(path.clone(), label.clone(), *wg)),
+            );
         } else {
             kernels.push(Kernel::Multi(None));
             kernels.extend(multi_shapes.iter().map(|s| Kernel::Multi(Some(s.clone()))));
             kernels.push(Kernel::Mat);
         }
         for k in kernels {
-            bench(&best, ty, rows, cols, n_tokens, k);
+            if matches!(k, Kernel::File(..)) {
+                // A variant under trial may not build or may be wrong: report it, go on.
+                let run = std::panic::AssertUnwindSafe(|| bench(&best, ty, rows, cols, n_tokens, k.clone()));
+                if std::panic::catch_unwind(run).is_err() {
+                    println!("(variant failed, see above)");
+                }
+            } else {
+                bench(&best, ty, rows, cols, n_tokens, k);
+            }
         }
         if let Some(g) = &portable {
             let k = if n_tokens == 1 { Kernel::Vec(None) } else { Kernel::Multi(None) };

@@ -60,6 +60,18 @@ pub struct MatVec {
     _params: wgpu::Buffer,
 }
 
+/// What a benchmark replaces in a mat-vec kernel (only [`MatVec::with_shape`] and
+/// [`MatVec::with_source`] replace anything).
+#[derive(Clone, Copy)]
+enum Tune<'a> {
+    /// The kernel file as it is.
+    Own,
+    /// Workgroup size and `const ROWS`.
+    Shape(u32, u32),
+    /// Another kernel source, named `label` in the pipeline key, and its workgroup size.
+    Source { label: &'a str, source: &'a str, wg: Option<u32> },
+}
+
 /// Whether the mat-vec of weights of type `ty` takes x as packed 8-bit levels (`act_quant`'s
 /// `xq`, offsets in words) rather than f32 (offsets in elements).
 pub fn packed_input(ty: GgmlType) -> bool {
@@ -78,7 +90,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), false, None)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), false, Tune::Own)
     }
 
     /// `y = W·x` where W's rows are parts end to end, `parts` giving each part's rows and
@@ -92,7 +104,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         parts: &[(u64, u64)],
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, parts), false, None)
+        MatVec::build(gpu, w, (x, x_off), (y, parts), false, Tune::Own)
     }
 
     /// `y += W·x`, otherwise as [`MatVec::new`].
@@ -104,7 +116,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), true, None)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), true, Tune::Own)
     }
 
     /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`override
@@ -118,7 +130,23 @@ impl MatVec {
         wg: u32,
         rows: u32,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Some((wg, rows)))
+        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Shape(wg, rows))
+    }
+
+    /// [`MatVec::new`] with `source` (a whole kernel for `w`'s type, ending at its reduce line as
+    /// `shaders/matvec_*.wgsl` do) in place of the built-in one, keyed `{stem}_{sg|wg}_{label}`,
+    /// and optionally its workgroup size: for trying kernel variants in benchmarks only.
+    #[doc(hidden)]
+    pub fn with_source(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        label: &str,
+        source: &str,
+        wg: Option<u32>,
+    ) -> Result<MatVec> {
+        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Source { label, source, wg })
     }
 
     fn build(
@@ -127,7 +155,7 @@ impl MatVec {
         (x, x_off): (&wgpu::Buffer, u64),
         (y, parts): (&wgpu::Buffer, &[(u64, u64)]),
         add: bool,
-        shape: Option<(u32, u32)>,
+        tune: Tune<'_>,
     ) -> Result<MatVec> {
         let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
@@ -135,21 +163,33 @@ impl MatVec {
         let subgroups = gpu.caps().subgroups;
         // The workgroup size: a benchmark's, the software one, or the kernel's own.
         let software = gpu.caps().software;
-        let wg = shape.map(|(wg, _)| wg).or(software.then_some(MATVEC_SOFTWARE_WG));
+        let wg = match tune {
+            Tune::Shape(wg, _) | Tune::Source { wg: Some(wg), .. } => Some(wg),
+            _ => software.then_some(MATVEC_SOFTWARE_WG),
+        };
         let mut key = format!("{stem}_{}", if subgroups { "sg" } else { "wg" });
         let reshaped;
-        let file = match shape {
-            None => {
+        let file = match tune {
+            Tune::Own => {
                 if software {
                     key += "_sw";
                 }
                 file
             }
-            Some((wg, rows)) => {
+            Tune::Shape(wg, rows) => {
                 key += &format!("_{wg}x{rows}");
                 let old = format!("const ROWS: u32 = {}u;", const_u32(file, "ROWS").unwrap_or(0));
                 reshaped = file.replace(&old, &format!("const ROWS: u32 = {rows}u;"));
                 &reshaped
+            }
+            Tune::Source { label, source, wg } => {
+                key += &format!("_{label}");
+                match wg {
+                    Some(wg) => key += &format!("_wg{wg}"),
+                    None if software => key += "_sw",
+                    None => {}
+                }
+                source
             }
         };
         let bad_kernel = |message: &str| Error::GpuValidation {
