@@ -8,7 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/fetch-models.sh
+# Each stage says how long it took, so a slow CI run shows where its time went.
+stage() {
+  local t0=$SECONDS
+  "$@"
+  echo "test.sh: '$*' took $((SECONDS - t0)) s" >&2
+}
+
+stage bash scripts/fetch-models.sh
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 # The GPU tests run on lavapipe (a CPU Vulkan driver) when there is no GPU, and fail without any
 # adapter unless AETHER_NO_GPU=1 (tests/src/gpu.rs). CI is Debian, as root.
@@ -18,28 +25,28 @@ if [ "${AETHER_NO_GPU:-0}" != 1 ] && ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1
 fi
 
-cargo fmt --all --check
+stage cargo fmt --all --check
 # aether-core must stay pure enough for the browser.
 cargo check -p aether-core -p aether-web --target wasm32-unknown-unknown
 cargo check -p aether-core --features gpu --target wasm32-unknown-unknown
-cargo test --workspace
+stage cargo test --workspace
 # The server's acceptance tests: real `aether serve` processes driven by the openai clients
 # (Python and npm), schemathesis, a bad-input table, disconnects, load and shutdown (about 5
 # minutes; tests/server/run.sh installs python3-venv, node and the pinned packages), on the
 # binary `cargo test` just built (`cargo build` would rebuild it without the dev-dependencies'
 # features). AETHER_NO_SERVER_TESTS=1 skips them.
 if [ "${AETHER_NO_SERVER_TESTS:-0}" != 1 ]; then
-  AETHER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/aether" bash tests/server/run.sh
+  AETHER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/aether" stage bash tests/server/run.sh
 fi
 # AETHER_NO_BROWSER=1 declares a machine without chromium (or apt) and skips the browser tests.
 if [ "${AETHER_NO_BROWSER:-0}" != 1 ]; then
-  bash tests/browser/run.sh
+  stage bash tests/browser/run.sh
 fi
 # The CPU matmul's simd128 kernels (the set the browser package runs) against the scalar reference,
 # bit for bit: the simd tests built for wasm32-wasip1 and run under Node's WASI (node comes with
 # the browser tests; scripts/test-wasm-simd.sh adds the target).
 if command -v node >/dev/null; then
-  bash scripts/test-wasm-simd.sh
+  stage bash scripts/test-wasm-simd.sh
 else
   echo "test.sh: no node, so the wasm32 simd128 kernel tests were skipped" >&2
 fi

@@ -6,13 +6,14 @@
 // One persistent browser profile (the Cache API needs real storage: an incognito context's quota
 // is too small for the 98 MB model); each test clears the model cache it depends on.
 
-import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createServer as netServer } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 import { startServer } from "./server.mjs";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -59,11 +60,7 @@ const server = await startServer({
 const MODEL_URL = `/models/${MODEL}`;
 
 const profile = mkdtempSync(join(tmpdir(), "aether-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--enable-unsafe-webgpu", "--no-sandbox"],
-});
+const { context, browserLog } = await launch(chromium, profile, ["--enable-unsafe-webgpu"]);
 const page = context.pages()[0] ?? (await context.newPage());
 const consoleLines = [];
 page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
@@ -76,16 +73,42 @@ await page.waitForFunction(() => window.harnessReady);
 const ONLY = process.env.ONLY ? new RegExp(process.env.ONLY) : null; // run only tests matching
 const results = [];
 const report = {};
-async function test(name, fn) {
+/** No test may take longer (page.evaluate has no timeout of its own); the GPU path's is longer. */
+const TEST_LIMIT_S = 300;
+/** The whole file: past this a hung browser fails the run instead of holding CI until its limit. */
+const SUITE_LIMIT_S = 1800;
+const suiteDeadline = setTimeout(() => {
+  console.log(`FAIL  the browser tests did not finish in ${SUITE_LIMIT_S} s`);
+  diagnostics();
+  process.exit(1);
+}, SUITE_LIMIT_S * 1000);
+
+/** What the page and chromium printed: printed once, at the first failure and at a failed end. */
+let diagnosed = false;
+function diagnostics() {
+  if (diagnosed) return;
+  diagnosed = true;
+  console.log("browser console (last 40 lines):\n" + consoleLines.slice(-40).join("\n"));
+  console.log("chromium log (last lines):\n" + browserLog());
+}
+
+async function test(name, fn, limitS = TEST_LIMIT_S) {
   if (ONLY && !ONLY.test(name)) return;
   const t0 = performance.now();
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no result in ${limitS} s`)), limitS * 1000);
+  });
   try {
-    await fn();
+    await Promise.race([fn(), limit]);
     results.push({ name, ok: true });
     console.log(`ok    ${name} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
     results.push({ name, ok: false });
     console.log(`FAIL  ${name}: ${e.stack ?? e}`);
+    diagnostics();
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -214,7 +237,7 @@ await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64
   const stats = await page.evaluate(() => window.engine._debug("stats"));
   report.gpuWasmMemoryBytesAfterGeneration = stats.wasmMemoryBytes;
   check(stats.wasmMemoryBytes < 64 << 20, `wasm memory ${stats.wasmMemoryBytes} B after generating, over 64 MB`);
-});
+}, 600);
 
 await test("GPU device lost: DeviceLostError for the request in flight and later ones; a new load works", async () => {
   const r = await page.evaluate(async (prompt) => {
@@ -400,7 +423,7 @@ await test("sha256: a matching file loads and is cached with it; a mismatch is a
   eq(server.bytesFor("/models/"), 0, "model bytes served");
 });
 
-await test("errors: 404, truncated, unsupported architecture, not GGUF", async () => {
+await test("errors: 404, truncated, unsupported architecture, not GGUF, a worker script that does not load", async () => {
   for (const [url, name] of [
     ["/models/missing.gguf", "DownloadError"],
     ["/bad/truncated.gguf", "ModelFormatError"],
@@ -417,6 +440,10 @@ await test("errors: 404, truncated, unsupported architecture, not GGUF", async (
   const r = await load("/bad/unsupported.gguf", { cache: false });
   const read = Math.max(0, ...r.progress.map((p) => p.loaded));
   check(read < unsupported.length / 4, `unsupported model: ${read} of ${unsupported.length} bytes read`);
+  // A worker whose script is not there: an AetherError naming the script, not "unknown error".
+  const w = await load(MODEL_URL, { cache: false, workerUrl: "/pkg/missing-worker.js" });
+  eq(w.error?.name, "AetherError", "missing worker script");
+  check(w.error.message.includes("/pkg/missing-worker.js"), `missing worker script: ${w.error.message}`);
 });
 
 await test("a page importing the npm pack tarball works", async () => {
@@ -450,11 +477,7 @@ await test("the demo site loads the model and streams a chat reply", async () =>
 
 await test("without WebGPU (no --enable-unsafe-webgpu) the CPU path answers; device gpu is refused", async () => {
   const dir = mkdtempSync(join(tmpdir(), "aether-chromium-nogpu-"));
-  const plain = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-features=WebGPU"],
-  });
+  const { context: plain } = await launch(chromium, dir, ["--disable-features=WebGPU"]);
   try {
     const tab = plain.pages()[0] ?? (await plain.newPage());
     await tab.goto(`${server.url}/index.html`);
@@ -582,8 +605,9 @@ await server.close();
 rmSync(profile, { recursive: true, force: true });
 const failed = results.filter((r) => !r.ok);
 console.log(JSON.stringify({ report }, null, 1));
+clearTimeout(suiteDeadline);
 if (failed.length) {
-  console.log("browser console:\n" + consoleLines.slice(-40).join("\n"));
+  diagnostics();
   console.log(`${failed.length} of ${results.length} browser tests failed`);
   process.exit(1);
 }

@@ -31,7 +31,7 @@ export class Engine {
   /** OpenAI-style text completions. */
   completions;
 
-  constructor(worker) {
+  constructor(worker, url) {
     this.#worker = worker;
     worker.onmessage = (ev) => {
       // The GPU device is gone: the request that saw it has its DeviceLostError already; every
@@ -41,7 +41,12 @@ export class Engine {
     };
     worker.onerror = (ev) => {
       ev.preventDefault?.();
-      this.#die(new AetherError(`the engine worker failed: ${ev.message ?? "unknown error"}`));
+      // An error thrown in the worker comes with its message; a module worker whose script (or
+      // an import of it: the wasm glue) could not be fetched or parsed gets a bare Event.
+      const why = ev.message
+        ? ev.message
+        : `its script ${url} or one of its imports could not be loaded (see the browser's console)`;
+      this.#die(new AetherError(`the engine worker failed: ${why}`));
     };
     this.chat = { completions: { create: (req, opts) => this.#create("chat", req, opts) } };
     this.completions = { create: (req, opts) => this.#create("text", req, opts) };
@@ -60,7 +65,7 @@ export class Engine {
     }
     signal?.throwIfAborted();
     const url = workerUrl ?? new URL("./worker.js", import.meta.url);
-    const engine = new Engine(new Worker(url, { type: "module", name: "aether-llm" }));
+    const engine = new Engine(new Worker(url, { type: "module", name: "aether-llm" }), url);
     // A relative URL means the page's, not the worker's (which sits in the package folder).
     const src =
       typeof source === "string" || source instanceof URL

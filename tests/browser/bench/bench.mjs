@@ -16,6 +16,7 @@ import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { launch } from "../launch.mjs";
 import { startServer } from "../server.mjs";
 
 const here = import.meta.dirname;
@@ -39,11 +40,7 @@ const MODEL_URL = `${server.url}/models/${MODEL}`;
 /** One run of `fn` in the page of a fresh browser; returns what it returns. */
 async function inFreshBrowser(fn, arg) {
   const profile = mkdtempSync(join(tmpdir(), "aether-bench-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox"],
-  });
+  const { context } = await launch(chromium, profile);
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     const errors = [];
