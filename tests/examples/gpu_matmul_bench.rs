@@ -14,7 +14,9 @@
 //! clock from submit to completion; median of REPS passes after a warm-up. Before timing, the first
 //! 8 tokens of the first copy are checked against the CPU twin (NMSE printed). It first prints the
 //! adapter's cooperative-matrix configurations.
-//! `AETHER_MATMUL_NO_F32=1` skips the portable kernel.
+//! `AETHER_MATMUL_NO_F32=1` skips the portable kernel. `AETHER_MATMUL_FILES=a.wgsl,b.wgsl` also
+//! times each file as the kernel (`MatMul::with_source`), labelled by its stem: variants tried on
+//! a device with no rebuild.
 //!
 //! Each case's weights, X and CPU check are made once for both kernels. The first case timed in a
 //! process can read slow (on the H100 a 128 × 64-tile Q4_K 4096 × 4096 read 2,585 µs first and
@@ -109,7 +111,8 @@ impl Operands {
     }
 }
 
-fn bench(gpu: &Gpu, case: &Operands) {
+/// Times `case` on `gpu`'s built-in kernel, or with `variant` (label, source) on that kernel file.
+fn bench(gpu: &Gpu, case: &Operands, variant: Option<(&str, &str)>) {
     let Operands { ty, rows, cols, n_tokens, ref bytes, ref x, ref want } = *case;
     let xb = gpu.storage("x", (x.len() * 4) as u64).expect("x");
     gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(x));
@@ -126,7 +129,13 @@ fn bench(gpu: &Gpu, case: &Operands) {
     let ops: Vec<MatMul> = tensors
         .iter()
         .zip(&ys)
-        .map(|(w, y)| MatMul::new(gpu, w, &xb, 0, y, 0, &step, n_tokens as u32).expect("matmul"))
+        .map(|(w, y)| match variant {
+            None => MatMul::new(gpu, w, &xb, 0, y, 0, &step, n_tokens as u32),
+            Some((label, source)) => {
+                MatMul::with_source(gpu, w, (&xb, 0), (y, 0), &step, n_tokens as u32, label, source)
+            }
+        })
+        .map(|m| m.expect("matmul"))
         .collect();
 
     time_pass(gpu, &ops[..1], n_tokens as u32, None);
@@ -243,15 +252,28 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     let skip_portable = std::env::var_os("AETHER_MATMUL_NO_F32").is_some();
+    // Kernel variants from files, each timed beside the built-in kernel (labelled by file stem).
+    let variants: Vec<(String, String)> = std::env::var("AETHER_MATMUL_FILES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let label = std::path::Path::new(f).file_stem().unwrap().to_string_lossy().replace('-', "_");
+            (label, std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{f}: {e}")))
+        })
+        .collect();
     for &(ty, rows, cols) in &cases {
         let bytes = weights(ty, rows, cols, false, &mut Rng::new(42));
         for &n_tokens in &token_counts {
             let case = Operands::new(ty, rows, cols, n_tokens as usize, bytes.clone());
             for gpu in &bests {
-                bench(gpu, &case);
+                bench(gpu, &case, None);
+            }
+            for (label, source) in &variants {
+                bench(best, &case, Some((label, source)));
             }
             if let Some(g) = portable.as_ref().filter(|_| !skip_portable) {
-                bench(g, &case);
+                bench(g, &case, None);
             }
         }
     }

@@ -100,11 +100,49 @@ impl MatMul {
         step: &StepBuffer,
         max_tokens: u32,
     ) -> Result<MatMul> {
+        MatMul::build(gpu, w, (x, x_off), (y, y_off), step, max_tokens, None)
+    }
+
+    /// [`MatMul::new`] with `source` (a whole kernel in the form of `shaders/matmul_coop.wgsl`, or
+    /// of `matmul.wgsl` without cooperative matrices: the decoder is spliced in front as for the
+    /// built-in one) in place of the built-in kernel, keyed `{stem}_{type}_{label}`: for trying
+    /// kernel variants in benchmarks only.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_source(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        step: &StepBuffer,
+        max_tokens: u32,
+        label: &str,
+        source: &str,
+    ) -> Result<MatMul> {
+        MatMul::build(gpu, w, (x, x_off), (y, y_off), step, max_tokens, Some((label, source)))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        step: &StepBuffer,
+        max_tokens: u32,
+        variant: Option<(&str, &str)>,
+    ) -> Result<MatMul> {
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
         let stem = dequant_stem(w.ty).ok_or_else(unsupported)?;
         let kernel_stem = if gpu.caps().coop_matrix { "matmul_coop" } else { "matmul" };
-        let key = format!("{kernel_stem}_{}", &stem["dequant_".len()..]);
-        let kernel = source(&format!("{kernel_stem}.wgsl")).ok_or_else(|| Error::GpuValidation {
+        let mut key = format!("{kernel_stem}_{}", &stem["dequant_".len()..]);
+        let kernel = match variant {
+            Some((label, source)) => {
+                key += &format!("_{label}");
+                Some(source)
+            }
+            None => source(&format!("{kernel_stem}.wgsl")),
+        };
+        let kernel = kernel.ok_or_else(|| Error::GpuValidation {
             context: format!("preparing `{key}`"),
             message: format!("{kernel_stem}.wgsl is not in shaders::ALL"),
         })?;
