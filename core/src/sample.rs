@@ -87,6 +87,91 @@ impl Rng {
     }
 }
 
+/// Most candidates a backend's own sampler takes: [`Sampler::draw`] offers a draw only when top-k
+/// keeps 1..=this many (the GPU's kernel sorts them in one workgroup).
+pub const DRAW_TOP_K_MAX: usize = 256;
+
+/// One step's draw from the sampling chain, for a backend that picks the token itself instead of
+/// returning the logits (the GPU: one token id read back, not the vocabulary's logits): top-k,
+/// top-p and min-p on the softmax of the logits, temperature, then the uniform `r` the sampler's
+/// generator gave. [`pick`] is its reference. Equality is bitwise, so a draw can sit in `Eq` types.
+#[derive(Clone, Copy, Debug)]
+pub struct Draw {
+    /// > 0.
+    pub temperature: f32,
+    /// 1..=[`DRAW_TOP_K_MAX`].
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// Uniform in [0, 1).
+    pub r: f32,
+}
+
+impl PartialEq for Draw {
+    fn eq(&self, o: &Draw) -> bool {
+        let bits = |d: &Draw| {
+            (d.temperature.to_bits(), d.top_k, d.top_p.to_bits(), d.min_p.to_bits(), d.r.to_bits())
+        };
+        bits(self) == bits(o)
+    }
+}
+
+impl Eq for Draw {}
+
+/// The token `draw` picks from `logits`, exactly as [`Sampler::sample`] picks it for the same
+/// parameters and generator state: the CPU twin of a backend's own sampler.
+pub fn pick(logits: &[f32], draw: &Draw) -> u32 {
+    let mut cand = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    choose(&mut cand, &mut Vec::new(), draw)
+}
+
+/// The non-greedy end of the chain over `cand` (all tokens, penalised): top-k, the softmax of
+/// those sorted best first, top-p, min-p, temperature, and the token whose share of the
+/// cumulative mass holds `draw.r`. `probs` is scratch.
+fn choose(cand: &mut Vec<(u32, f32)>, probs: &mut Vec<f32>, draw: &Draw) -> u32 {
+    // Candidates sorted by logit, best first; top-k first so the sort is cheap.
+    let k = if draw.top_k == 0 { cand.len() } else { (draw.top_k as usize).min(cand.len()) };
+    if k == 0 {
+        return 0;
+    }
+    if k < cand.len() {
+        cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        cand.truncate(k);
+    }
+    cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    softmax_sorted(cand, probs);
+    // top-p: the smallest prefix whose mass reaches p (at least one).
+    let mut keep = cand.len();
+    if draw.top_p < 1.0 {
+        let mut mass = 0.0;
+        for (i, pr) in probs.iter().enumerate() {
+            mass += pr;
+            if mass >= draw.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    // min-p: drop tokens below min_p × the best probability.
+    if draw.min_p > 0.0 {
+        let floor = draw.min_p * probs[0];
+        keep = keep.min(probs.iter().take_while(|&&pr| pr >= floor).count().max(1));
+    }
+    cand.truncate(keep);
+    for c in cand.iter_mut() {
+        c.1 /= draw.temperature;
+    }
+    softmax_sorted(cand, probs);
+    let mut acc = 0.0;
+    for (c, pr) in cand.iter().zip(probs.iter()) {
+        acc += pr;
+        if draw.r < acc {
+            return c.0;
+        }
+    }
+    cand.last().map_or(0, |c| c.0)
+}
+
 /// A sampler: parameters, the generator's state, and buffers reused across steps.
 pub struct Sampler {
     pub params: SamplingParams,
@@ -131,46 +216,35 @@ impl Sampler {
         if p.temperature <= 0.0 {
             return argmax(&self.cand);
         }
-        // Candidates sorted by logit, best first; top-k first so the sort is cheap.
-        let k = if p.top_k == 0 { self.cand.len() } else { p.top_k.min(self.cand.len()) };
-        if k < self.cand.len() {
-            self.cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-            self.cand.truncate(k);
+        let draw = Draw {
+            temperature: p.temperature,
+            top_k: p.top_k.min(u32::MAX as usize) as u32,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            r: self.rng.next_f32(),
+        };
+        choose(&mut self.cand, &mut self.probs, &draw)
+    }
+
+    /// The next token's draw when a backend can pick it itself ([`Draw`]): sampling at a
+    /// temperature, top-k of 1..=[`DRAW_TOP_K_MAX`], no logit bias and no penalty. It peeks at the
+    /// generator; [`Sampler::drew`] consumes the draw once the backend has picked the token.
+    pub fn draw(&self) -> Option<Draw> {
+        let p = &self.params;
+        let plain = p.logit_bias.is_empty()
+            && p.repeat_penalty == 1.0
+            && p.frequency_penalty == 0.0
+            && p.presence_penalty == 0.0;
+        if !(plain && p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
+            return None;
         }
-        self.cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        softmax_sorted(&self.cand, &mut self.probs);
-        let probs = &self.probs;
-        // top-p: the smallest prefix whose mass reaches p (at least one).
-        let mut keep = self.cand.len();
-        if p.top_p < 1.0 {
-            let mut mass = 0.0;
-            for (i, pr) in probs.iter().enumerate() {
-                mass += pr;
-                if mass >= p.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
-        // min-p: drop tokens below min_p × the best probability.
-        if p.min_p > 0.0 {
-            let floor = p.min_p * probs[0];
-            keep = keep.min(probs.iter().take_while(|&&pr| pr >= floor).count().max(1));
-        }
-        self.cand.truncate(keep);
-        for c in &mut self.cand {
-            c.1 /= p.temperature;
-        }
-        softmax_sorted(&self.cand, &mut self.probs);
-        let r = self.rng.next_f32();
-        let mut acc = 0.0;
-        for (c, pr) in self.cand.iter().zip(&self.probs) {
-            acc += pr;
-            if r < acc {
-                return c.0;
-            }
-        }
-        self.cand.last().map_or(0, |c| c.0)
+        let r = self.rng.clone().next_f32();
+        Some(Draw { temperature: p.temperature, top_k: p.top_k as u32, top_p: p.top_p, min_p: p.min_p, r })
+    }
+
+    /// Advances the generator past [`Sampler::draw`]'s draw: the backend picked the token with it.
+    pub fn drew(&mut self) {
+        self.rng.next_f32();
     }
 
     fn apply_penalties(&mut self, history: &[u32]) {
@@ -285,6 +359,53 @@ mod tests {
         assert_eq!(s.sample(&l, &[3]), 5);
         let mut s = Sampler::new(SamplingParams { presence_penalty: 0.6, ..SamplingParams::greedy() });
         assert_eq!(s.sample(&l, &[3, 3]), 5);
+    }
+
+    /// A backend that picks with [`Sampler::draw`] (then [`Sampler::drew`]) gives the tokens
+    /// [`Sampler::sample`] gives from the same logits and seed, step after step; a sampler with a
+    /// bias, a penalty, top-k 0 or above the cap, or greedy, offers no draw.
+    #[test]
+    fn draws_pick_what_the_sampler_samples() {
+        let mut x = 0x1234_5678u32;
+        let mut logits = || -> Vec<f32> {
+            (0..1000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 2000) as f32 / 200.0 - 5.0
+                })
+                .collect()
+        };
+        for (top_k, top_p, min_p, temperature) in
+            [(40, 0.95, 0.05, 0.8), (256, 1.0, 0.0, 1.3), (5, 0.5, 0.0, 0.4)]
+        {
+            let params = SamplingParams { top_k, top_p, min_p, temperature, seed: 11, ..Default::default() };
+            let (mut a, mut b) = (Sampler::new(params.clone()), Sampler::new(params));
+            for _ in 0..64 {
+                let l = logits();
+                let d = b.draw().expect("a plain sampler has a draw");
+                assert_eq!(b.draw(), Some(d), "draw() only peeks");
+                assert_eq!(pick(&l, &d), a.sample(&l, &[]));
+                b.drew();
+            }
+        }
+        let none = |p: SamplingParams| Sampler::new(p).draw();
+        assert_eq!(none(SamplingParams::greedy()), None);
+        assert_eq!(none(SamplingParams { top_k: 0, ..Default::default() }), None);
+        assert_eq!(none(SamplingParams { top_k: DRAW_TOP_K_MAX + 1, ..Default::default() }), None);
+        assert_eq!(none(SamplingParams { repeat_penalty: 1.1, ..Default::default() }), None);
+        assert_eq!(none(SamplingParams { logit_bias: vec![(1, 2.0)], ..Default::default() }), None);
+    }
+
+    /// Ties at the k-th place keep the lowest ids, in id order.
+    #[test]
+    fn top_k_ties_keep_the_lowest_ids() {
+        let l = vec![1.0f32; 10];
+        let d = Draw { temperature: 1.0, top_k: 3, top_p: 1.0, min_p: 0.0, r: 0.0 };
+        assert_eq!(pick(&l, &d), 0);
+        assert_eq!(pick(&l, &Draw { r: 0.5, ..d }), 1);
+        assert_eq!(pick(&l, &Draw { r: 0.9, ..d }), 2);
     }
 
     #[test]

@@ -17,13 +17,15 @@
 //!   sea, there lived", margin 0.045), and there the order of a sum decides;
 //! - a batched step (decode tokens of several sequences beside a prompt chunk) creates no GPU
 //!   object and records one compute pass; a step of greedy decode tokens fed their own argmaxes
-//!   is found already in flight, submitted ahead by the one before.
+//!   is found already in flight, submitted ahead by the one before;
+//! - runs that want a sample (`Want::Sample`, picked by `shaders/sample.wgsl`) get the token
+//!   `sample::pick` takes from the logits of the same step.
 
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
 use aether_core::gpu::{Gpu, GpuBackend, GpuModel, GpuOptions};
 use aether_core::model::Model;
-use aether_core::sample::SamplingParams;
+use aether_core::sample::{Draw, SamplingParams};
 use aether_core::session::{Backend, BatchBackend, CpuBackend, GenerateParams, Output, Run, Want};
 use aether_core::tokenizer::Tokenizer;
 use aether_tests::batch::{generate_batched, generate_solo};
@@ -263,11 +265,13 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
     let before = live_objects(&gpu);
     assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
     let mut counts = Vec::new();
+    let draw = Want::Sample(Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.5 });
     for wants in [
         [Want::Argmax; 3],
         [Want::Logits, Want::Nothing, Want::Argmax],
         [Want::Nothing; 3],
         [Want::Logits; 3],
+        [draw, Want::Argmax, draw],
     ] {
         let p = b.passes();
         step(&mut b, wants);
@@ -294,7 +298,83 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
     assert_eq!(live_objects(&gpu), before, "batched steps left GPU objects behind");
     // A step whose runs all want the argmax (a prompt chunk among them) submits the next ahead,
     // which the next call discards: two passes, then one per call.
-    assert_eq!(counts, [2, 1, 1, 1, 2, 1, 1], "compute passes per call");
-    // Three warm-up calls, four steps, three greedy steps (the step ahead not counted).
-    assert_eq!((b.seq_len(0), b.seq_len(1), b.seq_len(2)), (1 + 1 + 1 + 4 + 3, 4 + 1 + 4 + 16 + 3, 10));
+    assert_eq!(counts, [2, 1, 1, 1, 1, 2, 1, 1], "compute passes per call");
+    // Three warm-up calls, five steps, three greedy steps (the step ahead not counted).
+    assert_eq!((b.seq_len(0), b.seq_len(1), b.seq_len(2)), (1 + 1 + 1 + 5 + 3, 4 + 1 + 4 + 20 + 3, 11));
+}
+
+/// Runs that want a sample get the token their draw picks from the logits the same step gives
+/// (`sample::pick`), beside runs that want the argmax, the logits or nothing, over several steps
+/// of a pool: each step is evaluated for the logits, forgotten, and evaluated again with the
+/// draws. Only draws whose r is not within 1e-5 of a boundary of the cumulative mass count (the
+/// GPU's exp is not the CPU's), and nearly all must.
+#[test]
+fn sampled_runs_pick_what_their_logits_pick() {
+    use aether_core::sample::pick;
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let bytes = default_model_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 64).expect("pool");
+    let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tok.encode(p, true, false).unwrap()).collect();
+    let draws = [
+        Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.0 },
+        Draw { temperature: 1.3, top_k: 256, top_p: 1.0, min_p: 0.0, r: 0.0 },
+        Draw { temperature: 0.5, top_k: 8, top_p: 0.6, min_p: 0.0, r: 0.0 },
+    ];
+    let mut r = 0.137f32;
+    let mut next: Vec<Vec<u32>> = prompts.clone();
+    let (mut counted, mut cases) = (0, 0);
+    for step in 0..6 {
+        // Sequence 1 wants the argmax on odd steps; the others sample.
+        let wants: Vec<Want> = (0..3)
+            .map(|s| {
+                r = (r * 7.31 + 0.29).fract();
+                if s == 1 && step % 2 == 1 { Want::Argmax } else { Want::Sample(Draw { r, ..draws[s] }) }
+            })
+            .collect();
+        let lens: Vec<usize> = (0..3).map(|s| b.seq_len(s)).collect();
+        let logits: Vec<Vec<f32>> = {
+            let runs: Vec<Run<'_>> =
+                (0..3).map(|s| Run { seq: s, tokens: &next[s], want: Want::Logits }).collect();
+            let out = pollster::block_on(b.eval_batch(&runs)).expect("logits step");
+            (0..3)
+                .map(|s| match out.get(s) {
+                    Output::Logits(l) => l.to_vec(),
+                    other => panic!("expected logits, got {other:?}"),
+                })
+                .collect()
+        };
+        for (s, &n) in lens.iter().enumerate() {
+            b.seq_truncate(s, n);
+        }
+        let runs: Vec<Run<'_>> = (0..3).map(|s| Run { seq: s, tokens: &next[s], want: wants[s] }).collect();
+        let out = pollster::block_on(b.eval_batch(&runs)).expect("sampled step");
+        let mut picked = Vec::new();
+        for s in 0..3 {
+            let got = match (out.get(s), wants[s]) {
+                (Output::Sampled(t), Want::Sample(d)) => {
+                    let want = pick(&logits[s], &d);
+                    let near = |dr: f32| pick(&logits[s], &Draw { r: (d.r + dr).clamp(0.0, 0.999_999), ..d });
+                    cases += 1;
+                    if near(-1e-5) == want && near(1e-5) == want {
+                        counted += 1;
+                        assert_eq!(t, want, "step {step} sequence {s}: {d:?}");
+                    }
+                    t
+                }
+                (Output::Argmax(t), Want::Argmax) => {
+                    assert_eq!(t, argmax(&logits[s]), "step {step} sequence {s}: argmax");
+                    t
+                }
+                (other, want) => panic!("step {step} sequence {s}: asked {want:?}, got {other:?}"),
+            };
+            picked.push(vec![got]);
+        }
+        next = picked;
+    }
+    eprintln!("{counted} of {cases} draws away from a boundary, all equal to pick's");
+    assert!(counted * 10 >= cases * 9, "only {counted} of {cases} draws could be compared");
 }

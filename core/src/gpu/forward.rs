@@ -26,13 +26,14 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, Softcap, Step,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, Sample, Softcap, Step,
     StepBuffer, StepPlan, StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
 use crate::model::{Config, FfnAct, Model, WeightSet};
 use crate::quant::{self, GgmlType};
+use crate::sample::Draw;
 use crate::session::{Backend, BatchBackend, BatchPlan, Output, Outputs, Pool, Run, Want};
 
 /// A layer's weights on the GPU.
@@ -424,6 +425,10 @@ pub struct GpuBackend<'g> {
     head: Vec<Op>,
     /// One per output row: its argmax into `acts.token`.
     argmax: Vec<Argmax>,
+    /// The sampled rows' tokens into `acts.token` (`Want::Sample`).
+    sample: Sample,
+    /// The draws of the step being recorded, by output row of its batch.
+    draws: Vec<Option<Draw>>,
     readback: Readback,
     /// [max_out, n_vocab] and [max_out]: the outputs read back, by output row.
     logits: Vec<f32>,
@@ -506,6 +511,14 @@ impl<'g> GpuBackend<'g> {
                 Argmax::new(gpu, (&acts.logits, r * c.n_vocab as u64), c.n_vocab as u32, (&acts.token, r))
             })
             .collect::<Result<Vec<_>>>()?;
+        let sample = Sample::new(
+            gpu,
+            &head_step,
+            (&acts.logits, 0),
+            c.n_vocab as u32,
+            (&acts.token, 0),
+            max_out as u32,
+        )?;
         let readback = Readback::new(gpu, (max_out * c.n_vocab * 4) as u64)?;
         let staging = |i: usize| {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -533,6 +546,8 @@ impl<'g> GpuBackend<'g> {
             body,
             head,
             argmax,
+            sample,
+            draws: Vec::with_capacity(max_out),
             readback,
             logits: vec![0.0; max_out * c.n_vocab],
             tokens: vec![0; max_out],
@@ -755,20 +770,36 @@ impl<'g> GpuBackend<'g> {
         staging: Option<usize>,
     ) -> Result<wgpu::SubmissionIndex> {
         self.plan.clear();
+        self.draws.clear();
         let mut argmax = false;
         for p in self.batches.batch(i) {
             let tokens = &runs[p.run].tokens[p.start..p.end];
             self.plan.push(p.seq as u32, p.pos0 as u32, tokens, p.output.is_some());
-            argmax |= p.output.is_some() && self.batches.rows[p.run].0 == Want::Argmax;
+            if p.output.is_some() {
+                let want = self.batches.rows[p.run].0;
+                argmax |= want == Want::Argmax;
+                self.draws.push(match want {
+                    Want::Sample(d) => Some(d),
+                    _ => None,
+                });
+            }
         }
-        self.record(argmax, false, staging)
+        let sample = self.sample.write(self.gpu, self.draws.iter().map(Option::as_ref));
+        self.record(argmax, sample, false, staging)
     }
 
     /// Records and submits the step of `self.plan`: the body over its tokens, the head over its
-    /// outputs, and their argmaxes with `argmax`. `fed`: the token ids are the previous step's
-    /// argmaxes, copied on the GPU (the plan's ids are not written). `staging`: copy the argmaxes
-    /// to that read-back slot.
-    fn record(&mut self, argmax: bool, fed: bool, staging: Option<usize>) -> Result<wgpu::SubmissionIndex> {
+    /// outputs, and their argmaxes with `argmax`, then the tokens of the rows with a draw with
+    /// `sample` (the draws written by [`Sample::write`]). `fed`: the token ids are the previous
+    /// step's argmaxes, copied on the GPU (the plan's ids are not written). `staging`: copy the
+    /// argmaxes to that read-back slot.
+    fn record(
+        &mut self,
+        argmax: bool,
+        sample: bool,
+        fed: bool,
+        staging: Option<usize>,
+    ) -> Result<wgpu::SubmissionIndex> {
         self.write_step()?;
         let (n, n_out) = (self.plan.n_tokens(), self.plan.n_outputs());
         let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
@@ -792,6 +823,9 @@ impl<'g> GpuBackend<'g> {
                 for k in &self.argmax[..n_out as usize] {
                     k.encode(&mut pass, 1);
                 }
+            }
+            if sample {
+                self.sample.encode(&mut pass, n_out);
             }
         }
         if let Some(slot) = staging {
@@ -841,7 +875,7 @@ impl<'g> GpuBackend<'g> {
             at.push((r.seq, pos));
         }
         self.plan.ids.clear();
-        let submission = self.record(true, true, Some(slot))?;
+        let submission = self.record(true, false, true, Some(slot))?;
         self.ahead = Some(Ahead { at, inputs: None, slot, submission });
         Ok(())
     }
@@ -893,14 +927,14 @@ impl<'g> GpuBackend<'g> {
         Ok(())
     }
 
-    /// Reads back the outputs of forward batch `i`: the argmax of its rows if one of them wants
-    /// it, their logits if one of them wants those.
+    /// Reads back the outputs of forward batch `i`: the token of its rows if one of them wants an
+    /// argmax or a sample, their logits if one of them wants those.
     async fn read_outputs(&mut self, i: usize) -> Result<()> {
         let pieces = self.batches.batch(i);
         let outs = || pieces.iter().filter_map(|p| p.output.map(|row| (self.batches.rows[p.run].0, row)));
         let (Some((_, row0)), n_out) = (outs().next(), outs().count()) else { return Ok(()) };
         let v = self.model.config.n_vocab;
-        if outs().any(|(w, _)| w == Want::Argmax) {
+        if outs().any(|(w, _)| matches!(w, Want::Argmax | Want::Sample(_))) {
             let ids: &mut [u8] = bytemuck::cast_slice_mut(&mut self.tokens[row0..row0 + n_out]);
             self.readback.read(self.gpu, &self.acts.token, 0, ids).await?;
         }

@@ -14,7 +14,8 @@
 //! ([`GetRows`], [`get_rows_cpu`]) and `matmul.rs` ([`MatMul`], [`matmul_cpu`]), which take their
 //! weight type's decoder from `shaders/dequant_<type>.wgsl` (`params.rs`: their per-piece
 //! parameters; `matmul_reduce.rs`: [`MatMulReduce`], the sum of the tensor-core matmul's split-K), with `block_sums.rs` ([`BlockSums`]) after a Q4_1/Q5_1 matmul; the element-wise kernels `rmsnorm.rs`, `rope.rs`, `rope_kv.rs` (rope of q and k with the cache store), `glu.rs`, `add.rs`,
-//! `softcap.rs`, `kv_store.rs`, `argmax.rs`, `gather.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
+//! `softcap.rs`, `kv_store.rs`, `argmax.rs`, `sample.rs` (the token a sampler's draw picks),
+//! `gather.rs`, sharing `launch.rs`; `attention.rs` ([`Attention`],
 //! [`attention_cpu`]) launches `attn_decode`/`attn_merge`/`attn_prefill`.
 //!
 //! Recording is synchronous: launchers are built once at load and `encode` into a caller's
@@ -55,6 +56,7 @@ mod launch;
 mod rmsnorm;
 mod rope;
 mod rope_kv;
+mod sample;
 mod softcap;
 pub use add::{Add, add_cpu};
 pub use argmax::{Argmax, argmax_cpu};
@@ -65,6 +67,7 @@ pub use launch::Rows;
 pub use rmsnorm::{RmsNorm, rmsnorm_cpu};
 pub use rope::{Rope, rope_cpu};
 pub use rope_kv::{RopeKv, RopeKvDims, rope_kv_cpu};
+pub use sample::{Sample, sample_cpu};
 pub use softcap::{Softcap, softcap_cpu};
 
 // Attention (decode, merge, prefill).

@@ -60,6 +60,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("gather.wgsl", include_str!("../../../shaders/gather.wgsl")),
     ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
     ("argmax_sg.wgsl", include_str!("../../../shaders/argmax_sg.wgsl")),
+    ("sample.wgsl", include_str!("../../../shaders/sample.wgsl")),
     ("attn_decode.wgsl", include_str!("../../../shaders/attn_decode.wgsl")),
     ("attn_merge.wgsl", include_str!("../../../shaders/attn_merge.wgsl")),
     ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),

@@ -16,6 +16,7 @@ use super::batch::{BatchBackend, Outputs, Run};
 use crate::cpu::{Exec, Forward, State};
 use crate::error::Result;
 use crate::model::Model;
+use crate::sample::Draw;
 
 /// What an evaluation must produce for the last token it appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum Want {
     Nothing,
     Logits,
     Argmax,
+    /// The token this draw picks from the logits ([`crate::sample::pick`]), picked by the
+    /// backend: the GPU reads back its id instead of the logits.
+    Sample(Draw),
 }
 
 /// The last token's output, as asked for.
@@ -32,6 +36,8 @@ pub enum Output<'a> {
     Logits(&'a [f32]),
     /// Index of the largest logit, the lowest on ties.
     Argmax(u32),
+    /// The token a [`Want::Sample`] draw picked.
+    Sampled(u32),
 }
 
 /// Runs a model over one sequence's KV cache.
@@ -115,8 +121,10 @@ impl BatchBackend for CpuBackend<'_, '_> {
     async fn eval_batch(&mut self, runs: &[Run<'_>]) -> Result<Outputs<'_>> {
         Forward { model: self.model }.eval_runs(&mut self.state, runs, self.exec)?;
         for &(want, row) in self.state.rows() {
-            if want == Want::Argmax {
-                self.argmax[row] = crate::sample::argmax_logits(self.state.logits(row));
+            match want {
+                Want::Argmax => self.argmax[row] = crate::sample::argmax_logits(self.state.logits(row)),
+                Want::Sample(draw) => self.argmax[row] = crate::sample::pick(self.state.logits(row), &draw),
+                Want::Nothing | Want::Logits => {}
             }
         }
         let n_vocab = self.model.config.n_vocab;

@@ -30,7 +30,7 @@ pub struct Outputs<'a> {
     rows: &'a [(Want, usize)],
     /// [outputs, n_vocab] (rows of runs that asked for logits are valid)
     logits: &'a [f32],
-    /// [outputs] (rows of runs that asked for the argmax are valid)
+    /// [outputs] (rows of runs that asked for the argmax or a sample are valid)
     argmax: &'a [u32],
     n_vocab: usize,
 }
@@ -57,6 +57,7 @@ impl<'a> Outputs<'a> {
                 Output::Logits(self.logits.get(row * n..(row + 1) * n).unwrap_or(&[]))
             }
             Some(&(Want::Argmax, row)) => Output::Argmax(self.argmax.get(row).copied().unwrap_or(0)),
+            Some(&(Want::Sample(_), row)) => Output::Sampled(self.argmax.get(row).copied().unwrap_or(0)),
             _ => Output::Nothing,
         }
     }

@@ -131,16 +131,22 @@ impl<'m> Sequence<'m> {
     }
 
     /// What the backend must return after evaluating the first `n` pending tokens: nothing for a
-    /// prompt chunk before the last, else what the sampler needs (the argmax alone when that is
-    /// the sample and no log-probabilities are asked for).
+    /// prompt chunk before the last, else what the sampler needs. With no log-probabilities asked
+    /// for, that is the argmax alone when it is the sample, or the token the backend picks with
+    /// the sampler's draw when the sampler has one for it ([`Sampler::draw`]); else the logits.
     pub fn want(&self, n: usize) -> Want {
         if self.n_past + n < self.tokens.len() {
-            Want::Nothing
-        } else if self.sampler.is_argmax() && self.params.logprobs.is_none() {
-            Want::Argmax
-        } else {
-            Want::Logits
+            return Want::Nothing;
         }
+        if self.params.logprobs.is_none() {
+            if self.sampler.is_argmax() {
+                return Want::Argmax;
+            }
+            if let Some(draw) = self.sampler.draw() {
+                return Want::Sample(draw);
+            }
+        }
+        Want::Logits
     }
 
     /// Records that the first `n` pending tokens were evaluated, `out` being the output asked for
@@ -151,6 +157,10 @@ impl<'m> Sequence<'m> {
             (self.next, self.next_logprobs) = match out {
                 Output::Nothing => (None, None),
                 Output::Argmax(t) => (Some(t), None),
+                Output::Sampled(t) => {
+                    self.sampler.drew();
+                    (Some(t), None)
+                }
                 Output::Logits(logits) => {
                     let t = self.sampler.sample(logits, &self.tokens);
                     (Some(t), self.params.logprobs.map(|k| token_logprobs(logits, t, k)))

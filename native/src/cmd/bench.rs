@@ -19,7 +19,7 @@ use aether_core::gguf::Gguf;
 use aether_core::gpu::{Gpu, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
-use aether_core::sample::Rng;
+use aether_core::sample::{Rng, Sampler, SamplingParams, pick};
 use aether_core::session::{AnyBackend, Backend, BatchBackend, Output, Run, Want};
 use anyhow::{Context, Result, bail};
 use pollster::block_on;
@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// prompt of `-p` tokens in each sequence.
     #[arg(long, value_delimiter = ',')]
     concurrent: Vec<usize>,
+    /// Also decode with sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05), twice: the
+    /// backend picking each token with the sampler's draw (on the GPU: one id read back), and the
+    /// logits read back for the CPU to pick from.
+    #[arg(long)]
+    sampled: bool,
 }
 
 /// Prompt tokens per GPU submission, as in `aether run`.
@@ -139,6 +144,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             record.sort();
             let per_step = record[record.len() / 2].as_secs_f64() * 1e3 / (a.n_gen.max(2) - 1) as f64;
             println!("| record (CPU, per step) | | {per_step:.2} | |");
+        }
+        if a.sampled {
+            for (on_device, what) in [(true, "draw in the backend"), (false, "logits to the CPU")] {
+                let times = timed(reps, || sampled(&mut backend, &tokens, on_device))?;
+                report(&format!("tg{} sampled, {what}", a.n_gen), a.n_gen, times, roofline);
+            }
         }
     }
     for &n_seq in &a.concurrent {
@@ -274,6 +285,32 @@ fn decode(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<()> {
 }
 
 /// One untimed run of `f`, then `reps` timed ones.
+/// Sampled decoding from an empty context, `tokens.len()` steps from the first of `tokens`, with
+/// llama.cpp's default chain (seeded): each step's token picked by the backend with the sampler's
+/// draw (`on_device`: `Want::Sample`), or from the logits it returns (`Want::Logits`, what every
+/// sampled step did before the GPU had a sampler).
+fn sampled(backend: &mut AnyBackend<'_>, tokens: &[u32], on_device: bool) -> Result<()> {
+    backend.truncate(0);
+    let mut sampler = Sampler::new(SamplingParams { seed: 42, ..Default::default() });
+    let mut tok = *tokens.first().context("no tokens")?;
+    for _ in tokens {
+        let draw = sampler.draw().context("the default chain has a draw")?;
+        tok = if on_device {
+            match block_on(backend.eval(&[tok], Want::Sample(draw)))? {
+                Output::Sampled(t) => t,
+                _ => bail!("a sampled step returned no token"),
+            }
+        } else {
+            match block_on(backend.eval(&[tok], Want::Logits))? {
+                Output::Logits(l) => pick(l, &draw),
+                _ => bail!("a step returned no logits"),
+            }
+        };
+        sampler.drew();
+    }
+    Ok(())
+}
+
 fn timed(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
     f()?;
     (0..reps)
