@@ -2,9 +2,10 @@
 
 Every client must finish without error and receive exactly the text it gets when it is alone on
 the server (greedy ones, and sampled ones with a seed: each sequence keeps its own sampler), and
-the aggregate decode rate of the 16 (their completion tokens over the wall time of the batch)
-must beat one client's rate alone: the pool advances every sequence in one forward pass a step,
-so it is only faster than one stream if the batching works."""
+the pool must have advanced the streams together: /metrics counts the forward steps and the
+sequences they advanced, and the steps of the batch must have served more than four streams each
+on average. The aggregate decode rate against one client's is printed; speed is measured by the
+benchmark (`aether bench --concurrent`), not asserted by a test on a shared machine."""
 
 import statistics
 import threading
@@ -47,7 +48,7 @@ def stream(client, i):
     return text, usage[0].completion_tokens, seconds
 
 
-def test_16_streams_at_once_equal_their_solo_runs_and_beat_one_stream(start_server):
+def test_16_streams_at_once_equal_their_solo_runs_and_share_steps(start_server):
     server = start_server("--parallel", str(CLIENTS), "-c", "256")
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300)
 
@@ -66,6 +67,7 @@ def test_16_streams_at_once_equal_their_solo_runs_and_beat_one_stream(start_serv
             errors.append(f"client {i}: {e!r}")
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    before = server.metrics()
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -81,5 +83,11 @@ def test_16_streams_at_once_equal_their_solo_runs_and_beat_one_stream(start_serv
     aggregate = total / wall
     print(f"one stream {solo_rate:.1f} tok/s; {CLIENTS} streams {aggregate:.1f} tok/s aggregate "
           f"({total} tokens in {wall:.1f} s, {aggregate / solo_rate:.2f}x)")
-    assert aggregate > solo_rate, f"{CLIENTS} streams {aggregate:.1f} tok/s aggregate, one alone {solo_rate:.1f}"
+    # Batched, not taking turns: the forward steps served several streams each. (Speed is the
+    # benchmark's to measure, `aether bench --concurrent`; the rates above are printed only.)
+    after = server.metrics()
+    steps = after["aether_forward_steps_total"] - before["aether_forward_steps_total"]
+    runs = after["aether_forward_step_runs_total"] - before["aether_forward_step_runs_total"]
+    print(f"{runs} sequence-steps in {steps} forward steps ({runs / max(steps, 1):.1f} streams a step)")
+    assert steps > 0 and runs / steps > 4, f"{runs} sequence-steps in {steps} forward steps"
     assert server.new_fives() == {}, server.new_fives()

@@ -200,7 +200,8 @@ def test_metrics_has_the_documented_series(server):
     for name in ["aether_queue_depth", "aether_busy_slots", "aether_slots", "aether_kv_cache_tokens",
                  "aether_kv_cache_capacity_tokens", "aether_kv_cache_usage_ratio", "aether_prompt_tokens_total",
                  "aether_completion_tokens_total", "aether_time_to_first_token_seconds_count",
-                 "aether_token_latency_seconds_count"]:
+                 "aether_token_latency_seconds_count", "aether_forward_steps_total",
+                 "aether_forward_step_runs_total"]:
         assert name in m, f"/metrics lacks {name}"
     assert m["aether_slots"] == 4
     assert m["aether_kv_cache_capacity_tokens"] == 4 * 512

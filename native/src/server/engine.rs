@@ -198,6 +198,7 @@ fn run(
         }
         let evaluated: Vec<(usize, usize)> = runs.iter().map(|r| (r.seq, r.tokens.len())).collect();
         if !runs.is_empty() {
+            metrics.step(runs.len());
             match block_on(backend.eval_batch(&runs)) {
                 Ok(out) => {
                     for (j, &(i, n)) in evaluated.iter().enumerate() {

@@ -52,6 +52,10 @@ pub struct Metrics {
     kv_tokens: AtomicU64,
     kv_capacity: AtomicU64,
     cancelled: AtomicU64,
+    /// Forward steps of the pool, and the runs (sequences advanced) summed over them: their
+    /// ratio is how many requests a step serves at once.
+    steps: AtomicU64,
+    step_runs: AtomicU64,
     ttft: Histogram,
     token_latency: Histogram,
 }
@@ -80,6 +84,12 @@ impl Metrics {
 
     pub fn cancelled(&self) {
         self.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// One forward step of the pool that advanced `runs` sequences.
+    pub fn step(&self, runs: usize) {
+        self.steps.fetch_add(1, Relaxed);
+        self.step_runs.fetch_add(runs as u64, Relaxed);
     }
 
     pub fn set_busy_slots(&self, n: usize) {
@@ -123,6 +133,12 @@ impl Metrics {
             ("aether_prompt_tokens_total", "Prompt tokens processed.", &self.prompt_tokens),
             ("aether_completion_tokens_total", "Tokens generated.", &self.completion_tokens),
             ("aether_cancelled_total", "Requests dropped because the client went away.", &self.cancelled),
+            ("aether_forward_steps_total", "Forward steps of the slot pool.", &self.steps),
+            (
+                "aether_forward_step_runs_total",
+                "Sequences advanced, summed over the forward steps (per step: the batch).",
+                &self.step_runs,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
