@@ -105,12 +105,16 @@ pub struct Draw {
     pub min_p: f32,
     /// Uniform in [0, 1).
     pub r: f32,
+    /// The generator's next value: the next step's r, for a backend that runs that step before
+    /// the host has seen this one's token (the GPU's step ahead).
+    pub r_next: f32,
 }
 
 impl PartialEq for Draw {
     fn eq(&self, o: &Draw) -> bool {
         let bits = |d: &Draw| {
-            (d.temperature.to_bits(), d.top_k, d.top_p.to_bits(), d.min_p.to_bits(), d.r.to_bits())
+            let (t, p, m) = (d.temperature.to_bits(), d.top_p.to_bits(), d.min_p.to_bits());
+            (t, d.top_k, p, m, d.r.to_bits(), d.r_next.to_bits())
         };
         bits(self) == bits(o)
     }
@@ -222,6 +226,7 @@ impl Sampler {
             top_p: p.top_p,
             min_p: p.min_p,
             r: self.rng.next_f32(),
+            r_next: 0.0,
         };
         choose(&mut self.cand, &mut self.probs, &draw)
     }
@@ -238,8 +243,16 @@ impl Sampler {
         if !(plain && p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
             return None;
         }
-        let r = self.rng.clone().next_f32();
-        Some(Draw { temperature: p.temperature, top_k: p.top_k as u32, top_p: p.top_p, min_p: p.min_p, r })
+        let mut rng = self.rng.clone();
+        let (r, r_next) = (rng.next_f32(), rng.next_f32());
+        Some(Draw {
+            temperature: p.temperature,
+            top_k: p.top_k as u32,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            r,
+            r_next,
+        })
     }
 
     /// Advances the generator past [`Sampler::draw`]'s draw: the backend picked the token with it.
@@ -388,6 +401,7 @@ mod tests {
                 assert_eq!(b.draw(), Some(d), "draw() only peeks");
                 assert_eq!(pick(&l, &d), a.sample(&l, &[]));
                 b.drew();
+                assert_eq!(b.draw().map(|n| n.r), Some(d.r_next), "r_next is the next draw's r");
             }
         }
         let none = |p: SamplingParams| Sampler::new(p).draw();
@@ -402,7 +416,7 @@ mod tests {
     #[test]
     fn top_k_ties_keep_the_lowest_ids() {
         let l = vec![1.0f32; 10];
-        let d = Draw { temperature: 1.0, top_k: 3, top_p: 1.0, min_p: 0.0, r: 0.0 };
+        let d = Draw { temperature: 1.0, top_k: 3, top_p: 1.0, min_p: 0.0, r: 0.0, r_next: 0.0 };
         assert_eq!(pick(&l, &d), 0);
         assert_eq!(pick(&l, &Draw { r: 0.5, ..d }), 1);
         assert_eq!(pick(&l, &Draw { r: 0.9, ..d }), 2);

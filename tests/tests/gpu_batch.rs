@@ -19,7 +19,8 @@
 //!   object and records one compute pass; a step of greedy decode tokens fed their own argmaxes
 //!   is found already in flight, submitted ahead by the one before;
 //! - runs that want a sample (`Want::Sample`, picked by `shaders/sample.wgsl`) get the token
-//!   `sample::pick` takes from the logits of the same step.
+//!   `sample::pick` takes from the logits of the same step, and sampled decoding runs one step
+//!   ahead as greedy decoding does, picking the same tokens as without the step ahead.
 
 use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
@@ -265,7 +266,8 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
     let before = live_objects(&gpu);
     assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
     let mut counts = Vec::new();
-    let draw = Want::Sample(Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.5 });
+    let draw =
+        Want::Sample(Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.5, r_next: 0.0 });
     for wants in [
         [Want::Argmax; 3],
         [Want::Logits, Want::Nothing, Want::Argmax],
@@ -296,11 +298,79 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
     }
     gpu.wait(None, "batched steps").expect("wait");
     assert_eq!(live_objects(&gpu), before, "batched steps left GPU objects behind");
-    // A step whose runs all want the argmax (a prompt chunk among them) submits the next ahead,
-    // which the next call discards: two passes, then one per call.
-    assert_eq!(counts, [2, 1, 1, 1, 1, 2, 1, 1], "compute passes per call");
+    // A step whose runs all want their token picked on the GPU (argmax or sample; a prompt chunk
+    // among them) submits the next ahead, which the next call discards: two passes, else one.
+    assert_eq!(counts, [2, 1, 1, 1, 2, 2, 1, 1], "compute passes per call");
     // Three warm-up calls, five steps, three greedy steps (the step ahead not counted).
     assert_eq!((b.seq_len(0), b.seq_len(1), b.seq_len(2)), (1 + 1 + 1 + 5 + 3, 4 + 1 + 4 + 20 + 3, 11));
+}
+
+/// Sampled decoding runs one step ahead as greedy decoding does: three sequences sampling with
+/// their own seeded samplers (one of them greedy) take one pass per step after the first, and
+/// pick the very tokens they pick when every step ahead is discarded (each call first forgets
+/// nothing, which drops the step in flight).
+#[test]
+fn sampled_decode_runs_one_step_ahead() {
+    use aether_core::model::Arch;
+    use aether_core::quant::GgmlType;
+    use aether_core::sample::Sampler;
+    use aether_core::synth::{Shape, Spec, Synth};
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 5 };
+    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let g = Gguf::parse(&bytes).expect("parse");
+    let model = Model::from_gguf(&g).expect("model");
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let decode = |ahead: bool| {
+        let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 16).expect("pool");
+        let mut samplers: Vec<Sampler> = [0.8, 1.2, 0.0]
+            .iter()
+            .enumerate()
+            .map(|(s, &temperature)| {
+                Sampler::new(SamplingParams { temperature, top_k: 40, seed: s as u64, ..Default::default() })
+            })
+            .collect();
+        let mut toks = [[3u32, 4], [5, 6], [7, 8]].map(|t| t.to_vec());
+        let (mut picked, mut passes) = (Vec::new(), Vec::new());
+        for _ in 0..12 {
+            if !ahead {
+                for s in 0..3 {
+                    b.seq_truncate(s, b.seq_len(s));
+                }
+            }
+            let wants: Vec<Want> = samplers
+                .iter()
+                .map(|sm| match sm.draw() {
+                    Some(d) => Want::Sample(d),
+                    None => Want::Argmax,
+                })
+                .collect();
+            let runs: Vec<Run<'_>> =
+                (0..3).map(|s| Run { seq: s, tokens: &toks[s], want: wants[s] }).collect();
+            let p = b.passes();
+            let out = pollster::block_on(b.eval_batch(&runs)).expect("step");
+            let next: Vec<u32> = (0..3)
+                .map(|s| match out.get(s) {
+                    Output::Sampled(t) => {
+                        samplers[s].drew();
+                        t
+                    }
+                    Output::Argmax(t) => t,
+                    other => panic!("sequence {s}: {other:?}"),
+                })
+                .collect();
+            passes.push(b.passes() - p);
+            picked.push(next.clone());
+            toks = [vec![next[0]], vec![next[1]], vec![next[2]]];
+        }
+        (picked, passes)
+    };
+    let (with, passes) = decode(true);
+    let (without, _) = decode(false);
+    assert_eq!(passes[0], 2, "the first step and the one ahead");
+    assert!(passes[1..].iter().all(|&p| p == 1), "each later step found in flight: {passes:?}");
+    assert_eq!(with, without, "tokens with and without the step ahead");
 }
 
 /// Runs that want a sample get the token their draw picks from the logits the same step gives
@@ -320,9 +390,9 @@ fn sampled_runs_pick_what_their_logits_pick() {
     let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 64).expect("pool");
     let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tok.encode(p, true, false).unwrap()).collect();
     let draws = [
-        Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.0 },
-        Draw { temperature: 1.3, top_k: 256, top_p: 1.0, min_p: 0.0, r: 0.0 },
-        Draw { temperature: 0.5, top_k: 8, top_p: 0.6, min_p: 0.0, r: 0.0 },
+        Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.0, r_next: 0.0 },
+        Draw { temperature: 1.3, top_k: 256, top_p: 1.0, min_p: 0.0, r: 0.0, r_next: 0.0 },
+        Draw { temperature: 0.5, top_k: 8, top_p: 0.6, min_p: 0.0, r: 0.0, r_next: 0.0 },
     ];
     let mut r = 0.137f32;
     let mut next: Vec<Vec<u32>> = prompts.clone();

@@ -1,8 +1,9 @@
 //! `shaders/sample.wgsl` against its CPU twin (`gpu::sample_cpu`, i.e. `sample::pick`, the
 //! chain `Sampler::sample` runs): a step of several output rows, each with its own draw or none
 //! (left alone), at vocabulary sizes around the workgroup and up to 151,936, with logits at an
-//! offset, and with few distinct levels so that the k-th place is tied (the lowest ids are kept,
-//! as the CPU's sort keeps them).
+//! offset, with few distinct levels so that the k-th place is tied (the lowest ids are kept, as
+//! the CPU's sort keeps them), and spread so wide that the kernel's short list (the logits within
+//! 32 of the maximum) cannot hold the top k and its exact radix path runs.
 //!
 //! The GPU sums the same terms in the same order as the CPU, but its `exp` is not the CPU's, so a
 //! draw whose r lies within rounding of a boundary of the cumulative mass may fall on either
@@ -30,7 +31,7 @@ fn draws(rng: &mut Rng, n: usize) -> Vec<Draw> {
         (0.7, (n as u32).min(DRAW_TOP_K_MAX as u32), 1.0, 0.0),
     ] {
         for r in [0.0, (rng.f32() + 1.0) / 2.0, 0.999_99] {
-            out.push(Draw { temperature, top_k, top_p, min_p, r });
+            out.push(Draw { temperature, top_k, top_p, min_p, r, r_next: 0.0 });
         }
     }
     out
@@ -50,8 +51,9 @@ fn sample_matches_cpu() {
     let mut rng = Rng::new(29);
     let (mut counted, mut cases) = (0, 0);
     for n in [1usize, 7, 255, 257, 1000, 49_157, 151_936] {
-        for ties in [false, true] {
-            let scale = if ties { 1.0 } else { 6.0 };
+        // Spread 6: the top k within 32 logits of the maximum (the kernel's short list); ties;
+        // spread 400: fewer than k that near (its exact path, as ties at large n).
+        for (ties, scale) in [(false, 6.0), (true, 1.0), (false, 400.0)] {
             // One step's rows, with a few leading values the kernel must not read.
             let off = 3;
             let mut logits = vec![1e30f32; off];
@@ -78,7 +80,7 @@ fn sample_matches_cpu() {
                 let got = read_all_u32(&gpu, &tb);
                 assert_eq!(got[0], UNTOUCHED, "n={n}: the word before the tokens was written");
                 for (i, d) in rows.iter().enumerate() {
-                    let what = format!("n={n} ties={ties} row {i} {d:?}");
+                    let what = format!("n={n} ties={ties} spread {scale} row {i} {d:?}");
                     let Some(d) = d else {
                         assert_eq!(got[1 + i], UNTOUCHED, "{what}: a row without a draw was written");
                         continue;
@@ -117,8 +119,8 @@ fn sample_top_k_one_is_the_argmax() {
     let tb = buffer(&gpu, "tokens", &[UNTOUCHED; 2]);
     let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), 2).expect("sample");
     let greedy = aether_core::gpu::argmax_cpu(&logits[n..]);
-    let d0 = Draw { temperature: 1.0, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.999 };
-    let d1 = Draw { temperature: 5.0, top_k: 1, top_p: 1.0, min_p: 0.0, r: 0.7 };
+    let d0 = Draw { temperature: 1.0, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.999, r_next: 0.0 };
+    let d1 = Draw { temperature: 5.0, top_k: 1, top_p: 1.0, min_p: 0.0, r: 0.7, r_next: 0.0 };
     kernel.write(&gpu, [Some(&d0), Some(&d1)]);
     run_step(&gpu, &step, Step::new(0, 2), |pass| kernel.encode(pass, 2)).expect("step");
     assert_eq!(read_all_u32(&gpu, &tb), [12_345, greedy]);

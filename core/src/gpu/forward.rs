@@ -381,19 +381,23 @@ impl Acts {
     }
 }
 
-/// Greedy decoding runs one step ahead. After a step whose runs all want the argmax, the next
-/// step of the same sequences (one token each) is submitted at once with those argmaxes as its
-/// tokens, copied on the GPU from the argmax rows to the token ids, before the CPU has read them:
-/// while the CPU maps the results, returns them, samples nothing (greedy) and feeds the same
-/// tokens back, the GPU is already running that step — the CPU's recording and the read-back
-/// wait overlap the GPU's work instead of idling it. When the next call asks for that very step
-/// (the same sequences at the same positions, one token each, equal to the argmaxes, argmax
-/// wanted) it is already in flight; any other call discards it: the sequences' lengths were
-/// never advanced for it, and later steps overwrite the cells it wrote.
+/// Decoding whose tokens the GPU picks runs one step ahead. After a step whose runs all want
+/// their token picked on the GPU — the argmax, or a sample with the sampler's draw — the next
+/// step of the same sequences (one token each) is submitted at once with those tokens as its
+/// input, copied on the GPU from the token rows to the token ids, before the CPU has read them
+/// (a sampled run's next step draws with its draw's `r_next`, the generator's next value):
+/// while the CPU maps the results, returns them and feeds the same tokens back, the GPU is
+/// already running that step — the CPU's recording and the read-back wait overlap the GPU's
+/// work instead of idling it. When the next call asks for that very step (the same sequences at
+/// the same positions, one token each, equal to those tokens, the same wants) it is already in
+/// flight; any other call discards it: the sequences' lengths were never advanced for it, and
+/// later steps overwrite the cells it wrote.
 struct Ahead {
     /// (sequence, position) of each of its tokens, in order.
     at: Vec<(usize, usize)>,
-    /// Its tokens: the argmaxes of the step before, once read back.
+    /// What each of its rows picks: the argmax, or a sample with the draw it was given.
+    wants: Vec<Want>,
+    /// Its tokens: those picked by the step before, once read back.
     inputs: Option<Vec<u32>>,
     /// Where its own argmaxes land, and its submission (to wait for that alone).
     slot: usize,
@@ -841,14 +845,14 @@ impl<'g> GpuBackend<'g> {
         self.gpu.submit(encoder, "a forward step")
     }
 
-    /// Whether `runs` are all greedy (a prompt's last chunk, or a decode token): argmax wanted of
-    /// each, with room after them for the step [`Ahead`] (the caller checks that they make one
-    /// forward batch).
-    fn greedy(&self, runs: &[Run<'_>]) -> bool {
+    /// Whether the GPU picks every run's next token (a prompt's last chunk, or a decode token):
+    /// the argmax or a sample wanted of each, with room after them for the step [`Ahead`] (the
+    /// caller checks that they make one forward batch).
+    fn picks_all(&self, runs: &[Run<'_>]) -> bool {
         !runs.is_empty()
             && runs.iter().all(|r| {
                 !r.tokens.is_empty()
-                    && r.want == Want::Argmax
+                    && matches!(r.want, Want::Argmax | Want::Sample(_))
                     && self.seq_len(r.seq) + r.tokens.len() < self.n_ctx
             })
     }
@@ -857,26 +861,45 @@ impl<'g> GpuBackend<'g> {
     fn take_ahead(&mut self, runs: &[Run<'_>]) -> Option<Ahead> {
         let a = self.ahead.take()?;
         let inputs = a.inputs.as_ref()?;
+        // The draw it was given, less the value after it (which the step ahead did not need).
+        let drawn = |w: Want| match w {
+            Want::Sample(d) => Want::Sample(Draw { r_next: 0.0, ..d }),
+            w => w,
+        };
         let same = a.at.len() == runs.len()
-            && runs.iter().zip(&a.at).zip(inputs).all(|((r, &(seq, pos)), &t)| {
-                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && r.want == Want::Argmax
+            && runs.iter().zip(&a.at).zip(inputs).zip(&a.wants).all(|(((r, &(seq, pos)), &t), &w)| {
+                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && drawn(r.want) == w
             });
         same.then_some(a)
     }
 
-    /// Submits the step of the GPU's own argmaxes of the last step (one token of each of the
-    /// sequences `runs` named, at their next positions), landing in read-back slot `slot`.
+    /// Submits the step of the tokens the GPU picked in the last step (one token of each of the
+    /// sequences `runs` named, at their next positions; a sampled run draws with its `r_next`),
+    /// landing in read-back slot `slot`.
     fn submit_ahead(&mut self, runs: &[Run<'_>], slot: usize) -> Result<()> {
         self.plan.clear();
+        self.draws.clear();
         let mut at = Vec::with_capacity(runs.len());
+        let mut wants = Vec::with_capacity(runs.len());
         for r in runs {
             let pos = self.seq_len[r.seq];
             self.plan.push(r.seq as u32, pos as u32, &[0], true);
             at.push((r.seq, pos));
+            let want = match r.want {
+                Want::Sample(d) => Want::Sample(Draw { r: d.r_next, r_next: 0.0, ..d }),
+                w => w,
+            };
+            self.draws.push(match want {
+                Want::Sample(d) => Some(d),
+                _ => None,
+            });
+            wants.push(want);
         }
         self.plan.ids.clear();
-        let submission = self.record(true, false, true, Some(slot))?;
-        self.ahead = Some(Ahead { at, inputs: None, slot, submission });
+        let argmax = wants.contains(&Want::Argmax);
+        let sample = self.sample.write(self.gpu, self.draws.iter().map(Option::as_ref));
+        let submission = self.record(argmax, sample, true, Some(slot))?;
+        self.ahead = Some(Ahead { at, wants, inputs: None, slot, submission });
         Ok(())
     }
 
@@ -906,9 +929,9 @@ impl<'g> GpuBackend<'g> {
         read
     }
 
-    /// A step of greedy runs ([`GpuBackend::greedy`]), the next one (a token of each) submitted
-    /// ahead on its argmaxes.
-    async fn eval_greedy(&mut self, runs: &[Run<'_>]) -> Result<()> {
+    /// A step of runs whose tokens the GPU picks ([`GpuBackend::picks_all`]), the next one (a
+    /// token of each) submitted ahead on those tokens.
+    async fn eval_ahead(&mut self, runs: &[Run<'_>]) -> Result<()> {
         let (slot, submission) = match self.take_ahead(runs) {
             Some(a) => (a.slot, a.submission),
             None => {
@@ -991,8 +1014,8 @@ impl BatchBackend for GpuBackend<'_> {
             max_batch: self.max_batch,
         };
         self.batches.plan(runs, pool)?;
-        if self.greedy(runs) && self.batches.len() == 1 {
-            self.eval_greedy(runs).await?;
+        if self.picks_all(runs) && self.batches.len() == 1 {
+            self.eval_ahead(runs).await?;
         } else {
             self.ahead = None;
             for i in 0..self.batches.len() {

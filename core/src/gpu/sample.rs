@@ -2,9 +2,12 @@
 //! row of logits — top-k, top-p, min-p, temperature, the uniform draw) and its CPU twin
 //! [`sample_cpu`] (`sample::pick`). Key: `sample`.
 //!
-//! One dispatch for all of a step's output rows, one workgroup each; a row's draw comes from a
-//! small storage buffer the launcher owns and [`Sample::write`] fills before the step is
-//! submitted (rows that do not sample get top-k 0 and are left alone).
+//! Four dispatches of one pipeline for all of a step's output rows: three over chunks of every
+//! row (its maximum, the ladder of counts below it, the candidate list), then one workgroup per
+//! row (see the kernel's header). A row's draw comes from a small storage buffer the launcher
+//! owns and [`Sample::write`] fills before the step is submitted (rows that do not sample get
+//! top-k 0 and are left alone); the rows' meeting words and candidate lists are scratch buffers
+//! it owns too, which the last stage leaves zeroed.
 
 use super::launch::{fits, u32_of, variant_source};
 use super::pipelines::Family;
@@ -20,7 +23,7 @@ struct Params {
     n_vocab: u32,
     logits_off: u32,
     token_off: u32,
-    _pad: u32,
+    stage: u32,
 }
 
 /// Mirrors `struct Draw` of sample.wgsl: one row's draw (top_k 0: the row does not sample).
@@ -54,12 +57,16 @@ impl From<&Draw> for RowDraw {
 /// rows of a step, ready to encode.
 pub struct Sample {
     pipeline: wgpu::ComputePipeline,
-    bind: wgpu::BindGroup,
+    /// Per stage (0..=3) its bind group.
+    stages: Vec<wgpu::BindGroup>,
+    /// Workgroups per row in stages 0-2.
+    chunks: u32,
     draws: wgpu::Buffer,
     max_rows: u32,
     /// What [`Sample::write`] uploads, reused.
     staged: Vec<RowDraw>,
-    _params: wgpu::Buffer,
+    /// The stages' params and the rows' scratch, kept alive for the bind groups.
+    _buffers: Vec<wgpu::Buffer>,
 }
 
 impl Sample {
@@ -75,35 +82,51 @@ impl Sample {
     ) -> Result<Sample> {
         let key = "sample";
         let file = source("sample.wgsl").unwrap_or_default();
+        let bad = |message: String| Error::GpuValidation { context: format!("preparing `{key}`"), message };
         if const_u32(file, "K") != Some(DRAW_TOP_K_MAX as u32) {
-            return Err(Error::GpuValidation {
-                context: format!("preparing `{key}`"),
-                message: format!("sample.wgsl's `const K` is not sample::DRAW_TOP_K_MAX ({DRAW_TOP_K_MAX})"),
-            });
+            return Err(bad(format!(
+                "sample.wgsl's `const K` is not sample::DRAW_TOP_K_MAX ({DRAW_TOP_K_MAX})"
+            )));
         }
+        let (Some(chunk), Some(hdr), Some(list)) =
+            (const_u32(file, "CHUNK"), const_u32(file, "HDR"), const_u32(file, "L"))
+        else {
+            return Err(bad("sample.wgsl lacks `const CHUNK`, `HDR` or `L`".into()));
+        };
         let pipeline = gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, "sample", &[], false))?;
         fits("sample logits buffer bytes", logits.0, logits.1, max_rows as u64 * n_vocab as u64)?;
         fits("sample token buffer bytes", token.0, token.1, max_rows as u64)?;
-        let params = Params {
-            n_vocab,
-            logits_off: u32_of("sample logits offset", logits.1)?,
-            token_off: u32_of("sample token offset", token.1)?,
-            _pad: 0,
-        };
-        let params_buf = gpu.uniform(key, &params)?;
-        let draws = gpu.storage("sample draws", max_rows.max(1) as u64 * size_of::<RowDraw>() as u64)?;
-        let bind = gpu.bind(
-            key,
-            &pipeline,
-            &[
-                logits.0.as_entire_binding(),
-                token.0.as_entire_binding(),
-                draws.as_entire_binding(),
-                params_buf.as_entire_binding(),
-                step.buffer().as_entire_binding(),
-            ],
-        )?;
-        Ok(Sample { pipeline, bind, draws, max_rows, staged: Vec::new(), _params: params_buf })
+        let rows = max_rows.max(1) as u64;
+        let draws = gpu.storage("sample draws", rows * size_of::<RowDraw>() as u64)?;
+        let words = gpu.storage("sample row words", rows * hdr as u64 * 4)?;
+        let cands = gpu.storage("sample candidates", rows * list as u64 * 8)?;
+        let (logits_off, token_off) =
+            (u32_of("sample logits offset", logits.1)?, u32_of("sample token offset", token.1)?);
+        let mut buffers = Vec::new();
+        let mut stages = Vec::new();
+        for stage in 0..4 {
+            let params = gpu.uniform(key, &Params { n_vocab, logits_off, token_off, stage })?;
+            stages.push(gpu.bind(
+                key,
+                &pipeline,
+                &[
+                    logits.0.as_entire_binding(),
+                    token.0.as_entire_binding(),
+                    draws.as_entire_binding(),
+                    params.as_entire_binding(),
+                    step.buffer().as_entire_binding(),
+                    words.as_entire_binding(),
+                    cands.as_entire_binding(),
+                ],
+            )?);
+            buffers.push(params);
+        }
+        buffers.extend([words, cands]);
+        let chunks = n_vocab.div_ceil(chunk).max(1);
+        if chunks > gpu.caps().max_workgroups_per_dim {
+            return Err(bad(format!("{n_vocab} logits need {chunks} workgroups per row")));
+        }
+        Ok(Sample { pipeline, stages, chunks, draws, max_rows, staged: Vec::new(), _buffers: buffers })
     }
 
     /// Uploads the draws of a step's output rows (`None`: the row does not sample); rows past
@@ -126,8 +149,13 @@ impl Sample {
             return;
         }
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind, &[]);
-        pass.dispatch_workgroups(n, 1, 1);
+        for (stage, bind) in self.stages.iter().enumerate() {
+            pass.set_bind_group(0, bind, &[]);
+            match stage {
+                3 => pass.dispatch_workgroups(n, 1, 1),
+                _ => pass.dispatch_workgroups(self.chunks, n, 1),
+            }
+        }
     }
 }
 
