@@ -233,15 +233,20 @@ fn live_objects(gpu: &Gpu) -> [isize; 5] {
     ]
 }
 
-#[test]
-fn a_batched_step_creates_nothing_and_records_one_pass() {
+/// A tiny synthetic llama (Q4_K weights, Q6_K output) as GGUF bytes.
+fn tiny_llama(seed: u64) -> Vec<u8> {
     use aether_core::model::Arch;
     use aether_core::quant::GgmlType;
     use aether_core::synth::{Shape, Spec, Synth};
-    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
-    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
-    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed };
+    Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth")
+}
+
+#[test]
+fn a_batched_step_creates_nothing_and_records_one_pass() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let bytes = tiny_llama(3);
     let g = Gguf::parse(&bytes).expect("parse");
     let model = Model::from_gguf(&g).expect("model");
     let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
@@ -311,14 +316,9 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
 /// nothing, which drops the step in flight).
 #[test]
 fn sampled_decode_runs_one_step_ahead() {
-    use aether_core::model::Arch;
-    use aether_core::quant::GgmlType;
     use aether_core::sample::Sampler;
-    use aether_core::synth::{Shape, Spec, Synth};
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
-    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
-    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 5 };
-    let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+    let bytes = tiny_llama(5);
     let g = Gguf::parse(&bytes).expect("parse");
     let model = Model::from_gguf(&g).expect("model");
     let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
