@@ -36,6 +36,9 @@ const HDR: u32 = 12u;
 // Distance bins per logit, and bins: logits within BINS / S = 32 of the maximum are counted.
 const S: f32 = 8.0;
 const BINS: f32 = 256.0;
+// key_of(+inf): keys from here up are +inf and NaN (a constant: WGSL has no inf literal, and
+// Tint rejects one made by a constant bitcast).
+const INF_KEY: u32 = 0xff800000u;
 // A padding slot of the sort: after every real candidate.
 const PAD_ID: u32 = 0xffffffffu;
 
@@ -135,7 +138,7 @@ fn radix_pass(lid: u32, base: u32, n: u32, ids: bool, tkey: u32, shift: u32, mas
 // distance in bins, how many logits lie within it), or (0, L + 1) when no rung holds k or the
 // one that does holds more than L.
 fn rung(h: u32, k: u32) -> vec2<u32> {
-    if atomicLoad(&hdr[h]) >= key_of(bitcast<f32>(0x7f800000u)) {
+    if atomicLoad(&hdr[h]) >= INF_KEY {
         return vec2<u32>(0u, L + 1u);  // a NaN or +inf: no distances
     }
     for (var r = 0u; r < 9u; r++) {
@@ -174,7 +177,7 @@ fn chunk_stage(lid: u32, g: u32, row: u32, base: u32, n: u32, k: u32) {
         chosen.x = atomicLoad(&hdr[h]);
     }
     let mkey = workgroupUniformLoad(&chosen).x;
-    if mkey >= key_of(bitcast<f32>(0x7f800000u)) {
+    if mkey >= INF_KEY {
         return;  // a NaN or +inf: stage 3 takes the exact path
     }
     let m = value_of(mkey);

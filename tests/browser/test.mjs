@@ -239,6 +239,25 @@ await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64
   check(stats.wasmMemoryBytes < 64 << 20, `wasm memory ${stats.wasmMemoryBytes} B after generating, over 64 MB`);
 }, 600);
 
+await test("GPU sampling: a seeded completion repeats itself; top-k 1 is the greedy text", async () => {
+  const r = await page.evaluate(async (prompt) => {
+    const engine = window.engine;
+    if (engine?.info.backend !== "webgpu") return { skipped: "no GPU engine loaded" };
+    const text = async (extra) =>
+      (await engine.completions.create({ prompt, max_tokens: 6, ...extra })).choices[0].text;
+    return {
+      seeded: [await text({ temperature: 0.8, seed: 7 }), await text({ temperature: 0.8, seed: 7 })],
+      topK1: await text({ temperature: 0.8, top_k: 1, seed: 3 }),
+      greedy: await text({ temperature: 0 }),
+    };
+  }, PROMPT);
+  check(!r.skipped, r.skipped);
+  report.gpuSampledText = r.seeded[0];
+  check(r.seeded[0].length > 0, "empty sampled text");
+  eq(r.seeded[1], r.seeded[0], "the same seed twice");
+  eq(r.topK1, r.greedy, "top-k 1 sampled vs greedy");
+}, 600);
+
 await test("GPU device lost: DeviceLostError for the request in flight and later ones; a new load works", async () => {
   const r = await page.evaluate(async (prompt) => {
     const engine = window.engine;
