@@ -239,6 +239,18 @@ await test("GPU path: weights streamed into WebGPU buffers, wasm memory under 64
   check(stats.wasmMemoryBytes < 64 << 20, `wasm memory ${stats.wasmMemoryBytes} B after generating, over 64 MB`);
 }, 600);
 
+await test("every kernel the engine could run builds in this browser's WGSL compiler", async () => {
+  const r = await page.evaluate(async () => {
+    const engine = window.engine;
+    if (engine?.info.backend !== "webgpu") return { skipped: "no GPU engine loaded" };
+    return await engine._debug("compileAll");
+  });
+  check(!r.skipped, r.skipped);
+  report.kernelsCompiled = r.checked;
+  check(r.checked > 60, `only ${r.checked} kernels`);
+  eq(JSON.stringify(r.failures.map((f) => `${f.name}: ${f.message.slice(0, 300)}`)), "[]", "kernels the browser rejects");
+}, 600);
+
 await test("GPU sampling: a seeded completion repeats itself; top-k 1 is the greedy text", async () => {
   const r = await page.evaluate(async (prompt) => {
     const engine = window.engine;

@@ -159,7 +159,8 @@ export class Engine {
   /**
    * Test hooks, not API: `"stats"` resolves to `{ wasmMemoryBytes }` (the worker's wasm memory,
    * which never shrinks: the peak so far); `"loseDevice"` destroys the worker's GPU device, as a
-   * driver reset would lose it.
+   * driver reset would lose it; `"compileAll"` builds every kernel the engine could run with the
+   * browser's WGSL compiler and resolves to `{ checked, failures: [{ name, message }] }`.
    */
   _debug(op) {
     return this.#call({ type: "debug", op });

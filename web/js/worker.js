@@ -9,7 +9,7 @@
 // model. A cached copy is used when valid; a cached copy that fails its checks is deleted and the
 // file fetched again.
 
-import init, { WasmLoader, capabilities, openGpu } from "./wasm/aether_web.js";
+import init, { WasmLoader, capabilities, compileAll, openGpu } from "./wasm/aether_web.js";
 import { DownloadError, toWire } from "./errors.js";
 import {
   DEFAULT_CACHE,
@@ -62,8 +62,18 @@ self.onmessage = (ev) => {
       break;
     case "debug":
       // Test hooks. loseDevice: destroy the GPU device, even mid-step. stats: the wasm memory's
-      // size now (it never shrinks: the peak so far).
+      // size now (it never shrinks: the peak so far). compileAll: build every kernel.
       if (m.op === "loseDevice") engine?.loseDevice();
+      if (m.op === "compileAll") {
+        // Every kernel through this browser's WGSL compiler (needs the GPU opened by a load).
+        (ready ?? Promise.reject(new Error("no engine loaded")))
+          .then(() => compileAll())
+          .then(
+            (json) => post({ type: "result", id: m.id, value: JSON.parse(json) }),
+            (e) => post({ type: "error", id: m.id, error: toWire(e) }),
+          );
+        break;
+      }
       (ready ?? Promise.resolve(null)).then((wasm) =>
         post({ type: "result", id: m.id, value: { wasmMemoryBytes: wasm?.memory.buffer.byteLength ?? 0 } }),
       );

@@ -27,7 +27,7 @@ pub mod request;
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
-use aether_core::gpu::{Gpu, GpuOptions};
+use aether_core::gpu::{Gpu, GpuOptions, shaders};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::EngineCore;
@@ -81,6 +81,23 @@ pub async fn open_gpu() -> Result<String, JsValue> {
         "maxStorageBinding": caps.max_storage_binding,
     })
     .to_string())
+}
+
+/// For tests: builds every kernel the engine could run on this device ([`shaders::browser_kernels`])
+/// with the browser's own WGSL compiler, and returns `{ "checked", "failures": [{ "name",
+/// "message" }] }` as JSON. Needs `openGpu` first.
+#[wasm_bindgen(js_name = compileAll)]
+pub async fn compile_all() -> Result<String, JsValue> {
+    let gpu = the_gpu()
+        .ok_or_else(|| js(WebError::new(error::Kind::Internal, "openGpu has not opened a device")))?;
+    let kernels = shaders::browser_kernels(gpu.caps().subgroups);
+    let mut failures = Vec::new();
+    for (name, src) in &kernels {
+        if let Err(e) = gpu.check_kernel(name, src).await {
+            failures.push(serde_json::json!({ "name": name, "message": e.to_string() }));
+        }
+    }
+    Ok(serde_json::json!({ "checked": kernels.len(), "failures": failures }).to_string())
 }
 
 /// What this build of the engine can run, as JSON: `{ "version", "backends", "gpu" }` (`gpu`:

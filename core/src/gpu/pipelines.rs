@@ -121,6 +121,26 @@ impl Gpu {
         Ok(pipeline)
     }
 
+    /// Builds `src` (WGSL with a `main` entry point) into a compute pipeline, uncached, and awaits
+    /// whether the device took it: for checking kernels against the device's own compiler (the
+    /// browser's is stricter than naga in places), not for running them.
+    pub async fn check_kernel(&self, name: &str, src: &str) -> Result<()> {
+        let scope = self.error_scope();
+        let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let _ = self.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        scope.finish(self, &format!("building `{name}`")).await
+    }
+
     /// Keys of the pipelines built so far, in order.
     pub fn pipeline_keys(&self) -> Vec<String> {
         self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()

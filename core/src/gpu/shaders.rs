@@ -255,3 +255,58 @@ fn section_span(src: &str, name: &str) -> Option<(usize, usize)> {
 pub fn for_backend(src: String, subgroups: bool, browser: bool) -> String {
     if subgroups && browser { format!("enable subgroups;\n{src}") } else { src }
 }
+
+/// Every kernel the browser's WebGPU backend could be asked to build, as the launchers prepare
+/// them there, named: each stand-alone kernel alone and with each section its variant files
+/// (`<stem>_*.wgsl`, and glu.wgsl's `act` for act_quant) can swap in, each mat-vec with both
+/// reductions, the mat-vecs over a few tokens, and the embedding lookup and the portable matmul
+/// with every decoder (the tensor-core matmul is native only). Subgroup variants only when
+/// `subgroups`. For checking them against the browser's own WGSL compiler, which is stricter than
+/// naga in places (a constant bitcast to +inf).
+pub fn browser_kernels(subgroups: bool) -> Vec<(String, String)> {
+    let reductions: &[bool] = if subgroups { &[false, true] } else { &[false] };
+    let uses_subgroups = |file: &str| file.ends_with("_sg.wgsl") || file.contains("subgroup");
+    let sections = |src: &str| -> Vec<String> {
+        src.lines()
+            .filter_map(|l| l.strip_prefix("// ---- ")?.split([' ', ':']).next().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (name, src) in ALL.iter().filter(|(n, s)| stands_alone(n) && s.contains("@compute")) {
+        out.push((name.to_string(), for_backend(src.to_string(), false, true)));
+        let stem = name.trim_end_matches(".wgsl");
+        for (file, from) in ALL {
+            let variant =
+                file.starts_with(&format!("{stem}_")) || (*name == "act_quant.wgsl" && *file == "glu.wgsl");
+            if !variant || (uses_subgroups(file) && !subgroups) {
+                continue;
+            }
+            for section in sections(src).into_iter().filter(|s| sections(from).contains(s)) {
+                if let Some(v) = swap_section(src, from, &section) {
+                    out.push((
+                        format!("{name} with {file}'s {section}"),
+                        for_backend(v, uses_subgroups(file), true),
+                    ));
+                }
+            }
+        }
+    }
+    for ty in MATVEC_TYPES {
+        let Some(kernel) = matvec_stem(ty).and_then(|s| source(&format!("{s}.wgsl"))) else { continue };
+        for &sg in reductions {
+            if let Some(v) = splice_reduce(kernel, sg, true) {
+                out.push((format!("mat-vec {} (subgroups {sg})", ty.name()), v));
+            }
+            if let Some(v) = matvec_multi_source(ty, sg, true) {
+                out.push((format!("few-token mat-vec {} (subgroups {sg})", ty.name()), v));
+            }
+        }
+        for kernel in ["get_rows.wgsl", "matmul.wgsl"] {
+            if let Some(v) = source(kernel).and_then(|k| with_decoder(k, ty)) {
+                out.push((format!("{kernel} with {}", ty.name()), v));
+            }
+        }
+    }
+    out
+}

@@ -286,3 +286,15 @@ fn every_decoded_kernel_writes_spirv() {
         }
     }
 }
+
+/// The browser's kernel list ([`shaders::browser_kernels`]) names real, valid modules (naga, less
+/// the `enable subgroups;` only the browser's compiler wants), so a failure of one in the browser
+/// is that compiler's.
+#[test]
+fn every_browser_kernel_validates() {
+    let kernels = shaders::browser_kernels(true);
+    assert!(kernels.len() > 60, "only {} kernels", kernels.len());
+    for (name, src) in kernels {
+        validate(&name, &src.replace("enable subgroups;\n", ""));
+    }
+}
