@@ -399,7 +399,7 @@ struct Ahead {
     wants: Vec<Want>,
     /// Its tokens: those picked by the step before, once read back.
     inputs: Option<Vec<u32>>,
-    /// Where its own argmaxes land, and its submission (to wait for that alone).
+    /// Where its own tokens land, and its submission (to wait for that alone).
     slot: usize,
     submission: wgpu::SubmissionIndex,
 }
@@ -794,9 +794,9 @@ impl<'g> GpuBackend<'g> {
 
     /// Records and submits the step of `self.plan`: the body over its tokens, the head over its
     /// outputs, and their argmaxes with `argmax`, then the tokens of the rows with a draw with
-    /// `sample` (the draws written by [`Sample::write`]). `fed`: the token ids are the previous
-    /// step's argmaxes, copied on the GPU (the plan's ids are not written). `staging`: copy the
-    /// argmaxes to that read-back slot.
+    /// `sample` (the draws written by [`Sample::write`]). `fed`: the token ids are the tokens the
+    /// previous step picked, copied on the GPU (the plan's ids are not written). `staging`: copy
+    /// the picked tokens to that read-back slot.
     fn record(
         &mut self,
         argmax: bool,
