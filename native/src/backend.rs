@@ -70,10 +70,13 @@ impl Device {
             return cpu("--cpu".into());
         }
         // AETHER_NO_COOP_MATRIX=1 keeps prefill on the portable f32 matmul (to measure the
-        // tensor-core one against it).
+        // tensor-core one against it); AETHER_NO_GEMM=1 keeps long steps on the tensor-core
+        // matmul that decodes in its loop (to measure the staged product against it).
+        let set = |var| std::env::var_os(var).is_some_and(|v| v == "1");
         let opts = GpuOptions {
             poll_timeout: Some(POLL_TIMEOUT),
-            no_coop_matrix: std::env::var_os("AETHER_NO_COOP_MATRIX").is_some_and(|v| v == "1"),
+            no_coop_matrix: set("AETHER_NO_COOP_MATRIX"),
+            no_gemm: set("AETHER_NO_GEMM"),
             multi_max: args.multi_max,
             split_target: args.split_target,
             ..Default::default()

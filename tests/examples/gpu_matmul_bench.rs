@@ -142,9 +142,10 @@ fn bench(gpu: &Gpu, case: &Operands, variant: Option<(&str, &str)>) {
     let checked = CHECKED_TOKENS.min(n_tokens);
     let got = pollster::block_on(gpu.read_f32(&ys[0], 0, checked * rows)).expect("read y");
     let splits = ops[0].splits(n_tokens as u32);
-    let label = match splits {
-        1 => ops[0].key().to_string(),
-        s => format!("{} k/{s}", ops[0].key()),
+    let label = match (ops[0].staged_chunks(n_tokens as u32), splits) {
+        (0, 1) => ops[0].key().to_string(),
+        (0, s) => format!("{} k/{s}", ops[0].key()),
+        (c, _) => format!("staged {} ({c} chunks)", ops[0].key()),
     };
     let nmse = assert_nmse(&got, want, 5e-4, &format!("{label} {rows}x{cols}"));
 

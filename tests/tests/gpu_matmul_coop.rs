@@ -35,8 +35,8 @@ fn coop_gpu(opts: GpuOptions) -> Option<Gpu> {
     Some(gpu)
 }
 
-/// What one case ran: NMSE, pipeline key, column splits.
-type Ran = (f64, String, u32);
+/// What one case ran: NMSE, pipeline key, column splits, staged chunks (0: unstaged).
+type Ran = (f64, String, u32, usize);
 
 /// Y = W·Xᵀ for `n_tokens` tokens (buffers for `n_tokens + 2`, x at element 3, y at 5); checks
 /// nothing outside Y's rows was written and returns what ran, or what differed.
@@ -52,7 +52,7 @@ fn check(
     let x = rng.vec(n_tokens * cols);
     let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).map_err(|e| format!("{what}: CPU twin: {e}"))?;
     let (x_off, y_off, max_tokens) = (3usize, 5usize, n_tokens as u32 + 2);
-    let run = || -> aether_core::Result<(Vec<f32>, String, u32)> {
+    let run = || -> aether_core::Result<(Vec<f32>, String, u32, usize)> {
         let w = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})?;
         let xb = gpu.storage("x", (x_off + max_tokens as usize * cols) as u64 * 4)?;
         gpu.queue().write_buffer(&xb, x_off as u64 * 4, bytemuck::cast_slice(&x));
@@ -69,17 +69,18 @@ fn check(
         }
         gpu.submit(enc, "matmul_coop test")?;
         let splits = op.splits(n_tokens as u32);
-        Ok((pollster::block_on(gpu.read_f32(&yb, 0, y_len))?, op.key().to_string(), splits))
+        let chunks = op.staged_chunks(n_tokens as u32);
+        Ok((pollster::block_on(gpu.read_f32(&yb, 0, y_len))?, op.key().to_string(), splits, chunks))
     };
-    let (y, key, splits) = run().map_err(|e| format!("{what}: {e}"))?;
-    let what = format!("{what} splits={splits}");
+    let (y, key, splits, chunks) = run().map_err(|e| format!("{what}: {e}"))?;
+    let what = format!("{what} splits={splits} staged chunks={chunks}");
     let end = y_off + n_tokens * rows;
     if let Some(i) = (0..y_off).chain(end..y.len()).find(|&i| y[i] != UNTOUCHED) {
         return Err(format!("{what}: wrote y[{i}] = {} outside y[{y_off}..{end}]", y[i]));
     }
     let nmse = std::panic::catch_unwind(|| assert_nmse(&y[y_off..end], &want, MAX_NMSE, &what))
         .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())?;
-    Ok((nmse, key, splits))
+    Ok((nmse, key, splits, chunks))
 }
 
 #[test]
@@ -88,10 +89,13 @@ fn matmul_coop_matches_cpu_for_every_type() {
     let Some(unsplit) = coop_gpu(GpuOptions { split_target: Some(0), ..Default::default() }) else {
         return;
     };
+    let Some(unstaged) = coop_gpu(GpuOptions { no_gemm: true, ..Default::default() }) else { return };
+    assert!(gpu.caps().gemm && !unstaged.caps().gemm, "{}", gpu.describe());
     let mut rng = Rng::new(0xc00b);
     let mut failures = Vec::new();
     let mut keys = Vec::new();
-    let mut most_splits = [0u32; 2];
+    let mut most_splits = [0u32; 3];
+    let mut staged = [0usize; 3];
     for ty in shaders::DECODER_TYPES {
         let widths: &[usize] = match ty.block_size() {
             1 => &[34, 578],
@@ -101,14 +105,15 @@ fn matmul_coop_matches_cpu_for_every_type() {
         let mut worst = 0f64;
         let mut case = 0;
         for rows in [7, 130, 300] {
-            for n_tokens in [1, 17, 64, 100] {
+            for n_tokens in [1, 17, 64, 100, 150, 300] {
                 case += 1;
                 let (cols, raw) = (widths[case % widths.len()], case % 3 == 0);
-                for (i, g) in [&gpu, &unsplit].into_iter().enumerate() {
+                for (i, g) in [&gpu, &unsplit, &unstaged].into_iter().enumerate() {
                     match check(g, ty, (rows, cols, n_tokens), raw, &mut rng) {
-                        Ok((nmse, key, splits)) => {
+                        Ok((nmse, key, splits, chunks)) => {
                             worst = worst.max(nmse);
                             most_splits[i] = most_splits[i].max(splits);
+                            staged[i] += (chunks > 0) as usize;
                             if !keys.contains(&key) {
                                 keys.push(key);
                             }
@@ -123,8 +128,11 @@ fn matmul_coop_matches_cpu_for_every_type() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(keys.len(), shaders::DECODER_TYPES.len(), "{keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("matmul_coop_")), "not the coop kernel: {keys:?}");
-    // Planned splits (768 columns = 24 steps: 6 ways) and none with split-K off.
-    assert_eq!(most_splits, [6, 1], "most column splits (planned, off)");
+    // Planned splits (768 columns = 24 steps: 6 ways) and none with split-K off; every step
+    // past SPLIT_TOKENS staged (2 of 6 token counts × 3 row counts per type), none with it off.
+    assert_eq!(most_splits, [6, 1, 6], "most column splits (planned, off, unstaged)");
+    let per_device = 6 * shaders::DECODER_TYPES.len();
+    assert_eq!(staged, [per_device, per_device, 0], "staged steps (planned, unsplit, off)");
 }
 
 /// A llama-sized width (many steps of the column loop) and a tensor split by a small binding
@@ -160,14 +168,42 @@ fn matmul_coop_long_rows_and_pieces() {
         let Some(gpu) = coop_gpu(opts) else { return };
         for &(ty, rows, cols, n_tokens, want_splits) in cases {
             match check(&gpu, ty, (rows, cols, n_tokens), false, &mut rng) {
-                Ok((nmse, _, splits)) if splits == want_splits => {
+                Ok((nmse, _, splits, _)) if splits == want_splits => {
                     eprintln!("{ty} {rows}x{cols} tokens={n_tokens} splits={splits}: NMSE {nmse:.2e}")
                 }
-                Ok((_, _, splits)) => failures.push(format!(
+                Ok((_, _, splits, _)) => failures.push(format!(
                     "{ty} {rows}x{cols} tokens={n_tokens} binding {limit}: {splits} splits, expected {want_splits}"
                 )),
                 Err(e) => failures.push(e),
             }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The staged product in chunks: a 1 MiB binding limit caps the staging buffer, so a tall tensor
+/// is staged a chunk of rows at a time, and a row-split one chunk by chunk within each piece,
+/// every chunk writing its rows of the one output.
+#[test]
+fn staged_matmul_in_chunks_and_pieces() {
+    let Some(gpu) = coop_gpu(GpuOptions { max_storage_binding: Some(1 << 20), ..Default::default() }) else {
+        return;
+    };
+    let mut rng = Rng::new(78);
+    let mut failures = Vec::new();
+    // 4000 × 256 Q4_K: one piece; X region 256 tokens × 512 bytes, room for 1792 rows: 3 chunks
+    // of 1408, 1408, 1184. 9000 × 256 Q8_0 (2.4 MB): pieces of under 3856 rows, each in chunks
+    // of at most 1664 rows (X region for 384 tokens): more chunks than pieces.
+    for (ty, rows, n_tokens, want) in [(GgmlType::Q4K, 4000, 130, 3..=3), (GgmlType::Q8_0, 9000, 300, 4..=12)]
+    {
+        match check(&gpu, ty, (rows, 256, n_tokens), false, &mut rng) {
+            Ok((nmse, _, _, chunks)) if want.contains(&chunks) => {
+                eprintln!("{ty} {rows}x256 tokens={n_tokens}: {chunks} chunks, NMSE {nmse:.2e}")
+            }
+            Ok((_, _, _, chunks)) => {
+                failures.push(format!("{ty} {rows}: {chunks} chunks, expected {want:?}"))
+            }
+            Err(e) => failures.push(e),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -36,6 +36,9 @@ pub struct GpuOptions {
     /// Leave cooperative matrices off even if the adapter has them ([`Caps::coop_matrix`]):
     /// the prefill product then runs the portable f32 kernel (tests it, measures against it).
     pub no_coop_matrix: bool,
+    /// Leave the staged product off ([`Caps::gemm`]): long steps then run the tensor-core
+    /// matmul that decodes its tiles in the loop, as short ones do. For measuring.
+    pub no_gemm: bool,
     /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
     /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
     pub software: Option<bool>,
@@ -71,6 +74,11 @@ pub struct Caps {
     /// `EXPERIMENTAL_COOPERATIVE_MATRIX`, Vulkan's `VK_KHR_cooperative_matrix`); never on the web
     /// or on CPU adapters.
     pub coop_matrix: bool,
+    /// Long steps' products stage their operands as f16 and multiply them with the 128 × 128-tile
+    /// tensor-core kernel (`shaders/gemm_stage.wgsl`, `shaders/gemm_coop.wgsl`; see
+    /// [`MatMul`](super::MatMul)): [`coop_matrix`](Caps::coop_matrix) and 48 KiB of workgroup
+    /// memory, unless [`GpuOptions::no_gemm`].
+    pub gemm: bool,
     /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
     /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD
     /// group of a workgroup with a barrier as a coroutine — so the mat-vec kernels take a
@@ -164,9 +172,9 @@ impl Gpu {
                     // SAFETY: wgpu asks callers of experimental features to accept that its
                     // implementation may still have bugs. We request only cooperative matrices,
                     // only where the adapter lists the configuration our one kernel uses, and
-                    // that kernel keeps within what the feature documents (subgroup-uniform
-                    // loads, stores and multiply-adds on in-bounds workgroup memory; see
-                    // shaders/matmul_coop.wgsl). Every device stays usable without it
+                    // those kernels keep within what the feature documents (subgroup-uniform
+                    // loads, stores and multiply-adds on in-bounds workgroup and storage memory;
+                    // see shaders/matmul_coop.wgsl and shaders/gemm_coop.wgsl). Every device stays usable without it
                     // (`GpuOptions::no_coop_matrix`).
                     unsafe { wgpu::ExperimentalFeatures::enabled() }
                 } else {
@@ -212,7 +220,7 @@ impl Gpu {
     pub fn describe(&self) -> String {
         let c = &self.caps;
         format!(
-            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} coop_matrix={} timestamps={} software={} max_binding={} MiB max_buffer={} MiB",
+            "{} ({:?}, {:?}, {} {}) subgroups={} [{}..{}] f16={} coop_matrix={} gemm={} timestamps={} software={} max_binding={} MiB max_buffer={} MiB",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -223,6 +231,7 @@ impl Gpu {
             c.subgroup_max_size,
             c.shader_f16,
             c.coop_matrix,
+            c.gemm,
             c.timestamps,
             c.software,
             c.max_storage_binding >> 20,
@@ -338,6 +347,9 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
         coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+        gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
+            && !opts.no_gemm,
         software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,
@@ -356,6 +368,10 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
 
 /// Workgroup memory `shaders/matmul_coop.wgsl` declares (its three tiles), bytes.
 pub(crate) const COOP_WORKGROUP_BYTES: u32 = 23 * 1024;
+
+/// Workgroup memory `shaders/gemm_coop.wgsl` declares (two double-buffered tiles and the edge
+/// staging), bytes.
+pub(crate) const GEMM_WORKGROUP_BYTES: u32 = 48 * 1024;
 
 /// Whether cooperative matrices are worth requesting here: the adapter offers the feature, lists
 /// the configuration the coop kernel is written for (16×16×16, f16 A/B, f32 C), is a GPU with

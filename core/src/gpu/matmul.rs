@@ -22,8 +22,16 @@
 //! shared split scratch and [`MatMulReduce`] sums them into Y. Longer steps fill the GPU with token
 //! tiles and run unsplit.
 //!
+//! Staged product (tensor cores, [`Caps::gemm`]): a step of more than [`SPLIT_TOKENS`] tokens
+//! does not decode weight tiles inside its multiply loop. `gemm_stage.wgsl` first decodes the
+//! weights, a chunk of rows at a time, into f16 rows of the device's shared staging buffer (and
+//! the step's X once, beside them), and `gemm_coop.wgsl` multiplies the staged rows with plain
+//! 16-byte loads and 128 × 128 tiles: on an H100 ~130–155 TFLOP/s against the decoding kernel's
+//! 40–46, for one f16 write and read of each weight per step (docs/PERF.md).
+//!
 //! [`Caps::coop_matrix`]: super::Caps::coop_matrix
 //! [`Caps::split_target`]: super::Caps::split_target
+//! [`Caps::gemm`]: super::Caps::gemm
 
 use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
@@ -51,6 +59,38 @@ struct Params {
 }
 
 const _: () = assert!(size_of::<Params>() == 48);
+
+/// Mirrors `struct Params` of gemm_stage.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct StageParams {
+    n_rows: u32,
+    cols: u32,
+    row_bytes: u32,
+    row0_byte: u32,
+    kq: u32,
+    x_off: u32,
+    w_at: u32,
+    max_tokens: u32,
+}
+
+/// Mirrors `struct Params` of gemm_coop.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    n_rows: u32,
+    kq8: u32,
+    w_at8: u32,
+    y_off: u32,
+    y_stride: u32,
+    max_tokens: u32,
+    _pad: [u32; 2],
+}
+
+/// Bytes of the device's staging buffer for the staged product (X region and W region), at most
+/// one storage binding: llama3-8b's widest weight (4096 × 14336) and a 512-token X fit whole, its
+/// fused gate|up (28672 rows) in two chunks.
+const GEMM_SCRATCH_BYTES: u64 = 144 << 20;
 
 /// Default of [`Caps::split_target`](super::Caps::split_target): about two workgroups per SM of an
 /// H100 (132 SMs), so one's loads overlap the other's multiplies.
@@ -83,7 +123,166 @@ pub struct MatMul {
     tile_tokens: u32,
     max_tokens: u32,
     split: Option<Split>,
+    /// The staged product, for steps of more than [`SPLIT_TOKENS`] tokens.
+    gemm: Option<Box<Gemm>>,
     _params: PieceParams,
+}
+
+/// A [`MatMul`]'s staged product: per chunk of a piece's rows, a staging dispatch
+/// (`gemm_stage_<type>`) and a product dispatch (`gemm_coop`) over the device's staging buffer.
+struct Gemm {
+    stage: wgpu::ComputePipeline,
+    gemm: wgpu::ComputePipeline,
+    chunks: Vec<Chunk>,
+    /// Workgroups along a staged row.
+    stage_groups: u32,
+    /// Tokens per tile of `gemm_coop`.
+    tile_tokens: u32,
+    max_tokens: u32,
+    _params: [PieceParams; 2],
+}
+
+struct Chunk {
+    stage: wgpu::BindGroup,
+    gemm: wgpu::BindGroup,
+    rows: u32,
+    /// The tensor's first chunk also stages the step's X.
+    stages_x: bool,
+    row_tiles: u32,
+}
+
+impl Gemm {
+    /// The plan for `w`, or `None` where the device has no staged product or its staging buffer
+    /// cannot hold X and one tile of rows.
+    fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        step: &StepBuffer,
+        max_tokens: u32,
+    ) -> Result<Option<Gemm>> {
+        if !gpu.caps().gemm || max_tokens <= SPLIT_TOKENS {
+            return Ok(None);
+        }
+        let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
+        let missing = |name: &str| Error::GpuValidation {
+            context: "preparing the staged matmul".into(),
+            message: format!("{name} is not in shaders::ALL or lacks its tile constants"),
+        };
+        let kernel = source("gemm_coop.wgsl").ok_or_else(|| missing("gemm_coop.wgsl"))?;
+        let stage_src = source("gemm_stage.wgsl").ok_or_else(|| missing("gemm_stage.wgsl"))?;
+        let tile = |name| const_u32(kernel, name).filter(|&t| t > 0).ok_or_else(|| missing("gemm_coop.wgsl"));
+        let (tm, tn, tk) = (tile("TM")? as u64, tile("TN")?, tile("TK")? as u64);
+        let stage_wg =
+            const_u32(stage_src, "WG").filter(|&t| t > 0).ok_or_else(|| missing("gemm_stage.wgsl"))?;
+
+        // Staged rows: the width rounded up to whole steps, as f16 (8 bytes per vec4<f16>).
+        let kq = w.cols.next_multiple_of(tk) / 4;
+        let row_unit = kq * 8;
+        let scratch = gemm_scratch(gpu)?;
+        let x_bytes = (max_tokens as u64).next_multiple_of(tn as u64) * row_unit;
+        let room = scratch.size().saturating_sub(x_bytes) / row_unit / tm * tm;
+        let max_dim = gpu.caps().max_workgroups_per_dim as u64;
+        let most_rows = room.min((max_dim.saturating_sub(max_tokens as u64)) / tm * tm);
+        if most_rows == 0 || kq.div_ceil(stage_wg as u64) > max_dim {
+            return Ok(None);
+        }
+
+        let key = format!("gemm_stage_{}", w.ty.name().to_ascii_lowercase());
+        let stage =
+            gpu.pipeline(&key, Family::Auto, || with_decoder(stage_src, w.ty).ok_or_else(unsupported))?;
+        let gemm = gpu.pipeline("gemm_coop", Family::Auto, || Ok(kernel.to_string()))?;
+        let (mut stage_params, mut gemm_params, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, piece) in w.pieces.iter().enumerate() {
+            // Chunks of equal rows (whole tiles but the last), as few as the buffer allows.
+            let n = piece.rows.div_ceil(most_rows);
+            let per = piece.rows.div_ceil(n.max(1)).next_multiple_of(tm);
+            let mut first = 0;
+            while first < piece.rows {
+                let rows = per.min(piece.rows - first);
+                stage_params.push(StageParams {
+                    n_rows: rows as u32,
+                    cols: w.cols as u32,
+                    row_bytes: w.row_bytes as u32,
+                    row0_byte: (first * w.row_bytes) as u32,
+                    kq: kq as u32,
+                    x_off: x_off as u32,
+                    w_at: (x_bytes / 8) as u32,
+                    max_tokens,
+                });
+                gemm_params.push(GemmParams {
+                    n_rows: rows as u32,
+                    kq8: (kq / 2) as u32,
+                    w_at8: (x_bytes / 16) as u32,
+                    y_off: (y_off + piece.first_row + first) as u32,
+                    y_stride: w.rows as u32,
+                    max_tokens,
+                    _pad: [0; 2],
+                });
+                spans.push((i, rows));
+                first += rows;
+            }
+        }
+        let params =
+            [PieceParams::new(gpu, &key, &stage_params)?, PieceParams::new(gpu, "gemm_coop", &gemm_params)?];
+        let chunks = spans
+            .iter()
+            .enumerate()
+            .map(|(c, &(i, rows))| {
+                let piece = &w.pieces[i];
+                let stage_bind = gpu.bind(
+                    &key,
+                    &stage,
+                    &[
+                        piece.binding(w.row_bytes),
+                        x.as_entire_binding(),
+                        scratch.as_entire_binding(),
+                        params[0].binding(c),
+                        step.buffer().as_entire_binding(),
+                    ],
+                )?;
+                let gemm_bind = gpu.bind(
+                    "gemm_coop",
+                    &gemm,
+                    &[
+                        scratch.as_entire_binding(),
+                        y.as_entire_binding(),
+                        params[1].binding(c),
+                        step.buffer().as_entire_binding(),
+                    ],
+                )?;
+                Ok(Chunk {
+                    stage: stage_bind,
+                    gemm: gemm_bind,
+                    rows: rows as u32,
+                    stages_x: c == 0,
+                    row_tiles: rows.div_ceil(tm) as u32,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(Gemm {
+            stage,
+            gemm,
+            chunks,
+            stage_groups: kq.div_ceil(stage_wg as u64) as u32,
+            tile_tokens: tn,
+            max_tokens,
+            _params: params,
+        }))
+    }
+
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        let n = n_tokens.min(self.max_tokens);
+        for c in &self.chunks {
+            pass.set_pipeline(&self.stage);
+            pass.set_bind_group(0, &c.stage, &[]);
+            pass.dispatch_workgroups(self.stage_groups, c.rows + if c.stages_x { n } else { 0 }, 1);
+            pass.set_pipeline(&self.gemm);
+            pass.set_bind_group(0, &c.gemm, &[]);
+            pass.dispatch_workgroups(c.row_tiles, n.div_ceil(self.tile_tokens), 1);
+        }
+    }
 }
 
 impl MatMul {
@@ -231,7 +430,11 @@ impl MatMul {
             }
             _ => None,
         };
-        Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, split, _params: params })
+        let gemm = match variant {
+            None => Gemm::new(gpu, w, (x, x_off), (y, y_off), step, max_tokens)?.map(Box::new),
+            Some(_) => None,
+        };
+        Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, split, gemm, _params: params })
     }
 
     /// Column ranges a step of `n_tokens` tokens is split into (1: unsplit).
@@ -242,14 +445,28 @@ impl MatMul {
         }
     }
 
+    /// Chunks of rows a step of `n_tokens` tokens stages and multiplies (0: the step runs
+    /// unstaged).
+    pub fn staged_chunks(&self, n_tokens: u32) -> usize {
+        match &self.gemm {
+            Some(g) if n_tokens > SPLIT_TOKENS => g.chunks.len(),
+            _ => 0,
+        }
+    }
+
     /// The pipeline key (`matmul_q4_k`, or `matmul_coop_q4_k` on the tensor cores).
     pub fn key(&self) -> &str {
         &self.key
     }
 
     /// Records the product for `n_tokens` tokens (the step buffer's count; at most `max_tokens`):
-    /// one dispatch per piece of the weight tensor.
+    /// one dispatch per piece of the weight tensor (and the split-K reduce), or, staged, two per
+    /// chunk of rows.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        if let Some(gemm) = self.gemm.as_ref().filter(|_| self.staged_chunks(n_tokens) > 0) {
+            gemm.encode(pass, n_tokens);
+            return;
+        }
         let gy = n_tokens.min(self.max_tokens).div_ceil(self.tile_tokens);
         if gy == 0 {
             return;
@@ -294,6 +511,20 @@ fn split_scratch(gpu: &Gpu, tile_rows: u32) -> Result<wgpu::Buffer> {
     let want = 2 * caps.split_target.max(1) as u64 * tile_rows as u64 * SPLIT_TOKENS as u64 * 4;
     let bytes = want.min(caps.max_storage_binding).min(caps.max_buffer_size) / 4 * 4;
     let buffer = gpu.storage("matmul split scratch", bytes)?;
+    *slot = Some(buffer.clone());
+    Ok(buffer)
+}
+
+/// The device's staging buffer for the staged product (made on first use):
+/// [`GEMM_SCRATCH_BYTES`] within one storage binding.
+fn gemm_scratch(gpu: &Gpu) -> Result<wgpu::Buffer> {
+    let mut slot = gpu.pipelines.gemm_scratch.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(b) = slot.as_ref() {
+        return Ok(b.clone());
+    }
+    let caps = gpu.caps();
+    let bytes = GEMM_SCRATCH_BYTES.min(caps.max_storage_binding).min(caps.max_buffer_size) / 16 * 16;
+    let buffer = gpu.storage("matmul staging", bytes)?;
     *slot = Some(buffer.clone());
     Ok(buffer)
 }

@@ -22,6 +22,9 @@ pub(crate) struct Pipelines {
     /// matmul of the device: each writes it and sums it into its Y before the next runs (a queue
     /// runs its dispatches in order, with barriers between a write and a read).
     pub(crate) split_scratch: Mutex<Option<wgpu::Buffer>>,
+    /// The staged product's f16 operands (`matmul.rs`, `Gemm`), one buffer for every matmul of
+    /// the device, in the same way.
+    pub(crate) gemm_scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Which bind-group layout a kernel uses.
@@ -68,6 +71,7 @@ impl Pipelines {
             matvec_layout,
             matvec_pipeline_layout,
             split_scratch: Mutex::new(None),
+            gemm_scratch: Mutex::new(None),
         }
     }
 }

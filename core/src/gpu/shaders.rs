@@ -83,6 +83,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
     ("matmul_reduce.wgsl", include_str!("../../../shaders/matmul_reduce.wgsl")),
+    ("gemm_stage.wgsl", include_str!("../../../shaders/gemm_stage.wgsl")),
+    ("gemm_coop.wgsl", include_str!("../../../shaders/gemm_coop.wgsl")),
 ];
 
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");
@@ -131,7 +133,7 @@ pub fn matvec_multi_source(ty: GgmlType, subgroups: bool, browser: bool) -> Opti
 pub const DECODER_TYPES: [GgmlType; 13] = MATVEC_TYPES;
 
 /// The kernels that are prefixed with a decoder; alone they lack `w` and `dequant4`.
-pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl", "matmul_coop.wgsl"];
+pub const DECODED: &[&str] = &["get_rows.wgsl", "matmul.wgsl", "matmul_coop.wgsl", "gemm_stage.wgsl"];
 
 /// The file stem of `ty`'s decoder (`dequant_q4_k`), if it has one.
 pub fn dequant_stem(ty: GgmlType) -> Option<String> {
@@ -273,7 +275,11 @@ pub fn browser_kernels(subgroups: bool) -> Vec<(String, String)> {
             .collect()
     };
     let mut out = Vec::new();
-    for (name, src) in ALL.iter().filter(|(n, s)| stands_alone(n) && s.contains("@compute")) {
+    // Cooperative matrices never reach a browser.
+    let native_only = |src: &str| src.contains("enable wgpu_cooperative_matrix");
+    for (name, src) in
+        ALL.iter().filter(|(n, s)| stands_alone(n) && s.contains("@compute") && !native_only(s))
+    {
         out.push((name.to_string(), for_backend(src.to_string(), false, true)));
         let stem = name.trim_end_matches(".wgsl");
         for (file, from) in ALL {

@@ -188,7 +188,7 @@ fn workgroup_bytes(src: &str) -> u32 {
 }
 
 /// WebGPU guarantees 16 KiB of workgroup memory (browsers often give no more): every kernel, in
-/// every variant, must fit — except the native-only tensor-core matmul, which must declare
+/// every variant, must fit — except the native-only tensor-core matmuls, which must declare
 /// exactly what `Gpu::new` checks the adapter for.
 #[test]
 fn every_kernel_fits_webgpus_workgroup_memory() {
@@ -214,6 +214,10 @@ fn every_kernel_fits_webgpus_workgroup_memory() {
         // `Gpu::new` enables it only where the adapter has the memory it declares.
         if name.starts_with("matmul_coop.wgsl") {
             assert_eq!(bytes as u64, super::context::COOP_WORKGROUP_BYTES as u64, "{name}");
+            continue;
+        }
+        if name.starts_with("gemm_coop.wgsl") {
+            assert_eq!(bytes as u64, super::context::GEMM_WORKGROUP_BYTES as u64, "{name}");
             continue;
         }
         assert!(bytes <= 16384, "{name}: {bytes} bytes of workgroup memory");
