@@ -9,9 +9,10 @@
 // followed by this file, with the `enable` line below moved to the front (gpu::shaders::
 // with_decoder). The decoder owns binding 0 (`w`) and gives `dequant4`.
 //
-// Dispatch: (ceil(kq / WG), n_rows + tokens) workgroups, tokens = the step's count when this
+// Dispatch: (ceil(kq / (2 WG)), n_rows + tokens) workgroups, tokens = the step's count when this
 // staging converts X, else 0: workgroup row y < n_rows decodes weight row row0 + y, the others
-// convert token y - n_rows. Invocation i of workgroup x writes quad x · WG + i of its row.
+// convert token y - n_rows. Invocation i of workgroup x writes quads 2 (x · WG + i) and the one
+// after (kq is even), as one 16-byte store.
 //
 // Precision: values are clamped to ±65504 before rounding, so a large one saturates instead of
 // becoming inf (as matmul_coop.wgsl does).
@@ -26,21 +27,24 @@ struct Params {
     cols: u32,       // elements per row (ne[0])
     row_bytes: u32,  // bytes per weight row
     row0_byte: u32,  // byte of row row0 in the piece
-    kq: u32,         // vec4<f16> per staged row
+    kq: u32,         // vec4<f16> per staged row (even)
     x_off: u32,      // X's token 0, in elements
-    w_at: u32,       // the W region's first vec4<f16> (the X region starts at 0)
+    w_at: u32,       // the W region's first vec4<f16>, even (the X region starts at 0)
     max_tokens: u32, // tokens the X buffer holds
 }
 
 struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;              // [x_off + max_tokens * cols]
-@group(0) @binding(2) var<storage, read_write> s: array<vec4<f16>>;  // X region, then W region
+@group(0) @binding(2) var<storage, read_write> s: array<vec4<u32>>;  // X region, then W region
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
 
-fn h4(v: vec4<f32>) -> vec4<f16> {
-    return vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+// Eight values as f16, packed for one 16-byte store.
+fn h8(a: vec4<f32>, b: vec4<f32>) -> vec4<u32> {
+    let ca = clamp(a, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+    let cb = clamp(b, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+    return vec4<u32>(pack2x16float(ca.xy), pack2x16float(ca.zw), pack2x16float(cb.xy), pack2x16float(cb.zw));
 }
 
 // Columns c.. c + 4 of a row: zero past the row (float rows with cols % 4 == 2 end inside a quad;
@@ -54,27 +58,36 @@ fn in_row(v: vec4<f32>, c: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let q = wg.x * WG + lid;
+    let q = 2u * (wg.x * WG + lid);
     if q >= p.kq {
         return;
     }
     let c = 4u * q;
     if wg.y < p.n_rows {
-        var v = vec4<f16>(0.0);
+        let rb = p.row0_byte + wg.y * p.row_bytes;
+        var a = vec4<f32>(0.0);
+        var b = vec4<f32>(0.0);
         if c < p.cols {
-            v = h4(in_row(dequant4(p.row0_byte + wg.y * p.row_bytes, c), c));
+            a = in_row(dequant4(rb, c), c);
         }
-        s[p.w_at + wg.y * p.kq + q] = v;
+        if c + 4u < p.cols {
+            b = in_row(dequant4(rb, c + 4u), c + 4u);
+        }
+        s[(p.w_at + wg.y * p.kq + q) / 2u] = h8(a, b);
         return;
     }
     let t = wg.y - p.n_rows;
     if t >= min(step.n_tokens, p.max_tokens) {
         return;
     }
-    var v = vec4<f16>(0.0);
+    let i = p.x_off + t * p.cols + c;
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
     if c < p.cols {
-        let i = p.x_off + t * p.cols + c;
-        v = h4(in_row(vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]), c));
+        a = in_row(vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]), c);
     }
-    s[t * p.kq + q] = v;
+    if c + 4u < p.cols {
+        b = in_row(vec4<f32>(x[i + 4u], x[i + 5u], x[i + 6u], x[i + 7u]), c + 4u);
+    }
+    s[(t * p.kq + q) / 2u] = h8(a, b);
 }

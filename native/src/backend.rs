@@ -36,6 +36,10 @@ pub struct DeviceArgs {
     /// tokens (default: aether_core::gpu::SPLIT_TARGET; 0 turns split-K off). For measuring.
     #[arg(long, value_name = "WORKGROUPS")]
     pub split_target: Option<u32>,
+    /// GPU: the fewest tokens a step needs for the staged tensor-core product (default:
+    /// aether_core::gpu::GEMM_MIN_TOKENS). For measuring.
+    #[arg(long, value_name = "TOKENS")]
+    pub gemm_min_tokens: Option<u32>,
 }
 
 /// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
@@ -79,6 +83,7 @@ impl Device {
             no_gemm: set("AETHER_NO_GEMM"),
             multi_max: args.multi_max,
             split_target: args.split_target,
+            gemm_min_tokens: args.gemm_min_tokens,
             ..Default::default()
         };
         match pollster::block_on(Gpu::new(opts)) {

@@ -49,6 +49,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn time_pass(
     gpu: &Gpu,
     ops: &[MatMul],
+    staging_only: bool,
     n_tokens: u32,
     query: Option<&(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
 ) -> (Option<f64>, f64) {
@@ -62,7 +63,10 @@ fn time_pass(
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
         for _ in 0..ROUNDS {
             for op in ops {
-                op.encode(&mut pass, n_tokens);
+                match staging_only {
+                    false => op.encode(&mut pass, n_tokens),
+                    true => op.encode_staging(&mut pass, n_tokens),
+                }
             }
         }
     }
@@ -138,7 +142,7 @@ fn bench(gpu: &Gpu, case: &Operands, variant: Option<(&str, &str)>) {
         .map(|m| m.expect("matmul"))
         .collect();
 
-    time_pass(gpu, &ops[..1], n_tokens as u32, None);
+    time_pass(gpu, &ops[..1], false, n_tokens as u32, None);
     let checked = CHECKED_TOKENS.min(n_tokens);
     let got = pollster::block_on(gpu.read_f32(&ys[0], 0, checked * rows)).expect("read y");
     let splits = ops[0].splits(n_tokens as u32);
@@ -168,27 +172,35 @@ fn bench(gpu: &Gpu, case: &Operands, variant: Option<(&str, &str)>) {
         let read = buf(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         (q, resolve, read)
     });
-    time_pass(gpu, &ops, n_tokens as u32, query.as_ref()); // warm-up
-    let runs: Vec<(Option<f64>, f64)> =
-        (0..REPS).map(|_| time_pass(gpu, &ops, n_tokens as u32, query.as_ref())).collect();
-    let dispatches = (COPIES * ROUNDS) as f64;
-    let flop = 2.0 * rows as f64 * cols as f64 * n_tokens as f64;
-    let wall = median(runs.iter().map(|r| r.1).collect()) / dispatches;
-    let gpu_part = match runs.iter().map(|r| r.0).collect::<Option<Vec<f64>>>() {
-        Some(v) => {
-            let t = median(v) / dispatches;
-            format!("{:9.1} µs {:7.2} TFLOP/s", t * 1e6, flop / t / 1e12)
-        }
-        None => "(no timestamps)".into(),
-    };
-    println!(
-        "| {:<18} | {:>5}x{:<5} | {n_tokens:>4} | {gpu_part} | {:9.1} µs {:7.2} TFLOP/s | {nmse:.1e} |",
-        label,
-        rows,
-        cols,
-        wall * 1e6,
-        flop / wall / 1e12,
-    );
+    // A staged step is timed whole, then its staging alone (GB/s of f16 written).
+    let staged = ops[0].staged_chunks(n_tokens as u32) > 0;
+    for staging_only in [false, true].into_iter().filter(|&only| !only || staged) {
+        time_pass(gpu, &ops, staging_only, n_tokens as u32, query.as_ref()); // warm-up
+        let runs: Vec<(Option<f64>, f64)> =
+            (0..REPS).map(|_| time_pass(gpu, &ops, staging_only, n_tokens as u32, query.as_ref())).collect();
+        let dispatches = (COPIES * ROUNDS) as f64;
+        let (work, unit) = match staging_only {
+            false => (2.0 * rows as f64 * cols as f64 * n_tokens as f64, "TFLOP/s"),
+            true => (2.0 * rows as f64 * cols.next_multiple_of(32) as f64, "TB/s f16"),
+        };
+        let wall = median(runs.iter().map(|r| r.1).collect()) / dispatches;
+        let gpu_part = match runs.iter().map(|r| r.0).collect::<Option<Vec<f64>>>() {
+            Some(v) => {
+                let t = median(v) / dispatches;
+                format!("{:9.1} µs {:7.2} {unit}", t * 1e6, work / t / 1e12)
+            }
+            None => "(no timestamps)".into(),
+        };
+        let label = if staging_only { "  its staging alone".to_string() } else { label.clone() };
+        println!(
+            "| {:<18} | {:>5}x{:<5} | {n_tokens:>4} | {gpu_part} | {:9.1} µs {:7.2} {unit} | {nmse:.1e} |",
+            label,
+            rows,
+            cols,
+            wall * 1e6,
+            work / wall / 1e12,
+        );
+    }
 }
 
 /// The adapter's cooperative-matrix configurations, as wgpu reports them.

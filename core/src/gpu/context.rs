@@ -57,6 +57,9 @@ pub struct GpuOptions {
     /// fill ([`Caps::split_target`]; `None`: [`SPLIT_TARGET`](super::SPLIT_TARGET); 0 or 1 turns
     /// split-K off). For measuring.
     pub split_target: Option<u32>,
+    /// The fewest tokens a step needs for the staged product ([`Caps::gemm_min_tokens`]; `None`:
+    /// [`GEMM_MIN_TOKENS`](super::GEMM_MIN_TOKENS)). For measuring.
+    pub gemm_min_tokens: Option<u32>,
 }
 
 /// What the kernels may use on this device, decided once in [`Gpu::new`].
@@ -107,6 +110,9 @@ pub struct Caps {
     /// splits the columns among more ([`MatMul`](super::MatMul)'s split-K; [`GpuOptions::split_target`],
     /// else [`SPLIT_TARGET`](super::SPLIT_TARGET)).
     pub split_target: u32,
+    /// Steps of at least this many tokens take the staged product where [`Caps::gemm`]
+    /// ([`GpuOptions::gemm_min_tokens`], else [`GEMM_MIN_TOKENS`](super::GEMM_MIN_TOKENS)).
+    pub gemm_min_tokens: u32,
 }
 
 /// The optional features the kernels can use; requested when the adapter has them.
@@ -363,6 +369,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
+        gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),
     }
 }
 

@@ -22,8 +22,8 @@
 //! shared split scratch and [`MatMulReduce`] sums them into Y. Longer steps fill the GPU with token
 //! tiles and run unsplit.
 //!
-//! Staged product (tensor cores, [`Caps::gemm`]): a step of more than [`SPLIT_TOKENS`] tokens
-//! does not decode weight tiles inside its multiply loop. `gemm_stage.wgsl` first decodes the
+//! Staged product (tensor cores, [`Caps::gemm`]): a step of at least [`GEMM_MIN_TOKENS`] tokens
+//! ([`Caps::gemm_min_tokens`]) does not decode weight tiles inside its multiply loop. `gemm_stage.wgsl` first decodes the
 //! weights, a chunk of rows at a time, into f16 rows of the device's shared staging buffer (and
 //! the step's X once, beside them), and `gemm_coop.wgsl` multiplies the staged rows with plain
 //! 16-byte loads and 128 × 128 tiles: on an H100 ~130–155 TFLOP/s against the decoding kernel's
@@ -32,6 +32,7 @@
 //! [`Caps::coop_matrix`]: super::Caps::coop_matrix
 //! [`Caps::split_target`]: super::Caps::split_target
 //! [`Caps::gemm`]: super::Caps::gemm
+//! [`Caps::gemm_min_tokens`]: super::Caps::gemm_min_tokens
 
 use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
@@ -87,6 +88,11 @@ struct GemmParams {
     _pad: [u32; 2],
 }
 
+/// Default of [`Caps::gemm_min_tokens`](super::Caps::gemm_min_tokens): steps longer than the
+/// split-K ones. Shorter steps keep the decoding kernel, where staging every weight as f16 would
+/// cost more than the multiply saves.
+pub const GEMM_MIN_TOKENS: u32 = SPLIT_TOKENS + 1;
+
 /// Bytes of the device's staging buffer for the staged product (X region and W region), at most
 /// one storage binding: llama3-8b's widest weight (4096 × 14336) and a 512-token X fit whole, its
 /// fused gate|up (28672 rows) in two chunks.
@@ -123,7 +129,7 @@ pub struct MatMul {
     tile_tokens: u32,
     max_tokens: u32,
     split: Option<Split>,
-    /// The staged product, for steps of more than [`SPLIT_TOKENS`] tokens.
+    /// The staged product, for steps of at least `Caps::gemm_min_tokens` tokens.
     gemm: Option<Box<Gemm>>,
     _params: PieceParams,
 }
@@ -139,6 +145,8 @@ struct Gemm {
     /// Tokens per tile of `gemm_coop`.
     tile_tokens: u32,
     max_tokens: u32,
+    /// Steps of at least this many tokens take it.
+    min_tokens: u32,
     _params: [PieceParams; 2],
 }
 
@@ -162,7 +170,8 @@ impl Gemm {
         step: &StepBuffer,
         max_tokens: u32,
     ) -> Result<Option<Gemm>> {
-        if !gpu.caps().gemm || max_tokens <= SPLIT_TOKENS {
+        let min_tokens = gpu.caps().gemm_min_tokens;
+        if !gpu.caps().gemm || max_tokens < min_tokens {
             return Ok(None);
         }
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
@@ -185,7 +194,7 @@ impl Gemm {
         let room = scratch.size().saturating_sub(x_bytes) / row_unit / tm * tm;
         let max_dim = gpu.caps().max_workgroups_per_dim as u64;
         let most_rows = room.min((max_dim.saturating_sub(max_tokens as u64)) / tm * tm);
-        if most_rows == 0 || kq.div_ceil(stage_wg as u64) > max_dim {
+        if most_rows == 0 || kq.div_ceil(2 * stage_wg as u64) > max_dim {
             return Ok(None);
         }
 
@@ -265,22 +274,26 @@ impl Gemm {
             stage,
             gemm,
             chunks,
-            stage_groups: kq.div_ceil(stage_wg as u64) as u32,
+            stage_groups: kq.div_ceil(2 * stage_wg as u64) as u32,
             tile_tokens: tn,
             max_tokens,
+            min_tokens,
             _params: params,
         }))
     }
 
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+    /// Records the staging and, with `multiply`, the product of every chunk.
+    fn encode_with(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, multiply: bool) {
         let n = n_tokens.min(self.max_tokens);
         for c in &self.chunks {
             pass.set_pipeline(&self.stage);
             pass.set_bind_group(0, &c.stage, &[]);
             pass.dispatch_workgroups(self.stage_groups, c.rows + if c.stages_x { n } else { 0 }, 1);
-            pass.set_pipeline(&self.gemm);
-            pass.set_bind_group(0, &c.gemm, &[]);
-            pass.dispatch_workgroups(c.row_tiles, n.div_ceil(self.tile_tokens), 1);
+            if multiply {
+                pass.set_pipeline(&self.gemm);
+                pass.set_bind_group(0, &c.gemm, &[]);
+                pass.dispatch_workgroups(c.row_tiles, n.div_ceil(self.tile_tokens), 1);
+            }
         }
     }
 }
@@ -449,8 +462,17 @@ impl MatMul {
     /// unstaged).
     pub fn staged_chunks(&self, n_tokens: u32) -> usize {
         match &self.gemm {
-            Some(g) if n_tokens > SPLIT_TOKENS => g.chunks.len(),
+            Some(g) if n_tokens >= g.min_tokens => g.chunks.len(),
             _ => 0,
+        }
+    }
+
+    /// Records only the staging dispatches of a staged step (nothing for an unstaged one): for
+    /// timing the staging apart from the product in benchmarks.
+    #[doc(hidden)]
+    pub fn encode_staging(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        if let Some(gemm) = self.gemm.as_ref().filter(|_| self.staged_chunks(n_tokens) > 0) {
+            gemm.encode_with(pass, n_tokens, false);
         }
     }
 
@@ -464,7 +486,7 @@ impl MatMul {
     /// chunk of rows.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
         if let Some(gemm) = self.gemm.as_ref().filter(|_| self.staged_chunks(n_tokens) > 0) {
-            gemm.encode(pass, n_tokens);
+            gemm.encode_with(pass, n_tokens, true);
             return;
         }
         let gy = n_tokens.min(self.max_tokens).div_ceil(self.tile_tokens);

@@ -80,7 +80,7 @@ pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 pub use matvec_multi::{MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, matvec_multi_cpu};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
-pub use matmul::{MatMul, SPLIT_TARGET, matmul_cpu};
+pub use matmul::{GEMM_MIN_TOKENS, MatMul, SPLIT_TARGET, matmul_cpu};
 pub use matmul_reduce::{MatMulReduce, matmul_reduce_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer, StepPlan, StepTable};
