@@ -9,6 +9,8 @@ pub mod error;
 pub mod gguf;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "openai")]
+pub mod openai;
 pub mod quant;
 pub mod tokenizer;
 

@@ -41,7 +41,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -485,15 +484,9 @@ async fn chat_completions(
     let req: ChatRequest = parse_json(&st, &headers, body)?;
     check_model(&st, &req.common)?;
     let ready = st.ready()?;
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(Some("messages"), "messages must not be empty"));
-    }
-    let messages = req
-        .messages
-        .iter()
-        .map(|m| Ok(Message { role: m.role.clone(), content: m.text()? }))
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let params = req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens)?;
+    let messages = req.messages()?;
+    let params =
+        req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens, api::random_seed)?;
     respond(&st, Prompt::Chat(messages), params, &req.common, Kind::Chat).await
 }
 
@@ -505,14 +498,9 @@ async fn completions(
     let req: CompletionRequest = parse_json(&st, &headers, body)?;
     check_model(&st, &req.common)?;
     let ready = st.ready()?;
-    let prompt = match &req.prompt {
-        Value::String(s) => s.clone(),
-        Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
-        _ => {
-            return Err(ApiError::invalid(Some("prompt"), "prompt must be a string or a list of one string"));
-        }
-    };
-    let params = req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens)?;
+    let prompt = req.prompt_text()?;
+    let params =
+        req.common.params(ready.tokenizer.n_vocab(), req.logprobs()?, st.max_tokens, api::random_seed)?;
     respond(&st, Prompt::Text(prompt), params, &req.common, Kind::Text).await
 }
 
