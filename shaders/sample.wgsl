@@ -4,8 +4,13 @@
 // disagree only where r falls within rounding of a boundary of the cumulative mass). A sampled
 // decode step reads back one id, not n_vocab logits. Launcher: core/src/gpu/sample.rs.
 //
-// Four dispatches of this kernel, told apart by `stage` (one uniform each); rows past
-// step.n_tokens, and rows whose draw has top_k 0 (not sampling), return at once. Stages 0-2 run
+// Four dispatches of this kernel, told apart by `stage` (one uniform each), after a fifth where a
+// row's draw adjusts logits; rows past step.n_tokens, and rows whose draw has top_k 0 (not
+// sampling), return at once.
+// 4. (First, one workgroup per row) The draw's logit adjustments, in place: each adjusted token's
+//    logit plus its bias, then, penalised (n > 0), divided by the repeat penalty (multiplied if
+//    not positive) less n · frequency + presence — sample::Adjustments::apply, the CPU's order.
+// Stages 0-2 run
 // G = ceil(n_vocab / CHUNK) workgroups per row (grid (G, rows)), each over its CHUNK of the row,
 // so the row is read by many SMs at once; they meet in the row's words of `hdr`:
 // 0. The row's largest key (f32::total_cmp's order as integers), by atomicMax.
@@ -48,16 +53,31 @@ struct Draw {
     min_p: f32,
     temperature: f32,
     r: f32,
+    n_adjust: u32,     // the row's entries of `adjust` (at most ADJ)
+    repeat_penalty: f32,
+    frequency_penalty: f32,
+    presence_penalty: f32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
+// One adjusted token of a row (sample::Adjust).
+struct Adjust {
+    id: u32,
+    biased: u32,
+    bias: f32,
+    n: u32,
+}
+
+// Entries of `adjust` per row: sample::DRAW_ADJUST_MAX.
+const ADJ: u32 = 64u;
+
 struct Params {
     n_vocab: u32,
     logits_off: u32,  // elements: row r's logits start at logits_off + r · n_vocab
     token_off: u32,   // elements of token
-    stage: u32,       // 0..=3
+    stage: u32,       // 0..=4
 }
 
 struct Step {
@@ -67,13 +87,14 @@ struct Step {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;  // stage 4 adjusts in place
 @group(0) @binding(1) var<storage, read_write> token: array<u32>;
 @group(0) @binding(2) var<storage, read> draws: array<Draw>;  // [output rows]
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
 @group(0) @binding(5) var<storage, read_write> hdr: array<atomic<u32>>;  // [rows, HDR]
 @group(0) @binding(6) var<storage, read_write> cand: array<vec2<u32>>;   // [rows, L] (key, id)
+@group(0) @binding(7) var<storage, read> adjust: array<Adjust>;          // [rows, ADJ]
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 // The bin chosen by a pass, how many elements the bins before it counted, and its own count.
@@ -245,6 +266,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let n = p.n_vocab;
     let base = p.logits_off + row * n;
+    if p.stage == 4u {
+        for (var i = lid; i < min(d.n_adjust, ADJ); i += WG) {
+            let a = adjust[row * ADJ + i];
+            if a.id < n {
+                var c = logits[base + a.id];
+                if a.biased != 0u {
+                    c += a.bias;
+                }
+                if a.n > 0u {
+                    c = select(c * d.repeat_penalty, c / d.repeat_penalty, c > 0.0);
+                    c -= f32(a.n) * d.frequency_penalty + d.presence_penalty;
+                }
+                logits[base + a.id] = c;
+            }
+        }
+        return;
+    }
     let k = min(min(d.top_k, K), n);
     if p.stage < 3u {
         chunk_stage(lid, wg.x, row, base, n, k);

@@ -91,10 +91,100 @@ impl Rng {
 /// keeps 1..=this many (the GPU's kernel sorts them in one workgroup).
 pub const DRAW_TOP_K_MAX: usize = 256;
 
+/// Most tokens whose logits one draw adjusts ([`Adjustments`]): the logit-bias entries and the
+/// distinct tokens of the penalty window together. A sampler with more offers no draw.
+pub const DRAW_ADJUST_MAX: usize = 64;
+
+/// One token's adjustment before a draw ([`Adjustments::apply`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Adjust {
+    pub id: u32,
+    /// Whether the token has a logit bias (added even when 0, as [`Sampler::sample`] adds it).
+    pub biased: bool,
+    pub bias: f32,
+    /// Occurrences in the penalty window (0: not penalised).
+    pub n: u32,
+}
+
+/// A step's logit bias and repetition penalties, resolved per token: what [`Sampler::sample`]
+/// does to the logits before the rest of the chain, for a backend that draws the token itself.
+#[derive(Clone, Copy)]
+pub struct Adjustments {
+    pub repeat_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// The adjusted tokens are the first `len` of `tokens`, each id once.
+    pub len: u32,
+    pub tokens: [Adjust; DRAW_ADJUST_MAX],
+}
+
+impl Default for Adjustments {
+    fn default() -> Self {
+        Adjustments {
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            len: 0,
+            tokens: [Adjust::default(); DRAW_ADJUST_MAX],
+        }
+    }
+}
+
+impl Adjustments {
+    pub fn as_slice(&self) -> &[Adjust] {
+        &self.tokens[..(self.len as usize).min(DRAW_ADJUST_MAX)]
+    }
+
+    /// Whether a token is penalised: the adjustments then depend on the tokens so far, and the
+    /// next step's differ from these.
+    pub fn penalised(&self) -> bool {
+        self.as_slice().iter().any(|a| a.n > 0)
+    }
+
+    /// `logit` adjusted as `a` says: plus the bias; then, penalised, divided by the repeat penalty
+    /// (multiplied if not positive) less `n · frequency + presence`.
+    pub fn apply(&self, a: &Adjust, logit: f32) -> f32 {
+        let mut c = if a.biased { logit + a.bias } else { logit };
+        if a.n > 0 {
+            c = if c > 0.0 { c / self.repeat_penalty } else { c * self.repeat_penalty };
+            c -= a.n as f32 * self.frequency_penalty + self.presence_penalty;
+        }
+        c
+    }
+
+    fn bits(&self) -> impl PartialEq + '_ {
+        let entries = self.as_slice().iter().map(|a| (a.id, a.biased, a.bias.to_bits(), a.n));
+        let p = (
+            self.repeat_penalty.to_bits(),
+            self.frequency_penalty.to_bits(),
+            self.presence_penalty.to_bits(),
+        );
+        (p, entries.collect::<Vec<_>>())
+    }
+}
+
+impl std::fmt::Debug for Adjustments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adjustments")
+            .field("repeat_penalty", &self.repeat_penalty)
+            .field("frequency_penalty", &self.frequency_penalty)
+            .field("presence_penalty", &self.presence_penalty)
+            .field("tokens", &self.as_slice())
+            .finish()
+    }
+}
+
+impl PartialEq for Adjustments {
+    fn eq(&self, o: &Adjustments) -> bool {
+        self.bits() == o.bits()
+    }
+}
+
 /// One step's draw from the sampling chain, for a backend that picks the token itself instead of
-/// returning the logits (the GPU: one token id read back, not the vocabulary's logits): top-k,
-/// top-p and min-p on the softmax of the logits, temperature, then the uniform `r` the sampler's
-/// generator gave. [`pick`] is its reference. Equality is bitwise, so a draw can sit in `Eq` types.
+/// returning the logits (the GPU: one token id read back, not the vocabulary's logits): the
+/// logit adjustments, top-k, top-p and min-p on the softmax of the logits, temperature, then the
+/// uniform `r` the sampler's generator gave. [`pick`] is its reference. Equality is bitwise, so a
+/// draw can sit in `Eq` types.
 #[derive(Clone, Copy, Debug)]
 pub struct Draw {
     /// > 0.
@@ -108,6 +198,23 @@ pub struct Draw {
     /// The generator's next value: the next step's r, for a backend that runs that step before
     /// the host has seen this one's token (the GPU's step ahead).
     pub r_next: f32,
+    /// Logit bias and penalties, applied first.
+    pub adjust: Adjustments,
+}
+
+/// Temperature 1, top-k 1, no top-p, min-p or adjustment, r 0: for filling in the rest.
+impl Default for Draw {
+    fn default() -> Self {
+        Draw {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+            min_p: 0.0,
+            r: 0.0,
+            r_next: 0.0,
+            adjust: Adjustments::default(),
+        }
+    }
 }
 
 impl PartialEq for Draw {
@@ -116,7 +223,7 @@ impl PartialEq for Draw {
             let (t, p, m) = (d.temperature.to_bits(), d.top_p.to_bits(), d.min_p.to_bits());
             (t, d.top_k, p, m, d.r.to_bits(), d.r_next.to_bits())
         };
-        bits(self) == bits(o)
+        bits(self) == bits(o) && self.adjust == o.adjust
     }
 }
 
@@ -125,7 +232,12 @@ impl Eq for Draw {}
 /// The token `draw` picks from `logits`, exactly as [`Sampler::sample`] picks it for the same
 /// parameters and generator state: the CPU twin of a backend's own sampler.
 pub fn pick(logits: &[f32], draw: &Draw) -> u32 {
-    let mut cand = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    for a in draw.adjust.as_slice() {
+        if let Some(c) = cand.get_mut(a.id as usize) {
+            c.1 = draw.adjust.apply(a, c.1);
+        }
+    }
     choose(&mut cand, &mut Vec::new(), draw)
 }
 
@@ -227,22 +339,22 @@ impl Sampler {
             min_p: p.min_p,
             r: self.rng.next_f32(),
             r_next: 0.0,
+            adjust: Adjustments::default(),
         };
         choose(&mut self.cand, &mut self.probs, &draw)
     }
 
-    /// The next token's draw when a backend can pick it itself ([`Draw`]): sampling at a
-    /// temperature, top-k of 1..=[`DRAW_TOP_K_MAX`], no logit bias and no penalty. It peeks at the
-    /// generator; [`Sampler::drew`] consumes the draw once the backend has picked the token.
-    pub fn draw(&self) -> Option<Draw> {
+    /// The next token's draw when a backend can pick it itself ([`Draw`]), given the tokens so
+    /// far (`history`, oldest first, as [`Sampler::sample`] takes them): sampling at a
+    /// temperature, top-k of 1..=[`DRAW_TOP_K_MAX`], and at most [`DRAW_ADJUST_MAX`] tokens
+    /// biased or penalised. It peeks at the generator; [`Sampler::drew`] consumes the draw once
+    /// the backend has picked the token.
+    pub fn draw(&self, history: &[u32]) -> Option<Draw> {
         let p = &self.params;
-        let plain = p.logit_bias.is_empty()
-            && p.repeat_penalty == 1.0
-            && p.frequency_penalty == 0.0
-            && p.presence_penalty == 0.0;
-        if !(plain && p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
+        if !(p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
             return None;
         }
+        let adjust = self.adjustments(history)?;
         let mut rng = self.rng.clone();
         let (r, r_next) = (rng.next_f32(), rng.next_f32());
         Some(Draw {
@@ -252,7 +364,49 @@ impl Sampler {
             min_p: p.min_p,
             r,
             r_next,
+            adjust,
         })
+    }
+
+    /// The logit bias and the penalties [`Sampler::sample`] would apply after `history`, per
+    /// token; `None` past [`DRAW_ADJUST_MAX`] tokens.
+    fn adjustments(&self, history: &[u32]) -> Option<Adjustments> {
+        let p = &self.params;
+        let mut a = Adjustments {
+            repeat_penalty: p.repeat_penalty,
+            frequency_penalty: p.frequency_penalty,
+            presence_penalty: p.presence_penalty,
+            ..Adjustments::default()
+        };
+        let mut n = 0;
+        let mut entry = |id: u32, a: &mut Adjustments| -> Option<usize> {
+            if let Some(i) = a.tokens[..n].iter().position(|t| t.id == id) {
+                return Some(i);
+            }
+            (n < DRAW_ADJUST_MAX).then(|| {
+                a.tokens[n] = Adjust { id, ..Adjust::default() };
+                n += 1;
+                n - 1
+            })
+        };
+        for &(id, bias) in &p.logit_bias {
+            let i = entry(id, &mut a)?;
+            // A repeated id is added twice by the CPU's loop, which one sum would not round alike.
+            if a.tokens[i].biased {
+                return None;
+            }
+            a.tokens[i].bias = bias;
+            a.tokens[i].biased = true;
+        }
+        let penalised = !(p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0);
+        if penalised {
+            for &t in &history[history.len().saturating_sub(p.penalty_last_n)..] {
+                let i = entry(t, &mut a)?;
+                a.tokens[i].n += 1;
+            }
+        }
+        a.len = n as u32;
+        Some(a)
     }
 
     /// Advances the generator past [`Sampler::draw`]'s draw: the backend picked the token with it.
@@ -375,8 +529,9 @@ mod tests {
     }
 
     /// A backend that picks with [`Sampler::draw`] (then [`Sampler::drew`]) gives the tokens
-    /// [`Sampler::sample`] gives from the same logits and seed, step after step; a sampler with a
-    /// bias, a penalty, top-k 0 or above the cap, or greedy, offers no draw.
+    /// [`Sampler::sample`] gives from the same logits and seed, step after step, with and without
+    /// a logit bias and penalties over the tokens so far; a sampler with top-k 0 or above the cap,
+    /// greedy, or more adjusted tokens than a draw holds, offers no draw.
     #[test]
     fn draws_pick_what_the_sampler_samples() {
         let mut x = 0x1234_5678u32;
@@ -390,33 +545,66 @@ mod tests {
                 })
                 .collect()
         };
-        for (top_k, top_p, min_p, temperature) in
-            [(40, 0.95, 0.05, 0.8), (256, 1.0, 0.0, 1.3), (5, 0.5, 0.0, 0.4)]
-        {
-            let params = SamplingParams { top_k, top_p, min_p, temperature, seed: 11, ..Default::default() };
+        let adjusted = SamplingParams {
+            repeat_penalty: 1.3,
+            frequency_penalty: 0.4,
+            presence_penalty: -0.2,
+            penalty_last_n: 16,
+            logit_bias: vec![(3, 5.0), (7, f32::NEG_INFINITY), (9, 0.0), (5000, 1.0)],
+            ..Default::default()
+        };
+        for (top_k, top_p, min_p, temperature, base) in [
+            (40, 0.95, 0.05, 0.8, SamplingParams::default()),
+            (256, 1.0, 0.0, 1.3, SamplingParams::default()),
+            (5, 0.5, 0.0, 0.4, SamplingParams::default()),
+            (40, 0.95, 0.05, 0.8, adjusted.clone()),
+            (3, 1.0, 0.0, 2.0, adjusted.clone()),
+        ] {
+            let params = SamplingParams { top_k, top_p, min_p, temperature, seed: 11, ..base };
             let (mut a, mut b) = (Sampler::new(params.clone()), Sampler::new(params));
+            // The tokens so far: what was picked, so penalised tokens come back.
+            let mut history = vec![3, 3, 8];
             for _ in 0..64 {
                 let l = logits();
-                let d = b.draw().expect("a plain sampler has a draw");
-                assert_eq!(b.draw(), Some(d), "draw() only peeks");
-                assert_eq!(pick(&l, &d), a.sample(&l, &[]));
+                let d = b.draw(&history).expect("a draw");
+                assert_eq!(b.draw(&history), Some(d), "draw() only peeks");
+                let t = a.sample(&l, &history);
+                assert_eq!(pick(&l, &d), t);
                 b.drew();
-                assert_eq!(b.draw().map(|n| n.r), Some(d.r_next), "r_next is the next draw's r");
+                assert_eq!(b.draw(&history).map(|n| n.r), Some(d.r_next), "r_next is the next draw's r");
+                history.push(t);
             }
         }
-        let none = |p: SamplingParams| Sampler::new(p).draw();
+        let none = |p: SamplingParams| Sampler::new(p).draw(&[]);
         assert_eq!(none(SamplingParams::greedy()), None);
         assert_eq!(none(SamplingParams { top_k: 0, ..Default::default() }), None);
         assert_eq!(none(SamplingParams { top_k: DRAW_TOP_K_MAX + 1, ..Default::default() }), None);
-        assert_eq!(none(SamplingParams { repeat_penalty: 1.1, ..Default::default() }), None);
-        assert_eq!(none(SamplingParams { logit_bias: vec![(1, 2.0)], ..Default::default() }), None);
+        let wide = (0..DRAW_ADJUST_MAX as u32 + 1).map(|i| (i, 1.0)).collect();
+        assert_eq!(none(SamplingParams { logit_bias: wide, ..Default::default() }), None);
+        let long: Vec<u32> = (0..100).collect();
+        let p = SamplingParams { repeat_penalty: 1.1, penalty_last_n: 64, ..Default::default() };
+        assert!(Sampler::new(p.clone()).draw(&long).is_some(), "64 distinct in the window");
+        let p = SamplingParams { penalty_last_n: 65, ..p };
+        assert_eq!(Sampler::new(p).draw(&long), None, "65 distinct in the window");
+    }
+
+    /// Which adjustments make a draw depend on the tokens so far.
+    #[test]
+    fn only_penalties_depend_on_history() {
+        let biased = SamplingParams { logit_bias: vec![(2, 1.0)], ..Default::default() };
+        let d = Sampler::new(biased).draw(&[2, 2]).unwrap();
+        assert_eq!((d.adjust.len, d.adjust.penalised()), (1, false));
+        let penalised = SamplingParams { presence_penalty: 0.5, ..Default::default() };
+        let d = Sampler::new(penalised.clone()).draw(&[2, 2, 4]).unwrap();
+        assert_eq!((d.adjust.len, d.adjust.penalised()), (2, true));
+        assert_eq!(Sampler::new(penalised).draw(&[]).unwrap().adjust.len, 0);
     }
 
     /// Ties at the k-th place keep the lowest ids, in id order.
     #[test]
     fn top_k_ties_keep_the_lowest_ids() {
         let l = vec![1.0f32; 10];
-        let d = Draw { temperature: 1.0, top_k: 3, top_p: 1.0, min_p: 0.0, r: 0.0, r_next: 0.0 };
+        let d = Draw { top_k: 3, ..Default::default() };
         assert_eq!(pick(&l, &d), 0);
         assert_eq!(pick(&l, &Draw { r: 0.5, ..d }), 1);
         assert_eq!(pick(&l, &Draw { r: 0.9, ..d }), 2);

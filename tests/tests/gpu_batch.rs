@@ -26,7 +26,7 @@ use aether_core::cpu::Serial;
 use aether_core::gguf::Gguf;
 use aether_core::gpu::{Gpu, GpuBackend, GpuModel, GpuOptions};
 use aether_core::model::Model;
-use aether_core::sample::{Draw, SamplingParams};
+use aether_core::sample::{Draw, Sampler, SamplingParams};
 use aether_core::session::{Backend, BatchBackend, CpuBackend, GenerateParams, Output, Run, Want};
 use aether_core::tokenizer::Tokenizer;
 use aether_tests::batch::{generate_batched, generate_solo};
@@ -271,8 +271,15 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
     let before = live_objects(&gpu);
     assert!(before[0] > 0 && before[1] > 0, "wgpu's counters are off: {before:?}");
     let mut counts = Vec::new();
-    let draw =
-        Want::Sample(Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.5, r_next: 0.0 });
+    let draw = Want::Sample(Draw {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        r: 0.5,
+        r_next: 0.0,
+        ..Default::default()
+    });
     for wants in [
         [Want::Argmax; 3],
         [Want::Logits, Want::Nothing, Want::Argmax],
@@ -316,7 +323,6 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
 /// nothing, which drops the step in flight).
 #[test]
 fn sampled_decode_runs_one_step_ahead() {
-    use aether_core::sample::Sampler;
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let bytes = tiny_llama(5);
     let g = Gguf::parse(&bytes).expect("parse");
@@ -341,7 +347,7 @@ fn sampled_decode_runs_one_step_ahead() {
             }
             let wants: Vec<Want> = samplers
                 .iter()
-                .map(|sm| match sm.draw() {
+                .map(|sm| match sm.draw(&[]) {
                     Some(d) => Want::Sample(d),
                     None => Want::Argmax,
                 })
@@ -373,6 +379,94 @@ fn sampled_decode_runs_one_step_ahead() {
     assert_eq!(with, without, "tokens with and without the step ahead");
 }
 
+/// Logit bias and penalties are drawn on the GPU too: a sequence with repetition penalties and
+/// one with a logit bias (top-k 1, so each pick is the argmax of the adjusted logits, whatever
+/// the GPU's exp) pick, step after step, what their samplers pick from the logits of the same
+/// steps; the penalised one never runs a step ahead (its next penalties count this step's token),
+/// so with it in the pool every step is one pass. The adjustments change the text: plain greedy
+/// decoding differs.
+#[test]
+fn adjusted_draws_pick_what_their_samplers_pick() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let bytes = tiny_llama(7);
+    let g = Gguf::parse(&bytes).expect("parse");
+    let model = Model::from_gguf(&g).expect("model");
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let params = [
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            // Negative penalties: the tiny model seldom repeats a token, so favour repeats instead.
+            repeat_penalty: 0.5,
+            presence_penalty: -1.0,
+            frequency_penalty: -0.5,
+            penalty_last_n: 8,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            logit_bias: vec![(9, 4.0), (11, 3.5), (13, -2.0)],
+            ..Default::default()
+        },
+    ];
+    // `draw`: the GPU picks with the sampler's draw; else the logits come back and the sampler
+    // picks. Also the compute passes of each step.
+    let decode = |draw: bool, params: &[SamplingParams]| {
+        let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 2, 16).expect("pool");
+        let mut samplers: Vec<Sampler> = params.iter().map(|p| Sampler::new(p.clone())).collect();
+        let mut history: Vec<Vec<u32>> = vec![vec![3, 4], vec![5, 6]];
+        let mut fed: Vec<Vec<u32>> = history.clone();
+        let mut passes = Vec::new();
+        for _ in 0..12 {
+            let wants: Vec<Want> = (0..2)
+                .map(|s| match (draw, samplers[s].draw(&history[s])) {
+                    (true, Some(d)) => Want::Sample(d),
+                    (true, None) => panic!("sequence {s} has no draw"),
+                    (false, _) => Want::Logits,
+                })
+                .collect();
+            let runs: Vec<Run<'_>> =
+                (0..2).map(|s| Run { seq: s, tokens: &fed[s], want: wants[s] }).collect();
+            let p = b.passes();
+            let out = pollster::block_on(b.eval_batch(&runs)).expect("step");
+            let next: Vec<u32> = (0..2)
+                .map(|s| match out.get(s) {
+                    Output::Sampled(t) => {
+                        samplers[s].drew();
+                        t
+                    }
+                    Output::Logits(l) => samplers[s].sample(l, &history[s]),
+                    other => panic!("sequence {s}: {other:?}"),
+                })
+                .collect();
+            passes.push(b.passes() - p);
+            for s in 0..2 {
+                history[s].push(next[s]);
+                fed[s] = vec![next[s]];
+            }
+        }
+        (history, passes)
+    };
+    let (drawn, passes) = decode(true, &params);
+    let (sampled, _) = decode(false, &params);
+    assert_eq!(drawn, sampled, "tokens drawn on the GPU and sampled from the logits");
+    assert!(passes.iter().all(|&p| p == 1), "a penalised draw ran ahead: {passes:?}");
+    // A bias alone does not depend on the tokens so far: its steps run ahead (two passes for the
+    // first step, then each found in flight).
+    let (biased, passes) = decode(true, &[params[1].clone(), params[1].clone()]);
+    assert_eq!(biased[1], sampled[1], "the biased sequence, beside its like");
+    assert!(passes[0] == 2 && passes[1..].iter().all(|&p| p == 1), "{passes:?}");
+    let plain: Vec<SamplingParams> = params
+        .iter()
+        .map(|p| SamplingParams { temperature: 1.0, top_k: 1, seed: p.seed, ..Default::default() })
+        .collect();
+    let (greedy, _) = decode(true, &plain);
+    for s in 0..2 {
+        assert_ne!(greedy[s], sampled[s], "sequence {s}: the adjustments changed nothing");
+    }
+}
+
 /// Runs that want a sample get the token their draw picks from the logits the same step gives
 /// (`sample::pick`), beside runs that want the argmax, the logits or nothing, over several steps
 /// of a pool: each step is evaluated for the logits, forgotten, and evaluated again with the
@@ -390,9 +484,33 @@ fn sampled_runs_pick_what_their_logits_pick() {
     let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 64).expect("pool");
     let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tok.encode(p, true, false).unwrap()).collect();
     let draws = [
-        Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.0, r_next: 0.0 },
-        Draw { temperature: 1.3, top_k: 256, top_p: 1.0, min_p: 0.0, r: 0.0, r_next: 0.0 },
-        Draw { temperature: 0.5, top_k: 8, top_p: 0.6, min_p: 0.0, r: 0.0, r_next: 0.0 },
+        Draw {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            r: 0.0,
+            r_next: 0.0,
+            ..Default::default()
+        },
+        Draw {
+            temperature: 1.3,
+            top_k: 256,
+            top_p: 1.0,
+            min_p: 0.0,
+            r: 0.0,
+            r_next: 0.0,
+            ..Default::default()
+        },
+        Draw {
+            temperature: 0.5,
+            top_k: 8,
+            top_p: 0.6,
+            min_p: 0.0,
+            r: 0.0,
+            r_next: 0.0,
+            ..Default::default()
+        },
     ];
     let mut r = 0.137f32;
     let mut next: Vec<Vec<u32>> = prompts.clone();

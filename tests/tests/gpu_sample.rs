@@ -5,13 +5,17 @@
 //! the CPU's sort keeps them), and spread so wide that the kernel's short list (the logits within
 //! 32 of the maximum) cannot hold the top k and its exact radix path runs.
 //!
+//! Some draws also adjust logits first (logit bias, a ban, repeat/frequency/presence penalties on
+//! tokens counted in a window, an id past the vocabulary), which the kernel does in place: the
+//! logits are uploaded again before every step.
+//!
 //! The GPU sums the same terms in the same order as the CPU, but its `exp` is not the CPU's, so a
 //! draw whose r lies within rounding of a boundary of the cumulative mass may fall on either
 //! side: a case counts only where the CPU picks the same token for r ± 1e-5, and nearly every case
 //! must count.
 
 use aether_core::gpu::{GpuOptions, Sample, Step, StepBuffer, sample_cpu};
-use aether_core::sample::{DRAW_TOP_K_MAX, Draw};
+use aether_core::sample::{Adjust, Adjustments, DRAW_ADJUST_MAX, DRAW_TOP_K_MAX, Draw};
 use aether_tests::gpu::{Rng, buffer, read_all_u32, run_step, test_gpu};
 
 /// Rows of one step: 3 sampled, 1 not.
@@ -31,10 +35,41 @@ fn draws(rng: &mut Rng, n: usize) -> Vec<Draw> {
         (0.7, (n as u32).min(DRAW_TOP_K_MAX as u32), 1.0, 0.0),
     ] {
         for r in [0.0, (rng.f32() + 1.0) / 2.0, 0.999_99] {
-            out.push(Draw { temperature, top_k, top_p, min_p, r, r_next: 0.0 });
+            out.push(Draw { temperature, top_k, top_p, min_p, r, ..Default::default() });
+            if top_k > 1 {
+                let adjust = adjustments(rng, n);
+                out.push(Draw { temperature, top_k, top_p, min_p, r, adjust, ..Default::default() });
+            }
         }
     }
     out
+}
+
+/// Biases (a boost, a ban, a zero) and penalised counts on random tokens of a vocabulary of `n`
+/// (each id once), one id past it, up to DRAW_ADJUST_MAX entries.
+fn adjustments(rng: &mut Rng, n: usize) -> Adjustments {
+    let mut a = Adjustments {
+        repeat_penalty: 1.3,
+        frequency_penalty: 0.25,
+        presence_penalty: -0.1,
+        ..Default::default()
+    };
+    let mut ids: Vec<u32> =
+        (0..DRAW_ADJUST_MAX - 1).map(|_| ((rng.f32() + 1.0) / 2.0 * n as f32) as u32 % n as u32).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.push(n as u32 + 5);
+    for (i, &id) in ids.iter().enumerate() {
+        let (biased, bias) = match i % 4 {
+            0 => (true, 8.0),
+            1 => (true, f32::NEG_INFINITY),
+            2 => (true, 0.0),
+            _ => (false, 0.0),
+        };
+        a.tokens[i] = Adjust { id, biased, bias, n: (i % 3) as u32 };
+    }
+    a.len = ids.len() as u32;
+    a
 }
 
 /// The CPU's token, and whether r ± 1e-5 picks the same (r is not at a boundary).
@@ -73,6 +108,7 @@ fn sample_matches_cpu() {
                 rows.insert(1.min(rows.len()), None);
                 assert!(kernel.write(&gpu, rows.iter().copied()));
                 gpu.queue().write_buffer(&tb, 0, bytemuck::cast_slice(&[UNTOUCHED; 1 + ROWS]));
+                gpu.queue().write_buffer(&lb, 0, bytemuck::cast_slice(&logits));
                 run_step(&gpu, &step, Step::new(0, rows.len() as u32), |pass| {
                     kernel.encode(pass, ROWS as u32)
                 })
@@ -119,8 +155,24 @@ fn sample_top_k_one_is_the_argmax() {
     let tb = buffer(&gpu, "tokens", &[UNTOUCHED; 2]);
     let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), 2).expect("sample");
     let greedy = aether_core::gpu::argmax_cpu(&logits[n..]);
-    let d0 = Draw { temperature: 1.0, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.999, r_next: 0.0 };
-    let d1 = Draw { temperature: 5.0, top_k: 1, top_p: 1.0, min_p: 0.0, r: 0.7, r_next: 0.0 };
+    let d0 = Draw {
+        temperature: 1.0,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        r: 0.999,
+        r_next: 0.0,
+        ..Default::default()
+    };
+    let d1 = Draw {
+        temperature: 5.0,
+        top_k: 1,
+        top_p: 1.0,
+        min_p: 0.0,
+        r: 0.7,
+        r_next: 0.0,
+        ..Default::default()
+    };
     kernel.write(&gpu, [Some(&d0), Some(&d1)]);
     run_step(&gpu, &step, Step::new(0, 2), |pass| kernel.encode(pass, 2)).expect("step");
     assert_eq!(read_all_u32(&gpu, &tb), [12_345, greedy]);

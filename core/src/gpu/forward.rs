@@ -847,12 +847,17 @@ impl<'g> GpuBackend<'g> {
 
     /// Whether the GPU picks every run's next token (a prompt's last chunk, or a decode token):
     /// the argmax or a sample wanted of each, with room after them for the step [`Ahead`] (the
-    /// caller checks that they make one forward batch).
+    /// caller checks that they make one forward batch). A penalised draw does not run ahead: the
+    /// next step's penalties count the token this one picks.
     fn picks_all(&self, runs: &[Run<'_>]) -> bool {
         !runs.is_empty()
             && runs.iter().all(|r| {
                 !r.tokens.is_empty()
-                    && matches!(r.want, Want::Argmax | Want::Sample(_))
+                    && match r.want {
+                        Want::Argmax => true,
+                        Want::Sample(d) => !d.adjust.penalised(),
+                        _ => false,
+                    }
                     && self.seq_len(r.seq) + r.tokens.len() < self.n_ctx
             })
     }

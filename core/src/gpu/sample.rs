@@ -4,16 +4,18 @@
 //!
 //! Four dispatches of one pipeline for all of a step's output rows: three over chunks of every
 //! row (its maximum, the ladder of counts below it, the candidate list), then one workgroup per
-//! row (see the kernel's header). A row's draw comes from a small storage buffer the launcher
-//! owns and [`Sample::write`] fills before the step is submitted (rows that do not sample get
-//! top-k 0 and are left alone); the rows' meeting words and candidate lists are scratch buffers
-//! it owns too, which the last stage leaves zeroed.
+//! row (see the kernel's header); before them a fifth, one workgroup per row, where a draw has
+//! logit adjustments (bias, penalties: `sample::Adjustments`), applies them to the logits in
+//! place. A row's draw and its adjusted tokens come from small storage buffers the launcher owns
+//! and [`Sample::write`] fills before the step is submitted (rows that do not sample get top-k 0
+//! and are left alone); the rows' meeting words and candidate lists are scratch buffers it owns
+//! too, which the last stage leaves zeroed.
 
 use super::launch::{fits, u32_of, variant_source};
 use super::pipelines::Family;
 use super::shaders::{const_u32, source};
 use super::{Gpu, StepBuffer};
-use crate::sample::{DRAW_TOP_K_MAX, Draw};
+use crate::sample::{DRAW_ADJUST_MAX, DRAW_TOP_K_MAX, Draw};
 use crate::{Error, Result};
 
 /// Mirrors `struct Params` of sample.wgsl.
@@ -35,19 +37,39 @@ struct RowDraw {
     min_p: f32,
     temperature: f32,
     r: f32,
+    n_adjust: u32,
+    repeat_penalty: f32,
+    frequency_penalty: f32,
+    presence_penalty: f32,
     _pad: [u32; 3],
 }
 
-const _: () = assert!(size_of::<Params>() == 16 && size_of::<RowDraw>() == 32);
+/// Mirrors `struct Adjust` of sample.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowAdjust {
+    id: u32,
+    biased: u32,
+    bias: f32,
+    n: u32,
+}
+
+const _: () =
+    assert!(size_of::<Params>() == 16 && size_of::<RowDraw>() == 48 && size_of::<RowAdjust>() == 16);
 
 impl From<&Draw> for RowDraw {
     fn from(d: &Draw) -> RowDraw {
+        let a = &d.adjust;
         RowDraw {
             top_k: d.top_k,
             top_p: d.top_p,
             min_p: d.min_p,
             temperature: d.temperature,
             r: d.r,
+            n_adjust: a.as_slice().len() as u32,
+            repeat_penalty: a.repeat_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
             _pad: [0; 3],
         }
     }
@@ -57,14 +79,19 @@ impl From<&Draw> for RowDraw {
 /// rows of a step, ready to encode.
 pub struct Sample {
     pipeline: wgpu::ComputePipeline,
-    /// Per stage (0..=3) its bind group.
+    /// Per stage (0..=4) its bind group.
     stages: Vec<wgpu::BindGroup>,
     /// Workgroups per row in stages 0-2.
     chunks: u32,
     draws: wgpu::Buffer,
+    /// `[max_rows, DRAW_ADJUST_MAX]` adjusted tokens.
+    adjust: wgpu::Buffer,
     max_rows: u32,
     /// What [`Sample::write`] uploads, reused.
     staged: Vec<RowDraw>,
+    staged_adjust: Vec<RowAdjust>,
+    /// Whether the rows [`Sample::write`] gave have adjustments (stage 4 runs).
+    adjusting: bool,
     /// The stages' params and the rows' scratch, kept alive for the bind groups.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -83,9 +110,12 @@ impl Sample {
         let key = "sample";
         let file = source("sample.wgsl").unwrap_or_default();
         let bad = |message: String| Error::GpuValidation { context: format!("preparing `{key}`"), message };
-        if const_u32(file, "K") != Some(DRAW_TOP_K_MAX as u32) {
+        if const_u32(file, "K") != Some(DRAW_TOP_K_MAX as u32)
+            || const_u32(file, "ADJ") != Some(DRAW_ADJUST_MAX as u32)
+        {
             return Err(bad(format!(
-                "sample.wgsl's `const K` is not sample::DRAW_TOP_K_MAX ({DRAW_TOP_K_MAX})"
+                "sample.wgsl's `const K` or `const ADJ` is not sample::DRAW_TOP_K_MAX ({DRAW_TOP_K_MAX}) or \
+                 DRAW_ADJUST_MAX ({DRAW_ADJUST_MAX})"
             )));
         }
         let (Some(chunk), Some(hdr), Some(list)) =
@@ -98,13 +128,15 @@ impl Sample {
         fits("sample token buffer bytes", token.0, token.1, max_rows as u64)?;
         let rows = max_rows.max(1) as u64;
         let draws = gpu.storage("sample draws", rows * size_of::<RowDraw>() as u64)?;
+        let adjust =
+            gpu.storage("sample adjustments", rows * (DRAW_ADJUST_MAX * size_of::<RowAdjust>()) as u64)?;
         let words = gpu.storage("sample row words", rows * hdr as u64 * 4)?;
         let cands = gpu.storage("sample candidates", rows * list as u64 * 8)?;
         let (logits_off, token_off) =
             (u32_of("sample logits offset", logits.1)?, u32_of("sample token offset", token.1)?);
         let mut buffers = Vec::new();
         let mut stages = Vec::new();
-        for stage in 0..4 {
+        for stage in 0..5 {
             let params = gpu.uniform(key, &Params { n_vocab, logits_off, token_off, stage })?;
             stages.push(gpu.bind(
                 key,
@@ -117,6 +149,7 @@ impl Sample {
                     step.buffer().as_entire_binding(),
                     words.as_entire_binding(),
                     cands.as_entire_binding(),
+                    adjust.as_entire_binding(),
                 ],
             )?);
             buffers.push(params);
@@ -126,18 +159,44 @@ impl Sample {
         if chunks > gpu.caps().max_workgroups_per_dim {
             return Err(bad(format!("{n_vocab} logits need {chunks} workgroups per row")));
         }
-        Ok(Sample { pipeline, stages, chunks, draws, max_rows, staged: Vec::new(), _buffers: buffers })
+        Ok(Sample {
+            pipeline,
+            stages,
+            chunks,
+            draws,
+            adjust,
+            max_rows,
+            staged: Vec::new(),
+            staged_adjust: Vec::new(),
+            adjusting: false,
+            _buffers: buffers,
+        })
     }
 
     /// Uploads the draws of a step's output rows (`None`: the row does not sample); rows past
     /// `max_rows` are ignored. Returns whether any row samples.
     pub fn write<'d>(&mut self, gpu: &Gpu, rows: impl IntoIterator<Item = Option<&'d Draw>>) -> bool {
         self.staged.clear();
-        let rows = rows.into_iter().take(self.max_rows as usize);
-        self.staged.extend(rows.map(|d| d.map(RowDraw::from).unwrap_or_default()));
+        self.staged_adjust.clear();
+        for d in rows.into_iter().take(self.max_rows as usize) {
+            self.staged.push(d.map(RowDraw::from).unwrap_or_default());
+            let entries = d.map_or(&[][..], |d| d.adjust.as_slice());
+            let at = self.staged_adjust.len();
+            self.staged_adjust.resize(at + DRAW_ADJUST_MAX, RowAdjust::default());
+            for (slot, a) in self.staged_adjust[at..].iter_mut().zip(entries) {
+                *slot = RowAdjust { id: a.id, biased: a.biased as u32, bias: a.bias, n: a.n };
+            }
+        }
         let any = self.staged.iter().any(|d| d.top_k > 0);
+        self.adjusting = self.staged.iter().any(|d| d.top_k > 0 && d.n_adjust > 0);
         if any {
             gpu.queue().write_buffer(&self.draws, 0, bytemuck::cast_slice(&self.staged));
+        }
+        if self.adjusting {
+            // Up to the last row with entries: the rest of the buffer is never read.
+            let rows = self.staged.iter().rposition(|d| d.n_adjust > 0).map_or(0, |r| r + 1);
+            let words = &self.staged_adjust[..rows * DRAW_ADJUST_MAX];
+            gpu.queue().write_buffer(&self.adjust, 0, bytemuck::cast_slice(words));
         }
         any
     }
@@ -149,7 +208,11 @@ impl Sample {
             return;
         }
         pass.set_pipeline(&self.pipeline);
-        for (stage, bind) in self.stages.iter().enumerate() {
+        if self.adjusting {
+            pass.set_bind_group(0, &self.stages[4], &[]);
+            pass.dispatch_workgroups(n, 1, 1);
+        }
+        for (stage, bind) in self.stages[..4].iter().enumerate() {
             pass.set_bind_group(0, bind, &[]);
             match stage {
                 3 => pass.dispatch_workgroups(n, 1, 1),

@@ -142,7 +142,7 @@ impl<'m> Sequence<'m> {
             if self.sampler.is_argmax() {
                 return Want::Argmax;
             }
-            if let Some(draw) = self.sampler.draw() {
+            if let Some(draw) = self.sampler.draw(&self.tokens) {
                 return Want::Sample(draw);
             }
         }

@@ -63,7 +63,8 @@ pub struct BenchArgs {
     concurrent: Vec<usize>,
     /// Also decode with sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05), twice: the
     /// backend picking each token with the sampler's draw (on the GPU: one id read back), and the
-    /// logits read back for the CPU to pick from.
+    /// logits read back for the CPU to pick from; then both again with a repeat penalty of 1.1
+    /// and a presence penalty of 0.1 over the last 64 tokens.
     #[arg(long)]
     sampled: bool,
 }
@@ -146,9 +147,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("| record (CPU, per step) | | {per_step:.2} | |");
         }
         if a.sampled {
-            for (on_device, what) in [(true, "draw in the backend"), (false, "logits to the CPU")] {
-                let times = timed(reps, || sampled(&mut backend, &tokens, on_device))?;
-                report(&format!("tg{} sampled, {what}", a.n_gen), a.n_gen, times, roofline);
+            let plain = SamplingParams { seed: 42, ..Default::default() };
+            let penalised = SamplingParams { repeat_penalty: 1.1, presence_penalty: 0.1, ..plain.clone() };
+            for (params, chain) in [(&plain, ""), (&penalised, " with penalties")] {
+                for (on_device, what) in [(true, "draw in the backend"), (false, "logits to the CPU")] {
+                    let times = timed(reps, || sampled(&mut backend, &tokens, params, on_device))?;
+                    report(&format!("tg{} sampled{chain}, {what}", a.n_gen), a.n_gen, times, roofline);
+                }
             }
         }
     }
@@ -286,15 +291,22 @@ fn decode(backend: &mut AnyBackend<'_>, tokens: &[u32]) -> Result<()> {
 
 /// One untimed run of `f`, then `reps` timed ones.
 /// Sampled decoding from an empty context, `tokens.len()` steps from the first of `tokens`, with
-/// llama.cpp's default chain (seeded): each step's token picked by the backend with the sampler's
-/// draw (`on_device`: `Want::Sample`), or from the logits it returns (`Want::Logits`, what every
+/// the chain `params` (seeded): each step's token picked by the backend with the sampler's draw
+/// (`on_device`: `Want::Sample`), or from the logits it returns (`Want::Logits`, what every
 /// sampled step did before the GPU had a sampler).
-fn sampled(backend: &mut AnyBackend<'_>, tokens: &[u32], on_device: bool) -> Result<()> {
+fn sampled(
+    backend: &mut AnyBackend<'_>,
+    tokens: &[u32],
+    params: &SamplingParams,
+    on_device: bool,
+) -> Result<()> {
     backend.truncate(0);
-    let mut sampler = Sampler::new(SamplingParams { seed: 42, ..Default::default() });
+    let mut sampler = Sampler::new(params.clone());
     let mut tok = *tokens.first().context("no tokens")?;
+    let mut history = Vec::with_capacity(tokens.len());
     for _ in tokens {
-        let draw = sampler.draw().context("the default chain has a draw")?;
+        history.push(tok);
+        let draw = sampler.draw(&history).context("the chain has a draw")?;
         tok = if on_device {
             match block_on(backend.eval(&[tok], Want::Sample(draw)))? {
                 Output::Sampled(t) => t,
