@@ -10,6 +10,8 @@
 // 4. (First, one workgroup per row) The draw's logit adjustments, in place: each adjusted token's
 //    logit plus its bias, then, penalised (n > 0), divided by the repeat penalty (multiplied if
 //    not positive) less n · frequency + presence — sample::Adjustments::apply, the CPU's order.
+//    With count_fed (a step run ahead, whose window holds the token the previous step picked),
+//    the row's fed token `ids[row]` counts once more: its entry's n + 1, or n = 1 if it has none.
 // Stages 0-2 run
 // G = ceil(n_vocab / CHUNK) workgroups per row (grid (G, rows)), each over its CHUNK of the row,
 // so the row is read by many SMs at once; they meet in the row's words of `hdr`:
@@ -57,9 +59,9 @@ struct Draw {
     repeat_penalty: f32,
     frequency_penalty: f32,
     presence_penalty: f32,
+    count_fed: u32,    // 1: ids[row] counts once more in the penalty window
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // One adjusted token of a row (sample::Adjust).
@@ -95,6 +97,7 @@ struct Step {
 @group(0) @binding(5) var<storage, read_write> hdr: array<atomic<u32>>;  // [rows, HDR]
 @group(0) @binding(6) var<storage, read_write> cand: array<vec2<u32>>;   // [rows, L] (key, id)
 @group(0) @binding(7) var<storage, read> adjust: array<Adjust>;          // [rows, ADJ]
+@group(0) @binding(8) var<storage, read> ids: array<u32>;                // [rows] the fed tokens
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 // The bin chosen by a pass, how many elements the bins before it counted, and its own count.
@@ -115,6 +118,20 @@ fn key_of(v: f32) -> u32 {
 // The value whose key_of is `key`.
 fn value_of(key: u32) -> f32 {
     return bitcast<f32>(select(~key, key & 0x7fffffffu, (key >> 31u) == 1u));
+}
+
+// Logit c adjusted (stage 4): plus the bias, then, counted n > 0 times in the window, divided by
+// the repeat penalty (multiplied if not positive) less n · frequency + presence.
+fn adjusted(logit: f32, biased: bool, bias: f32, n: u32, d: Draw) -> f32 {
+    var c = logit;
+    if biased {
+        c += bias;
+    }
+    if n > 0u {
+        c = select(c * d.repeat_penalty, c / d.repeat_penalty, c > 0.0);
+        c -= f32(n) * d.frequency_penalty + d.presence_penalty;
+    }
+    return c;
 }
 
 // Whether candidate (ka, ia) sorts before (kb, ib): the larger logit, then the lower id.
@@ -267,19 +284,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n = p.n_vocab;
     let base = p.logits_off + row * n;
     if p.stage == 4u {
+        let fed = select(0xffffffffu, ids[row], d.count_fed != 0u);
+        if lid == 0u {
+            atomicStore(&n_cand, 0u);  // here: whether an entry is the fed token
+        }
+        workgroupBarrier();
         for (var i = lid; i < min(d.n_adjust, ADJ); i += WG) {
             let a = adjust[row * ADJ + i];
-            if a.id < n {
-                var c = logits[base + a.id];
-                if a.biased != 0u {
-                    c += a.bias;
-                }
-                if a.n > 0u {
-                    c = select(c * d.repeat_penalty, c / d.repeat_penalty, c > 0.0);
-                    c -= f32(a.n) * d.frequency_penalty + d.presence_penalty;
-                }
-                logits[base + a.id] = c;
+            var count = a.n;
+            if a.id == fed {
+                count += 1u;
+                atomicStore(&n_cand, 1u);
             }
+            if a.id < n {
+                logits[base + a.id] = adjusted(logits[base + a.id], a.biased != 0u, a.bias, count, d);
+            }
+        }
+        workgroupBarrier();
+        if lid == 0u && fed < n && atomicLoad(&n_cand) == 0u {
+            logits[base + fed] = adjusted(logits[base + fed], false, 0.0, 1u, d);
         }
         return;
     }

@@ -108,15 +108,28 @@ pub struct Adjust {
 
 /// A step's logit bias and repetition penalties, resolved per token: what [`Sampler::sample`]
 /// does to the logits before the rest of the chain, for a backend that draws the token itself.
+///
+/// A backend that runs the next step before the host has seen this one's token (the GPU's step
+/// ahead) takes [`Adjustments::ahead`]: the token leaving the penalty window counted out, and
+/// `count_fed` set: the token the step is fed (the one this step picks) counts once more.
 #[derive(Clone, Copy)]
 pub struct Adjustments {
     pub repeat_penalty: f32,
     pub frequency_penalty: f32,
     pub presence_penalty: f32,
+    /// Penalties over a window are on: the next step's adjustments count this step's token.
+    pub windowed: bool,
+    /// The token that leaves the window when the next one enters ([`NO_TOKEN`]: none).
+    pub leaving: u32,
+    /// The token the step is fed counts once more in the window than `tokens` say.
+    pub count_fed: bool,
     /// The adjusted tokens are the first `len` of `tokens`, each id once.
     pub len: u32,
     pub tokens: [Adjust; DRAW_ADJUST_MAX],
 }
+
+/// No token: [`Adjustments::leaving`] when the window is not full.
+pub const NO_TOKEN: u32 = u32::MAX;
 
 impl Default for Adjustments {
     fn default() -> Self {
@@ -124,6 +137,9 @@ impl Default for Adjustments {
             repeat_penalty: 1.0,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            windowed: false,
+            leaving: NO_TOKEN,
+            count_fed: false,
             len: 0,
             tokens: [Adjust::default(); DRAW_ADJUST_MAX],
         }
@@ -135,10 +151,43 @@ impl Adjustments {
         &self.tokens[..(self.len as usize).min(DRAW_ADJUST_MAX)]
     }
 
-    /// Whether a token is penalised: the adjustments then depend on the tokens so far, and the
-    /// next step's differ from these.
-    pub fn penalised(&self) -> bool {
-        self.as_slice().iter().any(|a| a.n > 0)
+    /// The next step's adjustments before its token is known: the token leaving the window
+    /// counted out, the fed token counted in (`count_fed`). Equal to these without a window.
+    pub fn ahead(&self) -> Adjustments {
+        if !self.windowed {
+            return *self;
+        }
+        let mut next = Adjustments { leaving: NO_TOKEN, count_fed: true, ..*self };
+        let len = next.as_slice().len();
+        if let Some(a) = next.tokens[..len].iter_mut().find(|a| a.id == self.leaving) {
+            a.n = a.n.saturating_sub(1);
+        }
+        next
+    }
+
+    /// The distinct tokens these change, by id, each as one [`Adjust`] (the fed token `fed`
+    /// counted in when `count_fed`): two adjustments with the same effect give the same list.
+    pub fn effect(&self, fed: u32) -> Vec<Adjust> {
+        let mut out: Vec<Adjust> = self.as_slice().to_vec();
+        if self.count_fed {
+            match out.iter_mut().find(|a| a.id == fed) {
+                Some(a) => a.n += 1,
+                None => out.push(Adjust { id: fed, n: 1, ..Adjust::default() }),
+            }
+        }
+        out.retain(|a| a.biased || a.n > 0);
+        out.sort_unstable_by_key(|a| a.id);
+        out
+    }
+
+    /// Whether `self` and `other` (which counts `fed` in) change the same tokens alike.
+    pub fn same_effect(&self, other: &Adjustments, fed: u32) -> bool {
+        let params = |a: &Adjustments| {
+            (a.repeat_penalty.to_bits(), a.frequency_penalty.to_bits(), a.presence_penalty.to_bits())
+        };
+        let bits =
+            |v: Vec<Adjust>| v.iter().map(|a| (a.id, a.biased, a.bias.to_bits(), a.n)).collect::<Vec<_>>();
+        params(self) == params(other) && bits(self.effect(fed)) == bits(other.effect(fed))
     }
 
     /// `logit` adjusted as `a` says: plus the bias; then, penalised, divided by the repeat penalty
@@ -159,7 +208,8 @@ impl Adjustments {
             self.frequency_penalty.to_bits(),
             self.presence_penalty.to_bits(),
         );
-        (p, entries.collect::<Vec<_>>())
+        let window = (self.windowed, self.leaving, self.count_fed);
+        (p, window, entries.collect::<Vec<_>>())
     }
 }
 
@@ -169,6 +219,9 @@ impl std::fmt::Debug for Adjustments {
             .field("repeat_penalty", &self.repeat_penalty)
             .field("frequency_penalty", &self.frequency_penalty)
             .field("presence_penalty", &self.presence_penalty)
+            .field("windowed", &self.windowed)
+            .field("leaving", &self.leaving)
+            .field("count_fed", &self.count_fed)
             .field("tokens", &self.as_slice())
             .finish()
     }
@@ -230,15 +283,21 @@ impl PartialEq for Draw {
 impl Eq for Draw {}
 
 /// The token `draw` picks from `logits`, exactly as [`Sampler::sample`] picks it for the same
-/// parameters and generator state: the CPU twin of a backend's own sampler.
-pub fn pick(logits: &[f32], draw: &Draw) -> u32 {
+/// parameters and generator state: the CPU twin of a backend's own sampler. `fed`: the token the
+/// step was fed, which a draw with [`Adjustments::count_fed`] counts into its window.
+pub fn pick_fed(logits: &[f32], draw: &Draw, fed: u32) -> u32 {
     let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
-    for a in draw.adjust.as_slice() {
+    for a in draw.adjust.effect(fed) {
         if let Some(c) = cand.get_mut(a.id as usize) {
-            c.1 = draw.adjust.apply(a, c.1);
+            c.1 = draw.adjust.apply(&a, c.1);
         }
     }
     choose(&mut cand, &mut Vec::new(), draw)
+}
+
+/// [`pick_fed`] of a draw that does not count its fed token (every draw a sampler gives).
+pub fn pick(logits: &[f32], draw: &Draw) -> u32 {
+    pick_fed(logits, draw, NO_TOKEN)
 }
 
 /// The non-greedy end of the chain over `cand` (all tokens, penalised): top-k, the softmax of
@@ -399,10 +458,16 @@ impl Sampler {
             a.tokens[i].biased = true;
         }
         let penalised = !(p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0);
-        if penalised {
-            for &t in &history[history.len().saturating_sub(p.penalty_last_n)..] {
+        if penalised && p.penalty_last_n > 0 {
+            let start = history.len().saturating_sub(p.penalty_last_n);
+            for &t in &history[start..] {
                 let i = entry(t, &mut a)?;
                 a.tokens[i].n += 1;
+            }
+            a.windowed = true;
+            // Full: the oldest leaves when the next token enters.
+            if history.len() >= p.penalty_last_n {
+                a.leaving = history[start];
             }
         }
         a.len = n as u32;
@@ -593,11 +658,51 @@ mod tests {
     fn only_penalties_depend_on_history() {
         let biased = SamplingParams { logit_bias: vec![(2, 1.0)], ..Default::default() };
         let d = Sampler::new(biased).draw(&[2, 2]).unwrap();
-        assert_eq!((d.adjust.len, d.adjust.penalised()), (1, false));
+        assert_eq!((d.adjust.len, d.adjust.windowed), (1, false));
+        assert_eq!(d.adjust.ahead(), d.adjust, "a bias alone is the same next step");
         let penalised = SamplingParams { presence_penalty: 0.5, ..Default::default() };
         let d = Sampler::new(penalised.clone()).draw(&[2, 2, 4]).unwrap();
-        assert_eq!((d.adjust.len, d.adjust.penalised()), (2, true));
+        assert_eq!((d.adjust.len, d.adjust.windowed, d.adjust.leaving), (2, true, NO_TOKEN));
         assert_eq!(Sampler::new(penalised).draw(&[]).unwrap().adjust.len, 0);
+    }
+
+    /// The step ahead's adjustments (the leaving token counted out, the fed one in) have the
+    /// effect of the next step's own once its token is known, and pick the same token, through a
+    /// window that fills and slides.
+    #[test]
+    fn the_step_ahead_adjusts_as_the_next_step() {
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 3,
+            repeat_penalty: 1.4,
+            frequency_penalty: 0.3,
+            presence_penalty: 0.2,
+            penalty_last_n: 5,
+            logit_bias: vec![(1, 2.0), (6, -1.0)],
+            seed: 5,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(params);
+        let mut x = 7u32;
+        let mut history = vec![1u32, 2];
+        for step in 0..40 {
+            let l: Vec<f32> = (0..12)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 400) as f32 / 100.0
+                })
+                .collect();
+            let d = s.draw(&history).unwrap();
+            let ahead = Draw { r: d.r_next, r_next: 0.0, adjust: d.adjust.ahead(), ..d };
+            let t = s.sample(&l, &history);
+            history.push(t);
+            let next = s.draw(&history).unwrap();
+            assert!(next.adjust.same_effect(&ahead.adjust, t), "step {step}: {next:?} vs {ahead:?} fed {t}");
+            assert_eq!(pick_fed(&l, &ahead, t), pick(&l, &next), "step {step}");
+            assert!(!next.adjust.same_effect(&ahead.adjust, (t + 1) % 12), "step {step}: another fed token");
+        }
     }
 
     /// Ties at the k-th place keep the lowest ids, in id order.

@@ -28,7 +28,8 @@ fn main() {
     let tb = gpu.storage("token", 4).expect("token");
     let step = StepBuffer::new(&gpu).expect("step");
     step.write(&gpu, Step::new(0, 1));
-    let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), 1).expect("sample");
+    let ib = gpu.storage("ids", 4).expect("ids");
+    let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), &ib, 1).expect("sample");
     let draw = Draw {
         temperature: 0.8,
         top_k: 40,

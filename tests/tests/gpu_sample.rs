@@ -6,8 +6,9 @@
 //! 32 of the maximum) cannot hold the top k and its exact radix path runs.
 //!
 //! Some draws also adjust logits first (logit bias, a ban, repeat/frequency/presence penalties on
-//! tokens counted in a window, an id past the vocabulary), which the kernel does in place: the
-//! logits are uploaded again before every step.
+//! tokens counted in a window, an id past the vocabulary, and, as a step run ahead does, the
+//! row's fed token counted in), which the kernel does in place: the logits are uploaded again
+//! before every step.
 //!
 //! The GPU sums the same terms in the same order as the CPU, but its `exp` is not the CPU's, so a
 //! draw whose r lies within rounding of a boundary of the cumulative mass may fall on either
@@ -52,6 +53,8 @@ fn adjustments(rng: &mut Rng, n: usize) -> Adjustments {
         repeat_penalty: 1.3,
         frequency_penalty: 0.25,
         presence_penalty: -0.1,
+        windowed: true,
+        count_fed: rng.f32() > 0.0,
         ..Default::default()
     };
     let mut ids: Vec<u32> =
@@ -72,11 +75,17 @@ fn adjustments(rng: &mut Rng, n: usize) -> Adjustments {
     a
 }
 
-/// The CPU's token, and whether r ± 1e-5 picks the same (r is not at a boundary).
-fn reference(logits: &[f32], d: &Draw) -> (u32, bool) {
-    let want = sample_cpu(logits, d);
-    let near = |r: f32| sample_cpu(logits, &Draw { r: r.clamp(0.0, 0.999_999), ..*d });
+/// The CPU's token (`fed` the row's fed token), and whether r ± 1e-5 picks the same (r is not at
+/// a boundary).
+fn reference(logits: &[f32], d: &Draw, fed: u32) -> (u32, bool) {
+    let want = sample_cpu(logits, d, fed);
+    let near = |r: f32| sample_cpu(logits, &Draw { r: r.clamp(0.0, 0.999_999), ..*d }, fed);
     (want, near(d.r - 1e-5) == want && near(d.r + 1e-5) == want)
+}
+
+/// Row i's fed token: any id, sometimes one the draw adjusts.
+fn fed_token(i: usize, n: usize) -> u32 {
+    ((i * 7919 + 3) % n) as u32
 }
 
 #[test]
@@ -99,8 +108,11 @@ fn sample_matches_cpu() {
             }
             let lb = buffer(&gpu, "logits", &logits);
             let tb = buffer(&gpu, "tokens", &[UNTOUCHED; 1 + ROWS]);
-            let mut kernel = Sample::new(&gpu, &step, (&lb, off as u64), n as u32, (&tb, 1), ROWS as u32)
-                .unwrap_or_else(|e| panic!("n={n}: {e}"));
+            let fed: Vec<u32> = (0..ROWS).map(|i| fed_token(i, n)).collect();
+            let ib = buffer(&gpu, "ids", &fed);
+            let mut kernel =
+                Sample::new(&gpu, &step, (&lb, off as u64), n as u32, (&tb, 1), &ib, ROWS as u32)
+                    .unwrap_or_else(|e| panic!("n={n}: {e}"));
             let all = draws(&mut rng, n);
             for chunk in all.chunks(ROWS - 1) {
                 // Row 1 does not sample; the others take the chunk's draws in turn.
@@ -122,7 +134,7 @@ fn sample_matches_cpu() {
                         continue;
                     };
                     let row = &logits[off + i * n..off + (i + 1) * n];
-                    let (want, clear) = reference(row, d);
+                    let (want, clear) = reference(row, d, fed[i]);
                     cases += 1;
                     assert!((got[1 + i] as usize) < n, "{what}: token {} out of the vocabulary", got[1 + i]);
                     if clear {
@@ -153,7 +165,8 @@ fn sample_top_k_one_is_the_argmax() {
     logits.extend(rng.vec(n));
     let lb = buffer(&gpu, "logits", &logits);
     let tb = buffer(&gpu, "tokens", &[UNTOUCHED; 2]);
-    let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), 2).expect("sample");
+    let ib = buffer(&gpu, "ids", &[0u32; 2]);
+    let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), &ib, 2).expect("sample");
     let greedy = aether_core::gpu::argmax_cpu(&logits[n..]);
     let d0 = Draw {
         temperature: 1.0,

@@ -521,6 +521,7 @@ impl<'g> GpuBackend<'g> {
             (&acts.logits, 0),
             c.n_vocab as u32,
             (&acts.token, 0),
+            &acts.ids,
             max_out as u32,
         )?;
         let readback = Readback::new(gpu, (max_out * c.n_vocab * 4) as u64)?;
@@ -847,17 +848,12 @@ impl<'g> GpuBackend<'g> {
 
     /// Whether the GPU picks every run's next token (a prompt's last chunk, or a decode token):
     /// the argmax or a sample wanted of each, with room after them for the step [`Ahead`] (the
-    /// caller checks that they make one forward batch). A penalised draw does not run ahead: the
-    /// next step's penalties count the token this one picks.
+    /// caller checks that they make one forward batch).
     fn picks_all(&self, runs: &[Run<'_>]) -> bool {
         !runs.is_empty()
             && runs.iter().all(|r| {
                 !r.tokens.is_empty()
-                    && match r.want {
-                        Want::Argmax => true,
-                        Want::Sample(d) => !d.adjust.penalised(),
-                        _ => false,
-                    }
+                    && matches!(r.want, Want::Argmax | Want::Sample(_))
                     && self.seq_len(r.seq) + r.tokens.len() < self.n_ctx
             })
     }
@@ -866,14 +862,18 @@ impl<'g> GpuBackend<'g> {
     fn take_ahead(&mut self, runs: &[Run<'_>]) -> Option<Ahead> {
         let a = self.ahead.take()?;
         let inputs = a.inputs.as_ref()?;
-        // The draw it was given, less the value after it (which the step ahead did not need).
-        let drawn = |w: Want| match w {
-            Want::Sample(d) => Want::Sample(Draw { r_next: 0.0, ..d }),
-            w => w,
+        // The draw it was given, less the value after it (which the step ahead did not need), and
+        // its adjustments as the step ahead made them: with the token it was fed counted in.
+        let drawn = |w: Want, ahead: Want, fed: u32| match (w, ahead) {
+            (Want::Sample(d), Want::Sample(e)) => {
+                let plain = |d: Draw| Draw { r_next: 0.0, adjust: Default::default(), ..d };
+                plain(d) == plain(e) && d.adjust.same_effect(&e.adjust, fed)
+            }
+            (w, ahead) => w == ahead,
         };
         let same = a.at.len() == runs.len()
             && runs.iter().zip(&a.at).zip(inputs).zip(&a.wants).all(|(((r, &(seq, pos)), &t), &w)| {
-                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && drawn(r.want) == w
+                r.seq == seq && self.seq_len(seq) == pos && r.tokens == [t] && drawn(r.want, w, t)
             });
         same.then_some(a)
     }
@@ -891,7 +891,9 @@ impl<'g> GpuBackend<'g> {
             self.plan.push(r.seq as u32, pos as u32, &[0], true);
             at.push((r.seq, pos));
             let want = match r.want {
-                Want::Sample(d) => Want::Sample(Draw { r: d.r_next, r_next: 0.0, ..d }),
+                Want::Sample(d) => {
+                    Want::Sample(Draw { r: d.r_next, r_next: 0.0, adjust: d.adjust.ahead(), ..d })
+                }
                 w => w,
             };
             self.draws.push(match want {

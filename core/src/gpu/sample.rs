@@ -41,7 +41,8 @@ struct RowDraw {
     repeat_penalty: f32,
     frequency_penalty: f32,
     presence_penalty: f32,
-    _pad: [u32; 3],
+    count_fed: u32,
+    _pad: [u32; 2],
 }
 
 /// Mirrors `struct Adjust` of sample.wgsl.
@@ -70,7 +71,8 @@ impl From<&Draw> for RowDraw {
             repeat_penalty: a.repeat_penalty,
             frequency_penalty: a.frequency_penalty,
             presence_penalty: a.presence_penalty,
-            _pad: [0; 3],
+            count_fed: a.count_fed as u32,
+            _pad: [0; 2],
         }
     }
 }
@@ -98,13 +100,16 @@ pub struct Sample {
 
 impl Sample {
     /// logits: `[max_rows, n_vocab]` f32 from element `logits.1`; token: u32 from element
-    /// `token.1`, one per row. `step` counts the rows of a step (the output head's step).
+    /// `token.1`, one per row; ids: u32 from element 0, row r's fed token at r (read by draws
+    /// that count it, `Adjustments::count_fed`). `step` counts the rows of a step (the output
+    /// head's step).
     pub fn new(
         gpu: &Gpu,
         step: &StepBuffer,
         logits: (&wgpu::Buffer, u64),
         n_vocab: u32,
         token: (&wgpu::Buffer, u64),
+        ids: &wgpu::Buffer,
         max_rows: u32,
     ) -> Result<Sample> {
         let key = "sample";
@@ -126,6 +131,7 @@ impl Sample {
         let pipeline = gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, "sample", &[], false))?;
         fits("sample logits buffer bytes", logits.0, logits.1, max_rows as u64 * n_vocab as u64)?;
         fits("sample token buffer bytes", token.0, token.1, max_rows as u64)?;
+        fits("sample ids buffer bytes", ids, 0, max_rows as u64)?;
         let rows = max_rows.max(1) as u64;
         let draws = gpu.storage("sample draws", rows * size_of::<RowDraw>() as u64)?;
         let adjust =
@@ -150,6 +156,7 @@ impl Sample {
                     words.as_entire_binding(),
                     cands.as_entire_binding(),
                     adjust.as_entire_binding(),
+                    ids.as_entire_binding(),
                 ],
             )?);
             buffers.push(params);
@@ -188,7 +195,7 @@ impl Sample {
             }
         }
         let any = self.staged.iter().any(|d| d.top_k > 0);
-        self.adjusting = self.staged.iter().any(|d| d.top_k > 0 && d.n_adjust > 0);
+        self.adjusting = self.staged.iter().any(|d| d.top_k > 0 && (d.n_adjust > 0 || d.count_fed != 0));
         if any {
             gpu.queue().write_buffer(&self.draws, 0, bytemuck::cast_slice(&self.staged));
         }
@@ -222,7 +229,8 @@ impl Sample {
     }
 }
 
-/// CPU twin of [`Sample`]: the token `draw` picks from one row of logits (`sample::pick`).
-pub fn sample_cpu(logits: &[f32], draw: &Draw) -> u32 {
-    crate::sample::pick(logits, draw)
+/// CPU twin of [`Sample`]: the token `draw` picks from one row of logits whose fed token is `fed`
+/// (`sample::pick_fed`).
+pub fn sample_cpu(logits: &[f32], draw: &Draw, fed: u32) -> u32 {
+    crate::sample::pick_fed(logits, draw, fed)
 }
