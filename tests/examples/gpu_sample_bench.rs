@@ -30,15 +30,7 @@ fn main() {
     step.write(&gpu, Step::new(0, 1));
     let ib = gpu.storage("ids", 4).expect("ids");
     let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), &ib, 1).expect("sample");
-    let draw = Draw {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 0.95,
-        min_p: 0.05,
-        r: 0.5,
-        r_next: 0.0,
-        ..Default::default()
-    };
+    let draw = Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.5, ..Default::default() };
     kernel.write(&gpu, [Some(&draw)]);
     const PER_PASS: usize = 200;
     let mut times = Vec::new();

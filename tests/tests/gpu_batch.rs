@@ -277,7 +277,6 @@ fn a_batched_step_creates_nothing_and_records_one_pass() {
         top_p: 0.95,
         min_p: 0.05,
         r: 0.5,
-        r_next: 0.0,
         ..Default::default()
     });
     for wants in [
@@ -480,33 +479,9 @@ fn sampled_runs_pick_what_their_logits_pick() {
     let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 64).expect("pool");
     let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tok.encode(p, true, false).unwrap()).collect();
     let draws = [
-        Draw {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            r: 0.0,
-            r_next: 0.0,
-            ..Default::default()
-        },
-        Draw {
-            temperature: 1.3,
-            top_k: 256,
-            top_p: 1.0,
-            min_p: 0.0,
-            r: 0.0,
-            r_next: 0.0,
-            ..Default::default()
-        },
-        Draw {
-            temperature: 0.5,
-            top_k: 8,
-            top_p: 0.6,
-            min_p: 0.0,
-            r: 0.0,
-            r_next: 0.0,
-            ..Default::default()
-        },
+        Draw { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.0, ..Default::default() },
+        Draw { temperature: 1.3, top_k: 256, top_p: 1.0, min_p: 0.0, r: 0.0, ..Default::default() },
+        Draw { temperature: 0.5, top_k: 8, top_p: 0.6, min_p: 0.0, r: 0.0, ..Default::default() },
     ];
     let mut r = 0.137f32;
     let mut next: Vec<Vec<u32>> = prompts.clone();

@@ -168,24 +168,8 @@ fn sample_top_k_one_is_the_argmax() {
     let ib = buffer(&gpu, "ids", &[0u32; 2]);
     let mut kernel = Sample::new(&gpu, &step, (&lb, 0), n as u32, (&tb, 0), &ib, 2).expect("sample");
     let greedy = aether_core::gpu::argmax_cpu(&logits[n..]);
-    let d0 = Draw {
-        temperature: 1.0,
-        top_k: 40,
-        top_p: 0.95,
-        min_p: 0.05,
-        r: 0.999,
-        r_next: 0.0,
-        ..Default::default()
-    };
-    let d1 = Draw {
-        temperature: 5.0,
-        top_k: 1,
-        top_p: 1.0,
-        min_p: 0.0,
-        r: 0.7,
-        r_next: 0.0,
-        ..Default::default()
-    };
+    let d0 = Draw { temperature: 1.0, top_k: 40, top_p: 0.95, min_p: 0.05, r: 0.999, ..Default::default() };
+    let d1 = Draw { temperature: 5.0, top_k: 1, top_p: 1.0, min_p: 0.0, r: 0.7, ..Default::default() };
     kernel.write(&gpu, [Some(&d0), Some(&d1)]);
     run_step(&gpu, &step, Step::new(0, 2), |pass| kernel.encode(pass, 2)).expect("step");
     assert_eq!(read_all_u32(&gpu, &tb), [12_345, greedy]);

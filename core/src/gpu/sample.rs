@@ -185,13 +185,20 @@ impl Sample {
     pub fn write<'d>(&mut self, gpu: &Gpu, rows: impl IntoIterator<Item = Option<&'d Draw>>) -> bool {
         self.staged.clear();
         self.staged_adjust.clear();
-        for d in rows.into_iter().take(self.max_rows as usize) {
+        for (i, d) in rows.into_iter().take(self.max_rows as usize).enumerate() {
             self.staged.push(d.map(RowDraw::from).unwrap_or_default());
+            // Rows' entries up to the last row with any (the kernel reads a row's n_adjust only).
             let entries = d.map_or(&[][..], |d| d.adjust.as_slice());
-            let at = self.staged_adjust.len();
-            self.staged_adjust.resize(at + DRAW_ADJUST_MAX, RowAdjust::default());
-            for (slot, a) in self.staged_adjust[at..].iter_mut().zip(entries) {
-                *slot = RowAdjust { id: a.id, biased: a.biased as u32, bias: a.bias, n: a.n };
+            if !entries.is_empty() {
+                self.staged_adjust.resize(i * DRAW_ADJUST_MAX, RowAdjust::default());
+                let row = entries.iter().map(|a| RowAdjust {
+                    id: a.id,
+                    biased: a.biased as u32,
+                    bias: a.bias,
+                    n: a.n,
+                });
+                self.staged_adjust
+                    .extend(row.chain(std::iter::repeat(RowAdjust::default())).take(DRAW_ADJUST_MAX));
             }
         }
         let any = self.staged.iter().any(|d| d.top_k > 0);
@@ -199,11 +206,8 @@ impl Sample {
         if any {
             gpu.queue().write_buffer(&self.draws, 0, bytemuck::cast_slice(&self.staged));
         }
-        if self.adjusting {
-            // Up to the last row with entries: the rest of the buffer is never read.
-            let rows = self.staged.iter().rposition(|d| d.n_adjust > 0).map_or(0, |r| r + 1);
-            let words = &self.staged_adjust[..rows * DRAW_ADJUST_MAX];
-            gpu.queue().write_buffer(&self.adjust, 0, bytemuck::cast_slice(words));
+        if !self.staged_adjust.is_empty() {
+            gpu.queue().write_buffer(&self.adjust, 0, bytemuck::cast_slice(&self.staged_adjust));
         }
         any
     }
