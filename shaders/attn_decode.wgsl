@@ -24,12 +24,18 @@
 // cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
 // split into CPP cell groups of L = head_dim / 8 lanes, lane j owning dims 8j..8j+8, and group g
 // takes cells g, g + CPP, ... (coalesced V rows): its running max and Σ e in the first pass, its
-// Σ p·v in the second. The groups' results are combined at the end of each pass.
+// Σ p·v in the second, with the tile's p computed once per cell beforehand. The groups' results
+// are combined at the end of each pass. A chunk of one tile (every token of a short context)
+// keeps the first pass's scores for the second. Decode is bound by latency, not bandwidth, so
+// head_dim is the pipeline's `HEAD_DIM` (the loops over a row unroll, their loads issue
+// together) and the Σ p·v loop loads four V rows before it uses them.
 
 const WG: u32 = 128u;
 // Cells scored per pass: one per invocation.
 const TILE: u32 = 128u;
 const MAX_HEAD_DIM: u32 = 256u;
+// The model's head_dim (Params.head_dim), a pipeline constant.
+override HEAD_DIM: u32 = 128u;
 // Most cell groups: head_dim >= 64, so L >= 8.
 const MAX_GROUPS: u32 = 16u;
 // The max of a state that has seen no cell: finite, so that exp(NEG - m) is a plain 0.
@@ -75,7 +81,7 @@ fn unpack8(u: vec4<u32>, hi: bool) -> vec4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let hd = p.head_dim;
+    let hd = HEAD_DIM;
     let h = wg.y;
     let t = dec[wg.z];
     let seq_pos = at[t];
@@ -92,6 +98,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let c_begin = start + wg.x * chunk;
     let c_end = min(c_begin + chunk, pos + 1u);
+    // Phase 0 of a one-tile chunk leaves its scores in sh_s for the Σ p·v pass.
+    let rescore = p.phase == 1u || c_end - c_begin > TILE;
     let q_row = p.q_off + t * p.n_head * hd + h * hd;
 
     for (var d = lid; d < hd; d += WG) {
@@ -99,7 +107,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
 
-    let l8 = hd / 8u;                 // vec4<u32> per head row
+    let l8 = HEAD_DIM / 8u;           // vec4<u32> per head row
     let cpp = WG / l8;                // cell groups
     let j = lid % l8;
     let g = lid / l8;
@@ -118,7 +126,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var l = 0.0;
         for (var t0 = c_begin; t0 < c_end; t0 += TILE) {
             let n = min(TILE, c_end - t0);
-            score_tile(t0, n, head, l8, row, lid);
+            score_tile(t0, n, head, row, lid);
             workgroupBarrier();
             if in_group {
                 var mt = NEG;
@@ -171,14 +179,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc1 = vec4<f32>(0.0);
     for (var t0 = c_begin; t0 < c_end; t0 += TILE) {
         let n = min(TILE, c_end - t0);
-        score_tile(t0, n, head, l8, row, lid);
+        if rescore {
+            score_tile(t0, n, head, row, lid);
+            workgroupBarrier();
+        }
+        // The tile's probabilities, one cell per invocation.
+        if lid < n {
+            sh_s[lid] = round_f16(exp(sh_s[lid] - m_all) * inv);
+        }
         workgroupBarrier();
         if in_group {
-            for (var c = g; c < n; c += cpp) {
-                let e = round_f16(exp(sh_s[c] - m_all) * inv);
-                let v = v_cache[(t0 + c) * row + head + j];
-                acc0 += e * unpack8(v, false);
-                acc1 += e * unpack8(v, true);
+            // Four V rows loaded before any is used; the sums stay in cell order.
+            let vr = t0 * row + head + j;
+            var c = g;
+            for (; c + 3u * cpp < n; c += 4u * cpp) {
+                let v0 = v_cache[vr + c * row];
+                let v1 = v_cache[vr + (c + cpp) * row];
+                let v2 = v_cache[vr + (c + 2u * cpp) * row];
+                let v3 = v_cache[vr + (c + 3u * cpp) * row];
+                let e = vec4<f32>(sh_s[c], sh_s[c + cpp], sh_s[c + 2u * cpp], sh_s[c + 3u * cpp]);
+                acc0 += e.x * unpack8(v0, false);
+                acc1 += e.x * unpack8(v0, true);
+                acc0 += e.y * unpack8(v1, false);
+                acc1 += e.y * unpack8(v1, true);
+                acc0 += e.z * unpack8(v2, false);
+                acc1 += e.z * unpack8(v2, true);
+                acc0 += e.w * unpack8(v3, false);
+                acc1 += e.w * unpack8(v3, true);
+            }
+            for (; c < n; c += cpp) {
+                let v = v_cache[vr + c * row];
+                acc0 += sh_s[c] * unpack8(v, false);
+                acc1 += sh_s[c] * unpack8(v, true);
             }
         }
         workgroupBarrier();
@@ -208,11 +240,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 // Scores of cells t0..t0 + n (n <= TILE) into sh_s: invocation c scores cell t0 + c (q from
 // sh_q), times kq_scale. The caller puts a barrier after it.
-fn score_tile(t0: u32, n: u32, head: u32, l8: u32, row: u32, lid: u32) {
+fn score_tile(t0: u32, n: u32, head: u32, row: u32, lid: u32) {
     if lid < n {
         let kr = (t0 + lid) * row + head;
         var s = 0.0;
-        for (var i = 0u; i < l8; i++) {
+        for (var i = 0u; i < HEAD_DIM / 8u; i++) {
             let k = k_cache[kr + i];
             let qa = vec4<f32>(sh_q[8u * i], sh_q[8u * i + 1u], sh_q[8u * i + 2u], sh_q[8u * i + 3u]);
             let qb = vec4<f32>(sh_q[8u * i + 4u], sh_q[8u * i + 5u], sh_q[8u * i + 6u], sh_q[8u * i + 7u]);

@@ -239,7 +239,13 @@ impl Attention {
             });
         }
         let prefill_key = "attn_prefill".to_string();
-        let decode = gpu.pipeline("attn_decode", Family::Auto, || Ok(decode_src.into()))?;
+        // head_dim as a pipeline constant: the kernel's loops over a row unroll.
+        let decode = gpu.pipeline_with(
+            &format!("attn_decode_hd{}", dims.head_dim),
+            Family::Auto,
+            &[("HEAD_DIM", dims.head_dim as f64)],
+            || Ok(decode_src.into()),
+        )?;
         let merge = gpu.pipeline("attn_merge", Family::Auto, || Ok(merge_src.into()))?;
         let prefill = gpu.pipeline(&prefill_key, Family::Auto, || Ok(prefill_src.into()))?;
 
