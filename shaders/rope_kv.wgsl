@@ -65,38 +65,53 @@ fn reduce_angle(phi: f32) -> f32 {
     return (((phi - k * C1) - k * C2) - k * C3) - k * C4;
 }
 
-// (cos φ_i, sin φ_i) · attn_factor at position `pos`, as rope.wgsl computes them.
-fn turn(i: u32, pos: u32) -> vec2<f32> {
-    var theta = f32(pos);
-    for (var j = 0u; j < i; j++) {
-        theta *= p.theta_scale;
+// θ_i at position `pos`: the running product, as rope.wgsl computes it. The scale is read once:
+// a uniform read in each step of the loop made the product the kernel's longest part.
+fn theta(i: u32, pos: u32) -> f32 {
+    let s = p.theta_scale;
+    var t = f32(pos);
+    var j = 0u;
+    for (; j + 4u <= i; j += 4u) {
+        t *= s;
+        t *= s;
+        t *= s;
+        t *= s;
     }
+    for (; j < i; j++) {
+        t *= s;
+    }
+    return t;
+}
+
+// (cos φ_i, sin φ_i) · attn_factor for pair i turned by θ_i = `th`, as rope.wgsl computes them.
+fn turn(i: u32, th: f32) -> vec2<f32> {
+    var t = th;
     if p.has_factors == 1u {
-        theta = theta / factors[i];
+        t = t / factors[i];
     }
-    let phi = reduce_angle(p.freq_scale * theta);
+    let phi = reduce_angle(p.freq_scale * t);
     return vec2<f32>(cos(phi) * p.attn_factor, sin(phi) * p.attn_factor);
 }
 
-// Dim d of the k head starting at element `head`, rotated.
-fn k_rotated(head: u32, d: u32, pos: u32) -> f32 {
+// The pair of rotated dim d (< n_rot): its index i, its first and second elements' dims a and b,
+// and whether d is the first.
+fn pair_of(d: u32) -> vec4<u32> {
     let half_rot = p.n_rot / 2u;
-    if d >= p.n_rot {
-        return x[head + d];
-    }
-    var i = d / 2u;
-    var a = d & ~1u;
-    var first = (d & 1u) == 0u;
     if p.neox == 1u {
-        first = d < half_rot;
-        i = select(d - half_rot, d, first);
-        a = i;
+        let first = d < half_rot;
+        let i = select(d - half_rot, d, first);
+        return vec4<u32>(i, i, i + half_rot, u32(first));
     }
-    let b = select(a + 1u, a + half_rot, p.neox == 1u);
-    let cs = turn(i, pos);
-    let x0 = x[head + a];
-    let x1 = x[head + b];
-    return select(x0 * cs.y + x1 * cs.x, x0 * cs.x - x1 * cs.y, first);
+    return vec4<u32>(d / 2u, d & ~1u, (d & ~1u) + 1u, u32((d & 1u) == 0u));
+}
+
+// Dim d (< n_rot) of the k head starting at element `head`, rotated by θ = `th` of its pair.
+fn k_rotated(head: u32, d: u32, th: f32) -> f32 {
+    let pr = pair_of(d);
+    let cs = turn(pr.x, th);
+    let x0 = x[head + pr.y];
+    let x1 = x[head + pr.z];
+    return select(x0 * cs.y + x1 * cs.x, x0 * cs.x - x1 * cs.y, pr.w == 1u);
 }
 
 @compute @workgroup_size(WG)
@@ -125,7 +140,7 @@ fn main(
             x[head + 2u * i + 1u] *= p.q_scale;
             return;
         }
-        let cs = turn(i, seat.y);
+        let cs = turn(i, theta(i, seat.y));
         var a = 2u * i;
         var b = a + 1u;
         if p.neox == 1u {
@@ -148,5 +163,24 @@ fn main(
     v_cache[dst] = pack2x16float(vec2<f32>(x[p.v_off + src], x[p.v_off + src + 1u]));
     let head = p.k_off + t * kv_dim + (2u * j / p.head_dim) * p.head_dim;
     let d = (2u * j) % p.head_dim;
-    k_cache[dst] = pack2x16float(vec2<f32>(k_rotated(head, d, seat.y), k_rotated(head, d + 1u, seat.y)));
+    // Dims d and d + 1: one pair, consecutive pairs (NeoX) or, where half of n_rot is odd, the
+    // last of the first half and the first of the second; one running product serves the first
+    // two cases.
+    var k = vec2<f32>(x[head + d], x[head + d + 1u]);
+    if d < p.n_rot {
+        let i0 = pair_of(d).x;
+        let th = theta(i0, seat.y);
+        k.x = k_rotated(head, d, th);
+        if d + 1u < p.n_rot {
+            let i1 = pair_of(d + 1u).x;
+            var th1 = th;
+            if i1 == i0 + 1u {
+                th1 = th * p.theta_scale;
+            } else if i1 != i0 {
+                th1 = theta(i1, seat.y);
+            }
+            k.y = k_rotated(head, d + 1u, th1);
+        }
+    }
+    k_cache[dst] = pack2x16float(k);
 }

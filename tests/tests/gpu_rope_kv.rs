@@ -1,6 +1,6 @@
 //! `shaders/rope_kv.wgsl` (rope of q and k, and the cache store of k and v, in one dispatch)
 //! against its CPU twin (`gpu::rope_kv_cpu`: `rope_cpu` of q and k, then `kv_store_cpu`): both
-//! pairings, full and partial rotation, grouped heads (fewer k heads than q heads), per-pair
+//! pairings, full and partial rotation (half of n_rot odd too), grouped heads (fewer k heads than q heads), per-pair
 //! factors, a q scale, positions up to 10⁵, tokens of several sequences at their own positions,
 //! q, k and v at odd offsets of one buffer, a cache offset, and a dispatch sized for more tokens
 //! than the step holds. q must match to NMSE 1e-6, the caches' f16 values to NMSE 1e-6; k and v
@@ -15,8 +15,10 @@ use half::f16;
 /// (n_head, n_head_kv, head_dim, n_rot, tokens, pos0, factors, q_scale)
 type Case = (usize, usize, usize, usize, usize, usize, bool, f32);
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
     (1, 1, 2, 2, 1, 0, false, 1.0),
+    // Half of n_rot odd: a cache word of NeoX's holds the first half's last dim and the second's first.
+    (2, 1, 16, 6, 2, 50, true, 1.0),
     (4, 2, 64, 64, 5, 7, false, 1.0),
     (8, 2, 128, 128, 1, 4095, true, 1.0),
     (5, 5, 64, 32, 3, 300, false, 0.125),
