@@ -65,8 +65,25 @@ var<workgroup> val: array<f32, WG>;
 // Each lane's level (Q8_1 sums its blocks').
 var<workgroup> lq: array<i32, WG>;
 
+// f32 v rounded to the nearest f16 value, ties to even (the CPU's f16::from_f32), by its bits:
+// the levels hang on the f16 scales, and WGSL lets pack2x16float round either way — the H100's
+// Vulkan driver does not round to nearest (through pack2x16float, Q8_0's scales came out one f16
+// step off the CPU's in most blocks). Values past f16's range become ±∞, subnormals keep their
+// 2⁻²⁴ steps.
 fn round_f16(v: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+    let b = bitcast<u32>(v);
+    let a = b & 0x7fffffffu;
+    if a >= 0x7f800000u {
+        return v;
+    }
+    if a < 0x38800000u {
+        return round(v * 16777216.0) * bitcast<f32>(0x33800000u);
+    }
+    let r = (b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u;
+    if (r & 0x7fffffffu) > 0x477fe000u {
+        return bitcast<f32>((b & 0x80000000u) | 0x7f800000u);
+    }
+    return bitcast<f32>(r);
 }
 
 // Round to nearest even at bit 16; NaN stays NaN (quiet).
@@ -175,7 +192,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             for (var k = 0u; k < 32u; k++) {
                 sum += lq[lid + k];
             }
-            word = pack2x16float(vec2<f32>(d, (amax / 127.0) * f32(sum)));
+            word = pack2x16float(vec2<f32>(d, round_f16((amax / 127.0) * f32(sum))));
         }
         xq[row + p.cols / 4u + c / 32u] = word;
     }

@@ -181,3 +181,47 @@ fn glu_conversion_equals_glu_then_conversion() {
         assert_eq!(bits(&q_fused), bits(&q_plain), "{ty} {act:?}: packed levels differ");
     }
 }
+
+/// The rounding to f16 (F16 weights' activations, and every Q8 format's scales) is the CPU's,
+/// ties to even, at the edges of f16's range: halfway values, subnormals, the largest finite
+/// value and past it, signed zeros and infinities.
+#[test]
+fn f16_rounding_is_the_cpus_at_the_edges() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let step = StepBuffer::new(&gpu).unwrap();
+    let ulp = |v: f32| f32::from_bits(v.to_bits() + 1);
+    let mut x = vec![
+        1.0 + 1.0 / 2048.0,      // a tie: down to even (1.0)
+        1.0 + 3.0 / 2048.0,      // a tie: up to even
+        ulp(1.0 + 1.0 / 2048.0), // just past the tie: up
+        65504.0,                 // the largest finite f16
+        65519.0,                 // rounds down to it
+        65520.0,                 // a tie: to ∞
+        -70000.0,
+        6.0e-8,                      // subnormals
+        f32::from_bits(0x3300_0000), // 2⁻²⁵, half the smallest subnormal: a tie, to even (0)
+        3.0e-8,                      // just past it: up
+        -2.98e-8,
+        1.0e-5,
+        6.1e-5, // below the smallest normal, rounds to it
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.3333333,
+        -1234.5678,
+    ];
+    x.resize(32, 0.7);
+    let xb = buffer(&gpu, "x", &x);
+    let yb = buffer(&gpu, "y", &vec![f32::NAN; x.len()]);
+    let qb = buffer(&gpu, "xq", &[0u32; 16]);
+    let k = ActQuant::new(&gpu, &step, GgmlType::F16, (&xb, 0), (&yb, 0), (&qb, 0), x.len() as u32, 1)
+        .unwrap()
+        .expect("a conversion");
+    run_step(&gpu, &step, Step::new(0, 1), |p| k.encode(p, 1)).unwrap();
+    let got = read_all_f32(&gpu, &yb);
+    let want = act_quant_cpu(GgmlType::F16, &x).unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "x = {:e}: got {g:e}, want {w:e}", x[i]);
+    }
+}
