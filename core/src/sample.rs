@@ -405,15 +405,31 @@ impl Sampler {
 
     /// The next token's draw when a backend can pick it itself ([`Draw`]), given the tokens so
     /// far (`history`, oldest first, as [`Sampler::sample`] takes them): sampling at a
-    /// temperature, top-k of 1..=[`DRAW_TOP_K_MAX`], and at most [`DRAW_ADJUST_MAX`] tokens
-    /// biased or penalised. It peeks at the generator; [`Sampler::drew`] consumes the draw once
-    /// the backend has picked the token.
+    /// temperature, top-k of 1..=[`DRAW_TOP_K_MAX`], or greedy, with at most
+    /// [`DRAW_ADJUST_MAX`] tokens biased or penalised. It peeks at the generator;
+    /// [`Sampler::drew`] consumes the draw once the backend has picked the token.
+    ///
+    /// Greedy is the top 1 of the adjusted logits at any temperature: the argmax, the lowest id
+    /// on ties as [`argmax`] takes it, with no random number (r is 0, and the generator is left
+    /// as [`Sampler::sample`] leaves it).
     pub fn draw(&self, history: &[u32]) -> Option<Draw> {
         let p = &self.params;
-        if !(p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
+        let greedy = p.temperature <= 0.0;
+        if !(greedy || (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
             return None;
         }
         let adjust = self.adjustments(history)?;
+        if greedy {
+            return Some(Draw {
+                temperature: 1.0,
+                top_k: 1,
+                top_p: 1.0,
+                min_p: 0.0,
+                r: 0.0,
+                r_next: 0.0,
+                adjust,
+            });
+        }
         let mut rng = self.rng.clone();
         let (r, r_next) = (rng.next_f32(), rng.next_f32());
         Some(Draw {
@@ -476,7 +492,9 @@ impl Sampler {
 
     /// Advances the generator past [`Sampler::draw`]'s draw: the backend picked the token with it.
     pub fn drew(&mut self) {
-        self.rng.next_f32();
+        if self.params.temperature > 0.0 {
+            self.rng.next_f32();
+        }
     }
 
     fn apply_penalties(&mut self, history: &[u32]) {
@@ -624,6 +642,8 @@ mod tests {
             (5, 0.5, 0.0, 0.4, SamplingParams::default()),
             (40, 0.95, 0.05, 0.8, adjusted.clone()),
             (3, 1.0, 0.0, 2.0, adjusted.clone()),
+            // Greedy with penalties and biases: the argmax of the adjusted logits.
+            (40, 0.95, 0.05, 0.0, adjusted.clone()),
         ] {
             let params = SamplingParams { top_k, top_p, min_p, temperature, seed: 11, ..base };
             let (mut a, mut b) = (Sampler::new(params.clone()), Sampler::new(params));
@@ -640,8 +660,14 @@ mod tests {
                 history.push(t);
             }
         }
+        // A greedy draw uses no random number: the generator stays where sample() leaves it.
+        let greedy = SamplingParams { seed: 3, ..SamplingParams::greedy() };
+        let (mut a, mut b) = (Sampler::new(greedy.clone()), Sampler::new(greedy));
+        assert_eq!(b.draw(&[]).map(|d| (d.r, d.top_k)), Some((0.0, 1)));
+        a.sample(&logits(), &[]);
+        b.drew();
+        assert_eq!(a.rng.next_f32(), b.rng.next_f32());
         let none = |p: SamplingParams| Sampler::new(p).draw(&[]);
-        assert_eq!(none(SamplingParams::greedy()), None);
         assert_eq!(none(SamplingParams { top_k: 0, ..Default::default() }), None);
         assert_eq!(none(SamplingParams { top_k: DRAW_TOP_K_MAX + 1, ..Default::default() }), None);
         let wide = (0..DRAW_ADJUST_MAX as u32 + 1).map(|i| (i, 1.0)).collect();

@@ -378,9 +378,10 @@ fn sampled_decode_runs_one_step_ahead() {
     assert_eq!(with, without, "tokens with and without the step ahead");
 }
 
-/// Logit bias and penalties are drawn on the GPU too: a sequence with repetition penalties and
-/// one with a logit bias (top-k 1, so each pick is the argmax of the adjusted logits, whatever
-/// the GPU's exp) pick, step after step, what their samplers pick from the logits of the same
+/// Logit bias and penalties are drawn on the GPU too: a greedy sequence with repetition
+/// penalties and one with a logit bias (temperature 0, so each pick is the argmax of the adjusted
+/// logits: `Sampler::draw`'s greedy draw, top-k 1) pick, step after step, what their samplers
+/// pick from the logits of the same
 /// steps, with every step after the first run ahead — the penalised one's window counting the
 /// token it was fed on the GPU — and found in flight (one pass). The adjustments change the
 /// text: plain greedy decoding differs.
@@ -393,8 +394,7 @@ fn adjusted_draws_pick_what_their_samplers_pick() {
     let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
     let params = [
         SamplingParams {
-            temperature: 1.0,
-            top_k: 1,
+            temperature: 0.0,
             // Negative penalties: the tiny model seldom repeats a token, so favour repeats instead.
             repeat_penalty: 0.5,
             presence_penalty: -1.0,
@@ -403,8 +403,7 @@ fn adjusted_draws_pick_what_their_samplers_pick() {
             ..Default::default()
         },
         SamplingParams {
-            temperature: 1.0,
-            top_k: 1,
+            temperature: 0.0,
             logit_bias: vec![(9, 4.0), (11, 3.5), (13, -2.0)],
             ..Default::default()
         },
@@ -452,10 +451,8 @@ fn adjusted_draws_pick_what_their_samplers_pick() {
     assert_eq!(drawn, sampled, "tokens drawn on the GPU and sampled from the logits");
     // Two passes for the first step (it and the one ahead), then each found in flight.
     assert!(passes[0] == 2 && passes[1..].iter().all(|&p| p == 1), "{passes:?}");
-    let plain: Vec<SamplingParams> = params
-        .iter()
-        .map(|p| SamplingParams { temperature: 1.0, top_k: 1, seed: p.seed, ..Default::default() })
-        .collect();
+    let plain: Vec<SamplingParams> =
+        params.iter().map(|p| SamplingParams { seed: p.seed, ..SamplingParams::greedy() }).collect();
     let (greedy, _) = decode(true, &plain);
     for s in 0..2 {
         assert_ne!(greedy[s], sampled[s], "sequence {s}: the adjustments changed nothing");

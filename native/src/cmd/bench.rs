@@ -64,7 +64,8 @@ pub struct BenchArgs {
     /// Also decode with sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05), twice: the
     /// backend picking each token with the sampler's draw (on the GPU: one id read back), and the
     /// logits read back for the CPU to pick from; then both again with a repeat penalty of 1.1
-    /// and a presence penalty of 0.1 over the last 64 tokens.
+    /// and a presence penalty of 0.1 over the last 64 tokens, and with those penalties at
+    /// temperature 0 (greedy).
     #[arg(long)]
     sampled: bool,
 }
@@ -149,7 +150,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if a.sampled {
             let plain = SamplingParams { seed: 42, ..Default::default() };
             let penalised = SamplingParams { repeat_penalty: 1.1, presence_penalty: 0.1, ..plain.clone() };
-            for (params, chain) in [(&plain, ""), (&penalised, " with penalties")] {
+            // Greedy with penalties: the argmax of the adjusted logits, picked in the backend too.
+            let greedy = SamplingParams { temperature: 0.0, ..penalised.clone() };
+            for (params, chain) in
+                [(&plain, ""), (&penalised, " with penalties"), (&greedy, " greedy with penalties")]
+            {
                 for (on_device, what) in [(true, "draw in the backend"), (false, "logits to the CPU")] {
                     let times = timed(reps, || sampled(&mut backend, &tokens, params, on_device))?;
                     report(&format!("tg{} sampled{chain}, {what}", a.n_gen), a.n_gen, times, roofline);
