@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let q_row = p.q_off + t * p.n_head * hd + h * hd;
 
     for (var d = lid; d < hd; d += WG) {
-        sh_q[d] = unpack2x16float(pack2x16float(vec2<f32>(q[q_row + d], 0.0))).x;
+        sh_q[d] = round_f16(q[q_row + d]);
     }
     workgroupBarrier();
 
@@ -254,6 +254,8 @@ fn score_tile(t0: u32, n: u32, head: u32, row: u32, lid: u32) {
     }
 }
 
+// ---- round_f16: stand-in, replaced at load by f16_round.wgsl's exact section (a device may
+// fold this round trip away).
 fn round_f16(v: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
 }

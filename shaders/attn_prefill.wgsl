@@ -69,7 +69,7 @@ var<workgroup> sh: array<vec4<u32>, SH_LEN>;
 
 // v rounded to f16, as the CPU (and llama.cpp) round a query before dotting it with the f16 keys.
 fn f16_round4(v: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
+    return vec4<f32>(round_f16(v.x), round_f16(v.y), round_f16(v.z), round_f16(v.w));
 }
 
 // The first cell position `pos` sees.
@@ -339,4 +339,10 @@ fn put(live: bool, at: u32, lo: vec4<f32>, hi: vec4<f32>) {
         att[at + 6u] = hi.z;
         att[at + 7u] = hi.w;
     }
+}
+
+// ---- round_f16: stand-in, replaced at load by f16_round.wgsl's exact section (a device may
+// fold this round trip away).
+fn round_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
 }

@@ -47,11 +47,6 @@ fn main(
 const SQRT_2_OVER_PI: f32 = 0.7978846;
 const COEF_A: f32 = 0.044715;
 
-// x rounded to f16 (pack2x16float) and back.
-fn f16_round(x: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
-}
-
 fn gelu_tanh(x: f32) -> f32 {
     if x <= -10.0 {
         return 0.0;
@@ -59,8 +54,8 @@ fn gelu_tanh(x: f32) -> f32 {
     if x >= 10.0 {
         return x;
     }
-    let h = f16_round(x);
-    return f16_round(0.5 * h * (1.0 + tanh(SQRT_2_OVER_PI * h * (1.0 + COEF_A * h * h))));
+    let h = round_f16(x);
+    return round_f16(0.5 * h * (1.0 + tanh(SQRT_2_OVER_PI * h * (1.0 + COEF_A * h * h))));
 }
 
 fn activate(g: f32, gelu: bool) -> f32 {
@@ -70,3 +65,8 @@ fn activate(g: f32, gelu: bool) -> f32 {
     return g / (1.0 + exp(-g));
 }
 
+// ---- round_f16: stand-in, replaced at load by f16_round.wgsl's exact section (a device may
+// fold this round trip away).
+fn round_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+}

@@ -101,6 +101,7 @@ impl Gpu {
             return Ok(p.clone());
         }
         let source = source()?;
+        let source = super::shaders::with_round_f16(&source).unwrap_or(source);
         let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(key),
             source: wgpu::ShaderSource::Wgsl(source.into()),

@@ -1,4 +1,4 @@
-//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the two
+//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the three
 //! splice steps. Nothing else is ever rewritten.
 //!
 //! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
@@ -15,6 +15,11 @@
 //! `reduce_workgroup.wgsl` (`_wg`, through workgroup memory); for the browser the subgroup
 //! version also gets `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and
 //! keys subgroup built-ins off the device's features).
+//!
+//! Rounding splice: a kernel that rounds values to f16 and keeps them as f32 holds a `// ----
+//! round_f16` section with the round trip through pack2x16float, which a device may fold away
+//! (the H100's Vulkan driver does). [`with_round_f16`] swaps in `f16_round.wgsl`'s section, the
+//! rounding done on the bits; every pipeline gets it (`Gpu::pipeline_with`).
 //!
 //! So only some files stand alone ([`stands_alone`]): the decoders, the reductions and ordinary
 //! kernels. The unit tests validate those alone, every mat-vec kernel with both reductions, and
@@ -51,6 +56,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
     ("rope_kv.wgsl", include_str!("../../../shaders/rope_kv.wgsl")),
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
+    ("f16_round.wgsl", F16_ROUND),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
     ("block_sums.wgsl", include_str!("../../../shaders/block_sums.wgsl")),
     ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
@@ -218,6 +224,15 @@ pub fn override_u32(src: &str, name: &str) -> Option<u32> {
     src.lines().find_map(|l| l.strip_prefix(&prefix)?.strip_suffix("u;")?.parse().ok())
 }
 
+/// f16_round.wgsl: the exact `round_f16` section ([`with_round_f16`]).
+const F16_ROUND: &str = include_str!("../../../shaders/f16_round.wgsl");
+
+/// `src` with its `round_f16` section (the round trip through pack2x16float) replaced by
+/// f16_round.wgsl's, which rounds on the bits; `None` if `src` has no such section.
+pub fn with_round_f16(src: &str) -> Option<String> {
+    swap_section(src, F16_ROUND, "round_f16")
+}
+
 /// `kernel` with its section `name` replaced by the section of the same name in `from`. A section
 /// runs from the line starting `// ---- name` (then a space, a colon or the end of the line) to
 /// the next line starting `// ---- `, or to the end. The element-wise kernels use it to swap in
@@ -314,5 +329,6 @@ pub fn browser_kernels(subgroups: bool) -> Vec<(String, String)> {
             }
         }
     }
-    out
+    // As every pipeline is built (`Gpu::pipeline_with`).
+    out.into_iter().map(|(n, s)| (n, with_round_f16(&s).unwrap_or(s))).collect()
 }

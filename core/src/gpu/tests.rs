@@ -302,3 +302,27 @@ fn every_browser_kernel_validates() {
         validate(&name, &src.replace("enable subgroups;\n", ""));
     }
 }
+
+/// The round trip through pack2x16float appears only in the `round_f16` stand-ins, every one of
+/// which the exact section replaces; the kernels validate with it.
+#[test]
+fn every_f16_round_trip_is_the_spliced_section() {
+    let trip = "unpack2x16float(pack2x16float(";
+    let mut spliced = 0;
+    for (name, src) in ALL {
+        let exact = shaders::with_round_f16(src);
+        let body = exact.as_deref().unwrap_or(src);
+        assert!(
+            !body.contains(trip),
+            "{name} rounds to f16 through pack2x16float outside its round_f16 section"
+        );
+        if let Some(exact) = exact.filter(|_| *name != "f16_round.wgsl") {
+            assert!(exact.contains("0xffffe000u"), "{name}: the exact rounding was not spliced");
+            if shaders::stands_alone(name) {
+                validate(&format!("{name} with the exact round_f16"), &exact);
+            }
+            spliced += 1;
+        }
+    }
+    assert_eq!(spliced, 4, "act_quant, attn_decode, attn_prefill and glu round to f16");
+}
