@@ -420,15 +420,8 @@ impl Sampler {
         }
         let adjust = self.adjustments(history)?;
         if greedy {
-            return Some(Draw {
-                temperature: 1.0,
-                top_k: 1,
-                top_p: 1.0,
-                min_p: 0.0,
-                r: 0.0,
-                r_next: 0.0,
-                adjust,
-            });
+            // The default draw is that argmax: top-k 1, r 0.
+            return Some(Draw { adjust, ..Draw::default() });
         }
         let mut rng = self.rng.clone();
         let (r, r_next) = (rng.next_f32(), rng.next_f32());
