@@ -166,21 +166,19 @@ fn main(
     // Dims d and d + 1: one pair, consecutive pairs (NeoX) or, where half of n_rot is odd, the
     // last of the first half and the first of the second; one running product serves the first
     // two cases.
+    // d is even and so is n_rot: both dims are rotated or neither.
     var k = vec2<f32>(x[head + d], x[head + d + 1u]);
     if d < p.n_rot {
         let i0 = pair_of(d).x;
+        let i1 = pair_of(d + 1u).x;
         let th = theta(i0, seat.y);
-        k.x = k_rotated(head, d, th);
-        if d + 1u < p.n_rot {
-            let i1 = pair_of(d + 1u).x;
-            var th1 = th;
-            if i1 == i0 + 1u {
-                th1 = th * p.theta_scale;
-            } else if i1 != i0 {
-                th1 = theta(i1, seat.y);
-            }
-            k.y = k_rotated(head, d + 1u, th1);
+        var th1 = th;
+        if i1 == i0 + 1u {
+            th1 = th * p.theta_scale;
+        } else if i1 != i0 {
+            th1 = theta(i1, seat.y);
         }
+        k = vec2<f32>(k_rotated(head, d, th), k_rotated(head, d + 1u, th1));
     }
     k_cache[dst] = pack2x16float(k);
 }
