@@ -415,7 +415,7 @@ impl Sampler {
     pub fn draw(&self, history: &[u32]) -> Option<Draw> {
         let p = &self.params;
         let greedy = p.temperature <= 0.0;
-        if !(greedy || (1..=DRAW_TOP_K_MAX).contains(&p.top_k)) {
+        if !(greedy || (p.temperature > 0.0 && (1..=DRAW_TOP_K_MAX).contains(&p.top_k))) {
             return None;
         }
         let adjust = self.adjustments(history)?;
@@ -485,6 +485,7 @@ impl Sampler {
 
     /// Advances the generator past [`Sampler::draw`]'s draw: the backend picked the token with it.
     pub fn drew(&mut self) {
+        // Not for a greedy draw, which used no number (there is no draw at a NaN temperature).
         if self.params.temperature > 0.0 {
             self.rng.next_f32();
         }
@@ -662,6 +663,7 @@ mod tests {
         assert_eq!(a.rng.next_f32(), b.rng.next_f32());
         let none = |p: SamplingParams| Sampler::new(p).draw(&[]);
         assert_eq!(none(SamplingParams { top_k: 0, ..Default::default() }), None);
+        assert_eq!(none(SamplingParams { temperature: f32::NAN, ..Default::default() }), None);
         assert_eq!(none(SamplingParams { top_k: DRAW_TOP_K_MAX + 1, ..Default::default() }), None);
         let wide = (0..DRAW_ADJUST_MAX as u32 + 1).map(|i| (i, 1.0)).collect();
         assert_eq!(none(SamplingParams { logit_bias: wide, ..Default::default() }), None);
