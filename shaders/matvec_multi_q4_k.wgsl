@@ -12,13 +12,16 @@
 // of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
 // block, invocation s (0..TPB) decodes level vector s and the scales of each row once (as the
 // one-token kernel does), then multiplies them with the matching levels of each token of the
-// group. The NR × NT sums (row-major) go through the spliced reduction, whose `ROWS` is their
-// count. Past the first group the rows' bytes come again from cache.
+// group. Its sums live in two named 2 × 4 matrices (a row per column, tokens t0.. t0 + 4 and
+// t0 + 4.. t0 + 8), not an indexed array, which the H100's driver keeps in memory rather than
+// registers (2–3× slower, docs/PERF.md); tokens past the step repeat the last one's levels and
+// are never stored. The NR × NT sums (row-major) go through the spliced reduction, whose `ROWS`
+// is their count. Past the first group the rows' bytes come again from cache.
 
 override WG: u32 = 64u;
-// Weight rows per workgroup.
+// Weight rows per workgroup: the kernel is written for two.
 const NR: u32 = 2u;
-// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8).
+// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8; at most 8).
 const NT: u32 = 8u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
@@ -62,6 +65,69 @@ fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
 }
 
+// One row's decoded block slice: levels of sub-blocks 2pr (qa) and 2pr + 1 (qb), their scales
+// and mins, and the block's d and dmin.
+struct RowSlice {
+    qa: vec4<u32>,
+    qb: vec4<u32>,
+    sc: vec2<f32>,
+    mn: vec2<f32>,
+    dm: vec2<f32>,
+}
+
+fn row_slice(blk: u32, s: u32, lo: bool, sh: u32) -> RowSlice {
+    let hd = w[blk];
+    let q = w[blk + 1u + s];
+    var r: RowSlice;
+    r.qa = q & vec4<u32>(0x0F0F0F0Fu);
+    r.qb = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    r.dm = unpack2x16float(hd.x);
+    let scw = (scales(hd.y, hd.w, lo) >> sh) & 0xFFFFu;
+    let mnw = (mins(hd.z, hd.w, lo) >> sh) & 0xFFFFu;
+    r.sc = vec2<f32>(f32(scw & 0xFFu), f32(scw >> 8u));
+    r.mn = vec2<f32>(f32(mnw & 0xFFu), f32(mnw >> 8u));
+    return r;
+}
+
+// One token's slice of block b: its two level vectors, their sums and its scale.
+struct TokSlice {
+    xa: vec4<u32>,
+    xb: vec4<u32>,
+    sums: vec2<f32>,
+    dx: f32,
+}
+
+fn tok_slice(t: u32, b: u32, pr: u32, s: u32) -> TokSlice {
+    let xw = p.x_off + t * p.x_stride;
+    let xv = xw / 4u + 16u * b + 4u * pr + s % 2u;
+    var x_: TokSlice;
+    x_.xa = x[xv];
+    x_.xb = x[xv + 2u];
+    let ones = vec4<u32>(0x01010101u);
+    x_.sums = vec2<f32>(f32(dot4(ones, x_.xa)), f32(dot4(ones, x_.xb)));
+    x_.dx = bitcast<f32>(x[(xw + p.cols / 4u) / 4u + 2u * b].x);
+    return x_;
+}
+
+// The row slice's contribution for one token.
+fn term(r: RowSlice, t: TokSlice) -> f32 {
+    let prod = r.sc.x * f32(dot4(r.qa, t.xa)) + r.sc.y * f32(dot4(r.qb, t.xb));
+    let bias = r.mn.x * t.sums.x + r.mn.y * t.sums.y;
+    return t.dx * (r.dm.x * prod - r.dm.y * bias);
+}
+
+// Four tokens' (t..t + 4, the last of the step repeated past it) contributions of both rows.
+fn quad(r0: RowSlice, r1: RowSlice, t: u32, last: u32, b: u32, pr: u32, s: u32) -> mat2x4<f32> {
+    let x0 = tok_slice(min(t, last), b, pr, s);
+    let x1 = tok_slice(min(t + 1u, last), b, pr, s);
+    let x2 = tok_slice(min(t + 2u, last), b, pr, s);
+    let x3 = tok_slice(min(t + 3u, last), b, pr, s);
+    return mat2x4<f32>(
+        vec4<f32>(term(r0, x0), term(r0, x1), term(r0, x2), term(r0, x3)),
+        vec4<f32>(term(r1, x0), term(r1, x1), term(r1, x2), term(r1, x3)),
+    );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let row0 = (wg.y * p.groups_x + wg.x) * NR;
@@ -73,45 +139,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let pr = s / 2u;           // the pair of sub-blocks 2pr, 2pr + 1
     let lo = pr < 2u;          // sub-blocks 0..4: scales in the low words
     let sh = 16u * (pr % 2u);  // their bytes 2 (pr % 2), + 1 of the scale word
-    let ones = vec4<u32>(0x01010101u);
     let row_v = p.row_bytes / 16u;
+    let rb0 = min(row0, p.n_rows - 1u) * row_v;
+    let rb1 = min(row0 + 1u, p.n_rows - 1u) * row_v;
     for (var t0 = 0u; t0 < n_tok; t0 += NT) {
-        var acc: array<f32, ROWS>;
+        // Row r's sums over tokens t0.. t0 + 4 (column r of `lo4`) and t0 + 4.. t0 + 8 (`hi4`):
+        // named vectors, which stay in registers where an indexed array would not.
+        var lo4 = mat2x4<f32>();
+        var hi4 = mat2x4<f32>();
         for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-            // Each row's levels of sub-blocks 2pr (low nibbles) and 2pr + 1 (high), and its
-            // factors (d, dmin, the two scales and the two mins).
-            var qa: array<vec4<u32>, NR>;
-            var qb: array<vec4<u32>, NR>;
-            var dm: array<vec2<f32>, NR>;
-            var sc: array<vec2<f32>, NR>;
-            var mn: array<vec2<f32>, NR>;
-            for (var r = 0u; r < NR; r++) {
-                let blk = min(row0 + r, p.n_rows - 1u) * row_v + 9u * b;
-                let hd = w[blk];
-                let q = w[blk + 1u + s];
-                qa[r] = q & vec4<u32>(0x0F0F0F0Fu);
-                qb[r] = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
-                dm[r] = unpack2x16float(hd.x);
-                let scw = (scales(hd.y, hd.w, lo) >> sh) & 0xFFFFu;
-                let mnw = (mins(hd.z, hd.w, lo) >> sh) & 0xFFFFu;
-                sc[r] = vec2<f32>(f32(scw & 0xFFu), f32(scw >> 8u));
-                mn[r] = vec2<f32>(f32(mnw & 0xFFu), f32(mnw >> 8u));
+            let r0 = row_slice(rb0 + 9u * b, s, lo, sh);
+            let r1 = row_slice(rb1 + 9u * b, s, lo, sh);
+            lo4 += quad(r0, r1, t0, n_tok - 1u, b, pr, s);
+            if NT > 4u {
+                hi4 += quad(r0, r1, t0 + 4u, n_tok - 1u, b, pr, s);
             }
-            for (var t = 0u; t < NT; t++) {
-                if t0 + t < n_tok {
-                    let xw = p.x_off + (t0 + t) * p.x_stride;
-                    let xv = xw / 4u + 16u * b + 4u * pr + s % 2u;
-                    let xa = x[xv];
-                    let xb = x[xv + 2u];
-                    let sums = vec2<f32>(f32(dot4(ones, xa)), f32(dot4(ones, xb)));
-                    let dx = bitcast<f32>(x[(xw + p.cols / 4u) / 4u + 2u * b].x);
-                    for (var r = 0u; r < NR; r++) {
-                        let prod = sc[r].x * f32(dot4(qa[r], xa)) + sc[r].y * f32(dot4(qb[r], xb));
-                        let bias = mn[r].x * sums.x + mn[r].y * sums.y;
-                        acc[r * NT + t] += dx * (dm[r].x * prod - dm[r].y * bias);
-                    }
-                }
-            }
+        }
+        var acc: array<f32, ROWS>;
+        for (var t = 0u; t < NT; t++) {
+            acc[t] = select(hi4[0][t % 4u], lo4[0][t % 4u], t < 4u);
+            acc[NT + t] = select(hi4[1][t % 4u], lo4[1][t % 4u], t < 4u);
         }
         let total = reduce_rows(acc, lane);
         let r = row0 + lane.lid / NT;

@@ -32,6 +32,15 @@ pub struct DeviceArgs {
     /// measuring the crossing on a device.
     #[arg(long, value_name = "TOKENS")]
     pub multi_max: Option<u32>,
+    /// GPU: the most tokens of a step whose projections run as a type's tiled integer kernel
+    /// (Q4_K's) rather than the matmul (default: aether_core::gpu::TILE_MAX; 1 turns it off). For
+    /// measuring.
+    #[arg(long, value_name = "TOKENS")]
+    pub tile_max: Option<u32>,
+    /// GPU: the fewest tokens of a step that a type's tiled integer kernel takes, fewer running
+    /// its mat-vec over a few tokens (default: aether_core::gpu::TILE_MIN). For measuring.
+    #[arg(long, value_name = "TOKENS")]
+    pub tile_min: Option<u32>,
     /// GPU: the workgroups the tensor-core matmul splits its columns to fill on a step of few
     /// tokens (default: aether_core::gpu::SPLIT_TARGET; 0 turns split-K off). For measuring.
     #[arg(long, value_name = "WORKGROUPS")]
@@ -82,6 +91,8 @@ impl Device {
             no_coop_matrix: set("AETHER_NO_COOP_MATRIX"),
             no_gemm: set("AETHER_NO_GEMM"),
             multi_max: args.multi_max,
+            tile_max: args.tile_max,
+            tile_min: args.tile_min,
             split_target: args.split_target,
             gemm_min_tokens: args.gemm_min_tokens,
             ..Default::default()

@@ -30,7 +30,7 @@ fn state(api_key: Option<&str>) -> Arc<AppState> {
 
 /// The CPU with `threads` threads.
 fn device(threads: usize) -> DeviceArgs {
-    DeviceArgs { cpu: true, threads, multi_max: None, split_target: None, gemm_min_tokens: None }
+    DeviceArgs { cpu: true, threads, ..Default::default() }
 }
 
 async fn call(st: Arc<AppState>, req: Request<Body>) -> (StatusCode, String) {

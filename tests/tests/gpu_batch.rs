@@ -243,6 +243,52 @@ fn tiny_llama(seed: u64) -> Vec<u8> {
     Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth")
 }
 
+/// A Q4_K model's batches take its integer kernels (the few-token mat-vec below `TILE_MIN` tokens,
+/// the tiles of `matmul_int_q4_k.wgsl` from there), whose sums are the one-token mat-vec's
+/// integer sums in another float order: the logits of three sequences advanced together in
+/// rounds (steps of 2–9 tokens) match each alone far more closely than through the f32 matmul
+/// (`tile_max` 1; lavapipe: KL 1.6e-12 against 7.8e-5) — and top-1 agrees wherever the margin
+/// is not a float-order tie.
+#[test]
+fn q4_k_batches_match_each_sequence_alone_through_the_tiled_kernel() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let bytes = tiny_llama(5);
+    let g = Gguf::parse(&bytes).expect("parse");
+    let model = Model::from_gguf(&g).expect("model");
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let seqs: Vec<Vec<u32>> =
+        (0..3u32).map(|i| (0..11).map(|k| (37 * i + 11 * k + 5) % 200).collect()).collect();
+    let solo = run_rounds(&gpu, &gm, &seqs, true);
+    let batched = run_rounds(&gpu, &gm, &seqs, false);
+    let mat_gpu = test_gpu(GpuOptions { tile_max: Some(1), ..Default::default() }).expect("adapter");
+    let mat_gm = GpuModel::upload(&mat_gpu, &model, &mut |_, _| {}).expect("upload");
+    let through_matmul = run_rounds(&mat_gpu, &mat_gm, &seqs, false);
+    let (mut tiled, mut matmul) = (Vec::new(), Vec::new());
+    for (r, round) in solo.iter().enumerate() {
+        for (j, want) in round.iter().enumerate() {
+            tiled.push(kl(want, &batched[r][j]));
+            matmul.push(kl(want, &through_matmul[r][j]));
+            if margin(want) >= 1e-3 {
+                assert_eq!(argmax(&batched[r][j]), argmax(want), "round {r}, run {j}: top-1 differs");
+            }
+        }
+    }
+    eprintln!(
+        "Q4_K batched vs solo: {} rows, KL mean {:.2e} tiled, {:.2e} through the matmul",
+        tiled.len(),
+        mean(&tiled),
+        mean(&matmul)
+    );
+    assert!(tiled.len() >= 12, "only {} rows compared", tiled.len());
+    assert!(mean(&tiled) <= 1e-8, "tiled KL mean {:.2e}", mean(&tiled));
+    assert!(
+        mean(&tiled) * 10.0 <= mean(&matmul),
+        "tiled {:.2e} vs matmul {:.2e}",
+        mean(&tiled),
+        mean(&matmul)
+    );
+}
+
 #[test]
 fn a_batched_step_creates_nothing_and_records_one_pass() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };

@@ -12,8 +12,8 @@
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
 use aether_core::gpu::{
-    Gpu, GpuOptions, GpuTensor, MatVecMulti, Step, StepBuffer, act_pack_cpu, act_quant_cpu, matvec_multi_cpu,
-    packed_input, shaders,
+    Gpu, GpuOptions, GpuTensor, MatVecMulti, Step, StepBuffer, TILE_TOKENS, act_pack_cpu, act_quant_cpu,
+    matvec_multi_cpu, packed_input, shaders, tile_workgroup_bytes,
 };
 use aether_core::quant::GgmlType;
 use aether_tests::gpu::{Rng, assert_nmse, test_gpu, weights};
@@ -135,9 +135,15 @@ fn check_types(gpu: &Gpu, types: &[GgmlType], label: &str) -> Vec<String> {
     keys
 }
 
+/// Options that keep steps of up to 16 tokens on the mat-vec's own variants, where a type also
+/// has a tiled kernel.
+fn few() -> GpuOptions {
+    GpuOptions { multi_max: Some(16), ..Default::default() }
+}
+
 #[test]
 fn multi_token_matvec_matches_cpu_for_every_type() {
-    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let Some(gpu) = test_gpu(few()) else { return };
     eprintln!("adapter: {}", gpu.describe());
     // Q4_1's mat-vec takes packed levels and has no multi-token kernel yet (forward.rs gives its
     // batches to the matmul); every other type has one.
@@ -165,10 +171,60 @@ fn multi_token_matvec_matches_cpu_in_the_other_variants() {
     let software = Some(!probe.caps().software);
     drop(probe);
     let types = [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F16];
-    let gpu = test_gpu(GpuOptions { software, no_subgroups: true, ..Default::default() }).expect("adapter");
+    let gpu = test_gpu(GpuOptions { software, no_subgroups: true, ..few() }).expect("adapter");
     let keys = check_types(&gpu, &types, "other geometry, no subgroups");
     let suffix = if gpu.caps().software { "_wg_sw" } else { "_wg_nt" };
     assert!(keys.iter().all(|k| k.contains(suffix)), "expected *{suffix}*: {keys:?}");
+}
+
+/// The tiled integer kernels (Q4_K's), which take steps of `TILE_MIN..=TILE_MAX` tokens by
+/// default (here from 2 on): row counts that are not multiples of the 32 rows per workgroup, token counts at and
+/// across each tile (16, 32, 64) and past the largest (the in-kernel loop over tiles), the add
+/// mode. Each tile the device's workgroup memory holds runs.
+#[test]
+fn tiled_integer_matmul_matches_cpu() {
+    let Some(gpu) = test_gpu(GpuOptions { tile_min: Some(2), ..Default::default() }) else { return };
+    let mut rng = Rng::new(0x7113);
+    let mut failures = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let mut worst = 0f64;
+    let mut case = 0;
+    for rows in [7, 33, 64] {
+        for n_tokens in [2, 16, 17, 40, 64, 70] {
+            case += 1;
+            let cols = [256, 768][case % 2];
+            match check(&gpu, GgmlType::Q4K, rows, cols, n_tokens, case % 3 == 0, case % 2 == 1, &mut rng) {
+                Ok((nmse, key)) => {
+                    worst = worst.max(nmse);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    eprintln!("tiled Q4_K: worst NMSE {worst:.2e}, keys {keys:?}");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    let fits = |bt: u32| tile_workgroup_bytes(32, bt) <= gpu.caps().max_workgroup_storage;
+    for bt in TILE_TOKENS.into_iter().filter(|&bt| fits(bt)) {
+        assert!(keys.contains(&format!("matmul_int_q4_k_bt{bt}")), "tile {bt} never ran: {keys:?}");
+    }
+    assert!(keys.iter().all(|k| k.starts_with("matmul_int_q4_k_bt")), "{keys:?}");
+}
+
+/// By default a Q4_K step of fewer than `TILE_MIN` tokens runs the few-token mat-vec and a longer
+/// one the tiles.
+#[test]
+fn q4_k_steps_take_the_few_token_kernel_then_the_tiles() {
+    use aether_core::gpu::TILE_MIN;
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let mut rng = Rng::new(5);
+    let n = TILE_MIN as usize;
+    let (_, few) = check(&gpu, GgmlType::Q4K, 33, 512, n - 1, false, false, &mut rng).expect("few");
+    let (_, tiled) = check(&gpu, GgmlType::Q4K, 33, 512, n, false, true, &mut rng).expect("tiled");
+    assert!(few.starts_with("matvec_multi_q4_k"), "{} tokens: {few}", n - 1);
+    assert_eq!(tiled, "matmul_int_q4_k_bt16", "{n} tokens");
 }
 
 #[test]

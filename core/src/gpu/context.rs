@@ -53,6 +53,14 @@ pub struct GpuOptions {
     /// tiled matmul ([`Caps::multi_max`]; `None`: [`MULTI_MAX`](super::MULTI_MAX); 1 turns it
     /// off). For measuring where one overtakes the other.
     pub multi_max: Option<u32>,
+    /// The most tokens a step's projections of a type with a tiled integer kernel run on it
+    /// rather than the matmul ([`Caps::tile_max`]; `None`: [`TILE_MAX`](super::TILE_MAX); 1 turns
+    /// it off). For measuring.
+    pub tile_max: Option<u32>,
+    /// The fewest tokens of a step that a type's tiled integer kernel takes, fewer running its
+    /// mat-vec over a few tokens ([`Caps::tile_min`]; `None`: [`TILE_MIN`](super::TILE_MIN)). For
+    /// measuring.
+    pub tile_min: Option<u32>,
     /// The tensor-core matmul's split-K target: how many workgroups a step of few tokens should
     /// fill ([`Caps::split_target`]; `None`: [`SPLIT_TARGET`](super::SPLIT_TARGET); 0 or 1 turns
     /// split-K off). For measuring.
@@ -106,6 +114,14 @@ pub struct Caps {
     /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
     /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
     pub multi_max: u32,
+    /// A step of more than `multi_max` and at most `tile_max` tokens runs the projections of a
+    /// type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
+    /// [`MatVecMulti`](super::MatVecMulti)) on it ([`GpuOptions::tile_max`], else
+    /// [`TILE_MAX`](super::TILE_MAX)).
+    pub tile_max: u32,
+    /// Below this many tokens, a type with a tiled integer kernel runs its mat-vec over a few
+    /// tokens instead ([`GpuOptions::tile_min`], else [`TILE_MIN`](super::TILE_MIN)).
+    pub tile_min: u32,
     /// Where the tensor-core matmul's grid of a step would have fewer workgroups than this, it
     /// splits the columns among more ([`MatMul`](super::MatMul)'s split-K; [`GpuOptions::split_target`],
     /// else [`SPLIT_TARGET`](super::SPLIT_TARGET)).
@@ -368,6 +384,8 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
         min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
+        tile_max: opts.tile_max.unwrap_or(super::TILE_MAX),
+        tile_min: opts.tile_min.unwrap_or(super::TILE_MIN),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
         gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),
     }

@@ -14,8 +14,9 @@
 //! writes the token ids, the table and the [`Step`] uniforms, records every launcher into ONE
 //! compute pass and submits: no GPU object is created per token, and the pass count does not grow
 //! with the layers. A projection is a mat-vec when the step has one token, the mat-vec over a few
-//! tokens up to `Caps::multi_max` and a tiled matmul beyond ([`Proj`]), so a batch of decode
-//! tokens reads each weight once. The head gathers the last token of each run that wants an
+//! tokens up to `Caps::multi_max` (or, for a type with a tiled integer kernel, its tiles up to
+//! `Caps::tile_max`) and a tiled matmul beyond ([`Proj`]), so a batch of decode tokens reads each
+//! weight once. The head gathers the last token of each run that wants an
 //! output, and its logits come back only when a sampler needs them; greedy runs take the argmax
 //! on the GPU and read back one `u32` each, and a step of greedy decode tokens is followed at once
 //! by the next, fed on the GPU ([`Ahead`]).
@@ -214,8 +215,9 @@ const FUSE_NORMS: bool = true;
 /// than three (two `Rope`, one `KvStore`); nothing sits between them in any architecture.
 const FUSE_ROPE_KV: bool = true;
 
-/// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens for
-/// up to `multi_max` (batched decode; only types with such a kernel), a tiled matmul for more
+/// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens or
+/// its tiled integer kernel for up to `multi_max` (batched decode; only types with such a
+/// kernel), a tiled matmul for more
 /// (each absent where a step never has that many rows). With `add`, the product goes into a
 /// residual stream: the mat-vecs add it themselves, the matmul writes it to y and `add` adds y to
 /// the stream.
@@ -228,7 +230,8 @@ struct Proj {
     /// After a Q4_1/Q5_1 matmul: its block sums as the CPU's dot products take them.
     fix: Option<BlockSums>,
     add: Option<Add>,
-    /// `Caps::multi_max`.
+    /// The most tokens `multi` takes: `Caps::multi_max`, or `Caps::tile_max` where the type has
+    /// a tiled integer kernel.
     multi_max: u32,
 }
 
@@ -1212,7 +1215,12 @@ impl Builder<'_> {
                 (Some(r), _) => Some(MatVec::new_add(gpu, w, vec_in, 0, r, 0)?),
                 (None, _) => Some(MatVec::new(gpu, w, vec_in, 0, y, y_off)?),
             };
-            let multi_max = gpu.caps().multi_max;
+            // The mat-vec over a few tokens, or its tiled integer kernel where the type has one.
+            let caps = gpu.caps();
+            let multi_max = match super::shaders::matmul_int_kernel(w.ty) {
+                Some(_) => caps.multi_max.max(caps.tile_max),
+                None => caps.multi_max,
+            };
             let few = n.min(multi_max);
             let multi = match residual {
                 _ if few < 2 || super::shaders::matvec_multi_kernel(w.ty).is_none() => None,

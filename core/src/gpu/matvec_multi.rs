@@ -17,10 +17,22 @@
 //! the step's tokens; a larger step loops over groups of the largest inside the kernel, reading
 //! the weights again from cache. Y is `[tokens, w.rows]` as the matmul's, and the product may be
 //! added to it ([`MatVecMulti::new_add`]) as the mat-vec's: the residual add of o/down.
+//!
+//! Tiled variants (`matmul_int_<type>.wgsl`, Q4_K so far; key `matmul_int_q4_k_bt64`): for a
+//! step of more than `Caps::multi_max` tokens, where the type has one, a workgroup stages each
+//! block of its 32 rows (a byte per level) and of up to [`TILE_TOKENS`] tokens in workgroup
+//! memory and multiplies them with `dot4I8Packed`, 2 rows × 8 tokens per invocation: every
+//! weight is decoded once per 64 tokens, and the sums are the mat-vec's integer sums, so a
+//! batch's logits stay the one-token path's up to float order. The forward pass gives such a
+//! type's steps of `Caps::tile_min` to `Caps::tile_max` tokens to them (H100: 1.1–2× the
+//! tensor-core matmul's aggregate decode at 5–64 sequences, docs/PERF.md), and shorter steps to
+//! the mat-vec's variants.
 
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
-use super::shaders::{const_u32, matvec_multi_kernel, matvec_multi_source, override_u32};
+use super::shaders::{
+    const_u32, for_backend, matmul_int_kernel, matvec_multi_kernel, matvec_multi_source, override_u32,
+};
 use super::{Gpu, GpuTensor, MATVEC_SOFTWARE_WG, StepBuffer, matmul_cpu, packed_input};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -50,6 +62,11 @@ const _: () = assert!(size_of::<Params>() == 48);
 /// software workgroup of 16).
 pub const MULTI_TOKENS: [u32; 3] = [2, 4, 8];
 
+/// The token tiles BT the tiled integer kernel is built for (`TG` = BT / `TPT`), where the
+/// device's workgroup memory holds them ([`tile_workgroup_bytes`]): WebGPU's guaranteed 16 KiB
+/// holds 16.
+pub const TILE_TOKENS: [u32; 3] = [16, 32, 64];
+
 /// The most tokens of a step whose projections run as [`MatVecMulti`]; one token takes the
 /// mat-vec, more than this the tiled matmul. Each token group of the multi kernel reads the
 /// weights again (from cache) and the matmul reads them once per 64 tokens but leaves most of
@@ -64,6 +81,18 @@ pub const MULTI_TOKENS: [u32; 3] = [2, 4, 8];
 /// be summation noise. gpu_batch and the kernel tests pass with 16.
 pub const MULTI_MAX: u32 = 1;
 
+/// The most tokens of a step whose projections run as [`MatVecMulti`]'s tiled integer kernel,
+/// for the types that have one; more take the matmul. On the H100 the tiles beat the
+/// tensor-core matmul at every step of 2–64 tokens (docs/PERF.md); past 64 a step loops over
+/// tiles, reading the weights again, where the matmul's staged product takes over.
+pub const TILE_MAX: u32 = 64;
+
+/// The fewest tokens of a step that a type's tiled integer kernel takes; fewer run its mat-vec
+/// over a few tokens, whose workgroups of 2 rows keep more of the weights in flight. H100 8B
+/// Q4_K aggregate decode, few-token kernel vs tiles: 2 sequences 319 vs 148 tok/s, 4: 455 vs
+/// 293, 8: 368 vs 569 (docs/PERF.md).
+pub const TILE_MIN: u32 = 5;
+
 /// A kernel geometry for tuning benchmarks: workgroup size, rows per workgroup, token-group
 /// sizes.
 #[doc(hidden)]
@@ -74,23 +103,28 @@ pub struct MultiShape {
     pub tokens: Vec<u32>,
 }
 
-/// One token-group size: its pipeline and, per piece, its bind group.
+/// One token-group size of one kernel: its pipeline and, per piece, its bind group and grid.
 struct Variant {
+    /// Tokens per pass over the weights.
     nt: u32,
+    /// The tiled integer kernel (`matmul_int_<type>.wgsl`) rather than the mat-vec's.
+    tile: bool,
     key: String,
     pipeline: wgpu::ComputePipeline,
     binds: Vec<wgpu::BindGroup>,
+    grids: Vec<[u32; 2]>,
 }
 
 /// `Y[y_off + t·w.rows + r] (+)= Σ_c W[r, c] · X[x_off + t·x_stride + c]` for the step's tokens,
 /// ready to encode.
 pub struct MatVecMulti {
-    /// Ascending NT.
+    /// Ascending NT, the mat-vec's variants first.
     variants: Vec<Variant>,
-    /// Per piece: its workgroup grid.
-    grids: Vec<[u32; 2]>,
+    /// The most tokens a step runs on the mat-vec's variants where there are tiled ones:
+    /// `Caps::multi_max` or `Caps::tile_min` - 1, the larger.
+    few_max: u32,
     max_tokens: u32,
-    _params: PieceParams,
+    _params: Vec<PieceParams>,
 }
 
 impl MatVecMulti {
@@ -197,60 +231,47 @@ impl MatVecMulti {
         check_fits("multi-token mat-vec x buffer bytes", x, x_off, max_tokens as u64 * x_stride)?;
         check_fits("multi-token mat-vec y buffer bytes", y, y_off, max_tokens as u64 * w.rows)?;
 
-        let mut params = Vec::new();
-        let mut grids = Vec::new();
-        for piece in &w.pieces {
-            let groups = piece.rows.div_ceil(nr as u64);
-            let gx = groups.min(max_dim);
-            let gy = groups.div_ceil(gx.max(1));
-            if gy > max_dim {
-                return Err(too_large(format!("{groups} workgroups exceed a {max_dim}² grid")));
+        // Per piece, for workgroups of `rows` rows: its grid and parameters.
+        let layout = |rows: u32| -> Result<(Vec<[u32; 2]>, Vec<Params>)> {
+            let mut grids = Vec::new();
+            let mut params = Vec::new();
+            for piece in &w.pieces {
+                let groups = piece.rows.div_ceil(rows as u64);
+                let gx = groups.min(max_dim);
+                let gy = groups.div_ceil(gx.max(1));
+                if gy > max_dim {
+                    return Err(too_large(format!("{groups} workgroups exceed a {max_dim}² grid")));
+                }
+                grids.push([gx as u32, gy as u32]);
+                params.push(Params {
+                    n_rows: piece.rows as u32,
+                    cols: w.cols as u32,
+                    row_bytes: w.row_bytes as u32,
+                    x_off: x_off as u32,
+                    x_stride: x_stride as u32,
+                    y_off: (y_off + piece.first_row) as u32,
+                    y_stride: w.rows as u32,
+                    groups_x: gx as u32,
+                    add: add as u32,
+                    max_tokens,
+                    _pad: [0; 2],
+                });
             }
-            grids.push([gx as u32, gy as u32]);
-            params.push(Params {
-                n_rows: piece.rows as u32,
-                cols: w.cols as u32,
-                row_bytes: w.row_bytes as u32,
-                x_off: x_off as u32,
-                x_stride: x_stride as u32,
-                y_off: (y_off + piece.first_row) as u32,
-                y_stride: w.rows as u32,
-                groups_x: gx as u32,
-                add: add as u32,
-                max_tokens,
-                _pad: [0; 2],
-            });
-        }
-        let params = PieceParams::new(gpu, &base, &params)?;
-
-        let mut sorted = tokens;
-        sorted.sort_unstable();
-        sorted.dedup();
-        let mut variants = Vec::new();
-        for nt in sorted {
-            let key = format!("{base}{suffix}_nt{nt}");
-            let overrides = [("WG", wg as f64)];
-            let pipeline = gpu.pipeline_with(&key, Family::Auto, &overrides, || {
-                let src = matvec_multi_source(ty, subgroups, browser).ok_or_else(unsupported)?;
-                let set = |src: String, name: &str, from: u32, to: u32| {
-                    let old = format!("const {name}: u32 = {from}u;");
-                    if !src.contains(&old) {
-                        return Err(bad_kernel(&key, format!("no `{old}`")));
-                    }
-                    Ok(src.replace(&old, &format!("const {name}: u32 = {to}u;")))
-                };
-                let default_nt =
-                    const_u32(&src, "NT").ok_or_else(|| bad_kernel(&key, "no `const NT`".into()))?;
-                set(set(src, "NT", default_nt, nt)?, "NR", default_nr, nr)
-            })?;
-            let binds = w
-                .pieces
+            Ok((grids, params))
+        };
+        let set = |key: &str, src: String, name: &str, to: u32| -> Result<String> {
+            let from = const_u32(&src, name).ok_or_else(|| bad_kernel(key, format!("no `const {name}`")))?;
+            let old = format!("const {name}: u32 = {from}u;");
+            Ok(src.replace(&old, &format!("const {name}: u32 = {to}u;")))
+        };
+        let binds = |key: &str, pipeline: &wgpu::ComputePipeline, params: &PieceParams| -> Result<Vec<_>> {
+            w.pieces
                 .iter()
                 .enumerate()
                 .map(|(i, piece)| {
                     gpu.bind(
-                        &key,
-                        &pipeline,
+                        key,
+                        pipeline,
                         &[
                             piece.binding(w.row_bytes),
                             x.as_entire_binding(),
@@ -260,20 +281,72 @@ impl MatVecMulti {
                         ],
                     )
                 })
-                .collect::<Result<_>>()?;
-            variants.push(Variant { nt, key, pipeline, binds });
+                .collect()
+        };
+
+        let mut variants = Vec::new();
+        let mut all_params = Vec::new();
+        let (grids, params) = layout(nr)?;
+        let params = PieceParams::new(gpu, &base, &params)?;
+        let mut sorted = tokens;
+        sorted.sort_unstable();
+        sorted.dedup();
+        for nt in sorted {
+            let key = format!("{base}{suffix}_nt{nt}");
+            let overrides = [("WG", wg as f64)];
+            let pipeline = gpu.pipeline_with(&key, Family::Auto, &overrides, || {
+                let src = matvec_multi_source(ty, subgroups, browser).ok_or_else(unsupported)?;
+                set(&key, set(&key, src, "NT", nt)?, "NR", nr)
+            })?;
+            let binds = binds(&key, &pipeline, &params)?;
+            variants.push(Variant { nt, tile: false, key, pipeline, binds, grids: grids.clone() });
+        }
+        all_params.push(params);
+
+        // The tiled integer kernel, at each token tile that fits the device's workgroup memory.
+        let tiled = matmul_int_kernel(ty).filter(|_| shape.is_none() && caps.tile_max > 1);
+        if let Some(kernel) = tiled {
+            let tile_base = format!("matmul_int_{}", ty.name().to_ascii_lowercase());
+            let geometry = |name: &str| {
+                const_u32(kernel, name).ok_or_else(|| bad_kernel(&tile_base, format!("no `const {name}`")))
+            };
+            let (rg, kg, rpt, tpt) = (geometry("RG")?, geometry("KG")?, geometry("RPT")?, geometry("TPT")?);
+            let (grids, params) = layout(rg * rpt)?;
+            let params = PieceParams::new(gpu, &tile_base, &params)?;
+            for nt in TILE_TOKENS {
+                let invocations = kg * rg * (nt / tpt);
+
+                if tile_workgroup_bytes(rg * rpt, nt) > caps.max_workgroup_storage
+                    || invocations > caps.max_invocations_per_workgroup
+                {
+                    continue;
+                }
+                let key = format!("{tile_base}_bt{nt}");
+                let pipeline = gpu.pipeline_with(&key, Family::Auto, &[], || {
+                    set(&key, for_backend(kernel.to_string(), false, browser), "TG", nt / tpt)
+                })?;
+                let binds = binds(&key, &pipeline, &params)?;
+                variants.push(Variant { nt, tile: true, key, pipeline, binds, grids: grids.clone() });
+            }
+            all_params.push(params);
         }
         gpu.check(&format!("preparing `{base}` for `{}`", w.name))?;
-        Ok(MatVecMulti { variants, grids, max_tokens, _params: params })
+        let few_max = caps.multi_max.max(caps.tile_min.saturating_sub(1));
+        Ok(MatVecMulti { variants, few_max, max_tokens, _params: all_params })
     }
 
-    /// The variant a step of `n_tokens` runs: the smallest NT that holds them, else the largest.
+    /// The variant a step of `n_tokens` runs: where there are tiled variants and the step has
+    /// more than `few_max` tokens, one of them, else one of the mat-vec's; of those the smallest
+    /// that holds the tokens, else the largest.
     fn variant(&self, n_tokens: u32) -> &Variant {
-        let last = self.variants.len() - 1;
-        &self.variants[self.variants.iter().position(|v| v.nt >= n_tokens).unwrap_or(last)]
+        let tiled = n_tokens > self.few_max && self.variants.iter().any(|v| v.tile);
+        let mut set = self.variants.iter().filter(|v| v.tile == tiled);
+        let last = set.clone().last().expect("a variant of each kind built");
+        set.find(|v| v.nt >= n_tokens).unwrap_or(last)
     }
 
-    /// The pipeline key a step of `n_tokens` runs (`matvec_multi_q4_k_sg_nt4`).
+    /// The pipeline key a step of `n_tokens` runs (`matvec_multi_q4_k_sg_nt4`,
+    /// `matmul_int_q4_k_bt64`).
     pub fn key(&self, n_tokens: u32) -> &str {
         &self.variant(n_tokens).key
     }
@@ -287,11 +360,18 @@ impl MatVecMulti {
         }
         let v = self.variant(n);
         pass.set_pipeline(&v.pipeline);
-        for (bind, [gx, gy]) in v.binds.iter().zip(&self.grids) {
+        for (bind, [gx, gy]) in v.binds.iter().zip(&v.grids) {
             pass.set_bind_group(0, bind, &[]);
             pass.dispatch_workgroups(*gx, *gy, 1);
         }
     }
+}
+
+/// Workgroup memory of `matmul_int_<type>.wgsl` with `rows` rows and `tokens` tokens a pass,
+/// bytes: levels of both (17 vectors a row), each row's scales and d, each token's sums and
+/// scale. A unit test holds it to the kernel's declarations.
+pub fn tile_workgroup_bytes(rows: u32, tokens: u32) -> u32 {
+    rows * 17 * 16 + tokens * 17 * 16 + rows * (16 + 8) + tokens * (32 + 4)
 }
 
 /// CPU twin of [`MatVecMulti`]: `Y[t, r] = Σ_c W[r, c] · X[t, c]` for `n_tokens` rows of `x`

@@ -77,7 +77,10 @@ pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
 pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
-pub use matvec_multi::{MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, matvec_multi_cpu};
+pub use matvec_multi::{
+    MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MIN, TILE_TOKENS, matvec_multi_cpu,
+    tile_workgroup_bytes,
+};
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
 pub use matmul::{GEMM_MIN_TOKENS, MatMul, SPLIT_TARGET, matmul_cpu};

@@ -49,6 +49,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_multi_q6_k.wgsl", include_str!("../../../shaders/matvec_multi_q6_k.wgsl")),
     ("matvec_multi_q8_0.wgsl", include_str!("../../../shaders/matvec_multi_q8_0.wgsl")),
     ("matvec_multi.wgsl", include_str!("../../../shaders/matvec_multi.wgsl")),
+    // Their tiled integer twins for steps of more tokens.
+    ("matmul_int_q4_k.wgsl", include_str!("../../../shaders/matmul_int_q4_k.wgsl")),
     // The element-wise kernels of the forward pass, and their swappable sections.
     ("rmsnorm.wgsl", include_str!("../../../shaders/rmsnorm.wgsl")),
     ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
@@ -123,6 +125,13 @@ pub fn matvec_multi_kernel(ty: GgmlType) -> Option<(&'static str, bool)> {
         return None;
     }
     Some((source("matvec_multi.wgsl")?, true))
+}
+
+/// `ty`'s tiled integer product over the tokens of a batched decode step
+/// (`matmul_int_<type>.wgsl`: each block decoded once into workgroup memory for up to 64
+/// tokens), if it has one.
+pub fn matmul_int_kernel(ty: GgmlType) -> Option<&'static str> {
+    source(&format!("matmul_int_{}.wgsl", ty.name().to_ascii_lowercase()))
 }
 
 /// The source of `ty`'s mat-vec over a few tokens as the device compiles it: the kernel with

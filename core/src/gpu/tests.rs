@@ -260,6 +260,34 @@ fn every_multi_token_matvec_validates_with_both_reductions() {
     }
 }
 
+/// The tiled integer kernels validate at every token tile the launcher builds, declare the
+/// workgroup memory `tile_workgroup_bytes` counts, and fit WebGPU's 16 KiB at the smallest tile
+/// (the file's own).
+#[test]
+fn every_tiled_integer_kernel_validates_at_every_tile() {
+    use super::{TILE_TOKENS, tile_workgroup_bytes};
+    let with_tile = MATVEC_TYPES.iter().filter_map(|&ty| Some((ty, shaders::matmul_int_kernel(ty)?)));
+    let mut seen = 0;
+    for (ty, kernel) in with_tile {
+        seen += 1;
+        assert!(super::packed_input(ty), "{ty}: a tiled integer kernel reads packed levels");
+        let get =
+            |name: &str| shaders::const_u32(kernel, name).unwrap_or_else(|| panic!("{ty}: const {name}"));
+        let (rows, tg, tpt) = (get("RG") * get("RPT"), get("TG"), get("TPT"));
+        assert!(workgroup_bytes(kernel) <= 16384, "{ty}: the file's own tile must fit WebGPU");
+        for bt in TILE_TOKENS {
+            assert_eq!(bt % tpt, 0, "{ty}: tile {bt} not a multiple of TPT {tpt}");
+            let src = kernel
+                .replace(&format!("const TG: u32 = {tg}u;"), &format!("const TG: u32 = {}u;", bt / tpt));
+            let name = format!("matmul_int {ty} bt={bt}");
+            validate(&name, &src);
+            spirv(&name, &src);
+            assert_eq!(workgroup_bytes(&src), tile_workgroup_bytes(rows, bt), "{name}");
+        }
+    }
+    assert!(seen > 0, "no tiled integer kernel");
+}
+
 /// `src` through naga's SPIR-V writer (what wgpu's Vulkan backend runs): catches what validation
 /// lets through and the writer rejects — naga 30's WGSL front end emits no expression made inside
 /// a `coopStore(…)` call (`&y[i + 16u]`, `p.stride`), and its SPIR-V writer then panics.
