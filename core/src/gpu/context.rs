@@ -114,10 +114,10 @@ pub struct Caps {
     /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
     /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
     pub multi_max: u32,
-    /// A step of more than `multi_max` and at most `tile_max` tokens runs the projections of a
-    /// type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
-    /// [`MatVecMulti`](super::MatVecMulti)) on it ([`GpuOptions::tile_max`], else
-    /// [`TILE_MAX`](super::TILE_MAX)).
+    /// A step of `tile_min..=tile_max` tokens (and more than `multi_max`) runs the projections
+    /// of a type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
+    /// [`MatVecMulti`](super::MatVecMulti)) on it, a shorter one on that type's mat-vec over a
+    /// few tokens ([`GpuOptions::tile_max`], else [`TILE_MAX`](super::TILE_MAX)).
     pub tile_max: u32,
     /// Below this many tokens, a type with a tiled integer kernel runs its mat-vec over a few
     /// tokens instead ([`GpuOptions::tile_min`], else [`TILE_MIN`](super::TILE_MIN)).

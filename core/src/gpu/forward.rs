@@ -14,12 +14,12 @@
 //! writes the token ids, the table and the [`Step`] uniforms, records every launcher into ONE
 //! compute pass and submits: no GPU object is created per token, and the pass count does not grow
 //! with the layers. A projection is a mat-vec when the step has one token, the mat-vec over a few
-//! tokens up to `Caps::multi_max` (or, for a type with a tiled integer kernel, its tiles up to
-//! `Caps::tile_max`) and a tiled matmul beyond ([`Proj`]), so a batch of decode tokens reads each
-//! weight once. The head gathers the last token of each run that wants an
-//! output, and its logits come back only when a sampler needs them; greedy runs take the argmax
-//! on the GPU and read back one `u32` each, and a step of greedy decode tokens is followed at once
-//! by the next, fed on the GPU ([`Ahead`]).
+//! tokens up to `Caps::multi_max` (for a type with a tiled integer kernel: that mat-vec below
+//! `Caps::tile_min` tokens, its tiles up to `Caps::tile_max`) and a tiled matmul beyond
+//! ([`Proj`]), so a batch of decode tokens reads each weight once. The head gathers the last
+//! token of each run that wants an output, and its logits come back only when a sampler needs
+//! them; greedy runs take the argmax on the GPU and read back one `u32` each, and a step of
+//! greedy decode tokens is followed at once by the next, fed on the GPU ([`Ahead`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -217,10 +217,9 @@ const FUSE_ROPE_KV: bool = true;
 
 /// A projection `y = W·x` of a step: a mat-vec for one token, the mat-vec over a few tokens or
 /// its tiled integer kernel for up to `multi_max` (batched decode; only types with such a
-/// kernel), a tiled matmul for more
-/// (each absent where a step never has that many rows). With `add`, the product goes into a
-/// residual stream: the mat-vecs add it themselves, the matmul writes it to y and `add` adds y to
-/// the stream.
+/// kernel), a tiled matmul for more (each absent where a step never has that many rows). With
+/// `add`, the product goes into a residual stream: the mat-vecs add it themselves, the matmul
+/// writes it to y and `add` adds y to the stream.
 struct Proj {
     /// `None` for a part of a fused tensor other than the first, whose mat-vec (over the whole)
     /// computes this part too.

@@ -315,7 +315,6 @@ impl MatVecMulti {
             let params = PieceParams::new(gpu, &tile_base, &params)?;
             for nt in TILE_TOKENS {
                 let invocations = kg * rg * (nt / tpt);
-
                 if tile_workgroup_bytes(rg * rpt, nt) > caps.max_workgroup_storage
                     || invocations > caps.max_invocations_per_workgroup
                 {
