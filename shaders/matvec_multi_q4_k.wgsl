@@ -8,23 +8,25 @@
 // Q8_K levels (act_quant.wgsl's `xq`), token t's row at word x_off + t · x_stride: levels
 // [cols / 4 words], then a scale per 32 elements. Y is f32 [tokens, y_stride] from element y_off
 // (y_stride = rows of the whole tensor, y_off includes the piece's first row), as matmul.wgsl's.
-// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row
-// of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
-// block, invocation s (0..TPB) decodes level vector s and the scales of each row once (as the
-// one-token kernel does), then multiplies them with the matching levels of each token of the
-// group. Its sums live in two named 2 × 4 matrices (a row per column, tokens t0.. t0 + 4 and
-// t0 + 4.. t0 + 8), not an indexed array, which the H100's driver keeps in memory rather than
-// registers (2–3× slower, docs/PERF.md); tokens past the step repeat the last one's levels and
-// are never stored. The NR × NT sums (row-major) go through the spliced reduction, whose `ROWS`
-// is their count. Past the first group the rows' bytes come again from cache.
+// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row of
+// the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per block,
+// invocation s (0..TPB) decodes level vector s and the scales of each row once (as the one-token
+// kernel does), then multiplies them with the matching levels of each token of the group. Its sums
+// live in a named 2 × 4 matrix (a row per column), not an indexed array, which the H100's driver
+// keeps in memory rather than registers (2–3× slower, docs/PERF.md); tokens past the step repeat
+// the last one's levels and are never stored. The NR × NT sums (row-major) go through the spliced
+// reduction, whose `ROWS` is their count. Past the first group the rows' bytes come again from
+// cache.
 
 override WG: u32 = 64u;
 // Weight rows per workgroup: the kernel is written for two.
 const NR: u32 = 2u;
-// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8; at most 8).
-const NT: u32 = 8u;
+// Tokens per pass over the rows' weights (the launcher builds 2 and 4; the kernel is written
+// for at most 4).
+const NT: u32 = 4u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
+const_assert NT <= 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 8u;
 
@@ -143,22 +145,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let rb0 = min(row0, p.n_rows - 1u) * row_v;
     let rb1 = min(row0 + 1u, p.n_rows - 1u) * row_v;
     for (var t0 = 0u; t0 < n_tok; t0 += NT) {
-        // Row r's sums over tokens t0.. t0 + 4 (column r of `lo4`) and t0 + 4.. t0 + 8 (`hi4`):
-        // named vectors, which stay in registers where an indexed array would not.
-        var lo4 = mat2x4<f32>();
-        var hi4 = mat2x4<f32>();
+        // Row r's sums over tokens t0.. t0 + 4 (column r): named vectors, which stay in
+        // registers where an indexed array would not.
+        var sums4 = mat2x4<f32>();
         for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
             let r0 = row_slice(rb0 + 9u * b, s, lo, sh);
             let r1 = row_slice(rb1 + 9u * b, s, lo, sh);
-            lo4 += quad(r0, r1, t0, n_tok - 1u, b, pr, s);
-            if NT > 4u {
-                hi4 += quad(r0, r1, t0 + 4u, n_tok - 1u, b, pr, s);
-            }
+            sums4 += quad(r0, r1, t0, n_tok - 1u, b, pr, s);
         }
         var acc: array<f32, ROWS>;
         for (var t = 0u; t < NT; t++) {
-            acc[t] = select(hi4[0][t % 4u], lo4[0][t % 4u], t < 4u);
-            acc[NT + t] = select(hi4[1][t % 4u], lo4[1][t % 4u], t < 4u);
+            acc[t] = sums4[0][t];
+            acc[NT + t] = sums4[1][t];
         }
         let total = reduce_rows(acc, lane);
         let r = row0 + lane.lid / NT;

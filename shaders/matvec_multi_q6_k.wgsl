@@ -7,23 +7,28 @@
 // f16 d, on 2-byte boundaries). X is packed Q8_K levels (act_quant.wgsl's `xq`), token t's row
 // at word x_off + t · x_stride: levels [cols / 4 words], then a scale per 32 elements. Y is f32
 // [tokens, y_stride] from element y_off (y_stride = rows of the whole tensor), as matmul.wgsl's.
-// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row
-// of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
-// block, invocation s (0..TPB) decodes the 6-bit levels of half h = s / 8, elements
-// l = 4 (s % 8).. l + 4 of each 32-element group k, and their scales, once per row; then
-// multiplies them with the matching levels of each token of the group (the −32 of the levels
-// taken out as 32 · Σ x, once per token). The NR × NT sums (row-major) go through the spliced
-// reduction, whose `ROWS` is their count.
+// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row of
+// the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per block,
+// invocation s (0..TPB) decodes the 6-bit levels of half h = s / 8, elements l = 4 (s % 8).. l + 4
+// of each 32-element group k, and their scales, once per row; then multiplies them with the
+// matching levels of each token of the group (the −32 of the levels taken out as 32 · Σ x, once per
+// token). As matvec_multi_q4_k.wgsl's, the sums live in a named 2 × 4 matrix (a row per column),
+// not an indexed array, and tokens past the step repeat the last one's levels. The NR × NT sums
+// (row-major) go through the spliced reduction, whose `ROWS` is their count.
 
 override WG: u32 = 64u;
-// Weight rows per workgroup.
+// Weight rows per workgroup: the kernel is written for two.
 const NR: u32 = 2u;
-// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8).
-const NT: u32 = 8u;
+// Tokens per pass over the rows' weights (the launcher builds 2 and 4; the kernel is written
+// for at most 4).
+const NT: u32 = 4u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
+const_assert NT <= 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 16u;
+// Elements per block.
+const BLOCK: u32 = 256u;
 
 struct Params {
     n_rows: u32,      // rows in this piece
@@ -72,6 +77,77 @@ fn xw(i: u32) -> u32 {
     return x[i / 4u][i % 4u];
 }
 
+// One row's slice of block b: levels of groups k = 0..4 (bytes 0..63) of invocation s, their
+// scales and the block's d.
+struct RowSlice {
+    q: vec4<u32>,
+    sc: vec4<i32>,
+    d: f32,
+}
+
+fn row_slice(rb: u32, b: u32, s: u32) -> RowSlice {
+    let h = s / 8u;
+    let l4 = (s % 8u) * 4u;
+    let blk = rb + 210u * b;
+    let qa = load_u32(blk + 64u * h + l4);
+    let qb = load_u32(blk + 64u * h + 32u + l4);
+    let qh = load_u32(blk + 128u + 32u * h + l4);
+    var r: RowSlice;
+    r.q = vec4<u32>(
+        (qa & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u),
+        (qb & 0x0F0F0F0Fu) | (((qh >> 2u) & 0x03030303u) << 4u),
+        ((qa >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u),
+        ((qb >> 4u) & 0x0F0F0F0Fu) | (((qh >> 6u) & 0x03030303u) << 4u),
+    );
+    let at = blk + 192u + 8u * h + l4 / 16u;
+    r.sc = vec4<i32>(i8_at(at), i8_at(at + 2u), i8_at(at + 4u), i8_at(at + 6u));
+    r.d = f16_at(blk + 208u);
+    return r;
+}
+
+// One token's slice of block b: words of elements 128h + 32k + l4.. for k = 0..4, 32 times their
+// sums (the levels' offset), and the block's scale.
+struct TokSlice {
+    q: vec4<u32>,
+    x32: vec4<i32>,
+    d: f32,
+}
+
+fn tok_slice(t: u32, b: u32, s: u32) -> TokSlice {
+    let xt = p.x_off + t * p.x_stride;
+    let xb = xt + 64u * b + 32u * (s / 8u) + s % 8u;
+    let ones = 0x01010101u;
+    var x_: TokSlice;
+    x_.q = vec4<u32>(xw(xb), xw(xb + 8u), xw(xb + 16u), xw(xb + 24u));
+    x_.x32 = 32 * vec4<i32>(
+        dot4I8Packed(ones, x_.q.x), dot4I8Packed(ones, x_.q.y),
+        dot4I8Packed(ones, x_.q.z), dot4I8Packed(ones, x_.q.w),
+    );
+    x_.d = bitcast<f32>(xw(xt + p.cols / 4u + 8u * b));
+    return x_;
+}
+
+// The row slice's contribution for one token.
+fn term(r: RowSlice, t: TokSlice) -> f32 {
+    let dots = vec4<i32>(
+        dot4I8Packed(r.q.x, t.q.x), dot4I8Packed(r.q.y, t.q.y),
+        dot4I8Packed(r.q.z, t.q.z), dot4I8Packed(r.q.w, t.q.w),
+    ) - t.x32;
+    return (r.d * t.d) * f32(dot(r.sc, dots));
+}
+
+// Four tokens' (t..t + 4, the last of the step repeated past it) contributions of both rows.
+fn quad(r0: RowSlice, r1: RowSlice, t: u32, last: u32, b: u32, s: u32) -> mat2x4<f32> {
+    let x0 = tok_slice(min(t, last), b, s);
+    let x1 = tok_slice(min(t + 1u, last), b, s);
+    let x2 = tok_slice(min(t + 2u, last), b, s);
+    let x3 = tok_slice(min(t + 3u, last), b, s);
+    return mat2x4<f32>(
+        vec4<f32>(term(r0, x0), term(r0, x1), term(r0, x2), term(r0, x3)),
+        vec4<f32>(term(r1, x0), term(r1, x1), term(r1, x2), term(r1, x3)),
+    );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let row0 = (wg.y * p.groups_x + wg.x) * NR;
@@ -80,52 +156,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     let n_tok = min(step.n_tokens, p.max_tokens);
     let s = lane.lid % TPB;
-    let h = s / 8u;
-    let l4 = (s % 8u) * 4u;
-    let ones = 0x01010101u;
+    let rb0 = min(row0, p.n_rows - 1u) * p.row_bytes;
+    let rb1 = min(row0 + 1u, p.n_rows - 1u) * p.row_bytes;
     for (var t0 = 0u; t0 < n_tok; t0 += NT) {
+        // Row r's sums over tokens t0.. t0 + 4 (column r): named vectors, which stay in
+        // registers where an indexed array would not.
+        var sums4 = mat2x4<f32>();
+        for (var b = lane.lid / TPB; b < p.cols / BLOCK; b += WG / TPB) {
+            let r0 = row_slice(rb0, b, s);
+            let r1 = row_slice(rb1, b, s);
+            sums4 += quad(r0, r1, t0, n_tok - 1u, b, s);
+        }
         var acc: array<f32, ROWS>;
-        for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-            // Each row's levels of groups k = 0..4 (bytes 0..63), their scales and d.
-            var q: array<vec4<u32>, NR>;
-            var sc: array<vec4<i32>, NR>;
-            var d: array<f32, NR>;
-            for (var r = 0u; r < NR; r++) {
-                let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 210u * b;
-                let qa = load_u32(blk + 64u * h + l4);
-                let qb = load_u32(blk + 64u * h + 32u + l4);
-                let qh = load_u32(blk + 128u + 32u * h + l4);
-                q[r] = vec4<u32>(
-                    (qa & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u),
-                    (qb & 0x0F0F0F0Fu) | (((qh >> 2u) & 0x03030303u) << 4u),
-                    ((qa >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u),
-                    ((qb >> 4u) & 0x0F0F0F0Fu) | (((qh >> 6u) & 0x03030303u) << 4u),
-                );
-                let at = blk + 192u + 8u * h + l4 / 16u;
-                sc[r] = vec4<i32>(i8_at(at), i8_at(at + 2u), i8_at(at + 4u), i8_at(at + 6u));
-                d[r] = f16_at(blk + 208u);
-            }
-            for (var t = 0u; t < NT; t++) {
-                if t0 + t < n_tok {
-                    let xt = p.x_off + (t0 + t) * p.x_stride;
-                    // Words of elements 128h + 32k + l4.. for k = 0..4, and their sums.
-                    let xb = xt + 64u * b + 32u * h + s % 8u;
-                    let xk = vec4<u32>(xw(xb), xw(xb + 8u), xw(xb + 16u), xw(xb + 24u));
-                    let x32 = 32 * vec4<i32>(
-                        dot4I8Packed(ones, xk.x), dot4I8Packed(ones, xk.y),
-                        dot4I8Packed(ones, xk.z), dot4I8Packed(ones, xk.w),
-                    );
-                    let dx = bitcast<f32>(xw(xt + p.cols / 4u + 8u * b));
-                    for (var r = 0u; r < NR; r++) {
-                        let dots = vec4<i32>(
-                            dot4I8Packed(q[r].x, xk.x), dot4I8Packed(q[r].y, xk.y),
-                            dot4I8Packed(q[r].z, xk.z), dot4I8Packed(q[r].w, xk.w),
-                        ) - x32;
-                        let sum = dot(sc[r], dots);
-                        acc[r * NT + t] += (d[r] * dx) * f32(sum);
-                    }
-                }
-            }
+        for (var t = 0u; t < NT; t++) {
+            acc[t] = sums4[0][t];
+            acc[NT + t] = sums4[1][t];
         }
         let total = reduce_rows(acc, lane);
         let r = row0 + lane.lid / NT;

@@ -7,21 +7,27 @@
 // boundaries). X is packed Q8_0 levels (act_quant.wgsl's `xq`), token t's row at word
 // x_off + t · x_stride: levels [cols / 4 words], then a scale per 32 elements. Y is f32
 // [tokens, y_stride] from element y_off (y_stride = rows of the whole tensor), as matmul.wgsl's.
-// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row
-// of the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per
-// block, invocation s (0..TPB) loads qs[16s..16s + 16] and d of each row once, then multiplies
-// them with the matching levels of each token of the group. The NR × NT sums (row-major) go
-// through the spliced reduction, whose `ROWS` is their count.
+// Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row of
+// the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per block,
+// invocation s (0..TPB) loads qs[16s..16s + 16] and d of each row once, then multiplies them with
+// the matching levels of each token of the group. As matvec_multi_q4_k.wgsl's, the sums live in a
+// named 2 × 4 matrix (a row per column), not an indexed array, and tokens past the step repeat the
+// last one's levels. The NR × NT sums (row-major) go through the spliced reduction, whose `ROWS` is
+// their count.
 
 override WG: u32 = 64u;
-// Weight rows per workgroup.
+// Weight rows per workgroup: the kernel is written for two.
 const NR: u32 = 2u;
-// Tokens per pass over the rows' weights (the launcher builds 2, 4 and 8).
-const NT: u32 = 8u;
+// Tokens per pass over the rows' weights (the launcher builds 2 and 4; the kernel is written
+// for at most 4).
+const NT: u32 = 4u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
+const_assert NT <= 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 2u;
+// Elements per block.
+const BLOCK: u32 = 32u;
 
 struct Params {
     n_rows: u32,      // rows in this piece
@@ -51,6 +57,58 @@ fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
 }
 
+// One row's slice of block b: invocation s's 16 levels and the block's scale.
+struct RowSlice {
+    q: vec4<u32>,
+    d: f32,
+}
+
+fn row_slice(rb: u32, b: u32, s: u32) -> RowSlice {
+    let blk = rb + 34u * b;
+    let start = blk + 2u + 16u * s;
+    let i = start / 4u;
+    // 0 or 16: blocks start on even bytes.
+    let sh = (start % 4u) * 8u;
+    let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+    let hi = vec4<u32>(a.yzw, w[i + 4u]);
+    var r: RowSlice;
+    r.q = select((a >> vec4<u32>(sh)) | (hi << vec4<u32>(32u - sh)), a, sh == 0u);
+    r.d = unpack2x16float(w[blk / 4u] >> ((blk % 4u) * 8u)).x;
+    return r;
+}
+
+// One token's slice of block b: its 16 levels matching the row slice's, and the block's scale.
+struct TokSlice {
+    q: vec4<u32>,
+    d: f32,
+}
+
+fn tok_slice(t: u32, b: u32, s: u32) -> TokSlice {
+    let xw = p.x_off + t * p.x_stride;
+    let sw = xw + p.cols / 4u + b;
+    var x_: TokSlice;
+    x_.q = x[xw / 4u + 2u * b + s];
+    x_.d = bitcast<f32>(x[sw / 4u][sw % 4u]);
+    return x_;
+}
+
+// The row slice's contribution for one token.
+fn term(r: RowSlice, t: TokSlice) -> f32 {
+    return (r.d * t.d) * f32(dot4(r.q, t.q));
+}
+
+// Four tokens' (t..t + 4, the last of the step repeated past it) contributions of both rows.
+fn quad(r0: RowSlice, r1: RowSlice, t: u32, last: u32, b: u32, s: u32) -> mat2x4<f32> {
+    let x0 = tok_slice(min(t, last), b, s);
+    let x1 = tok_slice(min(t + 1u, last), b, s);
+    let x2 = tok_slice(min(t + 2u, last), b, s);
+    let x3 = tok_slice(min(t + 3u, last), b, s);
+    return mat2x4<f32>(
+        vec4<f32>(term(r0, x0), term(r0, x1), term(r0, x2), term(r0, x3)),
+        vec4<f32>(term(r1, x0), term(r1, x1), term(r1, x2), term(r1, x3)),
+    );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let row0 = (wg.y * p.groups_x + wg.x) * NR;
@@ -59,34 +117,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     }
     let n_tok = min(step.n_tokens, p.max_tokens);
     let s = lane.lid % TPB;
+    let rb0 = min(row0, p.n_rows - 1u) * p.row_bytes;
+    let rb1 = min(row0 + 1u, p.n_rows - 1u) * p.row_bytes;
     for (var t0 = 0u; t0 < n_tok; t0 += NT) {
+        // Row r's sums over tokens t0.. t0 + 4 (column r): named vectors, which stay in
+        // registers where an indexed array would not.
+        var sums4 = mat2x4<f32>();
+        for (var b = lane.lid / TPB; b < p.cols / BLOCK; b += WG / TPB) {
+            let r0 = row_slice(rb0, b, s);
+            let r1 = row_slice(rb1, b, s);
+            sums4 += quad(r0, r1, t0, n_tok - 1u, b, s);
+        }
         var acc: array<f32, ROWS>;
-        for (var b = lane.lid / TPB; b < p.cols / 32u; b += WG / TPB) {
-            // Each row's 16 levels of this invocation and its scale.
-            var q: array<vec4<u32>, NR>;
-            var dw: array<f32, NR>;
-            for (var r = 0u; r < NR; r++) {
-                let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 34u * b;
-                let start = blk + 2u + 16u * s;
-                let i = start / 4u;
-                // 0 or 16: blocks start on even bytes.
-                let sh = (start % 4u) * 8u;
-                let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-                let hi = vec4<u32>(a.yzw, w[i + 4u]);
-                q[r] = select((a >> vec4<u32>(sh)) | (hi << vec4<u32>(32u - sh)), a, sh == 0u);
-                dw[r] = unpack2x16float(w[blk / 4u] >> ((blk % 4u) * 8u)).x;
-            }
-            for (var t = 0u; t < NT; t++) {
-                if t0 + t < n_tok {
-                    let xw = p.x_off + (t0 + t) * p.x_stride;
-                    let xs = x[xw / 4u + 2u * b + s];
-                    let sw = xw + p.cols / 4u + b;
-                    let dx = bitcast<f32>(x[sw / 4u][sw % 4u]);
-                    for (var r = 0u; r < NR; r++) {
-                        acc[r * NT + t] += (dw[r] * dx) * f32(dot4(q[r], xs));
-                    }
-                }
-            }
+        for (var t = 0u; t < NT; t++) {
+            acc[t] = sums4[0][t];
+            acc[NT + t] = sums4[1][t];
         }
         let total = reduce_rows(acc, lane);
         let r = row0 + lane.lid / NT;

@@ -37,6 +37,11 @@ pub struct DeviceArgs {
     /// measuring.
     #[arg(long, value_name = "TOKENS")]
     pub tile_max: Option<u32>,
+    /// GPU: the most tokens of a step whose projections run as a type's integer mat-vec over a
+    /// few tokens (Q6_K's, Q8_0's) rather than the matmul (default:
+    /// aether_core::gpu::INT_MULTI_MAX; 1 turns it off). For measuring.
+    #[arg(long, value_name = "TOKENS")]
+    pub int_multi_max: Option<u32>,
     /// GPU: the fewest tokens of a step that a type's tiled integer kernel takes, fewer running
     /// its mat-vec over a few tokens (default: aether_core::gpu::TILE_MIN). For measuring.
     #[arg(long, value_name = "TOKENS")]
@@ -92,6 +97,7 @@ impl Device {
             no_gemm: set("AETHER_NO_GEMM"),
             multi_max: args.multi_max,
             tile_max: args.tile_max,
+            int_multi_max: args.int_multi_max,
             tile_min: args.tile_min,
             split_target: args.split_target,
             gemm_min_tokens: args.gemm_min_tokens,

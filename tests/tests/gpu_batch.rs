@@ -247,7 +247,7 @@ fn tiny_llama(seed: u64) -> Vec<u8> {
 /// the tiles of `matmul_int_q4_k.wgsl` from there), whose sums are the one-token mat-vec's
 /// integer sums in another float order: the logits of three sequences advanced together in
 /// rounds (steps of 2–9 tokens) match each alone far more closely than through the f32 matmul
-/// (`tile_max` 1; lavapipe: KL 1.6e-12 against 7.8e-5) — and top-1 agrees wherever the margin
+/// (`tile_max` 1; lavapipe: KL ≤ 1.6e-12 against 7.8e-5) — and top-1 agrees wherever the margin
 /// is not a float-order tie.
 #[test]
 fn q4_k_batches_match_each_sequence_alone_through_the_tiled_kernel() {

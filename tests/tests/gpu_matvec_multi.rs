@@ -156,7 +156,7 @@ fn multi_token_matvec_matches_cpu_for_every_type() {
     assert!(!types.contains(&GgmlType::Q4_1));
     let keys = check_types(&gpu, &types, "default");
     // Every type at each token-group size.
-    assert_eq!(keys.len(), types.len() * 3, "{keys:?}");
+    assert_eq!(keys.len(), types.len() * aether_core::gpu::MULTI_TOKENS.len(), "{keys:?}");
     let sg = if gpu.caps().subgroups { "_sg" } else { "_wg" };
     for want in ["matvec_multi_q4_k", "matvec_multi_q6_k", "matvec_multi_q8_0", "matvec_multi_q4_0"] {
         assert!(keys.iter().any(|k| k.starts_with(&format!("{want}{sg}"))), "no {want}{sg}*: {keys:?}");

@@ -56,6 +56,10 @@ pub struct GpuOptions {
     /// The most tokens a step's projections of a type with a tiled integer kernel run on it
     /// rather than the matmul ([`Caps::tile_max`]; `None`: [`TILE_MAX`](super::TILE_MAX); 1 turns
     /// it off). For measuring.
+    /// The most tokens a step's projections of a type with an integer mat-vec over a few tokens
+    /// of its own (Q6_K, Q8_0) run on it rather than the matmul ([`Caps::int_multi_max`];
+    /// `None`: [`INT_MULTI_MAX`](super::INT_MULTI_MAX); 1 turns it off). For measuring.
+    pub int_multi_max: Option<u32>,
     pub tile_max: Option<u32>,
     /// The fewest tokens of a step that a type's tiled integer kernel takes, fewer running its
     /// mat-vec over a few tokens ([`Caps::tile_min`]; `None`: [`TILE_MIN`](super::TILE_MIN)). For
@@ -118,6 +122,10 @@ pub struct Caps {
     /// of a type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
     /// [`MatVecMulti`](super::MatVecMulti)) on it, a shorter one on that type's mat-vec over a
     /// few tokens ([`GpuOptions::tile_max`], else [`TILE_MAX`](super::TILE_MAX)).
+    /// A step of up to `int_multi_max` tokens (or `multi_max`, the larger) runs the projections
+    /// of a type with an integer mat-vec over a few tokens of its own on it
+    /// ([`GpuOptions::int_multi_max`], else [`INT_MULTI_MAX`](super::INT_MULTI_MAX)).
+    pub int_multi_max: u32,
     pub tile_max: u32,
     /// Below this many tokens, a type with a tiled integer kernel runs its mat-vec over a few
     /// tokens instead ([`GpuOptions::tile_min`], else [`TILE_MIN`](super::TILE_MIN)).
@@ -384,6 +392,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         min_uniform_offset_alignment: l.min_uniform_buffer_offset_alignment,
         min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
+        int_multi_max: opts.int_multi_max.unwrap_or(super::INT_MULTI_MAX),
         tile_max: opts.tile_max.unwrap_or(super::TILE_MAX),
         tile_min: opts.tile_min.unwrap_or(super::TILE_MIN),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),

@@ -230,7 +230,7 @@ struct Proj {
     fix: Option<BlockSums>,
     add: Option<Add>,
     /// The most tokens `multi` takes: `Caps::multi_max`, or `Caps::tile_max` where the type has
-    /// a tiled integer kernel.
+    /// a tiled integer kernel, `Caps::int_multi_max` where its few-token kernel is an integer one.
     multi_max: u32,
 }
 
@@ -1218,6 +1218,7 @@ impl Builder<'_> {
             let caps = gpu.caps();
             let multi_max = match super::shaders::matmul_int_kernel(w.ty) {
                 Some(_) => caps.multi_max.max(caps.tile_max),
+                None if super::packed_input(w.ty) => caps.multi_max.max(caps.int_multi_max),
                 None => caps.multi_max,
             };
             let few = n.min(multi_max);

@@ -25,7 +25,7 @@
 //! weight is decoded once per 64 tokens, and the sums are the mat-vec's integer sums, so a
 //! batch's logits stay the one-token path's up to float order. The forward pass gives such a
 //! type's steps of `Caps::tile_min` to `Caps::tile_max` tokens to them (H100: 1.1–2× the
-//! tensor-core matmul's aggregate decode at 5–64 sequences, docs/PERF.md), and shorter steps to
+//! tensor-core matmul's aggregate decode at 9–64 sequences, docs/PERF.md), and shorter steps to
 //! the mat-vec's variants.
 
 use super::params::{PieceParams, check_fits};
@@ -58,9 +58,10 @@ const _: () = assert!(size_of::<Params>() == 48);
 
 /// The token-group sizes NT a launcher builds pipelines for, ascending. Few, since each is a
 /// pipeline per weight type; a step takes the smallest that holds its tokens (3 tokens run as
-/// 4 with one idle), and the largest bounds the accumulators per invocation (NR × NT ≤ the
-/// software workgroup of 16).
-pub const MULTI_TOKENS: [u32; 3] = [2, 4, 8];
+/// 4 with one idle), a longer one loops over groups of the largest. On the H100 two passes of 4
+/// beat one of 8 (8B Q8_0, 8 sequences: 692 against 378 tok/s aggregate, docs/PERF.md): the
+/// integer kernels are written for at most 4.
+pub const MULTI_TOKENS: [u32; 2] = [2, 4];
 
 /// The token tiles BT the tiled integer kernel is built for (`TG` = BT / `TPT`), where the
 /// device's workgroup memory holds them ([`tile_workgroup_bytes`]): WebGPU's guaranteed 16 KiB
@@ -81,6 +82,13 @@ pub const TILE_TOKENS: [u32; 3] = [16, 32, 64];
 /// be summation noise. gpu_batch and the kernel tests pass with 16.
 pub const MULTI_MAX: u32 = 1;
 
+/// The most tokens of a step whose projections run as [`MatVecMulti`] where the type's kernel is
+/// an integer one of its own ([`packed_input`]: Q6_K, Q8_0; Q4_K's tiles take over from
+/// [`TILE_MIN`]). H100 8B aggregate decode against the tensor-core matmul, Q8_0: 2 sequences 294
+/// vs 70 tok/s, 4: 529 vs 140, 8: 686 vs 273, 16: 781 vs 526; Q6_K: 213 vs 80, 331 vs 159, 386
+/// vs 311, 16: 421 vs 595, where the matmul wins (docs/PERF.md).
+pub const INT_MULTI_MAX: u32 = 8;
+
 /// The most tokens of a step whose projections run as [`MatVecMulti`]'s tiled integer kernel,
 /// for the types that have one; more take the matmul. On the H100 the tiles beat the
 /// tensor-core matmul at every step of 2–64 tokens (docs/PERF.md); past 64 a step loops over
@@ -89,9 +97,9 @@ pub const TILE_MAX: u32 = 64;
 
 /// The fewest tokens of a step that a type's tiled integer kernel takes; fewer run its mat-vec
 /// over a few tokens, whose workgroups of 2 rows keep more of the weights in flight. H100 8B
-/// Q4_K aggregate decode, few-token kernel vs tiles: 2 sequences 319 vs 148 tok/s, 4: 455 vs
-/// 293, 8: 368 vs 569 (docs/PERF.md).
-pub const TILE_MIN: u32 = 5;
+/// Q4_K aggregate decode, few-token kernel vs tiles: 2 sequences 331 vs 148 tok/s, 4: 471 vs
+/// 293, 6: 467 vs ~430, 8: 585 vs 568 (docs/PERF.md).
+pub const TILE_MIN: u32 = 9;
 
 /// A kernel geometry for tuning benchmarks: workgroup size, rows per workgroup, token-group
 /// sizes.
