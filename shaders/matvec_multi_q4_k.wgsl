@@ -9,14 +9,10 @@
 // [cols / 4 words], then a scale per 32 elements. Y is f32 [tokens, y_stride] from element y_off
 // (y_stride = rows of the whole tensor, y_off includes the piece's first row), as matmul.wgsl's.
 // Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row of
-// the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per block,
-// invocation s (0..TPB) decodes level vector s and the scales of each row once (as the one-token
-// kernel does), then multiplies them with the matching levels of each token of the group. Its sums
-// live in a named 2 × 4 matrix (a row per column), not an indexed array, which the H100's driver
-// keeps in memory rather than registers (2–3× slower, docs/PERF.md); tokens past the step repeat
-// the last one's levels and are never stored. The NR × NT sums (row-major) go through the spliced
-// reduction, whose `ROWS` is their count. Past the first group the rows' bytes come again from
-// cache.
+// the grid). The entry point, which takes the NR rows through the step's tokens NT at a time, is
+// matvec_multi_int.wgsl's, spliced on before the reduction; this file gives it the slices: per
+// block, invocation s (0..TPB) decodes level vector s and the scales of each row (as the one-token
+// kernel does) and multiplies them with the matching levels of each token.
 
 override WG: u32 = 64u;
 // Weight rows per workgroup: the kernel is written for two.
@@ -26,9 +22,10 @@ const NR: u32 = 2u;
 const NT: u32 = 4u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
-const_assert NT <= 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 8u;
+// Elements per block.
+const BLOCK: u32 = 256u;
 
 struct Params {
     n_rows: u32,      // rows in this piece
@@ -67,8 +64,8 @@ fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));
 }
 
-// One row's decoded block slice: levels of sub-blocks 2pr (qa) and 2pr + 1 (qb), their scales
-// and mins, and the block's d and dmin.
+// Invocation s's slice of a row's block: levels of sub-blocks 2pr (qa) and 2pr + 1 (qb), pr =
+// s / 2, their scales and mins, and the block's d and dmin.
 struct RowSlice {
     qa: vec4<u32>,
     qb: vec4<u32>,
@@ -77,7 +74,11 @@ struct RowSlice {
     dm: vec2<f32>,
 }
 
-fn row_slice(blk: u32, s: u32, lo: bool, sh: u32) -> RowSlice {
+fn row_slice(row: u32, b: u32, s: u32) -> RowSlice {
+    let pr = s / 2u;           // the pair of sub-blocks 2pr, 2pr + 1
+    let lo = pr < 2u;          // sub-blocks 0..4: scales in the low words
+    let sh = 16u * (pr % 2u);  // their bytes 2 (pr % 2), + 1 of the scale word
+    let blk = row * (p.row_bytes / 16u) + 9u * b;
     let hd = w[blk];
     let q = w[blk + 1u + s];
     var r: RowSlice;
@@ -99,9 +100,9 @@ struct TokSlice {
     dx: f32,
 }
 
-fn tok_slice(t: u32, b: u32, pr: u32, s: u32) -> TokSlice {
+fn tok_slice(t: u32, b: u32, s: u32) -> TokSlice {
     let xw = p.x_off + t * p.x_stride;
-    let xv = xw / 4u + 16u * b + 4u * pr + s % 2u;
+    let xv = xw / 4u + 16u * b + 4u * (s / 2u) + s % 2u;
     var x_: TokSlice;
     x_.xa = x[xv];
     x_.xb = x[xv + 2u];
@@ -116,58 +117,6 @@ fn term(r: RowSlice, t: TokSlice) -> f32 {
     let prod = r.sc.x * f32(dot4(r.qa, t.xa)) + r.sc.y * f32(dot4(r.qb, t.xb));
     let bias = r.mn.x * t.sums.x + r.mn.y * t.sums.y;
     return t.dx * (r.dm.x * prod - r.dm.y * bias);
-}
-
-// Four tokens' (t..t + 4, the last of the step repeated past it) contributions of both rows.
-fn quad(r0: RowSlice, r1: RowSlice, t: u32, last: u32, b: u32, pr: u32, s: u32) -> mat2x4<f32> {
-    let x0 = tok_slice(min(t, last), b, pr, s);
-    let x1 = tok_slice(min(t + 1u, last), b, pr, s);
-    let x2 = tok_slice(min(t + 2u, last), b, pr, s);
-    let x3 = tok_slice(min(t + 3u, last), b, pr, s);
-    return mat2x4<f32>(
-        vec4<f32>(term(r0, x0), term(r0, x1), term(r0, x2), term(r0, x3)),
-        vec4<f32>(term(r1, x0), term(r1, x1), term(r1, x2), term(r1, x3)),
-    );
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
-    let row0 = (wg.y * p.groups_x + wg.x) * NR;
-    if row0 >= p.n_rows {
-        return;
-    }
-    let n_tok = min(step.n_tokens, p.max_tokens);
-    let s = lane.lid % TPB;
-    let pr = s / 2u;           // the pair of sub-blocks 2pr, 2pr + 1
-    let lo = pr < 2u;          // sub-blocks 0..4: scales in the low words
-    let sh = 16u * (pr % 2u);  // their bytes 2 (pr % 2), + 1 of the scale word
-    let row_v = p.row_bytes / 16u;
-    let rb0 = min(row0, p.n_rows - 1u) * row_v;
-    let rb1 = min(row0 + 1u, p.n_rows - 1u) * row_v;
-    for (var t0 = 0u; t0 < n_tok; t0 += NT) {
-        // Row r's sums over tokens t0.. t0 + 4 (column r): named vectors, which stay in
-        // registers where an indexed array would not.
-        var sums4 = mat2x4<f32>();
-        for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
-            let r0 = row_slice(rb0 + 9u * b, s, lo, sh);
-            let r1 = row_slice(rb1 + 9u * b, s, lo, sh);
-            sums4 += quad(r0, r1, t0, n_tok - 1u, b, pr, s);
-        }
-        var acc: array<f32, ROWS>;
-        for (var t = 0u; t < NT; t++) {
-            acc[t] = sums4[0][t];
-            acc[NT + t] = sums4[1][t];
-        }
-        let total = reduce_rows(acc, lane);
-        let r = row0 + lane.lid / NT;
-        let t = t0 + lane.lid % NT;
-        if lane.lid < ROWS && r < p.n_rows && t < n_tok {
-            let i = p.y_off + t * p.y_stride + r;
-            y[i] = select(total, y[i] + total, p.add != 0u);
-        }
-        // The next group's reduction reuses the workgroup memory this one read.
-        workgroupBarrier();
-    }
 }
 
 // ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).

@@ -8,13 +8,11 @@
 // at word x_off + t · x_stride: levels [cols / 4 words], then a scale per 32 elements. Y is f32
 // [tokens, y_stride] from element y_off (y_stride = rows of the whole tensor), as matmul.wgsl's.
 // Dispatch: ceil(n_rows / NR) workgroups of WG invocations, laid over x then y (groups_x per row of
-// the grid). The workgroup takes its NR rows through the step's tokens NT at a time: per block,
-// invocation s (0..TPB) decodes the 6-bit levels of half h = s / 8, elements l = 4 (s % 8).. l + 4
-// of each 32-element group k, and their scales, once per row; then multiplies them with the
-// matching levels of each token of the group (the −32 of the levels taken out as 32 · Σ x, once per
-// token). As matvec_multi_q4_k.wgsl's, the sums live in a named 2 × 4 matrix (a row per column),
-// not an indexed array, and tokens past the step repeat the last one's levels. The NR × NT sums
-// (row-major) go through the spliced reduction, whose `ROWS` is their count.
+// the grid). The entry point, which takes the NR rows through the step's tokens NT at a time, is
+// matvec_multi_int.wgsl's, spliced on before the reduction; this file gives it the slices: per
+// block, invocation s (0..TPB) decodes the 6-bit levels of half h = s / 8, elements l = 4 (s % 8)..
+// l + 4 of each 32-element group k, and their scales, of each row, and multiplies them with the
+// matching levels of each token (the −32 of the levels taken out as 32 · Σ x).
 
 override WG: u32 = 64u;
 // Weight rows per workgroup: the kernel is written for two.
@@ -24,7 +22,6 @@ const NR: u32 = 2u;
 const NT: u32 = 4u;
 // Partial sums per invocation, as the reduction calls them: [NR, NT].
 const ROWS: u32 = NR * NT;
-const_assert NT <= 4u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 16u;
 // Elements per block.
@@ -85,10 +82,10 @@ struct RowSlice {
     d: f32,
 }
 
-fn row_slice(rb: u32, b: u32, s: u32) -> RowSlice {
+fn row_slice(row: u32, b: u32, s: u32) -> RowSlice {
     let h = s / 8u;
     let l4 = (s % 8u) * 4u;
-    let blk = rb + 210u * b;
+    let blk = row * p.row_bytes + 210u * b;
     let qa = load_u32(blk + 64u * h + l4);
     let qb = load_u32(blk + 64u * h + 32u + l4);
     let qh = load_u32(blk + 128u + 32u * h + l4);
@@ -134,54 +131,6 @@ fn term(r: RowSlice, t: TokSlice) -> f32 {
         dot4I8Packed(r.q.z, t.q.z), dot4I8Packed(r.q.w, t.q.w),
     ) - t.x32;
     return (r.d * t.d) * f32(dot(r.sc, dots));
-}
-
-// Four tokens' (t..t + 4, the last of the step repeated past it) contributions of both rows.
-fn quad(r0: RowSlice, r1: RowSlice, t: u32, last: u32, b: u32, s: u32) -> mat2x4<f32> {
-    let x0 = tok_slice(min(t, last), b, s);
-    let x1 = tok_slice(min(t + 1u, last), b, s);
-    let x2 = tok_slice(min(t + 2u, last), b, s);
-    let x3 = tok_slice(min(t + 3u, last), b, s);
-    return mat2x4<f32>(
-        vec4<f32>(term(r0, x0), term(r0, x1), term(r0, x2), term(r0, x3)),
-        vec4<f32>(term(r1, x0), term(r1, x1), term(r1, x2), term(r1, x3)),
-    );
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
-    let row0 = (wg.y * p.groups_x + wg.x) * NR;
-    if row0 >= p.n_rows {
-        return;
-    }
-    let n_tok = min(step.n_tokens, p.max_tokens);
-    let s = lane.lid % TPB;
-    let rb0 = min(row0, p.n_rows - 1u) * p.row_bytes;
-    let rb1 = min(row0 + 1u, p.n_rows - 1u) * p.row_bytes;
-    for (var t0 = 0u; t0 < n_tok; t0 += NT) {
-        // Row r's sums over tokens t0.. t0 + 4 (column r): named vectors, which stay in
-        // registers where an indexed array would not.
-        var sums4 = mat2x4<f32>();
-        for (var b = lane.lid / TPB; b < p.cols / BLOCK; b += WG / TPB) {
-            let r0 = row_slice(rb0, b, s);
-            let r1 = row_slice(rb1, b, s);
-            sums4 += quad(r0, r1, t0, n_tok - 1u, b, s);
-        }
-        var acc: array<f32, ROWS>;
-        for (var t = 0u; t < NT; t++) {
-            acc[t] = sums4[0][t];
-            acc[NT + t] = sums4[1][t];
-        }
-        let total = reduce_rows(acc, lane);
-        let r = row0 + lane.lid / NT;
-        let t = t0 + lane.lid % NT;
-        if lane.lid < ROWS && r < p.n_rows && t < n_tok {
-            let i = p.y_off + t * p.y_stride + r;
-            y[i] = select(total, y[i] + total, p.add != 0u);
-        }
-        // The next group's reduction reuses the workgroup memory this one read.
-        workgroupBarrier();
-    }
 }
 
 // ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).

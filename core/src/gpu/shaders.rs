@@ -1,4 +1,4 @@
-//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the three
+//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the four
 //! splice steps. Nothing else is ever rewritten.
 //!
 //! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
@@ -15,6 +15,11 @@
 //! `reduce_workgroup.wgsl` (`_wg`, through workgroup memory); for the browser the subgroup
 //! version also gets `enable subgroups;` first (WGSL requires it; naga in wgpu 30 rejects it and
 //! keys subgroup built-ins off the device's features).
+//!
+//! Entry-point splice: the integer mat-vecs over a few tokens (`matvec_multi_<type>.wgsl` of the
+//! packed-input types) share their entry point and token loop, `matvec_multi_int.wgsl`, which
+//! [`matvec_multi_source`] puts in front of the kernel's reduce marker; the type's file gives the
+//! slices it multiplies (`row_slice`, `tok_slice`, `term`).
 //!
 //! Rounding splice: a kernel that rounds values to f16 and keeps them as f32 holds a `// ----
 //! round_f16` section with the round trip through pack2x16float, which a device may fold away
@@ -44,7 +49,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_q4_k.wgsl", include_str!("../../../shaders/matvec_q4_k.wgsl")),
     ("matvec_q5_k.wgsl", include_str!("../../../shaders/matvec_q5_k.wgsl")),
     ("matvec_q6_k.wgsl", include_str!("../../../shaders/matvec_q6_k.wgsl")),
-    // The mat-vecs over a few tokens: integer ones for the packed-input types, a decoded one.
+    // The mat-vecs over a few tokens: integer ones for the packed-input types (their shared
+    // entry point spliced on), a decoded one.
+    ("matvec_multi_int.wgsl", MULTI_INT_MAIN),
     ("matvec_multi_q4_k.wgsl", include_str!("../../../shaders/matvec_multi_q4_k.wgsl")),
     ("matvec_multi_q6_k.wgsl", include_str!("../../../shaders/matvec_multi_q6_k.wgsl")),
     ("matvec_multi_q8_0.wgsl", include_str!("../../../shaders/matvec_multi_q8_0.wgsl")),
@@ -134,12 +141,24 @@ pub fn matmul_int_kernel(ty: GgmlType) -> Option<&'static str> {
     source(&format!("matmul_int_{}.wgsl", ty.name().to_ascii_lowercase()))
 }
 
-/// The source of `ty`'s mat-vec over a few tokens as the device compiles it: the kernel with
-/// its reduction spliced on, after the type's decoder if it takes one, after
-/// `enable subgroups;` for the browser with subgroups. `None` if `ty` has no such kernel.
+/// matvec_multi_int.wgsl: the entry point of the integer mat-vecs over a few tokens, spliced in
+/// front of their reduce marker ([`matvec_multi_source`]).
+const MULTI_INT_MAIN: &str = include_str!("../../../shaders/matvec_multi_int.wgsl");
+
+/// The source of `ty`'s mat-vec over a few tokens as the device compiles it: the kernel (a
+/// type's own integer one followed by their shared entry point, matvec_multi_int.wgsl) with its
+/// reduction spliced on, after the type's decoder if it takes one, after `enable subgroups;` for
+/// the browser with subgroups. `None` if `ty` has no such kernel.
 pub fn matvec_multi_source(ty: GgmlType, subgroups: bool, browser: bool) -> Option<String> {
     let (kernel, decoded) = matvec_multi_kernel(ty)?;
-    let spliced = splice_reduce(kernel, subgroups, false)?;
+    let kernel = match decoded {
+        true => kernel.to_string(),
+        false => {
+            let at = section_start(kernel)?;
+            format!("{}{MULTI_INT_MAIN}{}", &kernel[..at], &kernel[at..])
+        }
+    };
+    let spliced = splice_reduce(&kernel, subgroups, false)?;
     let src = if decoded { with_decoder(&spliced, ty)? } else { spliced };
     Some(for_backend(src, subgroups, browser))
 }
