@@ -33,8 +33,8 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "TOKENS")]
     pub multi_max: Option<u32>,
     /// GPU: the most tokens of a step whose projections run as a type's tiled integer kernel
-    /// (Q4_K's) rather than the matmul (default: aether_core::gpu::TILE_MAX; 1 turns it off). For
-    /// measuring.
+    /// (Q4_K's) rather than the matmul (default: aether_core::gpu::TILE_MAX, or TILE_MAX_COOP where
+    /// the typed tensor-core matmul runs; 1 turns it off). For measuring.
     #[arg(long, value_name = "TOKENS")]
     pub tile_max: Option<u32>,
     /// GPU: the most tokens of a step whose projections run as a type's integer mat-vec over a

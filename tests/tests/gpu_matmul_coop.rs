@@ -8,7 +8,8 @@
 //! Every type with a decoder; row counts below, between and past the 128-row tile (7, 130, 300);
 //! token counts 1, 17, 64 and 100 (one partial tile, one full, one and a half) with buffers for
 //! more; widths that end inside a 32-column step (float types: 34, 578); x and y offsets; random
-//! weight bytes as well as quantized ones; a row-split tensor. Each with split-K as `MatMul`
+//! weight bytes as well as quantized ones; a row-split tensor; X at an odd element and at a
+//! 16-byte one, where Q4_K takes its own kernel (`matmul_coop_q4_k.wgsl`). Each with split-K as `MatMul`
 //! plans it (these few-tile tensors split their columns up to 16 ways, summed by
 //! `matmul_reduce.wgsl`) and with it turned off (`GpuOptions::split_target = 0`); steps past
 //! `SPLIT_TOKENS` run unsplit, and a row-split tensor splits into the shared scratch at its rows.
@@ -38,20 +39,20 @@ fn coop_gpu(opts: GpuOptions) -> Option<Gpu> {
 /// What one case ran: NMSE, pipeline key, column splits, staged chunks (0: unstaged).
 type Ran = (f64, String, u32, usize);
 
-/// Y = W·Xᵀ for `n_tokens` tokens (buffers for `n_tokens + 2`, x at element 3, y at 5); checks
-/// nothing outside Y's rows was written and returns what ran, or what differed.
+/// Y = W·Xᵀ for `n_tokens` tokens (buffers for `n_tokens + 2`, x at element `x_off`, y at 5);
+/// checks nothing outside Y's rows was written and returns what ran, or what differed.
 fn check(
     gpu: &Gpu,
     ty: GgmlType,
     (rows, cols, n_tokens): (usize, usize, usize),
-    raw: bool,
+    (raw, x_off): (bool, usize),
     rng: &mut Rng,
 ) -> Result<Ran, String> {
-    let what = format!("{ty} rows={rows} cols={cols} n_tokens={n_tokens} raw={raw}");
+    let what = format!("{ty} rows={rows} cols={cols} n_tokens={n_tokens} raw={raw} x_off={x_off}");
     let bytes = weights(ty, rows, cols, raw, rng);
     let x = rng.vec(n_tokens * cols);
     let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).map_err(|e| format!("{what}: CPU twin: {e}"))?;
-    let (x_off, y_off, max_tokens) = (3usize, 5usize, n_tokens as u32 + 2);
+    let (y_off, max_tokens) = (5usize, n_tokens as u32 + 2);
     let run = || -> aether_core::Result<(Vec<f32>, String, u32, usize)> {
         let w = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})?;
         let xb = gpu.storage("x", (x_off + max_tokens as usize * cols) as u64 * 4)?;
@@ -108,8 +109,10 @@ fn matmul_coop_matches_cpu_for_every_type() {
             for n_tokens in [1, 17, 64, 100, 150, 300] {
                 case += 1;
                 let (cols, raw) = (widths[case % widths.len()], case % 3 == 0);
+                // X at an odd element and at a 16-byte one (a typed kernel needs the latter).
+                let x_off = 3 + case % 2;
                 for (i, g) in [&gpu, &unsplit, &unstaged].into_iter().enumerate() {
-                    match check(g, ty, (rows, cols, n_tokens), raw, &mut rng) {
+                    match check(g, ty, (rows, cols, n_tokens), (raw, x_off), &mut rng) {
                         Ok((nmse, key, splits, chunks)) => {
                             worst = worst.max(nmse);
                             most_splits[i] = most_splits[i].max(splits);
@@ -126,9 +129,12 @@ fn matmul_coop_matches_cpu_for_every_type() {
         eprintln!("{ty}: worst NMSE {worst:.2e}");
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(keys.len(), shaders::DECODER_TYPES.len(), "{keys:?}");
+    // Every type's decoded kernel, and Q4_K's own kernel where X is 16-byte aligned.
+    assert_eq!(keys.len(), shaders::DECODER_TYPES.len() + 1, "{keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("matmul_coop_")), "not the coop kernel: {keys:?}");
-    // Planned splits (768 columns = 24 steps: 6 ways) and none with split-K off; every step
+    assert!(keys.iter().any(|k| k == "matmul_coop_typed_q4_k"), "{keys:?}");
+    // Planned splits (768 columns = 24 steps: 6 ways; Q4_K's own kernel 3, a block each) and none
+    // with split-K off; every step
     // past SPLIT_TOKENS staged (2 of 6 token counts × 3 row counts per type), none with it off.
     assert_eq!(most_splits, [6, 1, 6], "most column splits (planned, off, unstaged)");
     let per_device = 6 * shaders::DECODER_TYPES.len();
@@ -166,14 +172,24 @@ fn matmul_coop_long_rows_and_pieces() {
     ] {
         let opts = GpuOptions { max_storage_binding: Some(limit), ..Default::default() };
         let Some(gpu) = coop_gpu(opts) else { return };
-        for &(ty, rows, cols, n_tokens, want_splits) in cases {
-            match check(&gpu, ty, (rows, cols, n_tokens), false, &mut rng) {
-                Ok((nmse, _, splits, _)) if splits == want_splits => {
-                    eprintln!("{ty} {rows}x{cols} tokens={n_tokens} splits={splits}: NMSE {nmse:.2e}")
+        // Q4_K also with X 16-byte aligned: its own kernel, whose splits are whole blocks (these
+        // plans are bound by the scratch, so the same).
+        let runs = cases.iter().flat_map(|&c| {
+            let typed = (c.0 == GgmlType::Q4K).then_some((c, 4));
+            [Some((c, 3)), typed].into_iter().flatten()
+        });
+        for ((ty, rows, cols, n_tokens, want_splits), x_off) in runs {
+            let what = format!("{ty} {rows}x{cols} tokens={n_tokens} x_off={x_off} binding {limit}");
+            match check(&gpu, ty, (rows, cols, n_tokens), (false, x_off), &mut rng) {
+                Ok((_, key, _, _)) if (key == "matmul_coop_typed_q4_k") != (x_off == 4) => {
+                    failures.push(format!("{what}: ran {key}"))
                 }
-                Ok((_, _, splits, _)) => failures.push(format!(
-                    "{ty} {rows}x{cols} tokens={n_tokens} binding {limit}: {splits} splits, expected {want_splits}"
-                )),
+                Ok((nmse, key, splits, _)) if splits == want_splits => {
+                    eprintln!("{what}: {key} splits={splits}: NMSE {nmse:.2e}")
+                }
+                Ok((_, _, splits, _)) => {
+                    failures.push(format!("{what}: {splits} splits, expected {want_splits}"))
+                }
                 Err(e) => failures.push(e),
             }
         }
@@ -196,7 +212,7 @@ fn staged_matmul_in_chunks_and_pieces() {
     // of at most 1664 rows (X region for 384 tokens): more chunks than pieces.
     for (ty, rows, n_tokens, want) in [(GgmlType::Q4K, 4000, 130, 3..=3), (GgmlType::Q8_0, 9000, 300, 4..=12)]
     {
-        match check(&gpu, ty, (rows, 256, n_tokens), false, &mut rng) {
+        match check(&gpu, ty, (rows, 256, n_tokens), (false, 3), &mut rng) {
             Ok((nmse, _, _, chunks)) if want.contains(&chunks) => {
                 eprintln!("{ty} {rows}x256 tokens={n_tokens}: {chunks} chunks, NMSE {nmse:.2e}")
             }

@@ -53,13 +53,14 @@ pub struct GpuOptions {
     /// tiled matmul ([`Caps::multi_max`]; `None`: [`MULTI_MAX`](super::MULTI_MAX); 1 turns it
     /// off). For measuring where one overtakes the other.
     pub multi_max: Option<u32>,
-    /// The most tokens a step's projections of a type with a tiled integer kernel run on it
-    /// rather than the matmul ([`Caps::tile_max`]; `None`: [`TILE_MAX`](super::TILE_MAX); 1 turns
-    /// it off). For measuring.
     /// The most tokens a step's projections of a type with an integer mat-vec over a few tokens
     /// of its own (Q6_K, Q8_0) run on it rather than the matmul ([`Caps::int_multi_max`];
     /// `None`: [`INT_MULTI_MAX`](super::INT_MULTI_MAX); 1 turns it off). For measuring.
     pub int_multi_max: Option<u32>,
+    /// The most tokens a step's projections of a type with a tiled integer kernel run on it
+    /// rather than the matmul ([`Caps::tile_max`]; `None`: [`TILE_MAX`](super::TILE_MAX), or
+    /// [`TILE_MAX_COOP`](super::TILE_MAX_COOP) where the typed tensor-core matmul runs; 1 turns
+    /// it off). For measuring.
     pub tile_max: Option<u32>,
     /// The fewest tokens of a step that a type's tiled integer kernel takes, fewer running its
     /// mat-vec over a few tokens ([`Caps::tile_min`]; `None`: [`TILE_MIN`](super::TILE_MIN)). For
@@ -118,14 +119,15 @@ pub struct Caps {
     /// ([`MatVecMulti`](super::MatVecMulti)), a longer one with the tiled matmul
     /// ([`GpuOptions::multi_max`], else [`MULTI_MAX`](super::MULTI_MAX)).
     pub multi_max: u32,
-    /// A step of `tile_min..=tile_max` tokens (and more than `multi_max`) runs the projections
-    /// of a type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
-    /// [`MatVecMulti`](super::MatVecMulti)) on it, a shorter one on that type's mat-vec over a
-    /// few tokens ([`GpuOptions::tile_max`], else [`TILE_MAX`](super::TILE_MAX)).
     /// A step of up to `int_multi_max` tokens (or `multi_max`, the larger) runs the projections
     /// of a type with an integer mat-vec over a few tokens of its own on it
     /// ([`GpuOptions::int_multi_max`], else [`INT_MULTI_MAX`](super::INT_MULTI_MAX)).
     pub int_multi_max: u32,
+    /// A step of `tile_min..=tile_max` tokens (and more than `multi_max`) runs the projections
+    /// of a type with a tiled integer kernel (`matmul_int_<type>.wgsl`, in
+    /// [`MatVecMulti`](super::MatVecMulti)) on it, a shorter one on that type's mat-vec over a
+    /// few tokens ([`GpuOptions::tile_max`], else [`TILE_MAX`](super::TILE_MAX), or
+    /// [`TILE_MAX_COOP`](super::TILE_MAX_COOP) where the typed tensor-core matmul runs).
     pub tile_max: u32,
     /// Below this many tokens, a type with a tiled integer kernel runs its mat-vec over a few
     /// tokens instead ([`GpuOptions::tile_min`], else [`TILE_MIN`](super::TILE_MIN)).
@@ -372,11 +374,14 @@ const _: () = {
 fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &GpuOptions) -> Caps {
     let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
     let binding = opts.max_storage_binding.map_or(binding, |cap| cap.min(binding)) & !3;
+    let coop_matrix = f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    // Where the typed tensor-core matmuls run (`MatMul`), they take the longer batches.
+    let typed_coop = coop_matrix && l.max_compute_workgroup_storage_size >= COOP_TYPED_WORKGROUP_BYTES;
     Caps {
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-        coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+        coop_matrix,
         gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
             && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
             && !opts.no_gemm,
@@ -393,7 +398,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
         int_multi_max: opts.int_multi_max.unwrap_or(super::INT_MULTI_MAX),
-        tile_max: opts.tile_max.unwrap_or(super::TILE_MAX),
+        tile_max: opts.tile_max.unwrap_or(if typed_coop { super::TILE_MAX_COOP } else { super::TILE_MAX }),
         tile_min: opts.tile_min.unwrap_or(super::TILE_MIN),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
         gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),
@@ -402,6 +407,10 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
 
 /// Workgroup memory `shaders/matmul_coop.wgsl` declares (its three tiles), bytes.
 pub(crate) const COOP_WORKGROUP_BYTES: u32 = 23 * 1024;
+
+/// Workgroup memory the typed tensor-core matmuls (`shaders/matmul_coop_<type>.wgsl`) declare,
+/// bytes: `MatMul` takes one only where the adapter has this much.
+pub(crate) const COOP_TYPED_WORKGROUP_BYTES: u32 = 35 * 1024;
 
 /// Workgroup memory `shaders/gemm_coop.wgsl` declares (two double-buffered tiles and the edge
 /// staging), bytes.

@@ -12,7 +12,9 @@
 //! (`shaders/matmul_coop.wgsl`: the tensor cores, f16 operands, f32 sums, 128 × 64 tiles);
 //! everywhere else `matmul_<type>` (`shaders/matmul.wgsl`: f32 throughout, nothing optional —
 //! no subgroups, no f16, 16 KiB of workgroup memory — so it runs on every device).
-//! [`GpuOptions::no_coop_matrix`](super::GpuOptions) forces the portable one.
+//! [`GpuOptions::no_coop_matrix`](super::GpuOptions) forces the portable one. A type may have its
+//! own tensor-core kernel (`shaders/matmul_coop_q4_k.wgsl`: the blocks read with 16-byte loads,
+//! the next stage's in flight), taken where the adapter's workgroup memory holds it.
 //!
 //! Split-K (tensor cores only): a step of up to [`SPLIT_TOKENS`] tokens on a tensor of few 128-row
 //! tiles (a 4096-row projection has 32, an H100 132 SMs) would leave most of the GPU idle, each
@@ -34,10 +36,11 @@
 //! [`Caps::gemm`]: super::Caps::gemm
 //! [`Caps::gemm_min_tokens`]: super::Caps::gemm_min_tokens
 
+use super::context::COOP_TYPED_WORKGROUP_BYTES;
 use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
-use super::shaders::{const_u32, dequant_stem, source, with_decoder};
+use super::shaders::{const_u32, dequant_stem, matmul_coop_typed, source, with_decoder};
 use super::{Gpu, GpuTensor, StepBuffer};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -104,9 +107,9 @@ pub const SPLIT_TARGET: u32 = 256;
 /// Steps of at most this many tokens may split their columns (the split scratch holds this many
 /// tokens per split): up to two token tiles.
 pub const SPLIT_TOKENS: u32 = 128;
-/// The fewest TK-column steps a split takes, and the most splits: past these the partial sums
-/// cost more traffic than the extra workgroups save.
-const MIN_SPLIT_STEPS: u64 = 4;
+/// The fewest columns a split takes (at least one TK-column step), and the most splits: past these
+/// the partial sums cost more traffic than the extra workgroups save.
+const MIN_SPLIT_COLS: u64 = 128;
 const MAX_SPLITS: u64 = 16;
 
 /// How a [`MatMul`] splits its columns for a step of few tokens.
@@ -317,7 +320,7 @@ impl MatMul {
 
     /// [`MatMul::new`] with `source` (a whole kernel in the form of `shaders/matmul_coop.wgsl`, or
     /// of `matmul.wgsl` without cooperative matrices: the decoder is spliced in front as for the
-    /// built-in one) in place of the built-in kernel, keyed `{stem}_{type}_{label}`: for trying
+    /// built-in one, unless the kernel declares binding 0 itself as `matmul_coop_q4_k.wgsl` does) in place of the built-in kernel, keyed `{stem}_{type}_{label}`: for trying
     /// kernel variants in benchmarks only.
     #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
@@ -345,12 +348,22 @@ impl MatMul {
     ) -> Result<MatMul> {
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
         let stem = dequant_stem(w.ty).ok_or_else(unsupported)?;
-        let kernel_stem = if gpu.caps().coop_matrix { "matmul_coop" } else { "matmul" };
+        let coop = gpu.caps().coop_matrix;
+        let kernel_stem = if coop { "matmul_coop" } else { "matmul" };
         let mut key = format!("{kernel_stem}_{}", &stem["dequant_".len()..]);
+        // The type's own tensor-core kernel where there is one and the workgroup memory holds it.
+        // It reads X in 16-byte units.
+        let typed = matmul_coop_typed(w.ty).filter(|_| {
+            coop && gpu.caps().max_workgroup_storage >= COOP_TYPED_WORKGROUP_BYTES && x_off % 4 == 0
+        });
         let kernel = match variant {
             Some((label, source)) => {
                 key += &format!("_{label}");
                 Some(source)
+            }
+            None if typed.is_some() => {
+                key = format!("matmul_coop_typed_{}", &stem["dequant_".len()..]);
+                typed
             }
             None => source(&format!("{kernel_stem}.wgsl")),
         };
@@ -364,8 +377,12 @@ impl MatMul {
             const_u32(kernel, "TM").filter(|&t| t > 0).ok_or_else(|| bad_kernel("no `const TM`"))?;
         let tile_tokens =
             const_u32(kernel, "TN").filter(|&t| t > 0).ok_or_else(|| bad_kernel("no `const TN`"))?;
-        let pipeline =
-            gpu.pipeline(&key, Family::Auto, || with_decoder(kernel, w.ty).ok_or_else(unsupported))?;
+        // A kernel that declares binding 0 reads the weights itself; any other gets the decoder.
+        let reads_weights = kernel.contains("@binding(0)");
+        let pipeline = gpu.pipeline(&key, Family::Auto, || match reads_weights {
+            true => Ok(kernel.to_string()),
+            false => with_decoder(kernel, w.ty).ok_or_else(unsupported),
+        })?;
 
         let max_dim = gpu.caps().max_workgroups_per_dim as u64;
         let too_large =
@@ -376,7 +393,6 @@ impl MatMul {
         check_fits("matmul x buffer bytes", x, x_off, max_tokens as u64 * w.cols)?;
         check_fits("matmul y buffer bytes", y, y_off, max_tokens as u64 * w.rows)?;
 
-        let coop = gpu.caps().coop_matrix;
         let split_tokens = max_tokens.min(SPLIT_TOKENS);
         let (scratch, splits, k_split) = match coop {
             true => {
@@ -507,13 +523,14 @@ impl MatMul {
 
 /// `(splits, k_split)` for a tensor whose widest piece has `row_tiles` tiles of rows, `cols`
 /// columns in steps of `tile_cols`, and a scratch of room for `fit` splits: enough splits to bring
-/// a one-token-tile grid up to `target` workgroups, each at least [`MIN_SPLIT_STEPS`] steps wide,
+/// a one-token-tile grid up to `target` workgroups, each at least [`MIN_SPLIT_COLS`] columns wide,
 /// at most [`MAX_SPLITS`]; `k_split` columns each (a multiple of `tile_cols`, so no split is
 /// empty). `(1, cols)` where splitting would not help.
 fn plan_split(target: u32, row_tiles: u64, cols: u64, tile_cols: u64, fit: u64) -> (u32, u32) {
     let steps = cols.div_ceil(tile_cols.max(1));
     let want = (target as u64).div_ceil(row_tiles.max(1));
-    let splits = want.min(MAX_SPLITS).min(steps / MIN_SPLIT_STEPS).min(fit);
+    let min_steps = MIN_SPLIT_COLS.div_ceil(tile_cols.max(1));
+    let splits = want.min(MAX_SPLITS).min(steps / min_steps).min(fit);
     if row_tiles == 0 || splits < 2 {
         return (1, cols as u32);
     }

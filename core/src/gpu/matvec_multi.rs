@@ -90,10 +90,15 @@ pub const MULTI_MAX: u32 = 1;
 pub const INT_MULTI_MAX: u32 = 8;
 
 /// The most tokens of a step whose projections run as [`MatVecMulti`]'s tiled integer kernel,
-/// for the types that have one; more take the matmul. On the H100 the tiles beat the
-/// tensor-core matmul at every step of 2–64 tokens (docs/PERF.md); past 64 a step loops over
-/// tiles, reading the weights again, where the matmul's staged product takes over.
+/// for the types that have one; more take the matmul. Past 64 a step loops over tiles, reading
+/// the weights again. Where the type has its own tensor-core matmul (`matmul_coop_q4_k.wgsl`)
+/// the default is [`TILE_MAX_COOP`] instead.
 pub const TILE_MAX: u32 = 64;
+
+/// [`TILE_MAX`] where the device takes the type's own tensor-core matmul: on the H100 that beats
+/// the tiles from 20 tokens on (8B Q4_K aggregate decode, 20 sequences 1,157 vs 1,142 tok/s, 32:
+/// 1,755 vs 1,692, 64: 3,066 vs 1,937) and loses below (16: 959 vs 1,047; docs/PERF.md).
+pub const TILE_MAX_COOP: u32 = 16;
 
 /// The fewest tokens of a step that a type's tiled integer kernel takes; fewer run its mat-vec
 /// over a few tokens, whose workgroups of 2 rows keep more of the weights in flight. H100 8B
@@ -348,7 +353,7 @@ impl MatVecMulti {
     fn variant(&self, n_tokens: u32) -> &Variant {
         let tiled = n_tokens > self.few_max && self.variants.iter().any(|v| v.tile);
         let mut set = self.variants.iter().filter(|v| v.tile == tiled);
-        let last = set.clone().last().expect("a variant of each kind built");
+        let last = set.clone().next_back().expect("a variant of each kind built");
         set.find(|v| v.nt >= n_tokens).unwrap_or(last)
     }
 

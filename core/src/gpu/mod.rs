@@ -78,8 +78,8 @@ pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel};
 pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 pub use matvec_multi::{
-    INT_MULTI_MAX, MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MIN, TILE_TOKENS,
-    matvec_multi_cpu, tile_workgroup_bytes,
+    INT_MULTI_MAX, MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MAX_COOP, TILE_MIN,
+    TILE_TOKENS, matvec_multi_cpu, tile_workgroup_bytes,
 };
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};

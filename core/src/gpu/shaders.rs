@@ -97,6 +97,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
+    // Its twin that reads one type's blocks itself (no decoder in front).
+    ("matmul_coop_q4_k.wgsl", include_str!("../../../shaders/matmul_coop_q4_k.wgsl")),
     ("matmul_reduce.wgsl", include_str!("../../../shaders/matmul_reduce.wgsl")),
     ("gemm_stage.wgsl", include_str!("../../../shaders/gemm_stage.wgsl")),
     ("gemm_coop.wgsl", include_str!("../../../shaders/gemm_coop.wgsl")),
@@ -190,6 +192,12 @@ pub fn with_decoder(kernel: &str, ty: GgmlType) -> Option<String> {
     let directives: String = kernel.lines().filter(is_directive).map(|l| format!("{l}\n")).collect();
     let body: String = kernel.split_inclusive('\n').filter(|l| !is_directive(l)).collect();
     Some(format!("{directives}{}\n{body}", decoder(ty)?))
+}
+
+/// `ty`'s own tensor-core matmul (`matmul_coop_<type>.wgsl`: `matmul_coop.wgsl`'s interface, the
+/// type's blocks read by the kernel itself, no decoder in front), if it has one.
+pub fn matmul_coop_typed(ty: GgmlType) -> Option<&'static str> {
+    source(&format!("matmul_coop_{}.wgsl", ty.name().to_ascii_lowercase()))
 }
 
 /// The source of shader file `name` (`matvec_q4_k.wgsl`).
