@@ -75,15 +75,8 @@ fn h4(v: vec4<f32>) -> vec4<f16> {
     return vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
 }
 
-// Packed 6-bit scales (`mins`: mins) of sub-blocks 0..4 (`lo`) or 4..8, a byte each, from the
-// block's scale words s0, s1, s2 (bytes 4..16 of the block).
-fn scales(s0: u32, s2: u32, lo: bool) -> u32 {
-    return select((s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u), s0 & 0x3F3F3F3Fu, lo);
-}
-
-fn mins(s1: u32, s2: u32, lo: bool) -> u32 {
-    return select(((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u), s1 & 0x3F3F3F3Fu, lo);
-}
+// `scales` and `mins`: the packed 6-bit scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8.
+// include: q4_k_scales.wgsl
 
 // Four weights from four nibbles (a byte each in `q`): (d · scale) · q − dmin · min.
 fn level4(q: u32, a: f32, b: f32) -> vec4<f16> {

@@ -76,14 +76,8 @@ var<workgroup> wd: array<vec2<f32>, BM>;
 var<workgroup> xsum: array<i32, BT * 8u>;
 var<workgroup> xd: array<f32, BT>;
 
-// Packed scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8: as matvec_q4_k.wgsl.
-fn scales(s0: u32, s2: u32, lo: bool) -> u32 {
-    return select((s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u), s0 & 0x3F3F3F3Fu, lo);
-}
-
-fn mins(s1: u32, s2: u32, lo: bool) -> u32 {
-    return select(((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u), s1 & 0x3F3F3F3Fu, lo);
-}
+// `scales` and `mins`: the packed 6-bit scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8.
+// include: q4_k_scales.wgsl
 
 // Σ of four products of the int8 lanes of `a` and `b`.
 fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {

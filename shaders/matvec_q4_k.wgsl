@@ -45,17 +45,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;   // [y_off + n_rows]
 @group(0) @binding(3) var<uniform> p: Params;
 
-// The packed scale (or min) bytes of sub-blocks 0..4 (`lo`) or 4..8, from the 12 scale bytes as
-// words s0, s1, s2 (see quant/kquants.rs `scale_min_k4`): sub-blocks 0..4 keep theirs in the low 6
-// bits of bytes 0..4 (scales) and 4..8 (mins); sub-blocks 4..8 their low nibbles in bytes 8..12
-// and their top two bits in the spare top bits of bytes 0..8.
-fn scales(s0: u32, s2: u32, lo: bool) -> u32 {
-    return select((s2 & 0x0F0F0F0Fu) | ((s0 >> 2u) & 0x30303030u), s0 & 0x3F3F3F3Fu, lo);
-}
-
-fn mins(s1: u32, s2: u32, lo: bool) -> u32 {
-    return select(((s2 >> 4u) & 0x0F0F0F0Fu) | ((s1 >> 2u) & 0x30303030u), s1 & 0x3F3F3F3Fu, lo);
-}
+// `scales` and `mins`: the packed 6-bit scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8.
+// include: q4_k_scales.wgsl
 
 // Σ of four products of the int8 lanes of `a` and `b`.
 fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {

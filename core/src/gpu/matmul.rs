@@ -40,7 +40,7 @@ use super::context::COOP_TYPED_WORKGROUP_BYTES;
 use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
-use super::shaders::{const_u32, dequant_stem, matmul_coop_typed, source, with_decoder};
+use super::shaders::{const_u32, dequant_stem, matmul_coop_typed, source, with_decoder, with_includes};
 use super::{Gpu, GpuTensor, StepBuffer};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -356,10 +356,12 @@ impl MatMul {
         let typed = matmul_coop_typed(w.ty).filter(|_| {
             coop && gpu.caps().max_workgroup_storage >= COOP_TYPED_WORKGROUP_BYTES && x_off % 4 == 0
         });
+        let variant_src;
         let kernel = match variant {
             Some((label, source)) => {
                 key += &format!("_{label}");
-                Some(source)
+                variant_src = with_includes(source);
+                Some(variant_src.as_str())
             }
             None if typed.is_some() => {
                 key = format!("matmul_coop_typed_{}", &stem["dequant_".len()..]);

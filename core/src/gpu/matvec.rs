@@ -20,7 +20,7 @@
 //! [`Caps::software`]: super::Caps::software
 
 use super::pipelines::Family;
-use super::shaders::{const_u32, matvec_stem, source, splice_reduce};
+use super::shaders::{const_u32, matvec_stem, source, splice_reduce, with_includes};
 use super::{Gpu, GpuTensor};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -189,7 +189,8 @@ impl MatVec {
                     None if software => key += "_sw",
                     None => {}
                 }
-                source
+                reshaped = with_includes(source);
+                &reshaped
             }
         };
         let bad_kernel = |message: &str| Error::GpuValidation {

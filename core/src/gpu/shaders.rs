@@ -1,5 +1,9 @@
-//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the four
+//! The WGSL sources, compiled into the crate from `shaders/` (one kernel per file), and the five
 //! splice steps. Nothing else is ever rewritten.
+//!
+//! Includes: a line `// include: NAME` stands for file NAME's whole text (functions several
+//! kernels share, e.g. `q4_k_scales.wgsl`). [`source`] gives every file with its includes put in,
+//! once (an included file includes nothing); every other step starts from that.
 //!
 //! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
 //! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts `dequant_common.wgsl`
@@ -30,6 +34,8 @@
 //! kernels. The unit tests validate those alone, every mat-vec kernel with both reductions, and
 //! every decoded kernel with every decoder.
 
+use std::sync::LazyLock;
+
 use crate::quant::GgmlType;
 
 /// Every shader file, by name. A test validates each with naga, alone and spliced.
@@ -58,6 +64,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_multi.wgsl", include_str!("../../../shaders/matvec_multi.wgsl")),
     // Their tiled integer twins for steps of more tokens.
     ("matmul_int_q4_k.wgsl", include_str!("../../../shaders/matmul_int_q4_k.wgsl")),
+    // Functions the kernels of one type include.
+    ("q4_k_scales.wgsl", include_str!("../../../shaders/q4_k_scales.wgsl")),
     // The element-wise kernels of the forward pass, and their swappable sections.
     ("rmsnorm.wgsl", include_str!("../../../shaders/rmsnorm.wgsl")),
     ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
@@ -200,9 +208,36 @@ pub fn matmul_coop_typed(ty: GgmlType) -> Option<&'static str> {
     source(&format!("matmul_coop_{}.wgsl", ty.name().to_ascii_lowercase()))
 }
 
-/// The source of shader file `name` (`matvec_q4_k.wgsl`).
+/// The source of shader file `name` (`matvec_q4_k.wgsl`), its includes put in.
 pub fn source(name: &str) -> Option<&'static str> {
-    ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    RESOLVED.iter().find(|(n, _)| *n == name).map(|(_, s)| s.as_str())
+}
+
+/// The line that stands for another file's text.
+pub const INCLUDE_MARKER: &str = "// include: ";
+
+/// Every file of [`ALL`] with its includes put in, made on first use.
+static RESOLVED: LazyLock<Vec<(&'static str, String)>> =
+    LazyLock::new(|| ALL.iter().map(|&(name, src)| (name, with_includes(src))).collect());
+
+/// `src` with each `// include: NAME` line replaced by file NAME's text (for a kernel variant read
+/// from disk, as [`source`] does for the built-in files); a line naming no file stays, which a
+/// unit test rules out for the built-in files.
+pub fn with_includes(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    for line in src.split_inclusive('\n') {
+        let file = line.strip_prefix(INCLUDE_MARKER).map(str::trim);
+        match file.and_then(|f| ALL.iter().find(|(n, _)| *n == f)) {
+            Some((_, text)) => {
+                out.push_str(text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Whether file `name` is a valid module by itself: not a mat-vec kernel (which ends where its
@@ -328,14 +363,14 @@ pub fn browser_kernels(subgroups: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     // Cooperative matrices never reach a browser.
     let native_only = |src: &str| src.contains("enable wgpu_cooperative_matrix");
-    for (name, src) in
-        ALL.iter().filter(|(n, s)| stands_alone(n) && s.contains("@compute") && !native_only(s))
+    let resolved = RESOLVED.iter().map(|(n, s)| (*n, s.as_str()));
+    for (name, src) in resolved.filter(|(n, s)| stands_alone(n) && s.contains("@compute") && !native_only(s))
     {
         out.push((name.to_string(), for_backend(src.to_string(), false, true)));
         let stem = name.trim_end_matches(".wgsl");
-        for (file, from) in ALL {
+        for (file, from) in RESOLVED.iter() {
             let variant =
-                file.starts_with(&format!("{stem}_")) || (*name == "act_quant.wgsl" && *file == "glu.wgsl");
+                file.starts_with(&format!("{stem}_")) || (name == "act_quant.wgsl" && *file == "glu.wgsl");
             if !variant || (uses_subgroups(file) && !subgroups) {
                 continue;
             }

@@ -24,9 +24,37 @@ fn every_shader_validates_alone_or_is_spliced() {
         let spliced = name.starts_with("matvec_") || DECODED.contains(name) || decoder;
         assert_eq!(shaders::stands_alone(name), !spliced, "{name}");
     }
-    for (name, src) in ALL.iter().filter(|(n, _)| shaders::stands_alone(n)) {
-        validate(name, src);
+    for (name, _) in ALL.iter().filter(|(n, _)| shaders::stands_alone(n)) {
+        validate(name, shaders::source(name).expect("in ALL"));
     }
+}
+
+/// Every `// include:` line names a file, and only a file that includes nothing itself; the
+/// Q4_K kernels share one copy of its scale unpacking.
+#[test]
+fn every_include_is_put_in() {
+    use shaders::INCLUDE_MARKER;
+    let mut including = Vec::new();
+    for (name, raw) in ALL {
+        let src = shaders::source(name).expect("in ALL");
+        assert!(!src.lines().any(|l| l.starts_with(INCLUDE_MARKER)), "{name}: an include names no file");
+        if raw.lines().any(|l| l.starts_with(INCLUDE_MARKER)) {
+            assert!(src.contains("fn scales(s0: u32"), "{name}");
+            including.push(*name);
+        }
+    }
+    for (name, _) in ALL {
+        let included = format!("{INCLUDE_MARKER}{name}");
+        if ALL.iter().any(|(_, raw)| raw.lines().any(|l| l.trim_end() == included)) {
+            let raw = ALL.iter().find(|(n, _)| n == name).expect("in ALL").1;
+            assert!(!raw.lines().any(|l| l.starts_with(INCLUDE_MARKER)), "{name} is included and includes");
+        }
+    }
+    including.sort();
+    assert_eq!(
+        including,
+        ["matmul_coop_q4_k.wgsl", "matmul_int_q4_k.wgsl", "matvec_multi_q4_k.wgsl", "matvec_q4_k.wgsl"]
+    );
 }
 
 /// Each decoder states its block geometry as the CPU side knows it, and every kernel that takes a
@@ -195,7 +223,7 @@ fn every_kernel_fits_webgpus_workgroup_memory() {
     let mut all: Vec<(String, String)> = ALL
         .iter()
         .filter(|(n, _)| shaders::stands_alone(n))
-        .map(|&(n, s)| (n.to_string(), s.to_string()))
+        .map(|&(n, _)| (n.to_string(), shaders::source(n).expect("in ALL").to_string()))
         .collect();
     for ty in MATVEC_TYPES {
         let stem = shaders::matvec_stem(ty).expect("kernel");
@@ -341,7 +369,8 @@ fn every_browser_kernel_validates() {
 fn every_f16_round_trip_is_the_spliced_section() {
     let trip = "unpack2x16float(pack2x16float(";
     let mut spliced = 0;
-    for (name, src) in ALL {
+    for (name, _) in ALL {
+        let src = shaders::source(name).expect("in ALL");
         let exact = shaders::with_round_f16(src);
         let body = exact.as_deref().unwrap_or(src);
         assert!(
