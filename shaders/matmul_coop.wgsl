@@ -107,31 +107,8 @@ fn x_quad(t: u32, n_tok: u32, c: u32) -> vec4<f16> {
     return h4(in_row(xv(p.x_off + t * p.cols + c), c));
 }
 
-// Stages fragment `acc` (tile rows r.. r + 16, tokens t.. t + 16) through subgroup sg's area and
-// writes its in-bounds part to Y, or with several splits to split z's slice of `part`. Called by
-// every subgroup alike (uniform control flow).
-fn store(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_tok: u32, r: u32, t: u32, z: u32, splits: u32) {
-    let at = sg * 256u;
-    let ld = 16u;
-    coopStore(acc, &cs[at], ld);
-    workgroupBarrier();
-    // Invocation lid copies elements lid, lid + 256, ... of all 8 areas: area s's fragment sits at
-    // the same (r, t) inside subgroup s's quarter.
-    for (var e = lid; e < 2048u; e += WG) {
-        let s = e / 256u;
-        let i = e % 256u;
-        let row = row0 + (s % 4u) * 32u + r + i % 16u;
-        let tok = tok0 + (s / 4u) * 32u + t + i / 16u;
-        if row < p.n_rows && tok < n_tok {
-            if splits > 1u {
-                part[(z * p.split_tokens + tok) * p.y_stride + p.first_row + row] = cs[e];
-            } else {
-                y[p.y_off + tok * p.y_stride + row] = cs[e];
-            }
-        }
-    }
-    workgroupBarrier();
-}
+// `store`: a fragment's in-bounds part to Y or to its split's slice of `part`.
+// include: coop_store.wgsl
 
 @compute @workgroup_size(WG)
 fn main(

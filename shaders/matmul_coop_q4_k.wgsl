@@ -83,29 +83,8 @@ fn level4(q: u32, a: f32, b: f32) -> vec4<f16> {
     return h4(a * vec4<f32>(unpack4xU8(q)) - b);
 }
 
-// Stages fragment `acc` (tile rows r.. r + 16, tokens t.. t + 16) through subgroup sg's area and
-// writes its in-bounds part to Y, or with several splits to split z's slice of `part`. Called by
-// every subgroup alike (uniform control flow).
-fn edge(acc: coop_mat16x16<f32, C>, sg: u32, lid: u32, row0: u32, tok0: u32, n_tok: u32, r: u32, t: u32, z: u32, splits: u32) {
-    let at = sg * 256u;
-    let ld = 16u;
-    coopStore(acc, &cs[at], ld);
-    workgroupBarrier();
-    for (var e = lid; e < 2048u; e += WG) {
-        let s = e / 256u;
-        let i = e % 256u;
-        let row = row0 + (s % 4u) * 32u + r + i % 16u;
-        let tok = tok0 + (s / 4u) * 32u + t + i / 16u;
-        if row < p.n_rows && tok < n_tok {
-            if splits > 1u {
-                part[(z * p.split_tokens + tok) * p.y_stride + p.first_row + row] = cs[e];
-            } else {
-                y[p.y_off + tok * p.y_stride + row] = cs[e];
-            }
-        }
-    }
-    workgroupBarrier();
-}
+// `store`: an edge fragment's in-bounds part to Y or to its split's slice of `part`.
+// include: coop_store.wgsl
 
 // Stores a whole fragment at element `at` of Y (or of `part`), rows contiguous, tokens `ys` apart.
 fn put(acc: coop_mat16x16<f32, C>, at: u32, ys: u32, split: bool) {
@@ -239,9 +218,9 @@ fn main(
         put(c10, base + 16u, ys, split);
         put(c11, base + 16u * ys + 16u, ys, split);
     } else {
-        edge(c00, sg, lid, row0, tok0, n_tok, 0u, 0u, wg.z, splits);
-        edge(c01, sg, lid, row0, tok0, n_tok, 0u, 16u, wg.z, splits);
-        edge(c10, sg, lid, row0, tok0, n_tok, 16u, 0u, wg.z, splits);
-        edge(c11, sg, lid, row0, tok0, n_tok, 16u, 16u, wg.z, splits);
+        store(c00, sg, lid, row0, tok0, n_tok, 0u, 0u, wg.z, splits);
+        store(c01, sg, lid, row0, tok0, n_tok, 0u, 16u, wg.z, splits);
+        store(c10, sg, lid, row0, tok0, n_tok, 16u, 0u, wg.z, splits);
+        store(c11, sg, lid, row0, tok0, n_tok, 16u, 16u, wg.z, splits);
     }
 }

@@ -2,8 +2,9 @@
 //! splice steps. Nothing else is ever rewritten.
 //!
 //! Includes: a line `// include: NAME` stands for file NAME's whole text (functions several
-//! kernels share, e.g. `q4_k_scales.wgsl`). [`source`] gives every file with its includes put in,
-//! once (an included file includes nothing); every other step starts from that.
+//! kernels share: `q4_k_scales.wgsl`, `coop_store.wgsl`). [`source`] gives every file with its
+//! includes put in, once (an included file includes nothing); every other step starts from that.
+//! An included file uses what its includers declare, so it is validated in them.
 //!
 //! Decoder prefix: kernels that work on any weight type (`matmul.wgsl`, `get_rows.wgsl`; listed in
 //! [`DECODED`]) call `dequant4` without defining it. [`with_decoder`] puts `dequant_common.wgsl`
@@ -105,6 +106,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
+    ("coop_store.wgsl", include_str!("../../../shaders/coop_store.wgsl")),
     // Its twin that reads one type's blocks itself (no decoder in front).
     ("matmul_coop_q4_k.wgsl", include_str!("../../../shaders/matmul_coop_q4_k.wgsl")),
     ("matmul_reduce.wgsl", include_str!("../../../shaders/matmul_reduce.wgsl")),
@@ -241,10 +243,16 @@ pub fn with_includes(src: &str) -> String {
 }
 
 /// Whether file `name` is a valid module by itself: not a mat-vec kernel (which ends where its
-/// reduction is spliced on), a decoder (which follows the common part) nor a kernel in
-/// [`DECODED`].
+/// reduction is spliced on), a decoder (which follows the common part), a kernel in [`DECODED`]
+/// nor a file other files include (which uses what they declare).
 pub fn stands_alone(name: &str) -> bool {
-    !name.starts_with("matvec_") && !DECODED.contains(&name) && !is_decoder(name)
+    !name.starts_with("matvec_") && !DECODED.contains(&name) && !is_decoder(name) && !is_included(name)
+}
+
+/// Whether some file includes file `name`.
+pub fn is_included(name: &str) -> bool {
+    ALL.iter()
+        .any(|(_, src)| src.lines().any(|l| l.strip_prefix(INCLUDE_MARKER).map(str::trim) == Some(name)))
 }
 
 /// Whether file `name` is a type's decoder (valid after `dequant_common.wgsl`, see [`decoder`]).

@@ -21,7 +21,8 @@ fn validate(name: &str, src: &str) {
 fn every_shader_validates_alone_or_is_spliced() {
     for (name, _) in ALL {
         let decoder = name.starts_with("dequant_") && *name != "dequant_common.wgsl";
-        let spliced = name.starts_with("matvec_") || DECODED.contains(name) || decoder;
+        let spliced =
+            name.starts_with("matvec_") || DECODED.contains(name) || decoder || shaders::is_included(name);
         assert_eq!(shaders::stands_alone(name), !spliced, "{name}");
     }
     for (name, _) in ALL.iter().filter(|(n, _)| shaders::stands_alone(n)) {
@@ -29,31 +30,35 @@ fn every_shader_validates_alone_or_is_spliced() {
     }
 }
 
-/// Every `// include:` line names a file, and only a file that includes nothing itself; the
-/// Q4_K kernels share one copy of its scale unpacking.
+/// Every `// include:` line names a file, which includes nothing itself, and the resolved source
+/// holds that file's text; the four Q4_K kernels share one copy of the scale unpacking, the two
+/// tensor-core matmuls one edge store.
 #[test]
 fn every_include_is_put_in() {
     use shaders::INCLUDE_MARKER;
-    let mut including = Vec::new();
+    let mut pairs = Vec::new();
     for (name, raw) in ALL {
         let src = shaders::source(name).expect("in ALL");
         assert!(!src.lines().any(|l| l.starts_with(INCLUDE_MARKER)), "{name}: an include names no file");
-        if raw.lines().any(|l| l.starts_with(INCLUDE_MARKER)) {
-            assert!(src.contains("fn scales(s0: u32"), "{name}");
-            including.push(*name);
+        for file in raw.lines().filter_map(|l| l.strip_prefix(INCLUDE_MARKER)).map(str::trim) {
+            let text = ALL.iter().find(|(n, _)| *n == file).expect("resolved, so in ALL").1;
+            assert!(src.contains(text), "{name}: {file} not put in whole");
+            assert!(!text.lines().any(|l| l.starts_with(INCLUDE_MARKER)), "{file} is included and includes");
+            assert!(shaders::is_included(file) && !shaders::stands_alone(file), "{file}");
+            pairs.push(format!("{name} < {file}"));
         }
     }
-    for (name, _) in ALL {
-        let included = format!("{INCLUDE_MARKER}{name}");
-        if ALL.iter().any(|(_, raw)| raw.lines().any(|l| l.trim_end() == included)) {
-            let raw = ALL.iter().find(|(n, _)| n == name).expect("in ALL").1;
-            assert!(!raw.lines().any(|l| l.starts_with(INCLUDE_MARKER)), "{name} is included and includes");
-        }
-    }
-    including.sort();
+    pairs.sort();
     assert_eq!(
-        including,
-        ["matmul_coop_q4_k.wgsl", "matmul_int_q4_k.wgsl", "matvec_multi_q4_k.wgsl", "matvec_q4_k.wgsl"]
+        pairs,
+        [
+            "matmul_coop.wgsl < coop_store.wgsl",
+            "matmul_coop_q4_k.wgsl < coop_store.wgsl",
+            "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
+            "matmul_int_q4_k.wgsl < q4_k_scales.wgsl",
+            "matvec_multi_q4_k.wgsl < q4_k_scales.wgsl",
+            "matvec_q4_k.wgsl < q4_k_scales.wgsl",
+        ]
     );
 }
 
