@@ -90,6 +90,10 @@ pub struct Caps {
     /// `EXPERIMENTAL_COOPERATIVE_MATRIX`, Vulkan's `VK_KHR_cooperative_matrix`); never on the web
     /// or on CPU adapters.
     pub coop_matrix: bool,
+    /// The typed tensor-core matmuls (`shaders/matmul_coop_<type>.wgsl`, taken by
+    /// [`MatMul`](super::MatMul)) fit: [`coop_matrix`](Caps::coop_matrix) and their 35 KiB of
+    /// workgroup memory. Where they do, [`tile_max`](Caps::tile_max) defaults lower.
+    pub coop_typed: bool,
     /// Long steps' products stage their operands as f16 and multiply them with the 128 × 128-tile
     /// tensor-core kernel (`shaders/gemm_stage.wgsl`, `shaders/gemm_coop.wgsl`; see
     /// [`MatMul`](super::MatMul)): [`coop_matrix`](Caps::coop_matrix) and 48 KiB of workgroup
@@ -375,13 +379,13 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
     let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
     let binding = opts.max_storage_binding.map_or(binding, |cap| cap.min(binding)) & !3;
     let coop_matrix = f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-    // Where the typed tensor-core matmuls run (`MatMul`), they take the longer batches.
-    let typed_coop = coop_matrix && l.max_compute_workgroup_storage_size >= COOP_TYPED_WORKGROUP_BYTES;
+    let coop_typed = coop_matrix && l.max_compute_workgroup_storage_size >= COOP_TYPED_WORKGROUP_BYTES;
     Caps {
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
         coop_matrix,
+        coop_typed,
         gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
             && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
             && !opts.no_gemm,
@@ -398,7 +402,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         min_storage_offset_alignment: l.min_storage_buffer_offset_alignment,
         multi_max: opts.multi_max.unwrap_or(super::MULTI_MAX),
         int_multi_max: opts.int_multi_max.unwrap_or(super::INT_MULTI_MAX),
-        tile_max: opts.tile_max.unwrap_or(if typed_coop { super::TILE_MAX_COOP } else { super::TILE_MAX }),
+        tile_max: opts.tile_max.unwrap_or(if coop_typed { super::TILE_MAX_COOP } else { super::TILE_MAX }),
         tile_min: opts.tile_min.unwrap_or(super::TILE_MIN),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
         gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),

@@ -36,7 +36,6 @@
 //! [`Caps::gemm`]: super::Caps::gemm
 //! [`Caps::gemm_min_tokens`]: super::Caps::gemm_min_tokens
 
-use super::context::COOP_TYPED_WORKGROUP_BYTES;
 use super::matmul_reduce::MatMulReduce;
 use super::params::{PieceParams, check_fits};
 use super::pipelines::Family;
@@ -353,9 +352,7 @@ impl MatMul {
         let mut key = format!("{kernel_stem}_{}", &stem["dequant_".len()..]);
         // The type's own tensor-core kernel where there is one and the workgroup memory holds it.
         // It reads X in 16-byte units.
-        let typed = matmul_coop_typed(w.ty).filter(|_| {
-            coop && gpu.caps().max_workgroup_storage >= COOP_TYPED_WORKGROUP_BYTES && x_off % 4 == 0
-        });
+        let typed = matmul_coop_typed(w.ty).filter(|_| gpu.caps().coop_typed && x_off % 4 == 0);
         let variant_src;
         let kernel = match variant {
             Some((label, source)) => {
