@@ -45,38 +45,13 @@ const TK: u32 = 32u;
 // vec4<f16> per tile row in workgroup memory: TK / 4 and 2 of padding.
 const KS: u32 = 10u;
 
-struct Params {
-    n_rows: u32,      // rows in this piece
-    cols: u32,        // elements per row (ne[0])
-    row_bytes: u32,   // bytes per row
-    x_off: u32,       // offsets in elements
-    y_off: u32,       // of row 0 of this piece, token 0
-    y_stride: u32,    // elements per token of Y (rows of the whole tensor)
-    max_tokens: u32,  // tokens the buffers hold
-    first_row: u32,   // the piece's first row in the tensor (its rows of `part`)
-    k_split: u32,     // columns per split (a multiple of TK) when the grid has several
-    split_tokens: u32, // tokens per split in `part`
-    _pad0: u32,
-    _pad1: u32,
-}
-
-struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+// Params, Step, bindings 2-5 (y, p, step, part), `cs`, `h4` and `store`.
+// include: coop_common.wgsl
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;        // [x_off + max_tokens * cols]
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens * y_stride]
-@group(0) @binding(3) var<uniform> p: Params;
-@group(0) @binding(4) var<uniform> step: Step;
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;  // [splits, split_tokens, y_stride]
 
 var<workgroup> ws: array<vec4<f16>, 1280>;  // [TM, KS] weights of the step
 var<workgroup> xs: array<vec4<f16>, 640>;   // [TN, KS] X of the step
-var<workgroup> cs: array<f32, 2048>;        // [8 subgroups, 16 tokens, 16 rows] staging
-
-const F16_MAX: f32 = 65504.0;
-
-fn h4(v: vec4<f32>) -> vec4<f16> {
-    return vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
-}
 
 fn xv(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
@@ -106,9 +81,6 @@ fn x_quad(t: u32, n_tok: u32, c: u32) -> vec4<f16> {
     }
     return h4(in_row(xv(p.x_off + t * p.cols + c), c));
 }
-
-// `store`: a fragment's in-bounds part to Y or to its split's slice of `part`.
-// include: coop_store.wgsl
 
 @compute @workgroup_size(WG)
 fn main(

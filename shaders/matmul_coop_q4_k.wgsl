@@ -41,39 +41,15 @@ const KS: u32 = 18u;
 // 16-byte vectors per Q4_K block.
 const BV: u32 = 9u;
 
-struct Params {
-    n_rows: u32,      // rows in this piece
-    cols: u32,        // elements per row (ne[0]), a multiple of 256
-    row_bytes: u32,   // bytes per row
-    x_off: u32,       // offsets in elements (x_off a multiple of 4)
-    y_off: u32,       // of row 0 of this piece, token 0
-    y_stride: u32,    // elements per token of Y (rows of the whole tensor)
-    max_tokens: u32,  // tokens the buffers hold
-    first_row: u32,   // the piece's first row in the tensor (its rows of `part`)
-    k_split: u32,     // columns per split (a multiple of TK) when the grid has several
-    split_tokens: u32, // tokens per split in `part`
-    _pad0: u32,
-    _pad1: u32,
-}
-
-struct Step { pos0: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+// Params, Step, bindings 2-5 (y, p, step, part), `cs`, `h4` and `store`; here p.cols is a
+// multiple of 256 and p.x_off of 4.
+// include: coop_common.wgsl
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;  // [n_rows, row_bytes] bytes
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [(x_off + max_tokens * cols) / 4]
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [y_off + max_tokens * y_stride]
-@group(0) @binding(3) var<uniform> p: Params;
-@group(0) @binding(4) var<uniform> step: Step;
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;  // [splits, split_tokens, y_stride]
 
 var<workgroup> ws: array<vec4<f16>, 2304>;  // [TM, KS] weights of the stage
 var<workgroup> xs: array<vec4<f16>, 1152>;  // [TN, KS] X of the stage
-var<workgroup> cs: array<f32, 2048>;        // [8 subgroups, 16 tokens, 16 rows] edge staging
-
-const F16_MAX: f32 = 65504.0;
-
-fn h4(v: vec4<f32>) -> vec4<f16> {
-    return vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
-}
 
 // `scales` and `mins`: the packed 6-bit scale and min bytes of sub-blocks 0..4 (`lo`) or 4..8.
 // include: q4_k_scales.wgsl
@@ -82,9 +58,6 @@ fn h4(v: vec4<f32>) -> vec4<f16> {
 fn level4(q: u32, a: f32, b: f32) -> vec4<f16> {
     return h4(a * vec4<f32>(unpack4xU8(q)) - b);
 }
-
-// `store`: an edge fragment's in-bounds part to Y or to its split's slice of `part`.
-// include: coop_store.wgsl
 
 // Stores a whole fragment at element `at` of Y (or of `part`), rows contiguous, tokens `ys` apart.
 fn put(acc: coop_mat16x16<f32, C>, at: u32, ys: u32, split: bool) {

@@ -2,7 +2,7 @@
 //! splice steps. Nothing else is ever rewritten.
 //!
 //! Includes: a line `// include: NAME` stands for file NAME's whole text (functions several
-//! kernels share: `q4_k_scales.wgsl`, `coop_store.wgsl`). [`source`] gives every file with its
+//! kernels share: `q4_k_scales.wgsl`, `coop_common.wgsl`). [`source`] gives every file with its
 //! includes put in, once (an included file includes nothing); every other step starts from that.
 //! An included file uses what its includers declare, so it is validated in them.
 //!
@@ -106,7 +106,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
     ("matmul_coop.wgsl", include_str!("../../../shaders/matmul_coop.wgsl")),
-    ("coop_store.wgsl", include_str!("../../../shaders/coop_store.wgsl")),
+    ("coop_common.wgsl", include_str!("../../../shaders/coop_common.wgsl")),
     // Its twin that reads one type's blocks itself (no decoder in front).
     ("matmul_coop_q4_k.wgsl", include_str!("../../../shaders/matmul_coop_q4_k.wgsl")),
     ("matmul_reduce.wgsl", include_str!("../../../shaders/matmul_reduce.wgsl")),

@@ -52,8 +52,8 @@ fn every_include_is_put_in() {
     assert_eq!(
         pairs,
         [
-            "matmul_coop.wgsl < coop_store.wgsl",
-            "matmul_coop_q4_k.wgsl < coop_store.wgsl",
+            "matmul_coop.wgsl < coop_common.wgsl",
+            "matmul_coop_q4_k.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
             "matmul_int_q4_k.wgsl < q4_k_scales.wgsl",
             "matvec_multi_q4_k.wgsl < q4_k_scales.wgsl",
