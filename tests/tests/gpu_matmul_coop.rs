@@ -238,3 +238,25 @@ fn no_coop_matrix_option_turns_it_off() {
 fn nan_fails_the_comparison() {
     assert_nmse(&[1.0, f32::NAN], &[1.0, 2.0], MAX_NMSE, "NaN");
 }
+
+/// A kernel that reads the weights itself (declares binding 0, as Q4_K's own does) is refused
+/// with a clear error for a type it was not written for, or for X off a 16-byte boundary, before
+/// anything is compiled; any adapter.
+#[test]
+fn a_typed_kernel_is_refused_for_another_type_or_unaligned_x() {
+    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
+    let typed = shaders::source("matmul_coop_q4_k.wgsl").expect("in ALL");
+    let mut rng = Rng::new(9);
+    for (ty, x_off) in [(GgmlType::Q8_0, 0u64), (GgmlType::Q4K, 2)] {
+        let (rows, cols, tokens) = (8usize, 256usize, 4u32);
+        let bytes = weights(ty, rows, cols, false, &mut rng);
+        let w = GpuTensor::upload(&gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+            .expect("upload");
+        let xb = gpu.storage("x", (x_off as usize + tokens as usize * cols) as u64 * 4).expect("x");
+        let yb = gpu.storage("y", (tokens as usize * rows) as u64 * 4).expect("y");
+        let step = StepBuffer::new(&gpu).expect("step");
+        let got = MatMul::with_source(&gpu, &w, (&xb, x_off), (&yb, 0), &step, tokens, "typed", typed);
+        let err = got.err().unwrap_or_else(|| panic!("{ty} x_off {x_off}: accepted"));
+        assert!(err.to_string().contains("reads the weights itself"), "{ty} x_off {x_off}: {err}");
+    }
+}

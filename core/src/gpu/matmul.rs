@@ -319,8 +319,9 @@ impl MatMul {
 
     /// [`MatMul::new`] with `source` (a whole kernel in the form of `shaders/matmul_coop.wgsl`, or
     /// of `matmul.wgsl` without cooperative matrices: the decoder is spliced in front as for the
-    /// built-in one, unless the kernel declares binding 0 itself as `matmul_coop_q4_k.wgsl` does) in place of the built-in kernel, keyed `{stem}_{type}_{label}`: for trying
-    /// kernel variants in benchmarks only.
+    /// built-in one; or in the form of a type's own kernel such as `matmul_coop_q4_k.wgsl`, which
+    /// declares binding 0 and gets no decoder) in place of the built-in kernel, keyed
+    /// `{stem}_{type}_{label}`: for trying kernel variants in benchmarks only.
     #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
     pub fn with_source(
@@ -376,8 +377,17 @@ impl MatMul {
             const_u32(kernel, "TM").filter(|&t| t > 0).ok_or_else(|| bad_kernel("no `const TM`"))?;
         let tile_tokens =
             const_u32(kernel, "TN").filter(|&t| t > 0).ok_or_else(|| bad_kernel("no `const TN`"))?;
-        // A kernel that declares binding 0 reads the weights itself; any other gets the decoder.
+        // A kernel that declares binding 0 reads the weights itself, as the type's own kernel
+        // does (so only for a type that has one, and X 16-byte aligned); any other gets the
+        // decoder.
         let reads_weights = kernel.contains("@binding(0)");
+        if reads_weights && (matmul_coop_typed(w.ty).is_none() || x_off % 4 != 0) {
+            return Err(bad_kernel(&format!(
+                "it reads the weights itself: only for a type with its own kernel and X at a \
+                 multiple of 4 elements ({} at {x_off})",
+                w.ty
+            )));
+        }
         let pipeline = gpu.pipeline(&key, Family::Auto, || match reads_weights {
             true => Ok(kernel.to_string()),
             false => with_decoder(kernel, w.ty).ok_or_else(unsupported),
@@ -607,6 +617,12 @@ mod tests {
         assert_eq!(plan(112, 4096, 100), (3, 1376), "14336 x 4096");
         assert_eq!(plan(32, 14336, 100), (8, 1792), "4096 x 14336");
         assert_eq!(plan(1002, 4096, 100), (1, 4096), "output: enough tiles");
+        // The typed Q4_K kernel's steps are whole blocks: a split may be one block.
+        let typed = |tiles, cols| plan_split(256, tiles, cols, 256, 100);
+        assert_eq!(typed(32, 4096), (8, 512), "typed 4096 x 4096");
+        assert_eq!(typed(224, 4096), (2, 2048), "typed 28672 x 4096 (gate|up)");
+        assert_eq!(typed(32, 14336), (8, 1792), "typed 4096 x 14336");
+        assert_eq!(typed(8, 512), (2, 256), "typed: one block a split at the least");
         assert_eq!(plan(1, 96, 100), (1, 96), "3 steps: too narrow");
         assert_eq!(plan(32, 4096, 1), (1, 4096), "scratch full");
         assert_eq!(plan_split(0, 32, 4096, 32, 100), (1, 4096), "off");
