@@ -429,8 +429,8 @@ pub struct GpuBackend<'g> {
     body: Vec<Op>,
     /// The output rows' logits: gather, final norm, output projection, bias, soft-cap.
     head: Vec<Op>,
-    /// One per output row: its argmax into `acts.token`.
-    argmax: Vec<Argmax>,
+    /// Each output row's argmax into `acts.token`.
+    argmax: Argmax,
     /// The sampled rows' tokens into `acts.token` (`Want::Sample`).
     sample: Sample,
     /// The draws of the step being recorded, by output row of its batch.
@@ -512,11 +512,7 @@ impl<'g> GpuBackend<'g> {
         let mut scratch: Vec<wgpu::Buffer> =
             b.scratch.into_inner().into_values().flat_map(|(a, b)| [a, b]).collect();
         scratch.push(attn_scratch);
-        let argmax = (0..max_out as u64)
-            .map(|r| {
-                Argmax::new(gpu, (&acts.logits, r * c.n_vocab as u64), c.n_vocab as u32, (&acts.token, r))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let argmax = Argmax::new(gpu, (&acts.logits, 0), c.n_vocab as u32, (&acts.token, 0), max_out as u32)?;
         let sample = Sample::new(
             gpu,
             &head_step,
@@ -590,7 +586,7 @@ impl<'g> GpuBackend<'g> {
         }
         self.ahead = None;
         let total: usize = runs.iter().map(|(_, t)| t.len()).sum();
-        if runs.is_empty() || total > self.max_batch || runs.len() > self.argmax.len() {
+        if runs.is_empty() || total > self.max_batch || runs.len() > self.tokens.len() {
             return Err(Error::GpuKernelShape {
                 kernel: "profile",
                 why: format!("a step of {} runs, {total} tokens (at most {})", runs.len(), self.max_batch),
@@ -635,9 +631,7 @@ impl<'g> GpuBackend<'g> {
                 op.encode(&mut pass, if *head { n_out } else { n_tokens }, &self.plan)?;
                 pass.write_timestamp(&set, i as u32 + 1);
             }
-            for k in &self.argmax[..n_out as usize] {
-                k.encode(&mut pass, 1);
-            }
+            self.argmax.encode(&mut pass, n_out);
             pass.write_timestamp(&set, n - 1);
         }
         encoder.resolve_query_set(&set, 0..n, &resolved, 0);
@@ -827,9 +821,7 @@ impl<'g> GpuBackend<'g> {
                 }
             }
             if argmax {
-                for k in &self.argmax[..n_out as usize] {
-                    k.encode(&mut pass, 1);
-                }
+                self.argmax.encode(&mut pass, n_out);
             }
             if sample {
                 self.sample.encode(&mut pass, n_out);
