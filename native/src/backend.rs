@@ -54,6 +54,16 @@ pub struct DeviceArgs {
     /// aether_core::gpu::GEMM_MIN_TOKENS). For measuring.
     #[arg(long, value_name = "TOKENS")]
     pub gemm_min_tokens: Option<u32>,
+    /// GPU: the decode attention workgroups of one q head each (tokens × heads × chunks) from
+    /// which a step takes each kv head's q heads in one workgroup (default:
+    /// aether_core::gpu::ATTN_GROUPED_MIN; 0: always). For measuring.
+    #[arg(long, value_name = "WORKGROUPS")]
+    pub attn_grouped_min: Option<u32>,
+    /// GPU: build pipeline KEY from this WGSL file instead of the built-in kernel (its
+    /// `// include:` lines put in; bindings and constants must be the kernel's); repeatable. For
+    /// trying kernel variants in the whole model without a rebuild.
+    #[arg(long, value_name = "KEY=FILE")]
+    pub kernel: Vec<String>,
 }
 
 /// How long a GPU read-back may wait before the step fails (instead of hanging on a stuck GPU).
@@ -91,7 +101,18 @@ impl Device {
         // tensor-core one against it); AETHER_NO_GEMM=1 keeps long steps on the tensor-core
         // matmul that decodes in its loop (to measure the staged product against it).
         let set = |var| std::env::var_os(var).is_some_and(|v| v == "1");
+        let kernel_sources = args
+            .kernel
+            .iter()
+            .map(|k| {
+                let (key, file) = k.split_once('=').with_context(|| format!("--kernel {k}: not KEY=FILE"))?;
+                let text =
+                    std::fs::read_to_string(file).with_context(|| format!("--kernel {k}: reading {file}"))?;
+                Ok((key.to_string(), aether_core::gpu::shaders::with_includes(&text)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let opts = GpuOptions {
+            kernel_sources,
             poll_timeout: Some(POLL_TIMEOUT),
             no_coop_matrix: set("AETHER_NO_COOP_MATRIX"),
             no_gemm: set("AETHER_NO_GEMM"),
@@ -101,6 +122,7 @@ impl Device {
             tile_min: args.tile_min,
             split_target: args.split_target,
             gemm_min_tokens: args.gemm_min_tokens,
+            attn_grouped_min: args.attn_grouped_min,
             ..Default::default()
         };
         match pollster::block_on(Gpu::new(opts)) {

@@ -9,7 +9,9 @@
 //! all cells of both sequences, so a kernel that read a cell past a token's position, or of the
 //! other sequence, would differ. Both device setups: its best features, and subgroups forced off
 //! (the decode kernel's reductions differ; the tiled prefill kernel is one variant, its query
-//! tiles of 64 rows cut here at 13, 20, 64, 70 and 130 tokens).
+//! tiles of 64 rows cut here at 13, 20, 64, 70 and 130 tokens). And the decode kernel taking a kv
+//! head's q heads together (as a step of many sequences runs it) against the CPU, and bit for bit
+//! against one head a workgroup: a token attends the same way alone or in a batch.
 //!
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
@@ -209,6 +211,48 @@ fn attention_matches_cpu_with_subgroups_forced_off() {
     assert!(!gpu.caps().subgroups);
     check_all(&gpu, "no-subgroups");
     assert!(gpu.pipeline_keys().contains(&"attn_prefill".to_string()), "{:?}", gpu.pipeline_keys());
+}
+
+#[test]
+fn attention_matches_cpu_with_grouped_heads() {
+    let Some(gpu) = test_gpu(GpuOptions { attn_grouped_min: Some(0), ..Default::default() }) else { return };
+    check_all(&gpu, "grouped");
+    // The shapes of 8 and 4 q heads a kv head group them; 3 (SmolLM2), 1 and 2 do not.
+    let keys = gpu.pipeline_keys();
+    let grouped: Vec<&String> = keys.iter().filter(|k| k.starts_with("attn_decode_gqa")).collect();
+    assert_eq!(grouped, ["attn_decode_gqa_hd128", "attn_decode_gqa_hd256"], "{keys:?}");
+}
+
+/// The grouped decode kernel writes the same bits as one head a workgroup, for every shape's
+/// decode steps (one and several chunks, windows, two sequences).
+#[test]
+fn grouped_heads_give_the_same_bits() {
+    let (Some(one), Some(grouped)) = (
+        test_gpu(GpuOptions { attn_grouped_min: Some(u32::MAX), ..Default::default() }),
+        test_gpu(GpuOptions { attn_grouped_min: Some(0), ..Default::default() }),
+    ) else {
+        return;
+    };
+    for shape in SHAPES {
+        let mut out = Vec::new();
+        for gpu in [&one, &grouped] {
+            let mut rng = Rng::new(0x9e0);
+            let mut readback =
+                Readback::new(gpu, (ATT_OFF + 3 + (MAX_TOKENS * 8 * 256) as u64) * 4).expect("readback");
+            let case = Case::new(gpu, shape, &mut rng);
+            let decodes =
+                DECODE_KV.iter().map(|&n_kv| vec![(1, n_kv - 1, 1)]).chain([vec![(0, 6, 1), (1, 4099, 1)]]);
+            out.push(
+                decodes
+                    .map(|runs| case.run(gpu, &mut readback, &Case::plan(&runs), &mut rng).0)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for (i, (a, b)) in out[0].iter().zip(&out[1]).enumerate() {
+            let diff = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits());
+            assert!(diff.is_none(), "{shape:?} decode step {i}: element {diff:?} differs");
+        }
+    }
 }
 
 #[test]

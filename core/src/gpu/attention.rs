@@ -23,6 +23,10 @@
 //! with one chunk (short contexts) has its row written by the decode kernel's phase 0; tokens
 //! with more get a second dispatch of the decode kernel (phase 1: the chunks' Σ p·v, once every
 //! chunk's max and sum are known) and the merge, neither dispatched when no token needs them.
+//! Where a model's q heads per kv head are a multiple of 4, a step of many decode workgroups
+//! (a batch of sequences, [`Caps::attn_grouped_min`](super::Caps::attn_grouped_min)) runs
+//! `attn_decode_gqa.wgsl` instead: four q heads of a kv head a workgroup, each K and V row read
+//! once for them, every head's output the same bits.
 //! Prefill is tiled like a matmul (a workgroup per 64 tokens of a run and one head, scores and
 //! outputs in register blocks, K/V tiles through 16 KiB of workgroup memory): it needs no
 //! cross-lane reduction inside its loops, so it is one kernel (`attn_prefill`) with or without
@@ -125,6 +129,12 @@ const MAX_HEAD_DIM: u32 = 256;
 const DECODE_WORKGROUPS: u32 = 512;
 /// Most chunks per head (rows of the decode scratch).
 const MAX_SPLIT: u32 = 64;
+/// Default [`Caps::attn_grouped_min`](super::Caps::attn_grouped_min): a step whose decode would
+/// have at least this many one-head workgroups takes a kv head's q heads together.
+pub const ATTN_GROUPED_MIN: u32 = 1024;
+/// q heads a grouped decode workgroup takes (attn_decode_gqa.wgsl): models whose q heads per kv
+/// head are a multiple of it run it on large steps.
+const GROUPED_HEADS: u32 = 4;
 
 /// Mirrors `struct Params` of the attention kernels.
 #[repr(C)]
@@ -147,6 +157,12 @@ struct Params {
 
 const _: () = assert!(size_of::<Params>() == 48);
 
+/// The decode kernel taking [`GROUPED_HEADS`] q heads of a kv head a workgroup.
+struct Grouped {
+    pipeline: wgpu::ComputePipeline,
+    phases: [wgpu::BindGroup; 2],
+}
+
 /// One layer's attention, bound to its buffers, ready to encode.
 pub struct Attention {
     dims: AttnDims,
@@ -155,6 +171,11 @@ pub struct Attention {
     decode: (wgpu::ComputePipeline, wgpu::BindGroup),
     /// The decode kernel's phase 1 (its own parameters).
     decode_values: wgpu::BindGroup,
+    /// The decode kernel over [`GROUPED_HEADS`] q heads a workgroup (phase 0's and phase 1's
+    /// bind groups), for steps of at least `grouped_min` one-head workgroups; `None` where the
+    /// model's q heads per kv head are not a multiple of it.
+    grouped: Option<Grouped>,
+    grouped_min: u32,
     merge: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill_key: String,
@@ -239,13 +260,22 @@ impl Attention {
             });
         }
         let prefill_key = "attn_prefill".to_string();
-        // head_dim as a pipeline constant: the kernel's loops over a row unroll.
-        let decode = gpu.pipeline_with(
-            &format!("attn_decode_hd{}", dims.head_dim),
-            Family::Auto,
-            &[("HEAD_DIM", dims.head_dim as f64)],
-            || Ok(decode_src.into()),
-        )?;
+        // head_dim as a pipeline constant: the kernels' loops over a row unroll.
+        let decode_pipeline = |key: String, src: &str| {
+            let src = src.to_string();
+            gpu.pipeline_with(&key, Family::Auto, &[("HEAD_DIM", dims.head_dim as f64)], || Ok(src))
+        };
+        let decode = decode_pipeline(format!("attn_decode_hd{}", dims.head_dim), decode_src)?;
+        let grouped_pipeline = match (dims.n_head / dims.n_head_kv).is_multiple_of(GROUPED_HEADS) {
+            true => {
+                let src = file("attn_decode_gqa.wgsl")?;
+                if geometry(src, "TILE")? != decode_tile {
+                    return Err(Error::GpuAttention { why: "the decode kernels disagree on TILE".into() });
+                }
+                Some(decode_pipeline(format!("attn_decode_gqa_hd{}", dims.head_dim), src)?)
+            }
+            false => None,
+        };
         let merge = gpu.pipeline("attn_merge", Family::Auto, || Ok(merge_src.into()))?;
         let prefill = gpu.pipeline(&prefill_key, Family::Auto, || Ok(prefill_src.into()))?;
 
@@ -288,10 +318,10 @@ impl Attention {
             v_cache.as_entire_binding(),
             att.as_entire_binding(),
         );
-        let decode_bind = |params: wgpu::BindingResource<'_>| {
+        let bind_decode = |pipeline: &wgpu::ComputePipeline, params: wgpu::BindingResource<'_>| {
             gpu.bind(
                 "attn_decode",
-                &decode,
+                pipeline,
                 &[
                     qb.clone(),
                     kb.clone(),
@@ -305,7 +335,17 @@ impl Attention {
             )
         };
         let (decode_values, decode_bind) =
-            (decode_bind(values_params.as_entire_binding())?, decode_bind(p.clone())?);
+            (bind_decode(&decode, values_params.as_entire_binding())?, bind_decode(&decode, p.clone())?);
+        let grouped = match grouped_pipeline {
+            Some(pipeline) => {
+                let phases = [
+                    bind_decode(&pipeline, p.clone())?,
+                    bind_decode(&pipeline, values_params.as_entire_binding())?,
+                ];
+                Some(Grouped { pipeline, phases })
+            }
+            None => None,
+        };
         let merge_bind =
             gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), at, dec])?;
         let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, tiles])?;
@@ -315,6 +355,8 @@ impl Attention {
             decode_tile,
             decode: (decode, decode_bind),
             decode_values,
+            grouped,
+            grouped_min: caps.attn_grouped_min,
             merge: (merge, merge_bind),
             prefill: (prefill, prefill_bind),
             prefill_key,
@@ -350,12 +392,19 @@ impl Attention {
         if n_decode > 0 {
             let pos = |t: &u32| plan.at.get(*t as usize).map_or(0, |a| a[1]);
             let chunks = plan.decode.iter().map(|t| self.decode_chunks(pos(t))).max().unwrap_or(1);
-            pass.set_pipeline(&self.decode.0);
-            pass.set_bind_group(0, &self.decode.1, &[]);
-            pass.dispatch_workgroups(chunks, n_head, n_decode);
+            let one_head = n_decode as u64 * n_head as u64 * chunks as u64;
+            let (pipeline, phases, heads) = match &self.grouped {
+                Some(g) if one_head >= self.grouped_min as u64 => {
+                    (&g.pipeline, [&g.phases[0], &g.phases[1]], GROUPED_HEADS)
+                }
+                _ => (&self.decode.0, [&self.decode.1, &self.decode_values], 1),
+            };
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, phases[0], &[]);
+            pass.dispatch_workgroups(chunks, n_head / heads, n_decode);
             if chunks > 1 {
-                pass.set_bind_group(0, &self.decode_values, &[]);
-                pass.dispatch_workgroups(chunks, n_head, n_decode);
+                pass.set_bind_group(0, phases[1], &[]);
+                pass.dispatch_workgroups(chunks, n_head / heads, n_decode);
                 pass.set_pipeline(&self.merge.0);
                 pass.set_bind_group(0, &self.merge.1, &[]);
                 pass.dispatch_workgroups(n_head, n_decode, 1);

@@ -73,6 +73,15 @@ pub struct GpuOptions {
     /// The fewest tokens a step needs for the staged product ([`Caps::gemm_min_tokens`]; `None`:
     /// [`GEMM_MIN_TOKENS`](super::GEMM_MIN_TOKENS)). For measuring.
     pub gemm_min_tokens: Option<u32>,
+    /// The decode workgroups (one q head each) from which a step's attention takes a kv head's
+    /// q heads together ([`Caps::attn_grouped_min`]; `None`:
+    /// [`ATTN_GROUPED_MIN`](super::ATTN_GROUPED_MIN); 0: always). For measuring.
+    pub attn_grouped_min: Option<u32>,
+    /// Kernel sources by pipeline key (`matmul_coop_typed_q4_k`, `attn_decode_gqa_hd128`, …):
+    /// where a launcher builds a pipeline of that key, it compiles this WGSL instead of its own
+    /// (includes already put in; the bindings and constants must be the kernel's). For trying a
+    /// kernel's variants in the whole model without a rebuild; `aether --kernel KEY=FILE`.
+    pub kernel_sources: Vec<(String, String)>,
 }
 
 /// What the kernels may use on this device, decided once in [`Gpu::new`].
@@ -143,6 +152,11 @@ pub struct Caps {
     /// Steps of at least this many tokens take the staged product where [`Caps::gemm`]
     /// ([`GpuOptions::gemm_min_tokens`], else [`GEMM_MIN_TOKENS`](super::GEMM_MIN_TOKENS)).
     pub gemm_min_tokens: u32,
+    /// A step whose decode attention would have at least this many workgroups of one q head
+    /// (tokens × heads × chunks) runs a workgroup per kv head's q heads instead, each K and V row
+    /// read once for them ([`Attention`](super::Attention); [`GpuOptions::attn_grouped_min`], else
+    /// [`ATTN_GROUPED_MIN`](super::ATTN_GROUPED_MIN)).
+    pub attn_grouped_min: u32,
 }
 
 /// The optional features the kernels can use; requested when the adapter has them.
@@ -230,6 +244,7 @@ impl Gpu {
 
         let caps = caps(&device.features(), &device.limits(), &info, &opts);
         let pipelines = Pipelines::new(&device);
+        let pipelines = pipelines.with_sources(opts.kernel_sources);
         let gpu = Gpu { device, queue, info, caps, errors, poll_timeout: opts.poll_timeout, pipelines };
         gpu.check("opening the device")?;
         Ok(gpu)
@@ -406,6 +421,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         tile_min: opts.tile_min.unwrap_or(super::TILE_MIN),
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
         gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),
+        attn_grouped_min: opts.attn_grouped_min.unwrap_or(super::ATTN_GROUPED_MIN),
     }
 }
 

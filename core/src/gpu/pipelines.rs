@@ -25,6 +25,8 @@ pub(crate) struct Pipelines {
     /// The staged product's f16 operands (`matmul.rs`, `Gemm`), one buffer for every matmul of
     /// the device, in the same way.
     pub(crate) gemm_scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Kernel sources by key, built in place of the launchers' own (measuring variants).
+    sources: Vec<(String, String)>,
 }
 
 /// Which bind-group layout a kernel uses.
@@ -72,7 +74,14 @@ impl Pipelines {
             matvec_pipeline_layout,
             split_scratch: Mutex::new(None),
             gemm_scratch: Mutex::new(None),
+            sources: Vec::new(),
         }
+    }
+
+    /// These pipelines with `sources` (key, WGSL) in place of the launchers' own
+    /// ([`GpuOptions::kernel_sources`](super::GpuOptions::kernel_sources)).
+    pub(super) fn with_sources(self, sources: Vec<(String, String)>) -> Pipelines {
+        Pipelines { sources, ..self }
     }
 }
 
@@ -100,7 +109,10 @@ impl Gpu {
         if let Some(p) = built.get(key) {
             return Ok(p.clone());
         }
-        let source = source()?;
+        let source = match self.pipelines.sources.iter().find(|(k, _)| k == key) {
+            Some((_, text)) => text.clone(),
+            None => source()?,
+        };
         let source = super::shaders::with_round_f16(&source).unwrap_or(source);
         let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(key),

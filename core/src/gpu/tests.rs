@@ -52,6 +52,8 @@ fn every_include_is_put_in() {
     assert_eq!(
         pairs,
         [
+            "attn_decode.wgsl < attn_decode_common.wgsl",
+            "attn_decode_gqa.wgsl < attn_decode_common.wgsl",
             "matmul_coop.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
@@ -390,5 +392,5 @@ fn every_f16_round_trip_is_the_spliced_section() {
             spliced += 1;
         }
     }
-    assert_eq!(spliced, 4, "act_quant, attn_decode, attn_prefill and glu round to f16");
+    assert_eq!(spliced, 5, "act_quant, attn_decode, attn_decode_gqa, attn_prefill and glu round to f16");
 }
