@@ -260,3 +260,71 @@ fn a_typed_kernel_is_refused_for_another_type_or_unaligned_x() {
         assert!(err.to_string().contains("reads the weights itself"), "{ty} x_off {x_off}: {err}");
     }
 }
+
+/// A fused tensor's product (`MatMul::new_parts`: q|k|v's three parts, gate|up's two) writes each
+/// part's rows to its own region of y, `[tokens, part rows]` from the part's offset, as the
+/// parts' own products would, and nothing else: Q4_K (its own kernel) and Q8_0 (the generic one),
+/// steps of 17 and 64 tokens.
+#[test]
+fn fused_parts_land_in_their_regions() {
+    let Some(gpu) = coop_gpu(GpuOptions::default()) else { return };
+    let mut rng = Rng::new(23);
+    let cases: [(GgmlType, &[usize]); 3] =
+        [(GgmlType::Q4K, &[256, 128, 128]), (GgmlType::Q8_0, &[300, 44, 44]), (GgmlType::Q4K, &[384, 384])];
+    let gpu = &gpu;
+    for (ty, part_rows) in cases {
+        for n_tokens in [17usize, 64] {
+            let (cols, max_tokens) = (512usize, 70u32);
+            let rows: usize = part_rows.iter().sum();
+            let what = format!("{ty} parts {part_rows:?} n_tokens={n_tokens}");
+            let bytes = weights(ty, rows, cols, false, &mut rng);
+            let x = rng.vec(n_tokens * cols);
+            let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).expect("CPU twin");
+            // Regions one after another with a gap of 3 before each.
+            let mut parts = Vec::new();
+            let mut at = 0u64;
+            for &r in part_rows {
+                at += 3;
+                parts.push((r as u64, at));
+                at += max_tokens as u64 * r as u64;
+            }
+            let y_len = at as usize + 3;
+            let w = GpuTensor::upload(gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {})
+                .expect("upload");
+            let xb = gpu.storage("x", (max_tokens as usize * cols) as u64 * 4).expect("x");
+            gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+            let yb = gpu.storage("y", y_len as u64 * 4).expect("y");
+            gpu.queue().write_buffer(&yb, 0, bytemuck::cast_slice(&vec![UNTOUCHED; y_len]));
+            let step = StepBuffer::new(gpu).expect("step");
+            step.write(gpu, Step::new(0, n_tokens as u32));
+            let op = MatMul::new_parts(gpu, &w, (&xb, 0), &yb, &parts, &step, max_tokens)
+                .expect(&what)
+                .unwrap_or_else(|| panic!("{what}: no fused product"));
+            assert!(op.splits(n_tokens as u32) >= 2, "{what}: a fused product always splits");
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                op.encode(&mut pass, n_tokens as u32);
+            }
+            gpu.submit(enc, "fused parts test").expect(&what);
+            let y = pollster::block_on(gpu.read_f32(&yb, 0, y_len)).expect("read y");
+            let (mut got, mut expect, mut written) = (Vec::new(), Vec::new(), vec![false; y_len]);
+            let mut first = 0;
+            for &(r, off) in &parts {
+                let (r, off) = (r as usize, off as usize);
+                for t in 0..n_tokens {
+                    for i in 0..r {
+                        got.push(y[off + t * r + i]);
+                        expect.push(want[t * rows + first + i]);
+                        written[off + t * r + i] = true;
+                    }
+                }
+                first += r;
+            }
+            if let Some(i) = (0..y_len).find(|&i| !written[i] && y[i] != UNTOUCHED) {
+                panic!("{what}: wrote y[{i}] outside the parts' rows of the step");
+            }
+            assert_nmse(&got, &expect, MAX_NMSE, &what);
+        }
+    }
+}

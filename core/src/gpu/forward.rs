@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, Sample, Softcap, Step,
-    StepBuffer, StepPlan, StepTable, needs_block_sums,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, SPLIT_TOKENS, Sample,
+    Softcap, Step, StepBuffer, StepPlan, StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -232,12 +232,24 @@ struct Proj {
     /// The most tokens `multi` takes: `Caps::multi_max`, or `Caps::tile_max` where the type has
     /// a tiled integer kernel, `Caps::int_multi_max` where its few-token kernel is an integer one.
     multi_max: u32,
+    /// The tensor's role (its name without the layer and `.weight`), for profiles.
+    role: String,
+    /// A part of a fused tensor (q|k|v, gate|up) on the tensor cores: steps of up to this many
+    /// tokens that `mat` would run unstaged run the whole tensor's product `fused_mat` instead,
+    /// which the first part holds and records (each part's rows to its own output). 0: none.
+    fused_max: u32,
+    fused_mat: Option<MatMul>,
 }
 
 impl Proj {
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n: u32) {
         match (&self.multi, &self.mat) {
             (Some(multi), _) if n > 1 && n <= self.multi_max => multi.encode(pass, n),
+            (_, Some(mat)) if n > 1 && n <= self.fused_max && mat.staged_chunks(n) == 0 => {
+                if let Some(fused) = &self.fused_mat {
+                    fused.encode(pass, n);
+                }
+            }
             (_, Some(mat)) if n > 1 => {
                 mat.encode(pass, n);
                 if let Some(fix) = &self.fix {
@@ -252,6 +264,19 @@ impl Proj {
                     vec.encode(pass)
                 }
             }
+        }
+    }
+
+    /// The kernel a step of `n` tokens runs (as [`Proj::encode`] picks it), for profiles.
+    fn key(&self, n: u32) -> &str {
+        match (&self.multi, &self.mat, &self.vec) {
+            (Some(multi), _, _) if n > 1 && n <= self.multi_max => multi.key(n),
+            (_, Some(mat), _) if n > 1 && n <= self.fused_max && mat.staged_chunks(n) == 0 => {
+                self.fused_mat.as_ref().map_or("fused into the part before", MatMul::key)
+            }
+            (_, Some(mat), _) if n > 1 => mat.key(),
+            (_, _, Some(vec)) => vec.key(),
+            _ => "fused into the part before",
         }
     }
 }
@@ -294,6 +319,15 @@ impl Op {
         }
     }
 
+    /// The profile's row of the op in a step of `n` rows: its kind, and for a projection its
+    /// tensor's role and the kernel that runs (`projection attn_q: matmul_coop_typed_q4_k`).
+    fn label(&self, n: u32) -> String {
+        match self {
+            Op::Proj(p) | Op::Output(p) => format!("{} {}: {}", self.kind(), p.role, p.key(n)),
+            _ => self.kind().to_string(),
+        }
+    }
+
     /// Dispatches the op records in a step of one token: a projection's one per piece of its
     /// tensor (none for a fused part computed by the first), attention's two (the decode kernel
     /// and the merge of its chunks), every other op's one.
@@ -324,6 +358,20 @@ impl Op {
         }
         Ok(())
     }
+}
+
+/// One row of a step's profile ([`GpuBackend::profile_runs`]): the GPU time of the ops of one
+/// label, summed over the step (over the layers for a layer's op).
+#[derive(Clone, Debug)]
+pub struct ProfileRow {
+    /// The kernel family (`projection`, `attention`, `act_quant`, …).
+    pub kind: &'static str,
+    /// The family, and for a projection its tensor's role and kernel
+    /// (`projection ffn_down: matmul_coop_typed_q4_k`).
+    pub label: String,
+    pub ns: f64,
+    /// Ops of this label in the step.
+    pub count: usize,
 }
 
 /// The activation buffers of a step of up to `max_batch` tokens with up to `max_out` outputs.
@@ -565,17 +613,18 @@ impl<'g> GpuBackend<'g> {
     /// GPU time of one step of `tokens` on sequence 0 (one token: a greedy decode step; more: a
     /// prompt chunk, whose kernels are those of a batch of that many tokens), per kernel family;
     /// see [`GpuBackend::profile_runs`].
-    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<ProfileRow>> {
         self.profile_runs(&[(0, tokens)]).await
     }
 
     /// GPU time of one step made of `runs` — (sequence, tokens), each wanting the argmax of its
-    /// last token, as a batch of greedy decode tokens of many sequences is — per kernel family
-    /// (nanoseconds, summed over the step's dispatches of that family, in order of first use),
+    /// last token, as a batch of greedy decode tokens of many sequences is — per row of the
+    /// profile ([`ProfileRow`]: a kernel family, a projection by its tensor's role and kernel;
+    /// in order of first use),
     /// from timestamps written between every two ops. Needs the adapter's timestamp queries
     /// inside passes; the profile objects are made per call (this is a measuring tool, not the
     /// decode loop).
-    pub async fn profile_runs(&mut self, runs: &[(usize, &[u32])]) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn profile_runs(&mut self, runs: &[(usize, &[u32])]) -> Result<Vec<ProfileRow>> {
         let gpu = self.gpu;
         let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         if !gpu.device().features().contains(inside) {
@@ -643,16 +692,22 @@ impl<'g> GpuBackend<'g> {
         Readback::new(gpu, n as u64 * 8)?.read(gpu, &resolved, 0, &mut bytes).await?;
         let ticks: Vec<u64> = bytes.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b)).collect();
         let period = gpu.queue().get_timestamp_period() as f64;
-        let mut kinds: Vec<(&'static str, f64)> = Vec::new();
-        let names = ops.iter().map(|(op, _)| op.kind()).chain(["argmax"]);
-        for (kind, t) in names.zip(ticks.windows(2)) {
+        let mut rows: Vec<ProfileRow> = Vec::new();
+        let names = ops
+            .iter()
+            .map(|(op, head)| (op.kind(), op.label(if *head { n_out } else { n_tokens })))
+            .chain([("argmax", "argmax".to_string())]);
+        for ((kind, label), t) in names.zip(ticks.windows(2)) {
             let ns = t[1].saturating_sub(t[0]) as f64 * period;
-            match kinds.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, total)) => *total += ns,
-                None => kinds.push((kind, ns)),
+            match rows.iter_mut().find(|r| r.label == label) {
+                Some(r) => {
+                    r.ns += ns;
+                    r.count += 1;
+                }
+                None => rows.push(ProfileRow { kind, label, ns, count: 1 }),
             }
         }
-        Ok(kinds)
+        Ok(rows)
     }
 
     /// Blocks until every step submitted so far has run (natively; on the web it returns at
@@ -1148,8 +1203,9 @@ impl Builder<'_> {
     /// `norm` (weight, epsilon), the input is `rmsnorm(x) · weight` (every weight must read a
     /// rounded format: the conversion does the norm). `fused` (tensor, m): the first m outs'
     /// weights are views of this tensor, their rows end to end, and their outputs regions of one
-    /// buffer; the step of one token runs one mat-vec of it writing each part to its region (the
-    /// multi-token kernels run per part).
+    /// buffer; the step of one token runs one mat-vec of it writing each part to its region, a
+    /// step the tensor-core matmul takes unstaged one product of it ([`MatMul::new_parts`]; the
+    /// other multi-token kernels run per part).
     #[allow(clippy::too_many_arguments)]
     fn projs_of(
         &self,
@@ -1169,6 +1225,8 @@ impl Builder<'_> {
             residual.is_none() && m <= outs.len() && outs[..m].iter().all(|(_, y)| y.0 == outs[0].1.0)
         });
         let mut converted: Vec<(GgmlType, (wgpu::Buffer, wgpu::Buffer))> = Vec::new();
+        // The steps the first part's fused product takes, for the later parts.
+        let mut fused_maxes = 0;
         for (i, &(w, (y, y_off))) in outs.iter().enumerate() {
             let act = quant::vec_dot_type(w.ty)?;
             let (input, packed) = match converted.iter().find(|(t, _)| *t == act) {
@@ -1232,7 +1290,27 @@ impl Builder<'_> {
                 }
                 _ => None,
             };
-            let proj = Proj { vec, multi, mat, fix, add, multi_max };
+            // The fused tensor's product, where the parts' products run on the tensor cores: the
+            // first part holds it, every part knows the steps it takes.
+            let fused_mat = match fused {
+                Some((whole, m)) if i == 0 && many && !needs_block_sums(w.ty) => {
+                    let parts: Vec<(u64, u64)> = outs[..m].iter().map(|(w, y)| (w.rows, y.1)).collect();
+                    MatMul::new_parts(gpu, whole, (&input, 0), y, &parts, step, n.min(SPLIT_TOKENS))?
+                }
+                _ => None,
+            };
+            let fused_max = match (&fused_mat, fused) {
+                (Some(f), _) => f.max_tokens(),
+                (None, Some((_, m))) if i > 0 && i < m => fused_maxes,
+                _ => 0,
+            };
+            if i == 0 {
+                fused_maxes = fused_max;
+            }
+            let role =
+                w.name.strip_prefix("blk.").map_or(&w.name[..], |r| r.split_once('.').map_or(r, |(_, r)| r));
+            let role = role.strip_suffix(".weight").unwrap_or(role).to_string();
+            let proj = Proj { vec, multi, mat, fix, add, multi_max, role, fused_max, fused_mat };
             ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
         Ok(())

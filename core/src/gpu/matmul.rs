@@ -314,7 +314,33 @@ impl MatMul {
         step: &StepBuffer,
         max_tokens: u32,
     ) -> Result<MatMul> {
-        MatMul::build(gpu, w, (x, x_off), (y, y_off), step, max_tokens, None)
+        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, None)
+    }
+
+    /// The product of a fused tensor whose rows are `parts` end to end (q|k|v, gate|up), each
+    /// part's output its own region of `y`, `[max_tokens, part rows]` from the part's offset (as
+    /// [`MatMul::new`] of each part's view would write it) — in one dispatch over all the rows
+    /// and one split-K reduce that puts each row in its part's region, where the parts' products
+    /// would take one of each per part, the small ones filling a fraction of the GPU. Tensor cores
+    /// only, for steps of up to [`SPLIT_TOKENS`] tokens (always split: the reduce places the
+    /// rows); `None` where that does not hold or the split scratch has no room for it.
+    pub fn new_parts(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        y: &wgpu::Buffer,
+        parts: &[(u64, u64)],
+        step: &StepBuffer,
+        max_tokens: u32,
+    ) -> Result<Option<MatMul>> {
+        if !gpu.caps().coop_matrix
+            || max_tokens > SPLIT_TOKENS
+            || parts.iter().map(|&(r, _)| r).sum::<u64>() != w.rows
+        {
+            return Ok(None);
+        }
+        let m = MatMul::build(gpu, w, (x, x_off), (y, parts), step, max_tokens, None)?;
+        Ok(m.split.is_some().then_some(m))
     }
 
     /// [`MatMul::new`] with `source` (a whole kernel in the form of `shaders/matmul_coop.wgsl`, or
@@ -334,18 +360,22 @@ impl MatMul {
         label: &str,
         source: &str,
     ) -> Result<MatMul> {
-        MatMul::build(gpu, w, (x, x_off), (y, y_off), step, max_tokens, Some((label, source)))
+        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, Some((label, source)))
     }
 
+    /// `parts`: (rows, offset in y) of each part of w's rows, in order; one for a plain product,
+    /// several for [`MatMul::new_parts`] (always split then: only the reduce places rows by part).
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         (x, x_off): (&wgpu::Buffer, u64),
-        (y, y_off): (&wgpu::Buffer, u64),
+        (y, parts): (&wgpu::Buffer, &[(u64, u64)]),
         step: &StepBuffer,
         max_tokens: u32,
         variant: Option<(&str, &str)>,
     ) -> Result<MatMul> {
+        let fused = parts.len() > 1;
+        let y_off = parts.first().map_or(0, |&(_, off)| off);
         let unsupported = || Error::UnsupportedType { ty: w.ty, op: "GPU matmul" };
         let stem = dequant_stem(w.ty).ok_or_else(unsupported)?;
         let coop = gpu.caps().coop_matrix;
@@ -400,7 +430,9 @@ impl MatMul {
             return Err(too_large(format!("matmul for {max_tokens} tokens")));
         }
         check_fits("matmul x buffer bytes", x, x_off, max_tokens as u64 * w.cols)?;
-        check_fits("matmul y buffer bytes", y, y_off, max_tokens as u64 * w.rows)?;
+        for &(rows, off) in parts {
+            check_fits("matmul y buffer bytes", y, off, max_tokens as u64 * rows)?;
+        }
 
         let split_tokens = max_tokens.min(SPLIT_TOKENS);
         let (scratch, splits, k_split) = match coop {
@@ -413,6 +445,16 @@ impl MatMul {
                 let fit = scratch.size() / token_bytes.max(1);
                 let (splits, k_split) =
                     plan_split(gpu.caps().split_target, widest, w.cols, tile_cols as u64, fit);
+                // A fused product always splits (its reduce puts the rows in their parts), in
+                // two at least where the plan would not.
+                let (splits, k_split) = match fused && splits < 2 && fit >= 2 {
+                    true => {
+                        let steps = w.cols.div_ceil(tile_cols as u64);
+                        let k = steps.div_ceil(2) * tile_cols as u64;
+                        (w.cols.div_ceil(k) as u32, k as u32)
+                    }
+                    false => (splits, k_split),
+                };
                 (Some(scratch), splits, k_split)
             }
             false => (None, 1, w.cols as u32),
@@ -462,17 +504,21 @@ impl MatMul {
             .collect::<Result<_>>()?;
         let split = match (&scratch, splits > 1) {
             (Some(scratch), true) => {
-                let rows = w.rows as u32;
-                let reduce = MatMulReduce::new(gpu, step, scratch, (y, y_off), rows, splits, split_tokens)?;
+                let reduce = MatMulReduce::new(gpu, step, scratch, y, parts, splits, split_tokens)?;
                 Some(Split { splits, tokens: split_tokens, reduce })
             }
             _ => None,
         };
         let gemm = match variant {
-            None => Gemm::new(gpu, w, (x, x_off), (y, y_off), step, max_tokens)?.map(Box::new),
-            Some(_) => None,
+            None if !fused => Gemm::new(gpu, w, (x, x_off), (y, y_off), step, max_tokens)?.map(Box::new),
+            _ => None,
         };
         Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, split, gemm, _params: params })
+    }
+
+    /// The most tokens a step may have (the buffers' rows).
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens
     }
 
     /// Column ranges a step of `n_tokens` tokens is split into (1: unsplit).

@@ -75,7 +75,7 @@ pub use act_quant::{ActQuant, act_pack_cpu, act_quant_cpu, packed_stride};
 pub use attention::{ATTN_GROUPED_MIN, Attention, AttnDims, attention_cpu};
 pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
-pub use forward::{GpuBackend, GpuModel};
+pub use forward::{GpuBackend, GpuModel, ProfileRow};
 pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
 pub use matvec_multi::{
     INT_MULTI_MAX, MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MAX_COOP, TILE_MIN,
@@ -83,7 +83,7 @@ pub use matvec_multi::{
 };
 // Tiled kernels on decoded weights (shaders/dequant_*.wgsl + kernel).
 pub use get_rows::{GetRows, get_rows_cpu};
-pub use matmul::{GEMM_MIN_TOKENS, MatMul, SPLIT_TARGET, matmul_cpu};
+pub use matmul::{GEMM_MIN_TOKENS, MatMul, SPLIT_TARGET, SPLIT_TOKENS, matmul_cpu};
 pub use matmul_reduce::{MatMulReduce, matmul_reduce_cpu};
 pub use readback::Readback;
 pub use step::{Step, StepBuffer, StepPlan, StepTable};

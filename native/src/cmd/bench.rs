@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aether_core::gguf::Gguf;
-use aether_core::gpu::{Gpu, StreamRead};
+use aether_core::gpu::{Gpu, ProfileRow, StreamRead};
 use aether_core::model::Model;
 use aether_core::quant::simd;
 use aether_core::sample::{Rng, Sampler, SamplingParams, pick};
@@ -254,15 +254,29 @@ fn profile(backend: &mut AnyBackend<'_>, n_past: usize, n_tokens: usize) -> Resu
     Ok(())
 }
 
-/// A profile's table: GPU time per kernel family and its share of the step.
-fn print_profile(what: &str, kinds: &[(&'static str, f64)]) {
-    let total: f64 = kinds.iter().map(|(_, ns)| ns).sum();
+/// A profile's tables: GPU time per kernel family and its share of the step, then per row of the
+/// profile (a projection by its tensor's role and kernel) with its op count.
+fn print_profile(what: &str, rows: &[ProfileRow]) {
+    let total: f64 = rows.iter().map(|r| r.ns).sum();
+    let mut kinds: Vec<(&str, f64)> = Vec::new();
+    for r in rows {
+        match kinds.iter_mut().find(|(k, _)| *k == r.kind) {
+            Some((_, ns)) => *ns += r.ns,
+            None => kinds.push((r.kind, r.ns)),
+        }
+    }
     println!();
     println!("GPU time of {what}: {:.3} ms", total / 1e6);
     println!("| kernels | µs | share |");
     println!("|---|---|---|");
-    for (kind, ns) in kinds {
+    for (kind, ns) in &kinds {
         println!("| {kind} | {:.1} | {:.1}% |", ns / 1e3, 100.0 * ns / total);
+    }
+    println!();
+    println!("| op | ops | µs | µs each |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {:.1} | {:.1} |", r.label, r.count, r.ns / 1e3, r.ns / 1e3 / r.count as f64);
     }
 }
 
