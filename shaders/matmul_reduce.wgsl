@@ -6,7 +6,8 @@
 // to three parts end to end (a fused q|k|v or gate|up tensor), part k from row start[k] on, each
 // its own f32 [max_tokens, width[k]] region of Y from element off[k]; a tensor of one part is
 // Y [max_tokens, rows] from off[0]. Splits are added in order z = 0, 1, ..., so a result does
-// not depend on the grid.
+// not depend on the grid. With `add`, the sum is added to what Y holds (a projection into the
+// residual stream: Y is the stream, and the add kernel it would take after is left out).
 // Dispatch: ceil(n_tokens · rows / WG) workgroups of WG, laid over x then y (launch::grid); one
 // output each.
 
@@ -16,7 +17,7 @@ struct Params {
     rows: u32,          // elements per token of part (all the parts' rows)
     splits: u32,
     split_tokens: u32,  // tokens per split in part
-    _pad: u32,
+    add: u32,           // 1: Y += the sum; 0: Y = the sum
     start: vec4<u32>,   // each part's first row; 0xffffffff past the last part
     off: vec4<u32>,     // where each part's region of Y starts, in elements
     width: vec4<u32>,   // each part's rows (its elements per token in Y)
@@ -48,5 +49,10 @@ fn main(
     let t = e / p.rows;
     let r = e % p.rows;
     let k = select(0u, 1u, r >= p.start.y) + select(0u, 1u, r >= p.start.z);
-    y[p.off[k] + t * p.width[k] + r - p.start[k]] = sum;
+    let i = p.off[k] + t * p.width[k] + r - p.start[k];
+    if p.add == 1u {
+        y[i] = y[i] + sum;
+    } else {
+        y[i] = sum;
+    }
 }

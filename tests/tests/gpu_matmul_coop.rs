@@ -328,3 +328,52 @@ fn fused_parts_land_in_their_regions() {
         }
     }
 }
+
+/// A projection into the residual stream (`MatMul::new_residual`): a split step's reduce adds the
+/// product to the stream itself (and says so: the add kernel is left out), Y untouched; a step
+/// past `SPLIT_TOKENS` writes Y as `MatMul::new` does and leaves the stream to the caller.
+#[test]
+fn residual_projection_adds_on_split_steps() {
+    let Some(gpu) = coop_gpu(GpuOptions::default()) else { return };
+    let mut rng = Rng::new(31);
+    let (ty, rows, cols, max_tokens) = (GgmlType::Q4K, 256usize, 1024usize, 140u32);
+    let bytes = weights(ty, rows, cols, false, &mut rng);
+    let w =
+        GpuTensor::upload(&gpu, "w", ty, cols as u64, rows as u64, &bytes, &mut |_, _| {}).expect("upload");
+    for n_tokens in [17usize, 64, 140] {
+        let what = format!("{ty} {rows}x{cols} n_tokens={n_tokens}");
+        let x = rng.vec(n_tokens * cols);
+        let want = matmul_cpu(ty, &bytes, &x, n_tokens, cols).expect("CPU twin");
+        let stream: Vec<f32> = rng.vec(max_tokens as usize * rows);
+        let xb = gpu.storage("x", (max_tokens as usize * cols) as u64 * 4).expect("x");
+        gpu.queue().write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+        let y_len = max_tokens as usize * rows;
+        let yb = gpu.storage("y", y_len as u64 * 4).expect("y");
+        gpu.queue().write_buffer(&yb, 0, bytemuck::cast_slice(&vec![UNTOUCHED; y_len]));
+        let rb = gpu.storage("r", y_len as u64 * 4).expect("r");
+        gpu.queue().write_buffer(&rb, 0, bytemuck::cast_slice(&stream));
+        let step = StepBuffer::new(&gpu).expect("step");
+        step.write(&gpu, Step::new(0, n_tokens as u32));
+        let op = MatMul::new_residual(&gpu, &w, (&xb, 0), (&yb, 0), &rb, &step, max_tokens).expect(&what);
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            op.encode(&mut pass, n_tokens as u32);
+        }
+        gpu.submit(enc, "residual test").expect(&what);
+        let y = pollster::block_on(gpu.read_f32(&yb, 0, y_len)).expect("read y");
+        let r = pollster::block_on(gpu.read_f32(&rb, 0, y_len)).expect("read r");
+        let n = n_tokens * rows;
+        let split = op.splits(n_tokens as u32) > 1;
+        assert_eq!(op.adds_to_residual(n_tokens as u32), split, "{what}");
+        if split {
+            assert!(y.iter().all(|&v| v == UNTOUCHED), "{what}: a split step wrote Y");
+            assert_eq!(r[n..], stream[n..], "{what}: rows past the step changed");
+            let got: Vec<f32> = r[..n].iter().zip(&stream).map(|(a, b)| a - b).collect();
+            assert_nmse(&got, &want, MAX_NMSE, &format!("{what} (added)"));
+        } else {
+            assert_eq!(r, stream, "{what}: an unsplit step changed the stream");
+            assert_nmse(&y[..n], &want, MAX_NMSE, &format!("{what} (written)"));
+        }
+    }
+}

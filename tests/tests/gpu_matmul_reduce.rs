@@ -3,7 +3,7 @@
 //! it although the matmul that feeds it needs cooperative matrices): 1 to 16 splits, a step
 //! shorter than the scratch's token slices, a y offset, and nothing written past the step; and
 //! the rows of a fused tensor's two or three parts each summed into its own region (with gaps
-//! between them).
+//! between them); and sums added to what y holds (a residual stream).
 //!
 //! No adapter = failure, unless `AETHER_NO_GPU=1` (see `aether_tests::gpu`).
 
@@ -17,7 +17,7 @@ fn matmul_reduce_matches_cpu() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let mut rng = Rng::new(5);
     // (parts (rows, y offset), splits, split_tokens, n_tokens)
-    let cases: [(&[(usize, usize)], usize, usize, usize); 6] = [
+    let cases: [(&[(usize, usize)], usize, usize, usize); 7] = [
         (&[(7, 5)], 1, 3, 3),
         (&[(130, 5)], 3, 19, 17),
         (&[(300, 5)], 16, 66, 64),
@@ -26,20 +26,25 @@ fn matmul_reduce_matches_cpu() {
         (&[(9, 2), (3, 2 + 9 * 12 + 1), (3, 2 + 12 * 12 + 7)], 4, 12, 10),
         // gate|up, one token.
         (&[(40, 0), (40, 40 * 8)], 2, 8, 1),
+        // Added to y (the cases after the first four alternate).
+        (&[(130, 0)], 5, 19, 17),
     ];
-    for (parts, splits, split_tokens, n_tokens) in cases {
+    for (i, (parts, splits, split_tokens, n_tokens)) in cases.into_iter().enumerate() {
+        let add = i >= 4 && i % 2 == 0;
         let rows: usize = parts.iter().map(|&(r, _)| r).sum();
-        let what = format!("parts={parts:?} splits={splits} split_tokens={split_tokens} n_tokens={n_tokens}");
+        let what = format!(
+            "parts={parts:?} splits={splits} split_tokens={split_tokens} n_tokens={n_tokens} add={add}"
+        );
         let part = rng.vec(splits * split_tokens * rows);
         let y_len = parts.iter().map(|&(r, off)| off + split_tokens * r).max().unwrap_or(0) + 3;
         let mut want = vec![UNTOUCHED; y_len];
-        matmul_reduce_cpu(&part, &mut want, parts, splits, split_tokens, n_tokens);
+        matmul_reduce_cpu(&part, &mut want, parts, (splits, split_tokens), n_tokens, add);
         let pb = buffer(&gpu, "part", &part);
         let yb = buffer(&gpu, "y", &vec![UNTOUCHED; y_len]);
         let step = StepBuffer::new(&gpu).expect("step");
         step.write(&gpu, Step::new(0, n_tokens as u32));
         let parts64: Vec<(u64, u64)> = parts.iter().map(|&(r, o)| (r as u64, o as u64)).collect();
-        let op = MatMulReduce::new(&gpu, &step, &pb, &yb, &parts64, splits as u32, split_tokens as u32)
+        let op = MatMulReduce::new(&gpu, &step, &pb, &yb, &parts64, splits as u32, split_tokens as u32, add)
             .expect(&what);
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         {

@@ -255,7 +255,8 @@ impl Proj {
                 if let Some(fix) = &self.fix {
                     fix.encode(pass, n);
                 }
-                if let Some(add) = &self.add {
+                // A split step's reduce added the product to the residual stream itself.
+                if let Some(add) = self.add.as_ref().filter(|_| !mat.adds_to_residual(n)) {
                     add.encode(pass, n);
                 }
             }
@@ -1279,7 +1280,15 @@ impl Builder<'_> {
             };
             // The matmul takes the steps the mat-vecs do not.
             let many = n > 1 && (multi.is_none() || n > multi_max);
-            let mat = if many { Some(MatMul::new(gpu, w, &input, 0, y, y_off, step, n)?) } else { None };
+            // Into the residual stream, a split step's reduce adds the product itself, unless
+            // block sums must correct Y first.
+            let mat = match (many, residual) {
+                (false, _) => None,
+                (true, Some(r)) if !needs_block_sums(w.ty) => {
+                    Some(MatMul::new_residual(gpu, w, (&input, 0), (y, y_off), r, step, n)?)
+                }
+                (true, _) => Some(MatMul::new(gpu, w, &input, 0, y, y_off, step, n)?),
+            };
             let fix = match needs_block_sums(w.ty) && many {
                 true => Some(BlockSums::new(gpu, w, (&packed, 0), (y, y_off), step, n)?),
                 false => None,

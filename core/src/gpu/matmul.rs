@@ -118,6 +118,8 @@ struct Split {
     /// Steps of at most this many tokens split.
     tokens: u32,
     reduce: MatMulReduce,
+    /// The reduce adds into the residual stream ([`MatMul::new_residual`]).
+    residual: bool,
 }
 
 /// `Y[y_off + t·w.rows + r] = Σ_c W[r, c] · X[x_off + t·cols + c]` for the step's tokens, ready
@@ -314,7 +316,24 @@ impl MatMul {
         step: &StepBuffer,
         max_tokens: u32,
     ) -> Result<MatMul> {
-        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, None)
+        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, None, None)
+    }
+
+    /// [`MatMul::new`] of a projection into the residual stream `r` (`[max_tokens, w.rows]` from
+    /// element 0): a split step's reduce adds the sums to `r` itself
+    /// ([`MatMul::adds_to_residual`]), so the add kernel after it is left out; other steps write
+    /// Y as [`MatMul::new`] does, for the caller to add.
+    #[allow(clippy::too_many_arguments)] // buffers and sizes fixed at load, as every launcher's
+    pub fn new_residual(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, y_off): (&wgpu::Buffer, u64),
+        r: &wgpu::Buffer,
+        step: &StepBuffer,
+        max_tokens: u32,
+    ) -> Result<MatMul> {
+        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, None, Some(r))
     }
 
     /// The product of a fused tensor whose rows are `parts` end to end (q|k|v, gate|up), each
@@ -339,7 +358,7 @@ impl MatMul {
         {
             return Ok(None);
         }
-        let m = MatMul::build(gpu, w, (x, x_off), (y, parts), step, max_tokens, None)?;
+        let m = MatMul::build(gpu, w, (x, x_off), (y, parts), step, max_tokens, None, None)?;
         Ok(m.split.is_some().then_some(m))
     }
 
@@ -360,11 +379,14 @@ impl MatMul {
         label: &str,
         source: &str,
     ) -> Result<MatMul> {
-        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, Some((label, source)))
+        let variant = Some((label, source));
+        MatMul::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), step, max_tokens, variant, None)
     }
 
     /// `parts`: (rows, offset in y) of each part of w's rows, in order; one for a plain product,
     /// several for [`MatMul::new_parts`] (always split then: only the reduce places rows by part).
+    /// `residual`: the split reduce adds into this buffer instead ([`MatMul::new_residual`]).
+    #[allow(clippy::too_many_arguments)]
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -373,6 +395,7 @@ impl MatMul {
         step: &StepBuffer,
         max_tokens: u32,
         variant: Option<(&str, &str)>,
+        residual: Option<&wgpu::Buffer>,
     ) -> Result<MatMul> {
         let fused = parts.len() > 1;
         let y_off = parts.first().map_or(0, |&(_, off)| off);
@@ -504,8 +527,14 @@ impl MatMul {
             .collect::<Result<_>>()?;
         let split = match (&scratch, splits > 1) {
             (Some(scratch), true) => {
-                let reduce = MatMulReduce::new(gpu, step, scratch, y, parts, splits, split_tokens)?;
-                Some(Split { splits, tokens: split_tokens, reduce })
+                let reduce = match residual {
+                    Some(r) => {
+                        let whole = [(w.rows, 0)];
+                        MatMulReduce::new(gpu, step, scratch, r, &whole, splits, split_tokens, true)?
+                    }
+                    None => MatMulReduce::new(gpu, step, scratch, y, parts, splits, split_tokens, false)?,
+                };
+                Some(Split { splits, tokens: split_tokens, reduce, residual: residual.is_some() })
             }
             _ => None,
         };
@@ -514,6 +543,14 @@ impl MatMul {
             _ => None,
         };
         Ok(MatMul { key, pipeline, pieces, tile_tokens, max_tokens, split, gemm, _params: params })
+    }
+
+    /// Whether a step of `n_tokens` tokens adds its product to the residual stream itself (a
+    /// split step of [`MatMul::new_residual`]); otherwise it writes Y.
+    pub fn adds_to_residual(&self, n_tokens: u32) -> bool {
+        self.staged_chunks(n_tokens) == 0
+            && self.splits(n_tokens) > 1
+            && self.split.as_ref().is_some_and(|s| s.residual)
     }
 
     /// The most tokens a step may have (the buffers' rows).

@@ -18,7 +18,7 @@ struct Params {
     rows: u32,
     splits: u32,
     split_tokens: u32,
-    _pad: u32,
+    add: u32,
     start: [u32; 4],
     off: [u32; 4],
     width: [u32; 4],
@@ -45,7 +45,9 @@ impl MatMulReduce {
     /// `part`: f32 `[splits, split_tokens, rows]` from element 0, `rows` the sum of the parts';
     /// `y` (distinct from `part`): per part (its rows, its offset), a region f32
     /// `[split_tokens, part rows]` from that offset — one part for a plain tensor, up to
-    /// [`MAX_PARTS`] for a fused one, in row order.
+    /// [`MAX_PARTS`] for a fused one, in row order. `add`: add each sum to what y holds (a
+    /// residual stream) instead of writing it.
+    #[allow(clippy::too_many_arguments)] // buffers and sizes fixed at load, as every launcher's
     pub fn new(
         gpu: &Gpu,
         step: &StepBuffer,
@@ -54,6 +56,7 @@ impl MatMulReduce {
         parts: &[(u64, u64)],
         splits: u32,
         split_tokens: u32,
+        add: bool,
     ) -> Result<MatMulReduce> {
         let key = "matmul_reduce";
         let bad = |message: String| Error::GpuValidation { context: format!("preparing `{key}`"), message };
@@ -74,7 +77,7 @@ impl MatMulReduce {
             (start[k], off[k], width[k]) = (row, u32_of("matmul_reduce y offset", y_off)?, r as u32);
             row += r as u32;
         }
-        let params = Params { rows, splits, split_tokens, _pad: 0, start, off, width };
+        let params = Params { rows, splits, split_tokens, add: add as u32, start, off, width };
         let params_buf = gpu.uniform(key, &params)?;
         let bind = gpu.bind(
             key,
@@ -112,14 +115,14 @@ impl MatMulReduce {
 
 /// CPU twin of [`MatMulReduce`]: for `t < n_tokens` and row r of part k (rows `start_k..`, its
 /// region at `off_k`), `y[off_k + t·rows_k + r − start_k] = Σ_z part[(z·split_tokens + t)·rows +
-/// r]`, splits added in order (as the kernel does).
+/// r]`, splits added in order (as the kernel does); with `add`, that sum added to y's value.
 pub fn matmul_reduce_cpu(
     part: &[f32],
     y: &mut [f32],
     parts: &[(usize, usize)],
-    splits: usize,
-    split_tokens: usize,
+    (splits, split_tokens): (usize, usize),
     n_tokens: usize,
+    add: bool,
 ) {
     let rows: usize = parts.iter().map(|&(r, _)| r).sum();
     let slice = split_tokens * rows;
@@ -128,7 +131,9 @@ pub fn matmul_reduce_cpu(
         for &(width, off) in parts {
             for r in 0..width {
                 let e = t * rows + start + r;
-                y[off + t * width + r] = (1..splits).fold(part[e], |s, z| s + part[z * slice + e]);
+                let sum = (1..splits).fold(part[e], |s, z| s + part[z * slice + e]);
+                let out = &mut y[off + t * width + r];
+                *out = if add { *out + sum } else { sum };
             }
             start += width;
         }
