@@ -16,9 +16,10 @@
 // [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values:
 // head_dim is a multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
 // [n_decode, n_head, n_split, 2 + head_dim] (m, l, Σ p·v).
-// Chunking (the launcher computes the same): chunk = ceil(n_kv / n_split) rounded up to TILE,
-// n_chunks = ceil(n_kv / chunk), so every chunk holds at least one cell; the split depends only
-// on the token's position, so a token attends the same way alone or in a batch.
+// Chunking (the launcher computes the same): a token of at most one_chunk cells takes them in one
+// chunk; otherwise chunk = ceil(n_kv / n_split) rounded up to TILE, n_chunks = ceil(n_kv / chunk),
+// so every chunk holds at least one cell. The split depends only on the token's position, so a
+// token attends the same way alone or in a batch.
 // Dispatch: (most chunks of any decode token, n_head, n_decode) workgroups of WG; those past
 // their token's chunks return at once. Per tile of TILE cells: invocation c scores
 // cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
@@ -52,7 +53,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         start = pos + 1u - p.window;
     }
     let n_kv = pos + 1u - start;
-    let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
+    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
     let n_chunks = (n_kv + chunk - 1u) / chunk;
     if wg.x >= n_chunks {
         return;

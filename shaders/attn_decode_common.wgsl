@@ -26,7 +26,7 @@ struct Params {
     kq_scale: f32,
     n_ctx: u32,       // cells of a sequence's region
     phase: u32,       // 0: statistics (and, for a one-chunk token, its output), 1: Σ p·v of a chunk
-    _pad1: u32,
+    one_chunk: u32,   // a token of at most this many cells takes them in one chunk (whole tiles)
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;

@@ -41,7 +41,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         start = pos + 1u - p.window;
     }
     let n_kv = pos + 1u - start;
-    let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
+    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
     let n_chunks = (n_kv + chunk - 1u) / chunk;
     if wg.x >= n_chunks {
         return;

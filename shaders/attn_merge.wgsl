@@ -11,7 +11,7 @@
 // adds its dims' n_chunks sums itself: no reduction needed.
 
 const WG: u32 = 64u;
-// Must match attn_decode.wgsl: the two compute n_chunks the same way.
+// Must match attn_decode.wgsl: the two compute n_chunks the same way (with one_chunk).
 const TILE: u32 = 128u;
 
 struct Params {
@@ -26,7 +26,7 @@ struct Params {
     kq_scale: f32,
     n_ctx: u32,
     _pad0: u32,
-    _pad1: u32,
+    one_chunk: u32,
 }
 
 @group(0) @binding(0) var<storage, read> scratch: array<f32>;
@@ -46,7 +46,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         start = pos + 1u - p.window;
     }
     let n_kv = pos + 1u - start;
-    let chunk = ((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE;
+    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
     let n_chunks = (n_kv + chunk - 1u) / chunk;
     if n_chunks < 2u {
         return;

@@ -59,6 +59,10 @@ pub struct DeviceArgs {
     /// aether_core::gpu::ATTN_GROUPED_MIN; 0: always). For measuring.
     #[arg(long, value_name = "WORKGROUPS")]
     pub attn_grouped_min: Option<u32>,
+    /// GPU: the most cells a decode token takes in one attention chunk (default:
+    /// aether_core::gpu::ATTN_ONE_CHUNK). For measuring.
+    #[arg(long, value_name = "CELLS")]
+    pub attn_one_chunk: Option<u32>,
     /// GPU: build pipeline KEY from this WGSL file instead of the built-in kernel (its
     /// `// include:` lines put in; bindings and constants must be the kernel's); repeatable. For
     /// trying kernel variants in the whole model without a rebuild.
@@ -123,6 +127,7 @@ impl Device {
             split_target: args.split_target,
             gemm_min_tokens: args.gemm_min_tokens,
             attn_grouped_min: args.attn_grouped_min,
+            attn_one_chunk: args.attn_one_chunk,
             ..Default::default()
         };
         match pollster::block_on(Gpu::new(opts)) {

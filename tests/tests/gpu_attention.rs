@@ -2,8 +2,8 @@
 //! `gpu::attention_cpu`, on whatever adapter this machine has: lavapipe in CI.
 //!
 //! Shapes cover head_dim 64/80/96/128/256, GQA ratios 1/3/4/8, sliding windows (shorter and
-//! longer than the context seen), decode at n_kv = 1, 7, 100, 300, 4100 (one chunk, and several
-//! merged) and prefill chunks of 1, 13, 64 and 130 tokens at pos0 = 0 and 37, with q and att at
+//! longer than the context seen), decode at n_kv = 1, 7, 100, 200, 300, 4100 (one chunk of one
+//! tile and of two, and several merged) and prefill chunks of 1, 13, 64 and 130 tokens at pos0 = 0 and 37, with q and att at
 //! offsets; then batched steps over a cache of two sequences: decode tokens of both (one merged,
 //! one not), a prompt chunk beside a decode token, two prompt chunks (twice). The caches are random over
 //! all cells of both sequences, so a kernel that read a cell past a token's position, or of the
@@ -42,7 +42,7 @@ const SHAPES: [(u32, u32, u32, Option<u32>); 6] = [
     (6, 6, 64, Some(2000)), // a window the decode at 4100 crosses
 ];
 
-const DECODE_KV: [u32; 5] = [1, 7, 100, 300, 4100];
+const DECODE_KV: [u32; 6] = [1, 7, 100, 200, 300, 4100];
 const PREFILL: [(u32, u32); 8] = [(0, 1), (0, 13), (0, 64), (37, 1), (37, 13), (37, 64), (37, 130), (0, 130)];
 /// Steps of several sequences: runs of (sequence, first position, tokens).
 const BATCHED: [&[(u32, u32, u32)]; 5] = [
@@ -260,6 +260,8 @@ fn long_decode_is_split_and_short_is_not() {
     let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let case = Case::new(&gpu, SHAPES[0], &mut Rng::new(1));
     assert_eq!(case.attn.decode_chunks(0), 1, "one cell, one chunk (no merge)");
+    assert_eq!(case.attn.decode_chunks(255), 1, "256 cells (ATTN_ONE_CHUNK), one chunk");
+    assert!(case.attn.decode_chunks(256) > 1, "257 cells: {} chunks", case.attn.decode_chunks(256));
     assert!(case.attn.decode_chunks(4099) > 8, "4100 cells: {} chunks", case.attn.decode_chunks(4099));
     // A window caps the cells, whatever the position.
     let windowed = Case::new(&gpu, SHAPES[4], &mut Rng::new(2));

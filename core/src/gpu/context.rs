@@ -77,6 +77,9 @@ pub struct GpuOptions {
     /// q heads together ([`Caps::attn_grouped_min`]; `None`:
     /// [`ATTN_GROUPED_MIN`](super::ATTN_GROUPED_MIN); 0: always). For measuring.
     pub attn_grouped_min: Option<u32>,
+    /// The most cells a decode token takes in one attention chunk ([`Caps::attn_one_chunk`];
+    /// `None`: [`ATTN_ONE_CHUNK`](super::ATTN_ONE_CHUNK)). For measuring.
+    pub attn_one_chunk: Option<u32>,
     /// Kernel sources by pipeline key (`matmul_coop_typed_q4_k`, `attn_decode_gqa_hd128`, …):
     /// where a launcher builds a pipeline of that key, it compiles this WGSL instead of its own
     /// (includes already put in; the bindings and constants must be the kernel's). For trying a
@@ -157,6 +160,11 @@ pub struct Caps {
     /// read once for them ([`Attention`](super::Attention); [`GpuOptions::attn_grouped_min`], else
     /// [`ATTN_GROUPED_MIN`](super::ATTN_GROUPED_MIN)).
     pub attn_grouped_min: u32,
+    /// A decode token attending to at most this many cells (rounded up to whole tiles) takes
+    /// them in one chunk, one dispatch with no merge; more are split into chunks of
+    /// `ceil(n_kv / n_split)` cells ([`GpuOptions::attn_one_chunk`], else
+    /// [`ATTN_ONE_CHUNK`](super::ATTN_ONE_CHUNK)).
+    pub attn_one_chunk: u32,
 }
 
 /// The optional features the kernels can use; requested when the adapter has them.
@@ -422,6 +430,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         split_target: opts.split_target.unwrap_or(super::SPLIT_TARGET),
         gemm_min_tokens: opts.gemm_min_tokens.unwrap_or(super::GEMM_MIN_TOKENS).max(1),
         attn_grouped_min: opts.attn_grouped_min.unwrap_or(super::ATTN_GROUPED_MIN),
+        attn_one_chunk: opts.attn_one_chunk.unwrap_or(super::ATTN_ONE_CHUNK),
     }
 }
 

@@ -72,7 +72,7 @@ pub use softcap::{Softcap, softcap_cpu};
 
 // Attention (decode, merge, prefill).
 pub use act_quant::{ActQuant, act_pack_cpu, act_quant_cpu, packed_stride};
-pub use attention::{ATTN_GROUPED_MIN, Attention, AttnDims, attention_cpu};
+pub use attention::{ATTN_GROUPED_MIN, ATTN_ONE_CHUNK, Attention, AttnDims, attention_cpu};
 pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel, ProfileRow};
