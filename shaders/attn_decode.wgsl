@@ -16,10 +16,10 @@
 // [n_seq, n_ctx, kv_dim] (a region of n_ctx cells per sequence), read as vec4<u32> (8 values:
 // head_dim is a multiple of 8); att f32 [n_tokens, n_head * head_dim] at att_off; scratch f32
 // [n_decode, n_head, n_split, 2 + head_dim] (m, l, Σ p·v).
-// Chunking (the launcher computes the same): a token of at most one_chunk cells takes them in one
-// chunk; otherwise chunk = ceil(n_kv / n_split) rounded up to TILE, n_chunks = ceil(n_kv / chunk),
-// so every chunk holds at least one cell. The split depends only on the token's position, so a
-// token attends the same way alone or in a batch.
+// Chunking: attn_params.wgsl's decode_chunks (the launcher computes the same) — one chunk up to
+// one_chunk cells, else chunks of ceil(n_kv / n_split) cells rounded up to TILE, every chunk
+// holding at least one cell; it depends only on the token's position, so a token attends the
+// same way alone or in a batch.
 // Dispatch: (most chunks of any decode token, n_head, n_decode) workgroups of WG; those past
 // their token's chunks return at once. Per tile of TILE cells: invocation c scores
 // cell c (a whole dot product over head_dim, q from workgroup memory); then the invocations
@@ -31,7 +31,8 @@
 // head_dim is the pipeline's `HEAD_DIM` (the loops over a row unroll, their loads issue
 // together) and the Σ p·v loop loads four V rows before it uses them.
 
-// The geometry (WG, TILE, HEAD_DIM, …), Params, bindings and unpack8.
+// Params and decode_chunks; the geometry (WG, TILE, HEAD_DIM, …), bindings and unpack8.
+// include: attn_params.wgsl
 // include: attn_decode_common.wgsl
 
 var<workgroup> sh_q: array<f32, MAX_HEAD_DIM>;
@@ -48,18 +49,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let t = dec[wg.z];
     let seq_pos = at[t];
     let pos = seq_pos.y;
-    var start = 0u;
-    if p.window > 0u && pos + 1u > p.window {
-        start = pos + 1u - p.window;
-    }
-    let n_kv = pos + 1u - start;
-    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
-    let n_chunks = (n_kv + chunk - 1u) / chunk;
+    let cut = decode_chunks(pos, TILE);
+    let n_chunks = cut.n;
     if wg.x >= n_chunks {
         return;
     }
-    let c_begin = start + wg.x * chunk;
-    let c_end = min(c_begin + chunk, pos + 1u);
+    let c_begin = cut.start + wg.x * cut.size;
+    let c_end = min(c_begin + cut.size, pos + 1u);
     // Phase 0 of a one-tile chunk leaves its scores in sh_s for the Σ p·v pass.
     let rescore = p.phase == 1u || c_end - c_begin > TILE;
     let q_row = p.q_off + t * p.n_head * hd + h * hd;

@@ -1,7 +1,7 @@
-// attn_decode_common.wgsl — what the two decode attention kernels share: their geometry, their
-// parameters (gpu::attention's `Params` mirrors them), bindings and the f16 pair unpacking.
-// Included by attn_decode.wgsl (a q head a workgroup) and attn_decode_gqa.wgsl (four q heads of
-// one kv head a workgroup) with `// include: attn_decode_common.wgsl`.
+// attn_decode_common.wgsl — what the two decode attention kernels share: their geometry, bindings
+// and the f16 pair unpacking (their Params and chunking: attn_params.wgsl). Included by
+// attn_decode.wgsl (a q head a workgroup) and attn_decode_gqa.wgsl (four q heads of one kv head a
+// workgroup) with `// include: attn_decode_common.wgsl`.
 
 const WG: u32 = 128u;
 // Cells scored per pass: one per invocation.
@@ -13,21 +13,6 @@ override HEAD_DIM: u32 = 128u;
 const MAX_GROUPS: u32 = 16u;
 // The max of a state that has seen no cell: finite, so that exp(NEG - m) is a plain 0.
 const NEG: f32 = -1.0e30;
-
-struct Params {
-    n_head: u32,
-    group: u32,       // q heads per kv head (n_head / n_head_kv)
-    head_dim: u32,
-    kv_dim: u32,      // n_head_kv * head_dim
-    q_off: u32,       // offsets in elements
-    att_off: u32,
-    window: u32,      // cells a token sees, itself included; 0 = all
-    n_split: u32,     // most chunks per head (scratch rows)
-    kq_scale: f32,
-    n_ctx: u32,       // cells of a sequence's region
-    phase: u32,       // 0: statistics (and, for a one-chunk token, its output), 1: Σ p·v of a chunk
-    one_chunk: u32,   // a token of at most this many cells takes them in one chunk (whole tiles)
-}
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]

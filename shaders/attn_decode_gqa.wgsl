@@ -14,7 +14,8 @@
 // Dispatch: (most chunks of any decode token, n_head / 4, n_decode) workgroups of WG; workgroup
 // (c, y, i) takes heads 4y..4y + 4 of decode token i.
 
-// The geometry (WG, TILE, HEAD_DIM, …), Params, bindings and unpack8.
+// Params and decode_chunks; the geometry (WG, TILE, HEAD_DIM, …), bindings and unpack8.
+// include: attn_params.wgsl
 // include: attn_decode_common.wgsl
 
 // q of the four heads, [4, head_dim / 4] vectors; scores and probabilities, a cell's four heads
@@ -36,18 +37,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let t = dec[wg.z];
     let seq_pos = at[t];
     let pos = seq_pos.y;
-    var start = 0u;
-    if p.window > 0u && pos + 1u > p.window {
-        start = pos + 1u - p.window;
-    }
-    let n_kv = pos + 1u - start;
-    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
-    let n_chunks = (n_kv + chunk - 1u) / chunk;
+    let cut = decode_chunks(pos, TILE);
+    let n_chunks = cut.n;
     if wg.x >= n_chunks {
         return;
     }
-    let c_begin = start + wg.x * chunk;
-    let c_end = min(c_begin + chunk, pos + 1u);
+    let c_begin = cut.start + wg.x * cut.size;
+    let c_end = min(c_begin + cut.size, pos + 1u);
     // Phase 0 of a one-tile chunk leaves its scores in sh_s for the Σ p·v pass.
     let rescore = p.phase == 1u || c_end - c_begin > TILE;
     // The four heads' q rows lie end to end.

@@ -11,23 +11,11 @@
 // adds its dims' n_chunks sums itself: no reduction needed.
 
 const WG: u32 = 64u;
-// Must match attn_decode.wgsl: the two compute n_chunks the same way (with one_chunk).
+// attn_decode.wgsl's tile: the two cut a token's cells alike (decode_chunks; the launcher checks).
 const TILE: u32 = 128u;
 
-struct Params {
-    n_head: u32,
-    group: u32,
-    head_dim: u32,
-    kv_dim: u32,
-    q_off: u32,
-    att_off: u32,
-    window: u32,
-    n_split: u32,
-    kq_scale: f32,
-    n_ctx: u32,
-    _pad0: u32,
-    one_chunk: u32,
-}
+// Params and decode_chunks.
+// include: attn_params.wgsl
 
 @group(0) @binding(0) var<storage, read> scratch: array<f32>;
 @group(0) @binding(1) var<storage, read_write> att: array<f32>;
@@ -41,13 +29,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let h = wg.x;
     let t = dec[wg.y];
     let pos = at[t].y;
-    var start = 0u;
-    if p.window > 0u && pos + 1u > p.window {
-        start = pos + 1u - p.window;
-    }
-    let n_kv = pos + 1u - start;
-    let chunk = select(((n_kv + p.n_split - 1u) / p.n_split + TILE - 1u) / TILE * TILE, p.one_chunk, n_kv <= p.one_chunk);
-    let n_chunks = (n_kv + chunk - 1u) / chunk;
+    let n_chunks = decode_chunks(pos, TILE).n;
     if n_chunks < 2u {
         return;
     }

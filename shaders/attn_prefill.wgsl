@@ -41,20 +41,8 @@ const SH_LEN: u32 = 1024u;
 // The max of a row that has seen no cell: finite, so that exp(NEG - m) is a plain 0.
 const NEG: f32 = -1.0e30;
 
-struct Params {
-    n_head: u32,
-    group: u32,       // q heads per kv head (n_head / n_head_kv)
-    head_dim: u32,
-    kv_dim: u32,      // n_head_kv * head_dim
-    q_off: u32,       // offsets in elements
-    att_off: u32,
-    window: u32,      // cells a token sees, itself included; 0 = all
-    n_split: u32,     // (decode only)
-    kq_scale: f32,
-    n_ctx: u32,       // cells of a sequence's region
-    _pad0: u32,
-    _pad1: u32,
-}
+// Params (its decode fields unused here).
+// include: attn_params.wgsl
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;   // [n_ctx, kv_dim / 8]

@@ -141,7 +141,7 @@ pub const ATTN_ONE_CHUNK: u32 = 256;
 /// head are a multiple of it run it on large steps.
 const GROUPED_HEADS: u32 = 4;
 
-/// Mirrors `struct Params` of the attention kernels.
+/// Mirrors `struct Params` of the attention kernels (`shaders/attn_params.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

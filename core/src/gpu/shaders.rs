@@ -88,6 +88,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("attn_decode.wgsl", include_str!("../../../shaders/attn_decode.wgsl")),
     ("attn_decode_gqa.wgsl", include_str!("../../../shaders/attn_decode_gqa.wgsl")),
     ("attn_decode_common.wgsl", include_str!("../../../shaders/attn_decode_common.wgsl")),
+    ("attn_params.wgsl", include_str!("../../../shaders/attn_params.wgsl")),
     ("attn_merge.wgsl", include_str!("../../../shaders/attn_merge.wgsl")),
     ("attn_prefill.wgsl", include_str!("../../../shaders/attn_prefill.wgsl")),
     // Decoders (one per type in DECODER_TYPES) and the kernels they prefix (DECODED).

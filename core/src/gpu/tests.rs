@@ -53,7 +53,11 @@ fn every_include_is_put_in() {
         pairs,
         [
             "attn_decode.wgsl < attn_decode_common.wgsl",
+            "attn_decode.wgsl < attn_params.wgsl",
             "attn_decode_gqa.wgsl < attn_decode_common.wgsl",
+            "attn_decode_gqa.wgsl < attn_params.wgsl",
+            "attn_merge.wgsl < attn_params.wgsl",
+            "attn_prefill.wgsl < attn_params.wgsl",
             "matmul_coop.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
