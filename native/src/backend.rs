@@ -5,6 +5,7 @@
 //! hands out [`AnyBackend`]s: one sequence's KV cache for a CLI, a pool of sequences evaluated
 //! together for the server. GPU backends all share the one uploaded `GpuModel`.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use aether_core::Error;
@@ -157,7 +158,7 @@ impl Device {
                 On::Gpu(gpu, weights)
             }
         };
-        Ok(Backends { description, on })
+        Ok(Backends { description, on, warned: Cell::new(false) })
     }
 }
 
@@ -187,6 +188,8 @@ fn upload(gpu: &Gpu, model: &Model<'_>) -> Result<GpuModel> {
 pub struct Backends {
     description: String,
     on: On,
+    /// `--kernel` keys no pipeline took have been reported.
+    warned: Cell<bool>,
 }
 
 #[allow(clippy::large_enum_variant)] // one per process
@@ -222,10 +225,19 @@ impl Backends {
     ) -> Result<AnyBackend<'m>> {
         Ok(match &self.on {
             On::Cpu(pool) => AnyBackend::Cpu(CpuBackend::with_seqs(model, n_ctx, n_seq, max_batch, pool)),
-            On::Gpu(gpu, weights) => AnyBackend::Gpu(
-                GpuBackend::with_seqs(gpu, weights, n_ctx, n_seq, max_batch)
-                    .context("preparing the sequences on the GPU")?,
-            ),
+            On::Gpu(gpu, weights) => {
+                let backend = GpuBackend::with_seqs(gpu, weights, n_ctx, n_seq, max_batch)
+                    .context("preparing the sequences on the GPU")?;
+                let unused = gpu.unused_kernel_sources();
+                if !unused.is_empty() && !self.warned.replace(true) {
+                    eprintln!(
+                        "warning: --kernel {}: no pipeline of this model has that key (built: {})",
+                        unused.join(", "),
+                        gpu.pipeline_keys().join(", ")
+                    );
+                }
+                AnyBackend::Gpu(backend)
+            }
         })
     }
 

@@ -162,6 +162,13 @@ impl Gpu {
     pub fn pipeline_keys(&self) -> Vec<String> {
         self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
     }
+
+    /// Keys of [`GpuOptions::kernel_sources`](super::GpuOptions::kernel_sources) that no pipeline
+    /// built so far has: a source given for a kernel this model never runs (or a misspelt key).
+    pub fn unused_kernel_sources(&self) -> Vec<String> {
+        let built = self.pipelines.built.lock().unwrap_or_else(|p| p.into_inner());
+        self.pipelines.sources.iter().map(|(k, _)| k).filter(|k| !built.contains_key(*k)).cloned().collect()
+    }
 }
 
 /// Small helpers every launcher uses to make what it binds.
