@@ -612,8 +612,8 @@ impl<'g> GpuBackend<'g> {
     }
 
     /// GPU time of one step of `tokens` on sequence 0 (one token: a greedy decode step; more: a
-    /// prompt chunk, whose kernels are those of a batch of that many tokens), per kernel family;
-    /// see [`GpuBackend::profile_runs`].
+    /// prompt chunk, whose kernels are those of a batch of that many tokens), per row of the
+    /// profile; see [`GpuBackend::profile_runs`].
     pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<ProfileRow>> {
         self.profile_runs(&[(0, tokens)]).await
     }
@@ -621,10 +621,9 @@ impl<'g> GpuBackend<'g> {
     /// GPU time of one step made of `runs` — (sequence, tokens), each wanting the argmax of its
     /// last token, as a batch of greedy decode tokens of many sequences is — per row of the
     /// profile ([`ProfileRow`]: a kernel family, a projection by its tensor's role and kernel;
-    /// in order of first use),
-    /// from timestamps written between every two ops. Needs the adapter's timestamp queries
-    /// inside passes; the profile objects are made per call (this is a measuring tool, not the
-    /// decode loop).
+    /// in order of first use), from timestamps written between every two ops. Needs the
+    /// adapter's timestamp queries inside passes; the profile objects are made per call (this is
+    /// a measuring tool, not the decode loop).
     pub async fn profile_runs(&mut self, runs: &[(usize, &[u32])]) -> Result<Vec<ProfileRow>> {
         let gpu = self.gpu;
         let inside = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
