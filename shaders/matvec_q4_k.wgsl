@@ -114,11 +114,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
         acc += blk(r0, r1, b, s, xv, scales_at);
     }
     let total = reduce_rows(array<f32, ROWS>(acc.x, acc.y), lane);
-    if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
-        let r = row0 + lane.lid;
-        let i = p.y_off + r + select(0u, p.gap1, r >= p.split1) + select(0u, p.gap2, r >= p.split2);
-        y[i] = select(total, y[i] + total, p.add != 0u);
-    }
+    put_rows(row0, total, lane.lid);
 }
+
+// ---- put: each row's total to y (swapped for put_rope.wgsl's in the fused q|k|v mat-vec of a
+// one-token step).
+// include: put_rows.wgsl
 
 // ---- reduce: the row reduction, spliced on at load (gpu::shaders::splice_reduce).

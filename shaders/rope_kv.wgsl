@@ -53,44 +53,11 @@ struct Step {
 @group(0) @binding(5) var<uniform> step: Step;
 @group(0) @binding(6) var<storage, read> at: array<vec2<u32>>;      // [n_tokens] (sequence, position)
 
-// Angle reduction by 2π in four parts, as rope.wgsl (see there).
-const C1: f32 = 6.28125;
-const C2: f32 = 0.00193023681640625;
-const C3: f32 = 5.066394805908203e-06;
-const C4: f32 = 3.968374517882012e-09;
-const INV_2PI: f32 = 0.15915494;
+// reduce_angle, theta and turn.
+// include: rope_angles.wgsl
 
-fn reduce_angle(phi: f32) -> f32 {
-    let k = round(phi * INV_2PI);
-    return (((phi - k * C1) - k * C2) - k * C3) - k * C4;
-}
-
-// θ_i at position `pos`: the running product, as rope.wgsl computes it. The scale is read once:
-// a uniform read in each step of the loop made the product the kernel's longest part.
-fn theta(i: u32, pos: u32) -> f32 {
-    let s = p.theta_scale;
-    var t = f32(pos);
-    var j = 0u;
-    for (; j + 4u <= i; j += 4u) {
-        t *= s;
-        t *= s;
-        t *= s;
-        t *= s;
-    }
-    for (; j < i; j++) {
-        t *= s;
-    }
-    return t;
-}
-
-// (cos φ_i, sin φ_i) · attn_factor for pair i turned by θ_i = `th`, as rope.wgsl computes them.
-fn turn(i: u32, th: f32) -> vec2<f32> {
-    var t = th;
-    if p.has_factors == 1u {
-        t = t / factors[i];
-    }
-    let phi = reduce_angle(p.freq_scale * t);
-    return vec2<f32>(cos(phi) * p.attn_factor, sin(phi) * p.attn_factor);
+fn angles() -> Angles {
+    return Angles(p.freq_scale, p.attn_factor, p.has_factors);
 }
 
 // The pair of rotated dim d (< n_rot): its index i, its first and second elements' dims a and b,
@@ -108,7 +75,7 @@ fn pair_of(d: u32) -> vec4<u32> {
 // Dim d (< n_rot) of the k head starting at element `head`, rotated by θ = `th` of its pair.
 fn k_rotated(head: u32, d: u32, th: f32) -> f32 {
     let pr = pair_of(d);
-    let cs = turn(pr.x, th);
+    let cs = turn(pr.x, th, angles());
     let x0 = x[head + pr.y];
     let x1 = x[head + pr.z];
     return select(x0 * cs.y + x1 * cs.x, x0 * cs.x - x1 * cs.y, pr.w == 1u);
@@ -140,7 +107,7 @@ fn main(
             x[head + 2u * i + 1u] *= p.q_scale;
             return;
         }
-        let cs = turn(i, theta(i, seat.y));
+        let cs = turn(i, theta(i, seat.y, p.theta_scale), angles());
         var a = 2u * i;
         var b = a + 1u;
         if p.neox == 1u {
@@ -171,12 +138,12 @@ fn main(
     if d < p.n_rot {
         let i0 = pair_of(d).x;
         let i1 = pair_of(d + 1u).x;
-        let th = theta(i0, seat.y);
+        let th = theta(i0, seat.y, p.theta_scale);
         var th1 = th;
         if i1 == i0 + 1u {
             th1 = th * p.theta_scale;
         } else if i1 != i0 {
-            th1 = theta(i1, seat.y);
+            th1 = theta(i1, seat.y, p.theta_scale);
         }
         k = vec2<f32>(k_rotated(head, d, th), k_rotated(head, d + 1u, th1));
     }

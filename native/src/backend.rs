@@ -104,7 +104,8 @@ impl Device {
         }
         // AETHER_NO_COOP_MATRIX=1 keeps prefill on the portable f32 matmul (to measure the
         // tensor-core one against it); AETHER_NO_GEMM=1 keeps long steps on the tensor-core
-        // matmul that decodes in its loop (to measure the staged product against it).
+        // matmul that decodes in its loop (to measure the staged product against it);
+        // AETHER_NO_ROPE_STORE=1 keeps a one-token step's rope and KV store in their own kernel.
         let set = |var| std::env::var_os(var).is_some_and(|v| v == "1");
         let kernel_sources = args
             .kernel
@@ -121,6 +122,7 @@ impl Device {
             poll_timeout: Some(POLL_TIMEOUT),
             no_coop_matrix: set("AETHER_NO_COOP_MATRIX"),
             no_gemm: set("AETHER_NO_GEMM"),
+            no_rope_store: set("AETHER_NO_ROPE_STORE"),
             multi_max: args.multi_max,
             tile_max: args.tile_max,
             int_multi_max: args.int_multi_max,

@@ -297,30 +297,66 @@ fn a_decode_step_creates_nothing_and_records_one_pass_whatever_the_depth() {
 }
 
 /// Dispatches per decode token of a Q4_K llama: per layer, the normed conversion, one mat-vec of
-/// the fused q|k|v, one rope of q and k with the cache store, attention's two, the conversion and
-/// mat-vec of the output projection, the normed conversion, one mat-vec of the fused gate|up,
-/// the GLU's conversion and the down mat-vec: 11 (16 before q|k|v and gate|up were fused and the
-/// ropes and store made one kernel).
+/// the fused q|k|v that also ropes q and k and stores k and v in the cache, attention's two, the
+/// conversion and mat-vec of the output projection, the normed conversion, one mat-vec of the
+/// fused gate|up, the GLU's conversion and the down mat-vec: 10 (16 before q|k|v and gate|up
+/// were fused and the ropes and store made one kernel, 11 with that kernel apart).
 #[test]
 fn a_decode_step_fuses_qkv_gate_up_and_rope_kv() {
     use aether_core::model::Arch;
     use aether_core::quant::GgmlType;
     use aether_core::synth::{Shape, Spec, Synth};
-    let Some(gpu) = test_gpu(GpuOptions::default()) else { return };
     let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
     let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed: 3 };
     let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
     let g = Gguf::parse(&bytes).expect("parse");
-    let dispatches = |depth: usize| {
-        let mut model = Model::from_gguf(&g).expect("model");
-        model.weights.layers.truncate(depth);
-        model.config.n_layer = depth;
-        let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
-        GpuBackend::new(&gpu, &gm, 64, 16).expect("backend").probe_decode_dispatches()
-    };
-    let (one, two) = (dispatches(1), dispatches(2));
-    eprintln!("decode dispatches: {one} with one layer, {two} with two");
-    assert_eq!(two - one, 11, "dispatches per layer of a decode step");
+    for (no_rope_store, per_layer) in [(false, 10), (true, 11)] {
+        let Some(gpu) = test_gpu(GpuOptions { no_rope_store, ..Default::default() }) else { return };
+        let dispatches = |depth: usize| {
+            let mut model = Model::from_gguf(&g).expect("model");
+            model.weights.layers.truncate(depth);
+            model.config.n_layer = depth;
+            let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+            GpuBackend::new(&gpu, &gm, 64, 16).expect("backend").probe_decode_dispatches()
+        };
+        let (one, two) = (dispatches(1), dispatches(2));
+        eprintln!(
+            "decode dispatches (rope store off: {no_rope_store}): {one} with one layer, {two} with two"
+        );
+        assert_eq!(
+            two - one,
+            per_layer,
+            "dispatches per layer of a decode step (rope store off: {no_rope_store})"
+        );
+    }
+}
+
+/// The fused q|k|v mat-vec's rope store (`shaders/put_rope.wgsl`) computes what the rope_kv
+/// kernel does, in the same arithmetic: a prompt, then decode steps (which take the store) at
+/// positions that turn every pair, give the same logits bit for bit either way, for Q4_K and
+/// Q8_0 weights (the two kernels with the store), with subgroups and without.
+#[test]
+fn the_rope_store_gives_the_rope_kv_kernels_bits() {
+    use aether_core::model::Arch;
+    use aether_core::quant::GgmlType;
+    use aether_core::synth::{Shape, Spec, Synth};
+    let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
+    for (weights, no_subgroups) in [(GgmlType::Q4K, false), (GgmlType::Q8_0, true)] {
+        let spec = Spec { arch: Arch::Llama, shape, weights, output: GgmlType::Q6K, seed: 7 };
+        let bytes = Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth");
+        let g = Gguf::parse(&bytes).expect("parse");
+        let model = Model::from_gguf(&g).expect("model");
+        let (prompt, then) = ([1u32, 5, 9, 13, 17], [30u32, 31, 32, 33, 34, 35, 36, 37]);
+        let run = |no_rope_store| {
+            let opts = GpuOptions { no_rope_store, no_subgroups, ..Default::default() };
+            gpu_logits(opts, &model, &prompt, &then)
+        };
+        let (Some(with), Some(without)) = (run(false), run(true)) else { return };
+        for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+            let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+            assert_eq!(differ, 0, "{weights:?}: position {i}: {differ} logits differ with the rope store");
+        }
+    }
 }
 
 /// A Q4_K_M-like mix, attn_v in Q6_K beside Q4_K q and k: q and k alone are fused (one mat-vec

@@ -39,6 +39,9 @@ pub struct GpuOptions {
     /// Leave the staged product off ([`Caps::gemm`]): long steps then run the tensor-core
     /// matmul that decodes its tiles in the loop, as short ones do. For measuring.
     pub no_gemm: bool,
+    /// Leave the rope and KV cache store of a one-token step to its own kernel rather than the
+    /// fused q|k|v mat-vec's store ([`Caps::rope_store`]). For measuring and tests.
+    pub no_rope_store: bool,
     /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
     /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
     pub software: Option<bool>,
@@ -111,6 +114,10 @@ pub struct Caps {
     /// [`MatMul`](super::MatMul)): [`coop_matrix`](Caps::coop_matrix) and 48 KiB of workgroup
     /// memory, unless [`GpuOptions::no_gemm`].
     pub gemm: bool,
+    /// A one-token step's fused q|k|v mat-vec rotates q and k and stores k and v in the KV cache
+    /// itself (`shaders/put_rope.wgsl`), where the model's rope pairs adjacent dims: one
+    /// `rope_kv` dispatch a layer fewer. Unless [`GpuOptions::no_rope_store`].
+    pub rope_store: bool,
     /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
     /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD
     /// group of a workgroup with a barrier as a coroutine — so the mat-vec kernels take a
@@ -412,6 +419,7 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
             && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
             && !opts.no_gemm,
+        rope_store: !opts.no_rope_store,
         software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,

@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use super::stream_load::{GpuModelBuilder, model_stream};
 use super::{
     ActQuant, Add, Argmax, Attention, AttnDims, BlockSums, Gather, GetRows, Glu, Gpu, GpuTensor, KvStore,
-    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, Rows, SPLIT_TOKENS, Sample,
-    Softcap, Step, StepBuffer, StepPlan, StepTable, needs_block_sums,
+    MatMul, MatVec, MatVecMulti, Readback, RmsNorm, Rope, RopeKv, RopeKvDims, RopePut, Rows, SPLIT_TOKENS,
+    Sample, Softcap, Step, StepBuffer, StepPlan, StepTable, needs_block_sums,
 };
 use crate::cpu::ops::RopeFreqs;
 use crate::error::{Error, Result};
@@ -336,6 +336,7 @@ impl Op {
         match self {
             Op::Proj(p) | Op::Output(p) => p.vec.as_ref().map_or(0, MatVec::dispatches),
             Op::Attention(_) => 2,
+            Op::RopeKv(k) => k.dispatches(1) as usize,
             _ => 1,
         }
     }
@@ -1133,7 +1134,7 @@ impl Builder<'_> {
         outs: &[(&GpuTensor, Act<'_>)],
         residual: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        self.projs_of(ops, rows, x, None, None, cols, outs, None, residual)
+        self.projs_of(ops, rows, x, None, None, cols, outs, None, None, residual).map(drop)
     }
 
     /// Whether the down projection `w` reads an 8-bit activation format, into whose conversion
@@ -1157,11 +1158,12 @@ impl Builder<'_> {
         cols: usize,
         outs: &[(&GpuTensor, Act<'_>)],
         fused: Option<(&GpuTensor, usize)>,
-    ) -> Result<()> {
+        rope: Option<&RopePut>,
+    ) -> Result<bool> {
         let rounded = |w: &GpuTensor| quant::vec_dot_type(w.ty).is_ok_and(|t| t != GgmlType::F32);
         if FUSE_NORMS && outs.iter().all(|(w, _)| rounded(w)) {
             let norm = Some((norm, self.c.rms_eps));
-            return self.projs_of(ops, rows, x, None, norm, cols, outs, fused, None);
+            return self.projs_of(ops, rows, x, None, norm, cols, outs, fused, rope, None);
         }
         ops.push(Op::RmsNorm(RmsNorm::new(
             self.gpu,
@@ -1174,7 +1176,7 @@ impl Builder<'_> {
             self.c.rms_eps,
             Rows::Step,
         )?));
-        self.projs_of(ops, rows, xn, None, None, cols, outs, fused, None)
+        self.projs_of(ops, rows, xn, None, None, cols, outs, fused, rope, None)
     }
 
     /// The down projection of a gated feed-forward: `down · (act(gate) · up)`, added to the
@@ -1193,7 +1195,10 @@ impl Builder<'_> {
         let (gate, up) = (&a.gate.0, (&a.up.0, a.up.1));
         if Builder::fuses_glu(w) {
             let up = Some(up);
-            return self.projs_of(ops, self.tokens(), gate, up, None, c.n_ff, &[(w, (y, 0))], None, residual);
+            let outs = &[(w, (y, 0))];
+            return self
+                .projs_of(ops, self.tokens(), gate, up, None, c.n_ff, outs, None, None, residual)
+                .map(drop);
         }
         ops.push(Op::Glu(Glu::new(self.gpu, self.step, (gate, 0), up, c.n_ff as u32, c.ffn_act)?));
         self.projs(ops, self.tokens(), gate, c.n_ff, &[(w, (y, 0))], residual)
@@ -1205,7 +1210,9 @@ impl Builder<'_> {
     /// weights are views of this tensor, their rows end to end, and their outputs regions of one
     /// buffer; the step of one token runs one mat-vec of it writing each part to its region, a
     /// step the tensor-core matmul takes unstaged one product of it ([`MatMul::new_parts`]; the
-    /// other multi-token kernels run per part).
+    /// other multi-token kernels run per part). `rope`: the fused mat-vec of a q|k|v tensor may
+    /// do a one-token step's rope and KV store in its store ([`MatVec::new_rope`]); true if it
+    /// does.
     #[allow(clippy::too_many_arguments)]
     fn projs_of(
         &self,
@@ -1217,8 +1224,10 @@ impl Builder<'_> {
         cols: usize,
         outs: &[(&GpuTensor, Act<'_>)],
         fused: Option<(&GpuTensor, usize)>,
+        rope: Option<&RopePut>,
         residual: Option<&wgpu::Buffer>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let mut roped = false;
         let (gpu, step, n) = (self.gpu, rows.step, rows.max_rows);
         // The fused mat-vec needs one output buffer and no residual.
         let fused = fused.filter(|&(_, m)| {
@@ -1258,7 +1267,15 @@ impl Builder<'_> {
             let vec = match (residual, fused) {
                 (_, Some((whole, m))) if i == 0 => {
                     let parts: Vec<(u64, u64)> = outs[..m].iter().map(|(w, y)| (w.rows, y.1)).collect();
-                    Some(MatVec::new_parts(gpu, whole, vec_in, 0, y, &parts)?)
+                    let with_rope = match rope {
+                        Some(r) => MatVec::new_rope(gpu, whole, vec_in, 0, y, &parts, r)?,
+                        None => None,
+                    };
+                    roped = with_rope.is_some();
+                    Some(match with_rope {
+                        Some(v) => v,
+                        None => MatVec::new_parts(gpu, whole, vec_in, 0, y, &parts)?,
+                    })
                 }
                 (_, Some((_, m))) if i < m => None,
                 (Some(r), _) => Some(MatVec::new_add(gpu, w, vec_in, 0, r, 0)?),
@@ -1321,7 +1338,7 @@ impl Builder<'_> {
             let proj = Proj { vec, multi, mat, fix, add, multi_max, role, fused_max, fused_mat };
             ops.push(if rows.output { Op::Output(proj) } else { Op::Proj(proj) });
         }
-        Ok(())
+        Ok(roped)
     }
 
     /// The conversion buffers of activation format `act` (f32, packed levels), big enough for
@@ -1424,16 +1441,37 @@ impl Builder<'_> {
         for (l, (lw, (k_cache, v_cache))) in m.layers.iter().zip(kv).enumerate() {
             let (q, k, v) = ((&a.q.0, a.q.1), (&a.k.0, a.k.1), (&a.v.0, a.v.1));
             let qkv = [(&lw.attn_q, q), (&lw.attn_k, k), (&lw.attn_v, v)];
-            self.normed_projs(
-                &mut ops,
-                rows,
-                &a.x,
-                &lw.attn_norm,
-                &a.xn,
-                d,
-                &qkv,
-                lw.attn_fused.as_ref().map(|(t, m)| (t, *m)),
-            )?;
+            let freqs = if c.is_swa(l) { &local } else { &global };
+            let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
+            // Rope of q and k with the KV cache store: one kernel (made first: a one-token step's
+            // fused q|k|v mat-vec may do its work), or the three kernels.
+            let mut rope_kv = match FUSE_ROPE_KV {
+                true => {
+                    // q, k and v share one buffer (`Acts::new`), as the fused kernel needs.
+                    let dims = RopeKvDims {
+                        n_head: c.n_head as u32,
+                        n_head_kv: c.n_head_kv as u32,
+                        head_dim: hd as u32,
+                        n_rot,
+                        n_ctx: n_ctx as u32,
+                        n_seq: n_seq as u32,
+                    };
+                    let offs = (q.1, k.1, v.1);
+                    let cache = (k_cache, v_cache, 0);
+                    Some(RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?)
+                }
+                false => None,
+            };
+            // Nothing may come between the product and the rope for the store to do it.
+            let between = [&lw.attn_q_b, &lw.attn_k_b, &lw.attn_v_b].iter().any(|b| b.is_some())
+                || lw.attn_q_norm.is_some()
+                || lw.attn_k_norm.is_some();
+            let put = rope_kv.as_ref().and_then(RopeKv::put).filter(|_| gpu.caps().rope_store && !between);
+            let fused = lw.attn_fused.as_ref().map(|(t, m)| (t, *m));
+            let roped = self.normed_projs(&mut ops, rows, &a.x, &lw.attn_norm, &a.xn, d, &qkv, fused, put)?;
+            if let Some(k) = rope_kv.as_mut().filter(|_| roped) {
+                k.leave_single_token_to_matvec();
+            }
             self.bias(&mut ops, q, &lw.attn_q_b, qd)?;
             self.bias(&mut ops, k, &lw.attn_k_b, kvd)?;
             self.bias(&mut ops, v, &lw.attn_v_b, kvd)?;
@@ -1443,32 +1481,29 @@ impl Builder<'_> {
             if let Some(norm) = &lw.attn_k_norm {
                 ops.push(self.norm(k, norm, None, hd, c.n_head_kv)?);
             }
-            let freqs = if c.is_swa(l) { &local } else { &global };
-            let (n_rot, kind) = (c.n_rot as u32, c.rope_kind);
-            if FUSE_ROPE_KV {
-                // q, k and v share one buffer (`Acts::new`), as the fused kernel needs.
-                let dims = RopeKvDims {
-                    n_head: c.n_head as u32,
-                    n_head_kv: c.n_head_kv as u32,
-                    head_dim: hd as u32,
-                    n_rot,
-                    n_ctx: n_ctx as u32,
-                    n_seq: n_seq as u32,
-                };
-                let offs = (q.1, k.1, v.1);
-                let cache = (k_cache, v_cache, 0);
-                let k = RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?;
-                ops.push(Op::RopeKv(k));
-            } else {
-                let heads = [(q, c.n_head, c.q_scale), (k, c.n_head_kv, 1.0)];
-                for (x, n_heads, scale) in heads {
-                    let rope =
-                        Rope::new(gpu, step, table, x, n_heads as u32, hd as u32, n_rot, kind, freqs, scale)?;
-                    ops.push(Op::Rope(rope));
+            match rope_kv {
+                Some(k) => ops.push(Op::RopeKv(k)),
+                None => {
+                    let heads = [(q, c.n_head, c.q_scale), (k, c.n_head_kv, 1.0)];
+                    for (x, n_heads, scale) in heads {
+                        let rope = Rope::new(
+                            gpu,
+                            step,
+                            table,
+                            x,
+                            n_heads as u32,
+                            hd as u32,
+                            n_rot,
+                            kind,
+                            freqs,
+                            scale,
+                        )?;
+                        ops.push(Op::Rope(rope));
+                    }
+                    let (kvd, n_ctx, n_seq) = (kvd as u32, n_ctx as u32, n_seq as u32);
+                    let store = KvStore::new(gpu, step, table, k, v, k_cache, v_cache, 0, kvd, n_ctx, n_seq)?;
+                    ops.push(Op::KvStore(store));
                 }
-                let (kvd, n_ctx, n_seq) = (kvd as u32, n_ctx as u32, n_seq as u32);
-                let store = KvStore::new(gpu, step, table, k, v, k_cache, v_cache, 0, kvd, n_ctx, n_seq)?;
-                ops.push(Op::KvStore(store));
             }
             let attn =
                 Attention::new(gpu, q.0, q.1, k_cache, v_cache, &a.att, 0, table, &attn_scratch, dims(l))?;
@@ -1487,7 +1522,7 @@ impl Builder<'_> {
 
             let gate_up = [(&lw.ffn_gate, (&a.gate.0, a.gate.1)), (&lw.ffn_up, (&a.up.0, a.up.1))];
             let fused = lw.ffn_fused.as_ref().map(|(t, m)| (t, *m));
-            self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up, fused)?;
+            self.normed_projs(&mut ops, rows, &a.x, &lw.ffn_norm, &a.xn, d, &gate_up, fused, None)?;
             if let Some(norm) = &lw.ffn_post_norm {
                 self.down(&mut ops, a, &lw.ffn_down, &a.proj, None)?;
                 ops.push(self.norm((&a.proj, 0), norm, None, d, 1)?);
@@ -1508,7 +1543,7 @@ impl Builder<'_> {
             vec![Op::Gather(Gather::new(gpu, step, self.table.outputs(), (&a.x, 0), (&a.proj, 0), d, n)?)];
         let rows = ProjRows { step, max_rows: n, output: true };
         let out = [(m.output(), (&a.logits, 0))];
-        self.normed_projs(&mut ops, rows, &a.proj, &m.output_norm, &a.xn, c.n_embd, &out, None)?;
+        self.normed_projs(&mut ops, rows, &a.proj, &m.output_norm, &a.xn, c.n_embd, &out, None, None)?;
         if let Some(b) = &m.output_b {
             ops.push(Op::Add(Add::new(gpu, step, (&a.logits, 0), (b, 0), v, true, Rows::Step)?));
         }

@@ -20,7 +20,7 @@
 //! [`Caps::software`]: super::Caps::software
 
 use super::pipelines::Family;
-use super::shaders::{const_u32, matvec_stem, source, splice_reduce, with_includes};
+use super::shaders::{const_u32, matvec_stem, source, splice_reduce, swap_section, with_includes};
 use super::{Gpu, GpuTensor};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -72,6 +72,22 @@ enum Tune<'a> {
     Source { label: &'a str, source: &'a str, wg: Option<u32> },
 }
 
+/// What the fused q|k|v mat-vec of a one-token step needs to do that step's rope and KV cache
+/// store itself (`shaders/put_rope.wgsl`, [`MatVec::new_rope`]): made by
+/// [`RopeKv::put`](super::RopeKv::put) from the same parameters as the kernel it stands for.
+pub struct RopePut {
+    /// `struct RopePut` of put_rope.wgsl.
+    pub(super) params: wgpu::Buffer,
+    pub(super) factors: wgpu::Buffer,
+    pub(super) k_cache: wgpu::Buffer,
+    pub(super) v_cache: wgpu::Buffer,
+    /// The step table (token 0's sequence and position).
+    pub(super) at: wgpu::Buffer,
+    /// The rows of q, k and v and where in their buffer each goes (elements): the fused
+    /// mat-vec's parts.
+    pub(super) parts: [(u64, u64); 3],
+}
+
 /// Whether the mat-vec of weights of type `ty` takes x as packed 8-bit levels (`act_quant`'s
 /// `xq`, offsets in words) rather than f32 (offsets in elements).
 pub fn packed_input(ty: GgmlType) -> bool {
@@ -90,7 +106,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), false, Tune::Own)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), false, Tune::Own, None)
     }
 
     /// `y = W·x` where W's rows are parts end to end, `parts` giving each part's rows and
@@ -104,7 +120,29 @@ impl MatVec {
         y: &wgpu::Buffer,
         parts: &[(u64, u64)],
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, parts), false, Tune::Own)
+        MatVec::build(gpu, w, (x, x_off), (y, parts), false, Tune::Own, None)
+    }
+
+    /// [`MatVec::new_parts`] of a fused q|k|v tensor (parts q, k, v) whose store also does what
+    /// [`RopeKv`](super::RopeKv) does for a step of one token: q rotated and scaled into y, k
+    /// rotated and v into the KV cache at token 0's seat. `None` where the kernel can't: its type
+    /// has no swappable store, it takes other than two rows a workgroup, or the tensor is split
+    /// into pieces.
+    pub fn new_rope(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        x_off: u64,
+        y: &wgpu::Buffer,
+        parts: &[(u64, u64)],
+        put: &RopePut,
+    ) -> Result<Option<MatVec>> {
+        let file = matvec_stem(w.ty).and_then(|stem| source(&format!("{stem}.wgsl")));
+        let takes = file.is_some_and(|f| const_u32(f, "ROWS") == Some(2) && f.contains("\n// ---- put"));
+        if !takes || w.pieces.len() != 1 || parts != put.parts {
+            return Ok(None);
+        }
+        MatVec::build(gpu, w, (x, x_off), (y, parts), false, Tune::Own, Some(put)).map(Some)
     }
 
     /// `y += W·x`, otherwise as [`MatVec::new`].
@@ -116,7 +154,7 @@ impl MatVec {
         y: &wgpu::Buffer,
         y_off: u64,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), true, Tune::Own)
+        MatVec::build(gpu, w, (x, x_off), (y, &[(w.rows, y_off)]), true, Tune::Own, None)
     }
 
     /// [`MatVec::new`] with the kernel's workgroup size and rows per workgroup replaced (`override
@@ -130,7 +168,7 @@ impl MatVec {
         wg: u32,
         rows: u32,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Shape(wg, rows))
+        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Shape(wg, rows), None)
     }
 
     /// [`MatVec::new`] with `source` (a whole kernel for `w`'s type, ending at its reduce line as
@@ -146,7 +184,7 @@ impl MatVec {
         source: &str,
         wg: Option<u32>,
     ) -> Result<MatVec> {
-        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Source { label, source, wg })
+        MatVec::build(gpu, w, (x, 0), (y, &[(w.rows, 0)]), false, Tune::Source { label, source, wg }, None)
     }
 
     fn build(
@@ -156,6 +194,7 @@ impl MatVec {
         (y, parts): (&wgpu::Buffer, &[(u64, u64)]),
         add: bool,
         tune: Tune<'_>,
+        put: Option<&RopePut>,
     ) -> Result<MatVec> {
         let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
@@ -193,6 +232,9 @@ impl MatVec {
                 &reshaped
             }
         };
+        if put.is_some() {
+            key += "_rope";
+        }
         let bad_kernel = |message: &str| Error::GpuValidation {
             context: format!("preparing `{key}`"),
             message: message.into(),
@@ -201,9 +243,22 @@ impl MatVec {
             const_u32(file, "ROWS").filter(|&r| r > 0).ok_or_else(|| bad_kernel("no `const ROWS`"))?;
         let browser = gpu.info().backend == wgpu::Backend::BrowserWebGpu;
         let overrides: Vec<(&str, f64)> = wg.map(|wg| ("WG", wg as f64)).into_iter().collect();
-        let pipeline = gpu.pipeline_with(&key, Family::MatVec, &overrides, || {
+        // The rope store has bindings of its own: its layout is the shader's.
+        let family = if put.is_some() { Family::Auto } else { Family::MatVec };
+        let pipeline = gpu.pipeline_with(&key, family, &overrides, || {
+            let file = match put {
+                Some(_) => {
+                    let rope = source("put_rope.wgsl").ok_or_else(|| bad_kernel("no put_rope.wgsl"))?;
+                    &swap_section(file, rope, "put").ok_or_else(|| bad_kernel("no `// ---- put` section"))?
+                }
+                None => file,
+            };
             splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
+        let layout = match put {
+            Some(_) => &pipeline.get_bind_group_layout(0),
+            None => &gpu.pipelines.matvec_layout,
+        };
 
         let fits = |what: &'static str, buf: &wgpu::Buffer, off: u64, n: u64| {
             let need = (off + n) * 4;
@@ -301,22 +356,30 @@ impl MatVec {
             .zip(grids)
             .enumerate()
             .map(|(i, (piece, grid))| {
+                let mut entries = vec![
+                    wgpu::BindGroupEntry { binding: 0, resource: piece.binding(w.row_bytes) },
+                    wgpu::BindGroupEntry { binding: 1, resource: x.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 2, resource: y.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params_buf,
+                            offset: i as u64 * stride,
+                            size: wgpu::BufferSize::new(size_of::<Params>() as u64),
+                        }),
+                    },
+                ];
+                if let Some(r) = put {
+                    let rest = [&r.factors, &r.k_cache, &r.v_cache, &r.params, &r.at];
+                    entries.extend(rest.into_iter().zip(4..).map(|(b, binding)| wgpu::BindGroupEntry {
+                        binding,
+                        resource: b.as_entire_binding(),
+                    }));
+                }
                 let bind = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&key),
-                    layout: &gpu.pipelines.matvec_layout,
-                    entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: piece.binding(w.row_bytes) },
-                        wgpu::BindGroupEntry { binding: 1, resource: x.as_entire_binding() },
-                        wgpu::BindGroupEntry { binding: 2, resource: y.as_entire_binding() },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &params_buf,
-                                offset: i as u64 * stride,
-                                size: wgpu::BufferSize::new(size_of::<Params>() as u64),
-                            }),
-                        },
-                    ],
+                    layout,
+                    entries: &entries,
                 });
                 (bind, grid)
             })

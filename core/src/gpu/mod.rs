@@ -76,7 +76,7 @@ pub use attention::{ATTN_GROUPED_MIN, ATTN_ONE_CHUNK, Attention, AttnDims, atten
 pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel, ProfileRow};
-pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, matvec_cpu, packed_input};
+pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, RopePut, matvec_cpu, packed_input};
 pub use matvec_multi::{
     INT_MULTI_MAX, MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MAX_COOP, TILE_MIN,
     TILE_TOKENS, matvec_multi_cpu, tile_workgroup_bytes,

@@ -12,7 +12,7 @@
 
 use super::launch::{fits, grid, u32_of, variant_source};
 use super::pipelines::Family;
-use super::{Gpu, StepBuffer, StepTable, kv_store_cpu, rope_cpu};
+use super::{Gpu, RopePut, StepBuffer, StepTable, kv_store_cpu, rope_cpu};
 use crate::cpu::ops::RopeFreqs;
 use crate::model::RopeKind;
 use crate::{Error, Result};
@@ -41,6 +41,26 @@ struct Params {
 
 const _: () = assert!(size_of::<Params>() == 64);
 
+/// Mirrors `struct RopePut` of put_rope.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PutParams {
+    q_rows: u32,
+    kv_rows: u32,
+    head_dim: u32,
+    n_rot: u32,
+    theta_scale: f32,
+    freq_scale: f32,
+    attn_factor: f32,
+    q_scale: f32,
+    has_factors: u32,
+    n_ctx: u32,
+    n_seq: u32,
+    cache_off: u32,
+}
+
+const _: () = assert!(size_of::<PutParams>() == 48);
+
 const WG: u64 = 256;
 
 /// The heads of q and k and the cache's shape, for [`RopeKv::new`].
@@ -61,6 +81,11 @@ pub struct RopeKv {
     /// Invocations per token: q's pairs and the cache words of a row.
     per_token: u64,
     max_dim: u32,
+    /// A step of one token leaves its work to the fused q|k|v mat-vec's store ([`RopeKv::put`]).
+    in_matvec: bool,
+    /// What that store needs, where it can do this kernel's work: rope of adjacent pairs (not
+    /// NeoX).
+    put: Option<RopePut>,
     _buffers: [wgpu::Buffer; 2],
 }
 
@@ -133,6 +158,34 @@ impl RopeKv {
             n_seq,
         };
         let params_buf = gpu.uniform(key, &params)?;
+        let (q_rows, kv_rows) = (n_head as u64 * head_dim as u64, kv_dim);
+        let put = match kind == RopeKind::Normal {
+            true => Some(RopePut {
+                params: gpu.uniform(
+                    "put_rope",
+                    &PutParams {
+                        q_rows: params.n_head * head_dim,
+                        kv_rows: params.n_head_kv * head_dim,
+                        head_dim,
+                        n_rot,
+                        theta_scale: params.theta_scale,
+                        freq_scale: params.freq_scale,
+                        attn_factor: params.attn_factor,
+                        q_scale,
+                        has_factors: params.has_factors,
+                        n_ctx,
+                        n_seq,
+                        cache_off: params.cache_off,
+                    },
+                )?,
+                factors: factors_buf.clone(),
+                k_cache: k_cache.clone(),
+                v_cache: v_cache.clone(),
+                at: table.at().clone(),
+                parts: [(q_rows, q_off), (kv_rows, k_off), (kv_rows, v_off)],
+            }),
+            false => None,
+        };
         let bind = gpu.bind(
             key,
             &pipeline,
@@ -151,14 +204,34 @@ impl RopeKv {
             bind,
             per_token: (n_head as u64 + n_head_kv as u64) * (head_dim / 2) as u64,
             max_dim: gpu.caps().max_workgroups_per_dim,
+            in_matvec: false,
+            put,
             _buffers: [factors_buf, params_buf],
         })
     }
 
-    /// Records the step of `n_tokens` tokens (the count in the step uniform, or more).
+    /// What the fused q|k|v mat-vec needs to do this kernel's work in a step of one token
+    /// ([`MatVec::new_rope`](super::MatVec::new_rope)); `None` where it can't (NeoX pairs).
+    pub fn put(&self) -> Option<&RopePut> {
+        self.put.as_ref()
+    }
+
+    /// From now on a step of one token records nothing: a mat-vec built with [`RopeKv::put`]
+    /// does the work.
+    pub fn leave_single_token_to_matvec(&mut self) {
+        self.in_matvec = true;
+    }
+
+    /// Whether a step of `n_tokens` records a dispatch.
+    pub fn dispatches(&self, n_tokens: u32) -> bool {
+        n_tokens > 0 && !(self.in_matvec && n_tokens == 1)
+    }
+
+    /// Records the step of `n_tokens` tokens (the count in the step uniform, or more); nothing
+    /// for one token left to the mat-vec.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
         let [gx, gy] = grid(n_tokens as u64 * self.per_token, WG, self.max_dim);
-        if gx == 0 {
+        if gx == 0 || !self.dispatches(n_tokens) {
             return;
         }
         pass.set_pipeline(&self.pipeline);

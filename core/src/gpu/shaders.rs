@@ -67,12 +67,17 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul_int_q4_k.wgsl", include_str!("../../../shaders/matmul_int_q4_k.wgsl")),
     // Functions the kernels of one type include.
     ("q4_k_scales.wgsl", include_str!("../../../shaders/q4_k_scales.wgsl")),
+    // A mat-vec's store (its `put` section), and the store of the fused q|k|v mat-vec of a
+    // one-token step with the rope and KV cache store in it (swapped in for the other).
+    ("put_rows.wgsl", include_str!("../../../shaders/put_rows.wgsl")),
+    ("put_rope.wgsl", include_str!("../../../shaders/put_rope.wgsl")),
     // The element-wise kernels of the forward pass, and their swappable sections.
     ("rmsnorm.wgsl", include_str!("../../../shaders/rmsnorm.wgsl")),
     ("rmsnorm_inplace.wgsl", include_str!("../../../shaders/rmsnorm_inplace.wgsl")),
     ("rmsnorm_sg.wgsl", include_str!("../../../shaders/rmsnorm_sg.wgsl")),
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
     ("rope_kv.wgsl", include_str!("../../../shaders/rope_kv.wgsl")),
+    ("rope_angles.wgsl", include_str!("../../../shaders/rope_angles.wgsl")),
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
     ("f16_round.wgsl", F16_ROUND),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
@@ -400,6 +405,10 @@ pub fn browser_kernels(subgroups: bool) -> Vec<(String, String)> {
         for &sg in reductions {
             if let Some(v) = splice_reduce(kernel, sg, true) {
                 out.push((format!("mat-vec {} (subgroups {sg})", ty.name()), v));
+            }
+            let rope = source("put_rope.wgsl").and_then(|r| swap_section(kernel, r, "put"));
+            if let Some(v) = rope.and_then(|k| splice_reduce(&k, sg, true)) {
+                out.push((format!("mat-vec {} with the rope store (subgroups {sg})", ty.name()), v));
             }
             if let Some(v) = matvec_multi_source(ty, sg, true) {
                 out.push((format!("few-token mat-vec {} (subgroups {sg})", ty.name()), v));

@@ -63,7 +63,11 @@ fn every_include_is_put_in() {
             "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
             "matmul_int_q4_k.wgsl < q4_k_scales.wgsl",
             "matvec_multi_q4_k.wgsl < q4_k_scales.wgsl",
+            "matvec_q4_k.wgsl < put_rows.wgsl",
             "matvec_q4_k.wgsl < q4_k_scales.wgsl",
+            "matvec_q8_0.wgsl < put_rows.wgsl",
+            "put_rope.wgsl < rope_angles.wgsl",
+            "rope_kv.wgsl < rope_angles.wgsl",
         ]
     );
 }
@@ -116,6 +120,27 @@ fn every_matvec_kernel_validates_with_both_reductions() {
         validate(&format!("{stem}_wg"), &wg);
         validate(&format!("{stem}_sg"), &sg);
     }
+}
+
+/// The kernels with a `put` section validate with the rope store swapped in, with both
+/// reductions, and the swap leaves the plain store out; Q4_K's and Q8_0's have one (the fused
+/// q|k|v mat-vecs of the models that decode most).
+#[test]
+fn matvec_kernels_with_a_store_section_validate_with_the_rope_store() {
+    let rope = shaders::source("put_rope.wgsl").expect("in ALL");
+    let mut with = Vec::new();
+    for ty in MATVEC_TYPES {
+        let stem = shaders::matvec_stem(ty).expect("has a kernel");
+        let src = shaders::source(&format!("{stem}.wgsl")).expect("in ALL");
+        let Some(swapped) = shaders::swap_section(src, rope, "put") else { continue };
+        assert!(swapped.contains("k_cache") && !swapped.contains("y[i] = select(total"), "{stem}");
+        for subgroups in [false, true] {
+            let spliced = shaders::splice_reduce(&swapped, subgroups, false).expect("marker");
+            validate(&format!("{stem}_rope_{subgroups}"), &spliced);
+        }
+        with.push(stem);
+    }
+    assert_eq!(with, ["matvec_q8_0", "matvec_q4_k"]);
 }
 
 /// The kernels end at the marker (the reduction lives once, in reduce_*.wgsl), and their
