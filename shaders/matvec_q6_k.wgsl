@@ -11,10 +11,13 @@
 // Dispatch: ceil(n_rows / ROWS) workgroups of WG invocations, laid over x then y (groups_x per
 // row of the grid). Invocation s (0..TPB) of a block takes
 // half h = s / 8 and l = 4 (s % 8).. l + 4 of each of the four 32-element groups k; the −32 of
-// the levels is taken out of the integer sum as 32 · Σ x.
+// the levels is taken out of the integer sum as 32 · Σ x. The two rows' sums live in a vec2
+// (named registers), each row's block share from one function, as in the Q4_K and Q8_0 kernels:
+// the 8B's Q6_K output projection ~13% faster than with an array indexed in a loop over rows.
 
 override WG: u32 = 64u;
-// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them.
+// Rows per workgroup: each invocation loads its slice of x once and uses it for all of them. The
+// kernel is written for two.
 const ROWS: u32 = 2u;
 // Invocations sharing one block; WG / TPB blocks of each row are in flight at once.
 const TPB: u32 = 16u;
@@ -73,16 +76,34 @@ fn dot6(q: u32, a: u32) -> i32 {
     return dot4I8Packed(q, a) - 32 * dot4I8Packed(0x01010101u, a);
 }
 
+// A row's share of block b (its bytes from `blk`), against x's words x0..x3 of this invocation
+// and the block's scale dx.
+fn row_part(blk: u32, h: u32, l4: u32, x0: u32, x1: u32, x2: u32, x3: u32, dx: f32) -> f32 {
+    let qa = load_u32(blk + 64u * h + l4);
+    let qb = load_u32(blk + 64u * h + 32u + l4);
+    let qh = load_u32(blk + 128u + 32u * h + l4);
+    let q0 = (qa & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u);
+    let q1 = (qb & 0x0F0F0F0Fu) | (((qh >> 2u) & 0x03030303u) << 4u);
+    let q2 = ((qa >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
+    let q3 = ((qb >> 4u) & 0x0F0F0F0Fu) | (((qh >> 6u) & 0x03030303u) << 4u);
+    let sc = blk + 192u + 8u * h + l4 / 16u;
+    let sum = (i8_at(sc) * dot6(q0, x0) + i8_at(sc + 2u) * dot6(q1, x1))
+        + (i8_at(sc + 4u) * dot6(q2, x2) + i8_at(sc + 6u) * dot6(q3, x3));
+    return (f16_at(blk + 208u) * dx) * f32(sum);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
     let row0 = (wg.y * p.groups_x + wg.x) * ROWS;
     if row0 >= p.n_rows {
         return;
     }
-    var acc: array<f32, ROWS>;
+    var acc = vec2<f32>(0.0);
     let s = lane.lid % TPB;
     let h = s / 8u;
     let l4 = (s % 8u) * 4u;
+    let r0 = row0 * p.row_bytes;
+    let r1 = min(row0 + 1u, p.n_rows - 1u) * p.row_bytes;
     for (var b = lane.lid / TPB; b < p.cols / 256u; b += WG / TPB) {
         // Words of elements 128h + 32k + l4.. for k = 0..4.
         let xb = p.x_off + 64u * b + 32u * h + s % 8u;
@@ -91,22 +112,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
         let x2 = xw(xb + 16u);
         let x3 = xw(xb + 24u);
         let dx = bitcast<f32>(xw(p.x_off + p.cols / 4u + 8u * b));
-        for (var r = 0u; r < ROWS; r++) {
-            let blk = min(row0 + r, p.n_rows - 1u) * p.row_bytes + 210u * b;
-            let qa = load_u32(blk + 64u * h + l4);
-            let qb = load_u32(blk + 64u * h + 32u + l4);
-            let qh = load_u32(blk + 128u + 32u * h + l4);
-            let q0 = (qa & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u);
-            let q1 = (qb & 0x0F0F0F0Fu) | (((qh >> 2u) & 0x03030303u) << 4u);
-            let q2 = ((qa >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
-            let q3 = ((qb >> 4u) & 0x0F0F0F0Fu) | (((qh >> 6u) & 0x03030303u) << 4u);
-            let sc = blk + 192u + 8u * h + l4 / 16u;
-            let sum = (i8_at(sc) * dot6(q0, x0) + i8_at(sc + 2u) * dot6(q1, x1))
-                + (i8_at(sc + 4u) * dot6(q2, x2) + i8_at(sc + 6u) * dot6(q3, x3));
-            acc[r] += (f16_at(blk + 208u) * dx) * f32(sum);
-        }
+        let at = 210u * b;
+        acc += vec2<f32>(row_part(r0 + at, h, l4, x0, x1, x2, x3, dx), row_part(r1 + at, h, l4, x0, x1, x2, x3, dx));
     }
-    let total = reduce_rows(acc, lane);
+    let total = reduce_rows(array<f32, ROWS>(acc.x, acc.y), lane);
     if lane.lid < ROWS && row0 + lane.lid < p.n_rows {
         let r = row0 + lane.lid;
         let i = p.y_off + r + select(0u, p.gap1, r >= p.split1) + select(0u, p.gap2, r >= p.split2);
