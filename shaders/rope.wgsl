@@ -45,19 +45,8 @@ struct Step {
 @group(0) @binding(3) var<uniform> step: Step;
 @group(0) @binding(4) var<storage, read> at: array<vec2<u32>>;  // [n_tokens] (sequence, position)
 
-// 2π = C1 + C2 + C3 + C4: C1..C3 have 8 significant bits, so k · Ci is exact for k < 2^16
-// (|φ| < 4·10⁵); C4 is the rest rounded to f32 (the sum is 2π within 2·10⁻¹⁶).
-const C1: f32 = 6.28125;
-const C2: f32 = 0.00193023681640625;
-const C3: f32 = 5.066394805908203e-06;
-const C4: f32 = 3.968374517882012e-09;
-const INV_2PI: f32 = 0.15915494;
-
-// φ - 2πk, in [-π, π] up to rounding.
-fn reduce_angle(phi: f32) -> f32 {
-    let k = round(phi * INV_2PI);
-    return (((phi - k * C1) - k * C2) - k * C3) - k * C4;
-}
+// reduce_angle, theta and turn (the running product, the reduction by 2π, cos and sin).
+// include: rope_angles.wgsl
 
 @compute @workgroup_size(WG)
 fn main(
@@ -81,18 +70,9 @@ fn main(
         x[head + 2u * i + 1u] *= p.scale;
         return;
     }
-    // The scale read once, not in each step of the product (rope_kv.wgsl measured why).
-    let scale = p.theta_scale;
-    var theta = f32(at[t].y);
-    for (var j = 0u; j < i; j++) {
-        theta *= scale;
-    }
-    if p.has_factors == 1u {
-        theta = theta / factors[i];
-    }
-    let phi = reduce_angle(p.freq_scale * theta);
-    let c = cos(phi) * p.attn_factor;
-    let s = sin(phi) * p.attn_factor;
+    let cs = turn(i, theta(i, at[t].y, p.theta_scale), Angles(p.freq_scale, p.attn_factor, p.has_factors));
+    let c = cs.x;
+    let s = cs.y;
     var a = 2u * i;
     var b = a + 1u;
     if p.neox == 1u {

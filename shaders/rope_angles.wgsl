@@ -1,11 +1,12 @@
-// rope_angles.wgsl — the rotation angles of rope_kv.wgsl and of the fused q|k|v mat-vec's rope
-// store (put_rope.wgsl): θ_i at a position as ggml's running product, then (cos φ_i, sin φ_i) ·
-// attn_factor of φ_i = freq_scale · θ_i (/ factor_i), φ reduced by 2π first. Both produce the
-// same bits from the same functions. The includer declares `factors` ([n_rot/2] f32; one unused
-// value without factors).
+// rope_angles.wgsl — the rotation angles of rope.wgsl, rope_kv.wgsl and the fused q|k|v
+// mat-vec's rope store (put_rope.wgsl): θ_i at a position as ggml's running product, then
+// (cos φ_i, sin φ_i) · attn_factor of φ_i = freq_scale · θ_i (/ factor_i), φ reduced by 2π
+// first. All three take the same bits from the same functions. The includer declares `factors`
+// ([n_rot/2] f32; one unused value without factors).
 
 // 2π = C1 + C2 + C3 + C4: C1..C3 have 8 significant bits, so k · Ci is exact for k < 2^16
-// (|φ| < 4·10⁵); C4 is the rest rounded to f32 (rope.wgsl does the same).
+// (|φ| < 4·10⁵); C4 is the rest rounded to f32 (the sum is 2π within 2·10⁻¹⁶). WGSL's sin and cos
+// are only specified on [-π, π], while positions reach 10⁵ radians.
 const C1: f32 = 6.28125;
 const C2: f32 = 0.00193023681640625;
 const C3: f32 = 5.066394805908203e-06;

@@ -67,6 +67,7 @@ fn every_include_is_put_in() {
             "matvec_q4_k.wgsl < q4_k_scales.wgsl",
             "matvec_q8_0.wgsl < put_rows.wgsl",
             "put_rope.wgsl < rope_angles.wgsl",
+            "rope.wgsl < rope_angles.wgsl",
             "rope_kv.wgsl < rope_angles.wgsl",
         ]
     );
