@@ -85,19 +85,26 @@ pub async fn open_gpu() -> Result<String, JsValue> {
 
 /// For tests: builds every kernel the engine could run on this device ([`shaders::browser_kernels`])
 /// with the browser's own WGSL compiler, and returns `{ "checked", "failures": [{ "name",
-/// "message" }] }` as JSON. Needs `openGpu` first.
+/// "message" }], "slowest": [{ "name", "ms" }] }` as JSON (the eight that took longest to build).
+/// Needs `openGpu` first.
 #[wasm_bindgen(js_name = compileAll)]
 pub async fn compile_all() -> Result<String, JsValue> {
     let gpu = the_gpu()
         .ok_or_else(|| js(WebError::new(error::Kind::Internal, "openGpu has not opened a device")))?;
     let kernels = shaders::browser_kernels(gpu.caps().subgroups);
     let mut failures = Vec::new();
+    let mut times = Vec::with_capacity(kernels.len());
     for (name, src) in &kernels {
+        let t0 = js_sys::Date::now();
         if let Err(e) = gpu.check_kernel(name, src).await {
             failures.push(serde_json::json!({ "name": name, "message": e.to_string() }));
         }
+        times.push((js_sys::Date::now() - t0, name));
     }
-    Ok(serde_json::json!({ "checked": kernels.len(), "failures": failures }).to_string())
+    times.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest: Vec<_> =
+        times.iter().take(8).map(|(ms, name)| serde_json::json!({ "name": name, "ms": ms })).collect();
+    Ok(serde_json::json!({ "checked": kernels.len(), "failures": failures, "slowest": slowest }).to_string())
 }
 
 /// What this build of the engine can run, as JSON: `{ "version", "backends", "gpu" }` (`gpu`:
