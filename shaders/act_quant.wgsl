@@ -15,6 +15,9 @@
 // f32 scale (Q8_0; Q8_K's repeated for its eight 32-element runs), or for Q8_1 its f16 d (low
 // half) and f16 s = f16(d'·Σq) (high half), d' = amax/127 before its rounding to f16, as ggml's
 // x86 quantize_row_q8_1 computes the block's sum term.
+// With EXACT (exact numerics, `GpuOptions::exact`) the norm's sum of squares and SiLU are the CPU
+// reference's bit for bit: the squares summed as exactly as its f64 sum (exact_fp.wgsl's dd_add,
+// the mean rounded once), SiLU as x / (1 + e^-x) with ggml's exp.
 // WGSL's round() rounds half to even, as the CPU's round_ties_even. CPU twin: gpu::act_quant_cpu;
 // launcher: core/src/gpu/act_quant.rs.
 //
@@ -23,6 +26,7 @@
 // 256 and of 32).
 
 const WG: u32 = 256u;
+override EXACT: bool = false;
 
 struct Params {
     cols: u32,   // elements per row: a multiple of the block (32 for Q8_0/Q8_1, 256 for Q8_K)
@@ -35,7 +39,7 @@ struct Params {
     eps: f32,
     glu: u32,       // 0: x as it is, 1: act(x) · up with SiLU, 2: with GELU-tanh
     up_off: u32,    // in elements
-    _pad0: u32,
+    zero: u32,      // 0, which the compiler cannot know (exact_fp.wgsl)
     _pad1: u32,
 }
 
@@ -65,6 +69,12 @@ var<workgroup> val: array<f32, WG>;
 // Each lane's level (Q8_1 sums its blocks').
 var<workgroup> lq: array<i32, WG>;
 
+fn zero_bits() -> u32 {
+    return p.zero;
+}
+
+// include: exact_fp.wgsl
+
 // Round to nearest even at bit 16; NaN stays NaN (quiet).
 fn round_bf16(v: f32) -> f32 {
     let b = bitcast<u32>(v);
@@ -86,11 +96,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var v = 0.0;
     if live {
         v = x[p.x_off + i];
-        if p.glu != 0u {
+        if EXACT && p.glu == 1u {
+            v = (v / (1.0 + exp_ggml(0.0 - v))) * up[p.up_off + i];
+        } else if p.glu != 0u {
             v = activate(v, p.glu == 2u) * up[p.up_off + i];
         }
     }
-    if p.norm != 0u {
+    if EXACT && p.norm != 0u {
+        // The squares (each rounded, as the CPU rounds them) summed as (hi, lo) pairs.
+        let xr = p.x_off + t * p.cols;
+        var ss = vec2<f32>(0.0);
+        for (var k = lid; k < p.cols; k += WG) {
+            let a = x[xr + k];
+            ss = dd_add(ss, vec2<f32>(a * a, 0.0));
+        }
+        mag[lid] = ss.x;
+        val[lid] = ss.y;
+        workgroupBarrier();
+        for (var s = WG / 2u; s > 0u; s >>= 1u) {
+            if lid < s {
+                let sum = dd_add(vec2<f32>(mag[lid], val[lid]), vec2<f32>(mag[lid + s], val[lid + s]));
+                mag[lid] = sum.x;
+                val[lid] = sum.y;
+            }
+            workgroupBarrier();
+        }
+        let mean = dd_div(vec2<f32>(mag[0], val[0]), f32(p.cols));
+        let scale = 1.0 / sqrt(mean + p.eps);
+        workgroupBarrier();
+        if live {
+            v = v * scale * nw[c];
+        }
+    } else if p.norm != 0u {
         // Four independent loads per lane and round: the row is read at full speed.
         let xr = p.x_off + t * p.cols;
         let last = xr + p.cols - 1u;
@@ -143,7 +180,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var d = 0.0;
     if live {
         if p.mode != 1u {
-            d = round_f16(amax / 127.0);
+            // amax / 127 divided, not multiplied by a rounded 1/127 (which a compiler may make
+            // of a division by a constant: SwiftShader's does).
+            d = round_f16(amax / opaque(127.0));
             let id = select(0.0, 127.0 / amax, amax != 0.0);
             q = clamp(round(v * id), -128.0, 127.0);
         } else if amax != 0.0 {
@@ -171,7 +210,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             for (var k = 0u; k < 32u; k++) {
                 sum += lq[lid + k];
             }
-            word = pack2x16float(vec2<f32>(d, round_f16((amax / 127.0) * f32(sum))));
+            word = pack2x16float(vec2<f32>(d, round_f16((amax / opaque(127.0)) * f32(sum))));
         }
         xq[row + p.cols / 4u + c / 32u] = word;
     }

@@ -1,7 +1,7 @@
 // attn_params.wgsl — what every attention kernel shares: the parameters (gpu::attention's
 // `Params` mirrors them; one buffer serves the decode, merge and prefill kernels) and the decode
 // chunking (gpu::Attention::decode_chunks computes the same). Included by attn_decode.wgsl,
-// attn_decode_gqa.wgsl, attn_merge.wgsl and attn_prefill.wgsl, which declare `p`.
+// attn_decode_gqa.wgsl, attn_merge.wgsl, attn_prefill.wgsl and exact_attention.wgsl, which declare `p`.
 
 struct Params {
     n_head: u32,
@@ -16,6 +16,10 @@ struct Params {
     n_ctx: u32,       // cells of a sequence's region
     phase: u32,       // decode: 0 statistics (and a one-chunk token's output), 1 Σ p·v of a chunk
     one_chunk: u32,   // decode: a token of at most this many cells takes them in one chunk
+    zero: u32,        // 0, which the compiler cannot know (exact_fp.wgsl)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // The cells start..=pos a decode token attends to (n_kv of them), cut into n chunks of `size`

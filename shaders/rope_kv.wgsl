@@ -11,6 +11,11 @@
 // Rotation as rope.wgsl: pair i < n_rot/2 turns by φ_i = freq_scale · θ_i (/ factor_i), pairs
 // (2i, 2i+1) or NeoX (i, i + n_rot/2); q then scaled by q_scale; dims from n_rot on unrotated.
 // k stays unrotated in its buffer: only the cache reads it after this kernel.
+// With EXACT (exact numerics, `GpuOptions::exact`) the angles come from the host, which computes
+// them as the CPU reference does (cpu::ops::rope_angles, libm's cos and sin): binding 1 holds
+// [n_tokens, n_rot/2] (cos φ_i, sin φ_i) · attn_factor, and each pair turns with the CPU's fused
+// multiply-adds, x0·cos − x1·sin as fma(x0, cos, −(x1·sin)) and x0·sin + x1·cos as
+// fma(x0, sin, x1·cos).
 // Dispatch: ceil(n_tokens · (n_head + n_head_kv) · head_dim/2 / WG) workgroups of WG, over x
 // then y. Per token, the first n_head · head_dim/2 invocations each turn one pair of q in place;
 // the other kv_dim/2 each write one word of both caches: v's two values, and k's two values
@@ -18,6 +23,7 @@
 // reads both partners instead of owning a pair).
 
 const WG: u32 = 256u;
+override EXACT: bool = false;
 
 struct Params {
     q_off: u32,
@@ -36,6 +42,10 @@ struct Params {
     q_scale: f32,
     n_ctx: u32,
     n_seq: u32,
+    zero: u32,         // 0, which the compiler cannot know (exact_fp.wgsl)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct Step {
@@ -46,7 +56,7 @@ struct Step {
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;        // q, k, v (see Layout)
-@group(0) @binding(1) var<storage, read> factors: array<f32>;        // [n_rot/2] (one unused value if none)
+@group(0) @binding(1) var<storage, read> factors: array<f32>;        // [n_rot/2] (one unused value if none); EXACT: the angles
 @group(0) @binding(2) var<storage, read_write> k_cache: array<u32>;  // [cache_off + n_seq · n_ctx · kv_dim/2]
 @group(0) @binding(3) var<storage, read_write> v_cache: array<u32>;  // [cache_off + n_seq · n_ctx · kv_dim/2]
 @group(0) @binding(4) var<uniform> p: Params;
@@ -55,6 +65,30 @@ struct Step {
 
 // reduce_angle, theta and turn.
 // include: rope_angles.wgsl
+
+fn zero_bits() -> u32 {
+    return p.zero;
+}
+
+// include: exact_fp.wgsl
+
+// EXACT: pair i's (cos, sin) · attn_factor at step token t, from the host.
+fn host_turn(t: u32, i: u32) -> vec2<f32> {
+    let at = 2u * (t * (p.n_rot / 2u) + i);
+    return vec2<f32>(factors[at], factors[at + 1u]);
+}
+
+// EXACT: dim d (< n_rot) of the k head starting at element `head`, at step token t.
+fn k_rotated_exact(head: u32, d: u32, t: u32) -> f32 {
+    let pr = pair_of(d);
+    let cs = host_turn(t, pr.x);
+    let x0 = x[head + pr.y];
+    let x1 = x[head + pr.z];
+    if pr.w == 1u {
+        return fma_exact(x0, cs.x, -(x1 * cs.y));
+    }
+    return fma_exact(x0, cs.y, x1 * cs.x);
+}
 
 fn angles() -> Angles {
     return Angles(p.freq_scale, p.attn_factor, p.has_factors);
@@ -107,7 +141,6 @@ fn main(
             x[head + 2u * i + 1u] *= p.q_scale;
             return;
         }
-        let cs = turn(i, theta(i, seat.y, p.theta_scale), angles());
         var a = 2u * i;
         var b = a + 1u;
         if p.neox == 1u {
@@ -116,6 +149,13 @@ fn main(
         }
         let x0 = x[head + a];
         let x1 = x[head + b];
+        if EXACT {
+            let cs = host_turn(t, i);
+            x[head + a] = fma_exact(x0, cs.x, -(x1 * cs.y)) * p.q_scale;
+            x[head + b] = fma_exact(x0, cs.y, x1 * cs.x) * p.q_scale;
+            return;
+        }
+        let cs = turn(i, theta(i, seat.y, p.theta_scale), angles());
         x[head + a] = (x0 * cs.x - x1 * cs.y) * p.q_scale;
         x[head + b] = (x0 * cs.y + x1 * cs.x) * p.q_scale;
         return;
@@ -135,7 +175,9 @@ fn main(
     // two cases.
     // d is even and so is n_rot: both dims are rotated or neither.
     var k = vec2<f32>(x[head + d], x[head + d + 1u]);
-    if d < p.n_rot {
+    if EXACT && d < p.n_rot {
+        k = vec2<f32>(k_rotated_exact(head, d, t), k_rotated_exact(head, d + 1u, t));
+    } else if d < p.n_rot {
         let i0 = pair_of(d).x;
         let i1 = pair_of(d + 1u).x;
         let th = theta(i0, seat.y, p.theta_scale);

@@ -181,6 +181,12 @@ pub enum Error {
     /// A launcher was given a shape its kernel cannot run (an odd KV width, an odd head size).
     #[error("GPU kernel `{kernel}`: {why}")]
     GpuKernelShape { kernel: &'static str, why: String },
+    /// Exact numerics ([`GpuOptions::exact`](crate::gpu::GpuOptions)) cover part of what the
+    /// fast kernels do.
+    #[error(
+        "exact GPU numerics do not cover {what} (they take Q4_0, Q4_1 and Q8_0 weights of plain llama-shaped models)"
+    )]
+    ExactUnsupported { what: String },
     // ---------------------------------------------------------------- gpu attention
     #[error("GPU attention: {why}")]
     GpuAttention { why: String },

@@ -188,6 +188,41 @@ fn smollm2_meets_the_acceptance() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// Exact numerics (`GpuOptions::exact`): the GPU's logits are the CPU's, bit for bit, at every
+/// position of the prompt and of the CPU's 32 greedy tokens — so the same greedy text, near ties
+/// included.
+#[test]
+fn smollm2_under_exact_numerics_gives_the_cpus_logits_bit_for_bit() {
+    let bytes = default_model_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
+    let prompt = tok.encode("The capital of France is", true, false).unwrap();
+    let mut cpu = CpuBackend::new(&model, 256, &Serial);
+    let mut want = vec![cpu.logits(&prompt)];
+    let mut ids = Vec::new();
+    while ids.len() < 31 {
+        let t = argmax(want.last().expect("logits"));
+        ids.push(t);
+        want.push(cpu.logits(&[t]));
+    }
+    let Some(got) = gpu_logits(GpuOptions { exact: true, ..Default::default() }, &model, &prompt, &ids)
+    else {
+        return;
+    };
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let differ = w.iter().zip(g).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert!(
+            differ == 0,
+            "position {i}: {differ} of {} logits differ from the CPU's (KL {:.2e}, top-1 CPU {} GPU {})",
+            w.len(),
+            kl(w, g),
+            argmax(w),
+            argmax(g)
+        );
+    }
+}
+
 /// Runs `f` on a GPU backend for `model` (the architecture checks' `WithBackend`).
 fn on_gpu(gpu: &Gpu, model: &Model<'_>, n_ctx: usize, f: &mut dyn FnMut(&mut dyn Logits)) {
     let gm = GpuModel::upload(gpu, model, &mut |_, _| {}).expect("upload");

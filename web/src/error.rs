@@ -55,7 +55,8 @@ impl Kind {
             | UnsupportedTokenizerModel { .. }
             | UnknownPreTokenizer { .. }
             | UnsupportedPreTokenizer { .. }
-            | UnsupportedType { .. } => Kind::UnsupportedModel,
+            | UnsupportedType { .. }
+            | ExactUnsupported { .. } => Kind::UnsupportedModel,
             NoAdapter { .. } | DeviceRequest { .. } => Kind::WebGpuUnavailable,
             DeviceLost { .. } => Kind::DeviceLost,
             GpuOutOfMemory { .. } | GpuTensorTooLarge { .. } | GpuRowTooLarge { .. } => Kind::OutOfMemory,

@@ -139,8 +139,12 @@ impl ActQuant {
         cols: u32,
         max_tokens: u32,
     ) -> Result<Option<ActQuant>> {
-        let key = "act_quant";
+        let exact = gpu.caps().exact;
+        let key = if exact { "act_quant_exact" } else { "act_quant" };
         let Some(mode) = mode(ty)? else { return Ok(None) };
+        if exact && matches!(pre, Pre::Glu(_, _, true)) {
+            return Err(Error::ExactUnsupported { what: "GELU".into() });
+        }
         let block = quant::vec_dot_type(ty)?.block_size() as u32;
         if !cols.is_multiple_of(block) {
             return Err(Error::PartialBlockElements {
@@ -149,8 +153,10 @@ impl ActQuant {
                 block_elems: block as usize,
             });
         }
-        let pipeline =
-            gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, key, &[("glu.wgsl", "act")], false))?;
+        let overrides = [("EXACT", exact as u32 as f64)];
+        let pipeline = gpu.pipeline_with(key, Family::Auto, &overrides, || {
+            variant_source(gpu, key, "act_quant", &[("glu.wgsl", "act")], false)
+        })?;
         let n = cols as u64 * max_tokens as u64;
         fits("act_quant x buffer bytes", x.0, x.1, n)?;
         fits("act_quant y buffer bytes", y.0, y.1, n)?;

@@ -159,9 +159,12 @@ struct Params {
     phase: u32,
     /// A decode token of at most this many cells takes them in one chunk (whole tiles).
     one_chunk: u32,
+    /// 0, which the kernels cannot know (`shaders/exact_fp.wgsl`).
+    zero: u32,
+    _pad: [u32; 3],
 }
 
-const _: () = assert!(size_of::<Params>() == 48);
+const _: () = assert!(size_of::<Params>() == 64);
 
 /// The decode kernel taking [`GROUPED_HEADS`] q heads of a kv head a workgroup.
 struct Grouped {
@@ -187,6 +190,9 @@ pub struct Attention {
     merge: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill: (wgpu::ComputePipeline, wgpu::BindGroup),
     prefill_key: String,
+    /// Under exact numerics, the only kernel (`shaders/exact_attention.wgsl`) and its buffer of
+    /// probabilities.
+    exact: Option<(wgpu::ComputePipeline, wgpu::BindGroup, wgpu::Buffer)>,
     /// Kept alive for the bind groups: phase 0's and phase 1's.
     _params: [wgpu::Buffer; 2],
 }
@@ -312,6 +318,8 @@ impl Attention {
             n_ctx: dims.n_ctx,
             phase: 0,
             one_chunk,
+            zero: 0,
+            _pad: [0; 3],
         };
         let params_buf = gpu.uniform("attn params", &params)?;
         let values_params = gpu.uniform("attn params, phase 1", &Params { phase: 1, ..params })?;
@@ -355,6 +363,31 @@ impl Attention {
             }
             None => None,
         };
+        let exact = match caps.exact {
+            true => {
+                let pipeline = gpu.pipeline("exact_attention", Family::Auto, || {
+                    Ok(file("exact_attention.wgsl")?.to_string())
+                })?;
+                let n = dims.max_decode() as u64 * dims.n_head as u64 * dims.n_ctx as u64;
+                let probs = gpu.storage("exact attention probabilities", n * 4)?;
+                let bind = gpu.bind(
+                    "exact_attention",
+                    &pipeline,
+                    &[
+                        qb.clone(),
+                        kb.clone(),
+                        vb.clone(),
+                        ab.clone(),
+                        probs.as_entire_binding(),
+                        p.clone(),
+                        at.clone(),
+                        dec.clone(),
+                    ],
+                )?;
+                Some((pipeline, bind, probs))
+            }
+            false => None,
+        };
         let merge_bind =
             gpu.bind("attn_merge", &merge, &[scratch.as_entire_binding(), ab.clone(), p.clone(), at, dec])?;
         let prefill_bind = gpu.bind(&prefill_key, &prefill, &[qb, kb, vb, ab, p, tiles])?;
@@ -370,6 +403,7 @@ impl Attention {
             merge: (merge, merge_bind),
             prefill: (prefill, prefill_bind),
             prefill_key,
+            exact,
             _params: [params_buf, values_params],
         })
     }
@@ -402,6 +436,19 @@ impl Attention {
         self.dims.check_plan(plan)?;
         let n_head = self.dims.n_head;
         let n_decode = plan.decode.len() as u32;
+        if let Some((pipeline, bind, _)) = &self.exact {
+            if !plan.tiles.is_empty() {
+                return Err(Error::ExactUnsupported {
+                    what: "a step of more than one token a sequence".into(),
+                });
+            }
+            if n_decode > 0 {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind, &[]);
+                pass.dispatch_workgroups(n_head, n_decode, 1);
+            }
+            return Ok(());
+        }
         if n_decode > 0 {
             let pos = |t: &u32| plan.at.get(*t as usize).map_or(0, |a| a[1]);
             let chunks = plan.decode.iter().map(|t| self.decode_chunks(pos(t))).max().unwrap_or(1);

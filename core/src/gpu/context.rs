@@ -42,6 +42,9 @@ pub struct GpuOptions {
     /// Leave the rope and KV cache store of a one-token step to its own kernel rather than the
     /// fused q|k|v mat-vec's store ([`Caps::rope_store`]). For measuring and tests.
     pub no_rope_store: bool,
+    /// Exact numerics: compute what the CPU reference computes, bit for bit ([`Caps::exact`]):
+    /// the same logits, so the same greedy text, on any adapter, at a fraction of the speed.
+    pub exact: bool,
     /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
     /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
     pub software: Option<bool>,
@@ -118,6 +121,13 @@ pub struct Caps {
     /// itself (`shaders/put_rope.wgsl`), where the model's rope pairs adjacent dims: one
     /// `rope_kv` dispatch a layer fewer. Unless [`GpuOptions::no_rope_store`].
     pub rope_store: bool,
+    /// Exact numerics ([`GpuOptions::exact`]): the forward pass runs the kernels that do the CPU
+    /// reference's arithmetic in its order (`shaders/exact_*.wgsl`; a fused multiply-add rounded
+    /// once, sums as its SIMD lanes and f64 accumulators make them), one token a step, so its
+    /// logits are the CPU's bit for bit. Weights of the types with an exact mat-vec (Q4_0, Q4_1,
+    /// Q8_0) and models of the plain llama shape only; the rest is refused with
+    /// [`Error::Unsupported`](crate::Error).
+    pub exact: bool,
     /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
     /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD
     /// group of a workgroup with a barrier as a coroutine — so the mat-vec kernels take a
@@ -419,7 +429,8 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
             && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
             && !opts.no_gemm,
-        rope_store: !opts.no_rope_store,
+        rope_store: !opts.no_rope_store && !opts.exact,
+        exact: opts.exact,
         software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,

@@ -495,6 +495,9 @@ pub struct GpuBackend<'g> {
     ahead: Option<Ahead>,
     /// Compute passes recorded so far (one per submitted step).
     passes: u64,
+    /// Under exact numerics, the rope angles of a step's tokens, written from the host before
+    /// each step ([`RopeKv::new_exact`]).
+    exact_angles: Option<wgpu::Buffer>,
     /// Per layer (K, V), f16 pairs in u32: [n_seq, n_ctx, kv_dim].
     _kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Projection inputs in their weights' activation formats, one per format; the attention's
@@ -519,7 +522,12 @@ impl<'g> GpuBackend<'g> {
     ) -> Result<GpuBackend<'g>> {
         let c = &model.config;
         let (n_ctx, n_seq) = (n_ctx.max(1), n_seq.max(1));
-        let max_batch = max_batch.clamp(1, n_ctx.saturating_mul(n_seq));
+        let exact = gpu.caps().exact;
+        if exact {
+            check_exact(model)?;
+        }
+        // Exact numerics take one token a step: the CPU's arithmetic is the mat-vec's.
+        let max_batch = if exact { 1 } else { max_batch.clamp(1, n_ctx.saturating_mul(n_seq)) };
         let max_out = n_seq.min(max_batch);
         let kv_bytes = (n_seq * n_ctx * c.kv_dim() * 2) as u64;
         if kv_bytes > gpu.caps().max_storage_binding {
@@ -547,6 +555,10 @@ impl<'g> GpuBackend<'g> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        let exact_angles = match exact {
+            true => Some(gpu.storage("exact rope angles", (max_batch * c.n_rot).max(1) as u64 * 4)?),
+            false => None,
+        };
         let b = Builder {
             gpu,
             step: &step,
@@ -556,6 +568,7 @@ impl<'g> GpuBackend<'g> {
             max_batch: max_batch as u32,
             max_out: max_out as u32,
             scratch: RefCell::default(),
+            exact_angles: exact_angles.as_ref(),
         };
         let (body, attn_scratch) = b.body(model, &acts, &kv, n_ctx, n_seq)?;
         let head = b.head(model, &acts)?;
@@ -607,6 +620,7 @@ impl<'g> GpuBackend<'g> {
             token_staging,
             ahead: None,
             passes: 0,
+            exact_angles,
             _kv: kv,
             _scratch: scratch,
         })
@@ -810,6 +824,17 @@ impl<'g> GpuBackend<'g> {
     fn write_step(&self) -> Result<()> {
         let plan = &self.plan;
         self.table.write(self.gpu, plan)?;
+        if let Some(angles) = &self.exact_angles {
+            let c = &self.model.config;
+            let freqs = RopeFreqs {
+                theta_scale: c.rope_base.powf(-2.0 / c.n_rot as f32),
+                freq_scale: c.rope_freq_scale,
+                attn_factor: c.rope_attn_factor,
+                factors: self.model.rope_factors(self.n_ctx),
+            };
+            let values = super::exact_angles(&freqs, c.n_rot, plan.at.iter().map(|a| a[1] as usize));
+            self.gpu.queue().write_buffer(angles, 0, bytemuck::cast_slice(&values));
+        }
         if !plan.ids.is_empty() {
             self.gpu.queue().write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&plan.ids));
         }
@@ -1091,6 +1116,33 @@ impl BatchBackend for GpuBackend<'_> {
 type Act<'a> = (&'a wgpu::Buffer, u64);
 
 /// Makes the launchers of a backend.
+/// Refuses a model exact numerics do not cover ([`Caps::exact`](super::Caps::exact)): their
+/// kernels do the CPU reference's arithmetic for the plain llama shape (RMS norms, rope, SwiGLU,
+/// biases) over Q4_0, Q4_1 and Q8_0 weights; the per-head q/k norms, post-norms, GELU, sliding
+/// windows and soft-capping run kernels of their own, which do not.
+fn check_exact(m: &GpuModel) -> Result<()> {
+    let c = &m.config;
+    let refuse = |what: &str| Err(Error::ExactUnsupported { what: what.into() });
+    if c.ffn_act != FfnAct::Silu {
+        return refuse("a GELU feed-forward");
+    }
+    if c.swa.is_some() {
+        return refuse("sliding-window attention");
+    }
+    if c.final_logit_softcap.is_some() {
+        return refuse("logit soft-capping");
+    }
+    for l in &m.layers {
+        if l.attn_q_norm.is_some() || l.attn_k_norm.is_some() {
+            return refuse("per-head q/k norms");
+        }
+        if l.attn_post_norm.is_some() || l.ffn_post_norm.is_some() {
+            return refuse("post-norms");
+        }
+    }
+    Ok(())
+}
+
 struct Builder<'b> {
     gpu: &'b Gpu,
     /// The body's step and the head's.
@@ -1104,6 +1156,8 @@ struct Builder<'b> {
     /// levels (reused by every conversion of a step: each is read by its projections before the
     /// next one writes).
     scratch: RefCell<BTreeMap<GgmlType, (wgpu::Buffer, wgpu::Buffer)>>,
+    /// Under exact numerics, the rope angles the host writes before each step.
+    exact_angles: Option<&'b wgpu::Buffer>,
 }
 
 /// Where a group of projections runs: the body's step (the step's tokens) or the head's (its
@@ -1263,7 +1317,7 @@ impl Builder<'_> {
                     }
                 }
             };
-            let vec_in = if super::packed_input(w.ty) { &packed } else { &input };
+            let vec_in = if super::takes_packed(gpu, w.ty) { &packed } else { &input };
             let vec = match (residual, fused) {
                 (_, Some((whole, m))) if i == 0 => {
                     let parts: Vec<(u64, u64)> = outs[..m].iter().map(|(w, y)| (w.rows, y.1)).collect();
@@ -1458,7 +1512,14 @@ impl Builder<'_> {
                     };
                     let offs = (q.1, k.1, v.1);
                     let cache = (k_cache, v_cache, 0);
-                    Some(RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?)
+                    Some(match self.exact_angles {
+                        Some(angles) => RopeKv::new_exact(
+                            gpu, step, table, q.0, offs, cache, dims, kind, angles, c.q_scale,
+                        )?,
+                        None => {
+                            RopeKv::new(gpu, step, table, q.0, offs, cache, dims, kind, freqs, c.q_scale)?
+                        }
+                    })
                 }
                 false => None,
             };

@@ -94,6 +94,22 @@ pub fn packed_input(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8_0)
 }
 
+/// The exact mat-vec's `TYPE` for `ty` (`shaders/exact_matvec.wgsl`), if it has one.
+fn exact_type(ty: GgmlType) -> Option<u32> {
+    match ty {
+        GgmlType::Q4_1 => Some(0),
+        GgmlType::Q8_0 => Some(1),
+        GgmlType::Q4_0 => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether the mat-vec of `ty` on this device takes packed levels: [`packed_input`], and under
+/// exact numerics every type the exact mat-vec takes.
+pub fn takes_packed(gpu: &Gpu, ty: GgmlType) -> bool {
+    packed_input(ty) || (gpu.caps().exact && exact_type(ty).is_some())
+}
+
 impl MatVec {
     /// `y = W·x`. `x` is f32 or packed levels as [`packed_input`] says, `y` f32 (distinct
     /// buffers: one is read, the other written); the offsets are in elements (words for packed
@@ -196,6 +212,9 @@ impl MatVec {
         tune: Tune<'_>,
         put: Option<&RopePut>,
     ) -> Result<MatVec> {
+        if gpu.caps().exact {
+            return MatVec::build_exact(gpu, w, (x, x_off), (y, parts), add);
+        }
         let unsupported = Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" };
         let stem = matvec_stem(w.ty).ok_or(unsupported.clone())?;
         let file = source(&format!("{stem}.wgsl")).ok_or(unsupported)?;
@@ -256,10 +275,52 @@ impl MatVec {
             splice_reduce(file, subgroups, browser).ok_or_else(|| bad_kernel("no `// ---- reduce` line"))
         })?;
         let layout = match put {
-            Some(_) => &pipeline.get_bind_group_layout(0),
-            None => &gpu.pipelines.matvec_layout,
+            Some(_) => pipeline.get_bind_group_layout(0),
+            None => gpu.pipelines.matvec_layout.clone(),
         };
 
+        MatVec::bind(gpu, key, pipeline, layout, w, (x, x_off), (y, parts), add, rows_per_wg, put)
+    }
+
+    /// [`MatVec::build`] under exact numerics: `shaders/exact_matvec.wgsl`, one row an
+    /// invocation in the CPU reference's order.
+    fn build_exact(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: (&wgpu::Buffer, u64),
+        y: (&wgpu::Buffer, &[(u64, u64)]),
+        add: bool,
+    ) -> Result<MatVec> {
+        let ty =
+            exact_type(w.ty).ok_or_else(|| Error::ExactUnsupported { what: format!("{} weights", w.ty) })?;
+        let key = format!("exact_matvec_{}", w.ty.name().to_ascii_lowercase());
+        let file =
+            source("exact_matvec.wgsl").ok_or(Error::UnsupportedType { ty: w.ty, op: "GPU mat-vec" })?;
+        let rows = const_u32(file, "ROWS").unwrap_or(1);
+        let pipeline =
+            gpu.pipeline_with(&key, Family::MatVec, &[("TYPE", ty as f64)], || Ok(file.to_string()))?;
+        let layout = gpu.pipelines.matvec_layout.clone();
+        MatVec::bind(gpu, key, pipeline, layout, w, x, y, add, rows, None)
+    }
+
+    /// The parameters and bind groups of every piece of `w` for `pipeline`.
+    #[allow(clippy::too_many_arguments)]
+    fn bind(
+        gpu: &Gpu,
+        key: String,
+        pipeline: wgpu::ComputePipeline,
+        layout: wgpu::BindGroupLayout,
+        w: &GpuTensor,
+        (x, x_off): (&wgpu::Buffer, u64),
+        (y, parts): (&wgpu::Buffer, &[(u64, u64)]),
+        add: bool,
+        rows_per_wg: u32,
+        put: Option<&RopePut>,
+    ) -> Result<MatVec> {
+        let bad_kernel = |message: &str| Error::GpuValidation {
+            context: format!("preparing `{key}`"),
+            message: message.into(),
+        };
         let fits = |what: &'static str, buf: &wgpu::Buffer, off: u64, n: u64| {
             let need = (off + n) * 4;
             if need > buf.size() || off + n > u32::MAX as u64 {
@@ -271,7 +332,7 @@ impl MatVec {
             }
             Ok(())
         };
-        let x_words = if packed_input(w.ty) {
+        let x_words = if takes_packed(gpu, w.ty) {
             if !x_off.is_multiple_of(4) {
                 return Err(bad_kernel("packed x offset not a multiple of 4 words"));
             }
@@ -378,7 +439,7 @@ impl MatVec {
                 }
                 let bind = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&key),
-                    layout,
+                    layout: &layout,
                     entries: &entries,
                 });
                 (bind, grid)

@@ -66,7 +66,7 @@ pub use kv_store::{KvStore, kv_store_cpu};
 pub use launch::Rows;
 pub use rmsnorm::{RmsNorm, rmsnorm_cpu};
 pub use rope::{Rope, rope_cpu};
-pub use rope_kv::{RopeKv, RopeKvDims, rope_kv_cpu};
+pub use rope_kv::{RopeKv, RopeKvDims, exact_angles, rope_kv_cpu};
 pub use sample::{Sample, sample_cpu};
 pub use softcap::{Softcap, softcap_cpu};
 
@@ -76,7 +76,7 @@ pub use attention::{ATTN_GROUPED_MIN, ATTN_ONE_CHUNK, Attention, AttnDims, atten
 pub use block_sums::{BlockSums, block_sums_cpu, needs_block_sums};
 pub use context::{Caps, ErrorScope, Gpu, GpuOptions};
 pub use forward::{GpuBackend, GpuModel, ProfileRow};
-pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, RopePut, matvec_cpu, packed_input};
+pub use matvec::{MATVEC_SOFTWARE_WG, MatVec, RopePut, matvec_cpu, packed_input, takes_packed};
 pub use matvec_multi::{
     INT_MULTI_MAX, MULTI_MAX, MULTI_TOKENS, MatVecMulti, MultiShape, TILE_MAX, TILE_MAX_COOP, TILE_MIN,
     TILE_TOKENS, matvec_multi_cpu, tile_workgroup_bytes,

@@ -37,9 +37,12 @@ struct Params {
     q_scale: f32,
     n_ctx: u32,
     n_seq: u32,
+    /// 0, which the kernel cannot know (`shaders/exact_fp.wgsl`).
+    zero: u32,
+    _pad: [u32; 3],
 }
 
-const _: () = assert!(size_of::<Params>() == 64);
+const _: () = assert!(size_of::<Params>() == 80);
 
 /// Mirrors `struct RopePut` of put_rope.wgsl.
 #[repr(C)]
@@ -108,7 +111,56 @@ impl RopeKv {
         freqs: &RopeFreqs<'_>,
         q_scale: f32,
     ) -> Result<RopeKv> {
-        let key = "rope_kv";
+        RopeKv::build(
+            gpu,
+            step,
+            table,
+            x,
+            (q_off, k_off, v_off),
+            (k_cache, v_cache, cache_off),
+            dims,
+            kind,
+            freqs,
+            q_scale,
+            None,
+        )
+    }
+
+    /// [`RopeKv::new`] under exact numerics: the angles of each step's tokens come from the host
+    /// in `angles` ([`exact_angles`], written before each step), and each pair turns with the CPU
+    /// reference's fused multiply-adds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_exact(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        table: &StepTable,
+        x: &wgpu::Buffer,
+        offs: (u64, u64, u64),
+        cache: (&wgpu::Buffer, &wgpu::Buffer, u64),
+        dims: RopeKvDims,
+        kind: RopeKind,
+        angles: &wgpu::Buffer,
+        q_scale: f32,
+    ) -> Result<RopeKv> {
+        let freqs = RopeFreqs { theta_scale: 1.0, freq_scale: 1.0, attn_factor: 1.0, factors: None };
+        RopeKv::build(gpu, step, table, x, offs, cache, dims, kind, &freqs, q_scale, Some(angles))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        step: &StepBuffer,
+        table: &StepTable,
+        x: &wgpu::Buffer,
+        (q_off, k_off, v_off): (u64, u64, u64),
+        (k_cache, v_cache, cache_off): (&wgpu::Buffer, &wgpu::Buffer, u64),
+        dims: RopeKvDims,
+        kind: RopeKind,
+        freqs: &RopeFreqs<'_>,
+        q_scale: f32,
+        angles: Option<&wgpu::Buffer>,
+    ) -> Result<RopeKv> {
+        let key = if angles.is_some() { "rope_kv_exact" } else { "rope_kv" };
         let RopeKvDims { n_head, n_head_kv, head_dim, n_rot, n_ctx, n_seq } = dims;
         if !head_dim.is_multiple_of(2)
             || !n_rot.is_multiple_of(2)
@@ -122,7 +174,10 @@ impl RopeKv {
                 ),
             });
         }
-        let pipeline = gpu.pipeline(key, Family::Auto, || variant_source(gpu, key, "rope_kv", &[], false))?;
+        let overrides = [("EXACT", angles.is_some() as u32 as f64)];
+        let pipeline = gpu.pipeline_with(key, Family::Auto, &overrides, || {
+            variant_source(gpu, key, "rope_kv", &[], false)
+        })?;
         let kv_dim = n_head_kv as u64 * head_dim as u64;
         fits("rope_kv q bytes", x, q_off, n_head as u64 * head_dim as u64)?;
         fits("rope_kv k bytes", x, k_off, kv_dim)?;
@@ -156,10 +211,12 @@ impl RopeKv {
             q_scale,
             n_ctx,
             n_seq,
+            zero: 0,
+            _pad: [0; 3],
         };
         let params_buf = gpu.uniform(key, &params)?;
         let (q_rows, kv_rows) = (n_head as u64 * head_dim as u64, kv_dim);
-        let put = match kind == RopeKind::Normal {
+        let put = match kind == RopeKind::Normal && angles.is_none() {
             true => Some(RopePut {
                 params: gpu.uniform(
                     "put_rope",
@@ -191,7 +248,7 @@ impl RopeKv {
             &pipeline,
             &[
                 x.as_entire_binding(),
-                factors_buf.as_entire_binding(),
+                angles.unwrap_or(&factors_buf).as_entire_binding(),
                 k_cache.as_entire_binding(),
                 v_cache.as_entire_binding(),
                 params_buf.as_entire_binding(),
@@ -238,6 +295,19 @@ impl RopeKv {
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
     }
+}
+
+/// The angles [`RopeKv::new_exact`] reads for a step of tokens at `positions`: per token, the
+/// `n_rot/2` pairs' (cos φ_i, sin φ_i) · attn_factor as the CPU reference computes them
+/// ([`rope_angles`](crate::cpu::ops::rope_angles)), flattened.
+pub fn exact_angles(freqs: &RopeFreqs<'_>, n_rot: usize, positions: impl Iterator<Item = usize>) -> Vec<f32> {
+    let mut cs = vec![(0f32, 0f32); n_rot / 2];
+    let mut out = Vec::new();
+    for pos in positions {
+        crate::cpu::ops::rope_angles(&mut cs, pos, freqs);
+        out.extend(cs.iter().flat_map(|&(c, s)| [c, s]));
+    }
+    out
 }
 
 /// CPU twin of [`RopeKv`]: [`rope_cpu`] of q (scaled by `q_scale`) and of k, then

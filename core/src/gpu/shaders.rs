@@ -65,6 +65,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_multi.wgsl", include_str!("../../../shaders/matvec_multi.wgsl")),
     // Their tiled integer twins for steps of more tokens.
     ("matmul_int_q4_k.wgsl", include_str!("../../../shaders/matmul_int_q4_k.wgsl")),
+    // Exact numerics (`GpuOptions::exact`): the CPU reference's arithmetic, bit for bit.
+    ("exact_fp.wgsl", include_str!("../../../shaders/exact_fp.wgsl")),
+    ("exact_matvec.wgsl", include_str!("../../../shaders/exact_matvec.wgsl")),
+    ("exact_attention.wgsl", include_str!("../../../shaders/exact_attention.wgsl")),
     // Functions the kernels of one type include.
     ("q4_k_scales.wgsl", include_str!("../../../shaders/q4_k_scales.wgsl")),
     // A mat-vec's store (its `put` section), and the store of the fused q|k|v mat-vec of a

@@ -1,0 +1,100 @@
+// exact_fp.wgsl — the f32 arithmetic of the CPU reference that WGSL does not promise, for the
+// kernels of exact numerics (`GpuOptions::exact`): a fused multiply-add rounded once (WGSL's fma
+// may round twice, and does on lavapipe and SwiftShader), ggml's exp, and sums as exact as f64's.
+// Built from error-free transformations: every +, −, × rounds to nearest even, as on every
+// adapter measured, but a compiler may simplify them algebraically ((a + b) − a to b: lavapipe
+// does), so each intermediate a transformation relies on goes through `opaque`, an identity the
+// compiler cannot see through. The includer declares `fn zero_bits() -> u32`, returning a 0 the
+// host writes (a uniform field).
+
+fn opaque(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) | zero_bits());
+}
+
+// a + b = s + e exactly (Knuth's TwoSum): (s, e).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = opaque(a + b);
+    let bb = opaque(s - a);
+    return vec2<f32>(s, (a - opaque(s - bb)) + (b - bb));
+}
+
+// a = hi + lo with hi of 12 significant bits (Veltkamp's split; |a| < 2^115).
+fn split(a: f32) -> vec2<f32> {
+    let c = opaque(4097.0 * a);
+    let hi = opaque(c - opaque(c - a));
+    return vec2<f32>(hi, a - hi);
+}
+
+// a · b = p + e exactly (Dekker's product; no underflow): (p, e).
+fn two_prod(a: f32, b: f32) -> vec2<f32> {
+    let p = opaque(a * b);
+    let x = split(a);
+    let y = split(b);
+    return vec2<f32>(p, opaque(opaque(opaque(x.x * y.x - p) + x.x * y.y) + x.y * y.x) + x.y * y.y);
+}
+
+// a · b + c rounded once, as a hardware FMA (Boldo and Melquiond's emulation: the exact product,
+// its high part added to c exactly, the two low parts summed rounding to odd, then one rounding
+// to nearest). Finite arguments, no underflow.
+fn fma_exact(a: f32, b: f32, c: f32) -> f32 {
+    let u = two_prod(a, b);
+    let t = two_sum(c, u.x);
+    let v = two_sum(t.y, u.y);
+    var bits = bitcast<u32>(v.x);
+    // Inexact with an even last bit: the odd neighbour on the side of the exact sum.
+    if v.y != 0.0 && (bits & 1u) == 0u {
+        bits = select(bits - 1u, bits + 1u, (v.y > 0.0) == (v.x > 0.0));
+    }
+    return opaque(t.x + bitcast<f32>(bits));
+}
+
+// A sum of f32 values as (hi, lo), hi + lo within ~2^-44 of the exact sum: what ggml sums in f64
+// (ggml_float) gives the same f32 once rounded, but in the rarest cases.
+fn dd_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(a.x, b.x);
+    let e = opaque(s.y + a.y) + b.y;
+    return two_sum(s.x, e);
+}
+
+// (hi + lo) / n rounded to f32: the quotient corrected by its remainder (hi − q·n exact).
+fn dd_div(a: vec2<f32>, n: f32) -> f32 {
+    let q = opaque(a.x / n);
+    let qn = two_prod(q, n);
+    let r = opaque(opaque(a.x - qn.x) - qn.y) + a.y;
+    return opaque(q + r / n);
+}
+
+// 1 / (hi + lo) rounded to f32.
+fn dd_recip(a: vec2<f32>) -> f32 {
+    let q = opaque(1.0 / a.x);
+    let qa = two_prod(q, a.x);
+    // 1 − q·(hi + lo): exact for the first two terms (q·hi is within an ulp of 1).
+    let r = opaque(opaque(1.0 - qa.x) - qa.y) - q * a.y;
+    return opaque(q + q * r);
+}
+
+// e^x as ggml's x86 AVX2 `ggml_v_expf` (cpu/expf.rs's expf_ggml), every multiply-add fused. Its
+// last step fma(k, j, k) scales by a power of two k, so it is k · (j + 1) with one rounding (and
+// no overflow in the exact product where k is near the top of the range).
+fn exp_ggml(x: f32) -> f32 {
+    let round = bitcast<f32>(0x4b400000u);
+    let z = fma_exact(x, bitcast<f32>(0x3fb8aa3bu), round);
+    let n = opaque(z - round);
+    let b = fma_exact(-n, bitcast<f32>(0x35bfbe8eu), fma_exact(-n, bitcast<f32>(0x3f317200u), x));
+    let e = bitcast<u32>(z) << 23u;
+    let k = bitcast<f32>(e + 0x3f800000u);
+    let u = b * b;
+    let j0 = fma_exact(bitcast<f32>(0x3c072010u), b, bitcast<f32>(0x3d2b9f17u));
+    let j1 = fma_exact(j0, u, fma_exact(bitcast<f32>(0x3e2aaf33u), b, bitcast<f32>(0x3efffedbu)));
+    let j = fma_exact(j1, u, bitcast<f32>(0x3f7ffff6u) * b);
+    if abs(n) <= 126.0 {
+        return k * (j + 1.0);
+    }
+    let g = select(0u, 0x82000000u, n <= 0.0);
+    let s1 = bitcast<f32>(g + 0x7f000000u);
+    if abs(n) > 192.0 {
+        return s1 * s1;
+    }
+    let s2 = bitcast<f32>(e - g);
+    return (s2 * (j + 1.0)) * s1;
+}
