@@ -11,8 +11,12 @@ fn opaque(v: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(v) | zero_bits());
 }
 
-// a + b = s + e exactly (Knuth's TwoSum): (s, e).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
+// a + b = s + e exactly (Knuth's TwoSum): (s, e). The arguments go through `opaque` too: an
+// argument that is a product must be rounded before the sum (a compiler may contract a·b + c
+// into one fused operation).
+fn two_sum(x: f32, y: f32) -> vec2<f32> {
+    let a = opaque(x);
+    let b = opaque(y);
     let s = opaque(a + b);
     let bb = opaque(s - a);
     return vec2<f32>(s, (a - opaque(s - bb)) + (b - bb));
@@ -69,8 +73,8 @@ fn dd_recip(a: vec2<f32>) -> f32 {
     let q = opaque(1.0 / a.x);
     let qa = two_prod(q, a.x);
     // 1 − q·(hi + lo): exact for the first two terms (q·hi is within an ulp of 1).
-    let r = opaque(opaque(1.0 - qa.x) - qa.y) - q * a.y;
-    return opaque(q + q * r);
+    let r = opaque(opaque(1.0 - qa.x) - qa.y) - opaque(q * a.y);
+    return opaque(q + opaque(q * r));
 }
 
 // e^x as ggml's x86 AVX2 `ggml_v_expf` (cpu/expf.rs's expf_ggml), every multiply-add fused. Its

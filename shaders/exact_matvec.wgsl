@@ -106,7 +106,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     - 8 * dot4I8Packed(0x01010101u, x[xl + 4u + j]);
                 sumi += lo + hi;
             }
-            sum += (f32(sumi) * f16_at(at)) * bitcast<f32>(x[scales + b]);
+            sum += opaque((f32(sumi) * f16_at(at)) * bitcast<f32>(x[scales + b]));
         }
     }
     var total = sum;

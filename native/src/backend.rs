@@ -25,6 +25,11 @@ pub struct DeviceArgs {
     /// Run on the CPU even when a GPU adapter exists.
     #[arg(long)]
     pub cpu: bool,
+    /// GPU: exact numerics — the CPU's arithmetic in its order, so the GPU's logits and greedy
+    /// text are the CPU's (`--cpu`) bit for bit; one token a step, Q4_0/Q4_1/Q8_0 llama-shaped
+    /// models only, much slower than the default kernels.
+    #[arg(long, conflicts_with = "cpu")]
+    pub exact: bool,
     /// CPU threads (default: one per core).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
@@ -123,6 +128,7 @@ impl Device {
             no_coop_matrix: set("AETHER_NO_COOP_MATRIX"),
             no_gemm: set("AETHER_NO_GEMM"),
             no_rope_store: set("AETHER_NO_ROPE_STORE"),
+            exact: args.exact,
             multi_max: args.multi_max,
             tile_max: args.tile_max,
             int_multi_max: args.int_multi_max,

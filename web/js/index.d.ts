@@ -142,6 +142,15 @@ export interface LoadOptions {
    * WebGPU engine cannot run; "cpu" never uses WebGPU.
    */
   device?: "auto" | "cpu" | "gpu";
+  /**
+   * The WebGPU engine's arithmetic. "exact": the CPU engine's, in its order, so the logits (and
+   * the greedy text) are the CPU engine's and `aether run --cpu`'s bit for bit, whatever the
+   * adapter; slower on a real GPU (one token a step; Q4_0, Q4_1 and Q8_0 llama-shaped models,
+   * others fail with UnsupportedModelError). "fast": the default kernels, which sum in the
+   * GPU's own order. "auto" (default): exact on a software adapter, where it runs as fast,
+   * fast elsewhere.
+   */
+  numerics?: "auto" | "exact" | "fast";
   signal?: AbortSignal;
   /** Where worker.js is served, when a bundler moves it. */
   workerUrl?: string | URL;
@@ -152,6 +161,8 @@ export interface ModelInfo {
   name: string;
   architecture: string;
   backend: "cpu" | "webgpu";
+  /** The logits are the CPU reference's bit for bit (the CPU engine, or exact numerics). */
+  exact: boolean;
   fileBytes: number;
   tensors: number;
   contextSize: number;

@@ -55,7 +55,8 @@ export class Engine {
   /**
    * Loads a GGUF model from a URL, File or Blob into a new engine worker.
    * options: onProgress({phase, loaded, total, progress}), contextSize, sha256, cache (true |
-   * false | "required"), cacheName, device ("auto" | "cpu" | "gpu"), signal, workerUrl.
+   * false | "required"), cacheName, device ("auto" | "cpu" | "gpu"), numerics ("auto" | "exact" |
+   * "fast"), signal, workerUrl.
    */
   static async load(source, options = {}) {
     const { onProgress, signal, workerUrl, device = "auto", ...rest } = options;

@@ -117,7 +117,8 @@ async function load(m) {
     try {
       const adapter = device === "auto" ? await self.navigator.gpu.requestAdapter() : null;
       if (device === "gpu" || (adapter && !adapter.info?.isFallbackAdapter)) {
-        gpu = JSON.parse(await openGpu());
+        // `numerics`: "auto" (exact on a software adapter, where it costs nothing), "exact", "fast".
+        gpu = JSON.parse(await openGpu(options.numerics ?? "auto"));
       }
     } catch (e) {
       if (device === "gpu") throw e;

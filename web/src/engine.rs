@@ -235,6 +235,9 @@ impl EngineCore {
             "architecture": l.architecture,
             "name": l.name,
             "backend": self.backend(),
+            // The CPU engine is the reference; the GPU's results are its bit for bit under exact
+            // numerics.
+            "exact": self.gpu().is_none_or(|g| g.caps().exact),
             "fileBytes": l.file_len,
             "tensors": l.n_tensors,
             "contextSize": self.n_ctx(),

@@ -61,13 +61,24 @@ fn the_gpu() -> Option<&'static Gpu> {
 
 /// Opens the WebGPU device (once; later calls answer at once). Resolves to the adapter's
 /// description as JSON, or rejects with `WebGPUUnavailableError`-kind errors when there is none.
+/// `numerics`: "exact" (the CPU reference's results bit for bit, [`GpuOptions::exact`]), "fast"
+/// (the default kernels), or "auto"/none: exact on a software adapter (the browser's fallback),
+/// where it costs nothing, fast elsewhere.
 #[wasm_bindgen(js_name = openGpu)]
-pub async fn open_gpu() -> Result<String, JsValue> {
+pub async fn open_gpu(numerics: Option<String>) -> Result<String, JsValue> {
     let gpu = match the_gpu() {
         Some(g) => g,
         None => {
-            let g: &'static Gpu =
-                Box::leak(Box::new(Gpu::new(GpuOptions::default()).await.map_err(|e| js(e.into()))?));
+            let opts = match numerics.as_deref() {
+                Some("exact") => GpuOptions { exact: true, ..Default::default() },
+                Some("fast") => GpuOptions::default(),
+                None | Some("auto") => GpuOptions { exact_if_software: true, ..Default::default() },
+                Some(other) => {
+                    let message = format!("numerics `{other}`: expected \"auto\", \"exact\" or \"fast\"");
+                    return Err(js(WebError::new(error::Kind::InvalidRequest, message)));
+                }
+            };
+            let g: &'static Gpu = Box::leak(Box::new(Gpu::new(opts).await.map_err(|e| js(e.into()))?));
             GPU.with(|c| *c.get_or_init(|| g))
         }
     };
@@ -79,6 +90,7 @@ pub async fn open_gpu() -> Result<String, JsValue> {
         "subgroups": caps.subgroups,
         "shaderF16": caps.shader_f16,
         "maxStorageBinding": caps.max_storage_binding,
+        "exact": caps.exact,
     })
     .to_string())
 }

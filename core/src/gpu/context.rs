@@ -45,6 +45,10 @@ pub struct GpuOptions {
     /// Exact numerics: compute what the CPU reference computes, bit for bit ([`Caps::exact`]):
     /// the same logits, so the same greedy text, on any adapter, at a fraction of the speed.
     pub exact: bool,
+    /// Exact numerics where the adapter is a software one ([`Caps::software`]: the browser's
+    /// fallback, SwiftShader): there the exact kernels, with no barriers in their mat-vecs, run
+    /// as fast as the default ones, so nothing is lost by giving the CPU's results.
+    pub exact_if_software: bool,
     /// Treat the adapter as a software implementation or not ([`Caps::software`]), whatever type
     /// it reports (`None`: as reported). Tests run both kernel geometries on one adapter.
     pub software: Option<bool>,
@@ -420,6 +424,8 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
     let binding = opts.max_storage_binding.map_or(binding, |cap| cap.min(binding)) & !3;
     let coop_matrix = f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
     let coop_typed = coop_matrix && l.max_compute_workgroup_storage_size >= COOP_TYPED_WORKGROUP_BYTES;
+    let software = opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu);
+    let exact = opts.exact || (opts.exact_if_software && software);
     Caps {
         subgroups: f.contains(wgpu::Features::SUBGROUP),
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
@@ -429,9 +435,9 @@ fn caps(f: &wgpu::Features, l: &wgpu::Limits, info: &wgpu::AdapterInfo, opts: &G
         gemm: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
             && l.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
             && !opts.no_gemm,
-        rope_store: !opts.no_rope_store && !opts.exact,
-        exact: opts.exact,
-        software: opts.software.unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
+        rope_store: !opts.no_rope_store && !exact,
+        exact,
+        software,
         subgroup_min_size: info.subgroup_min_size,
         subgroup_max_size: info.subgroup_max_size,
         max_storage_binding: binding,
