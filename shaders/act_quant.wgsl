@@ -75,6 +75,16 @@ fn zero_bits() -> u32 {
 
 // include: exact_fp.wgsl
 
+// a / b: rounded to nearest under EXACT whatever the adapter's division; otherwise the adapter's,
+// by an opaque b (a compiler may multiply by a rounded reciprocal of a constant: SwiftShader's
+// does).
+fn div(a: f32, b: f32) -> f32 {
+    if EXACT {
+        return div_exact(a, b);
+    }
+    return a / opaque(b);
+}
+
 // Round to nearest even at bit 16; NaN stays NaN (quiet).
 fn round_bf16(v: f32) -> f32 {
     let b = bitcast<u32>(v);
@@ -97,7 +107,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if live {
         v = x[p.x_off + i];
         if EXACT && p.glu == 1u {
-            v = (v / (1.0 + exp_ggml(0.0 - v))) * up[p.up_off + i];
+            v = div_exact(v, 1.0 + exp_ggml(0.0 - v)) * up[p.up_off + i];
         } else if p.glu != 0u {
             v = activate(v, p.glu == 2u) * up[p.up_off + i];
         }
@@ -122,7 +132,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             workgroupBarrier();
         }
         let mean = dd_div(vec2<f32>(mag[0], val[0]), f32(p.cols));
-        let scale = 1.0 / sqrt(mean + p.eps);
+        let scale = div_exact(1.0, sqrt_exact(mean + p.eps));
         workgroupBarrier();
         if live {
             v = v * scale * nw[c];
@@ -180,17 +190,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var d = 0.0;
     if live {
         if p.mode != 1u {
-            // amax / 127 divided, not multiplied by a rounded 1/127 (which a compiler may make
-            // of a division by a constant: SwiftShader's does).
-            d = round_f16(amax / opaque(127.0));
-            let id = select(0.0, 127.0 / amax, amax != 0.0);
+            d = round_f16(div(amax, 127.0));
+            let id = select(0.0, div(127.0, amax), amax != 0.0);
             q = clamp(round(v * id), -128.0, 127.0);
         } else if amax != 0.0 {
             // The signed extreme: the element at lane at[head] of this workgroup's block.
             let max = val[at[head]];
-            let iscale = -127.0 / max;
+            let iscale = div(-127.0, max);
             q = min(127.0, round(iscale * v));
-            d = 1.0 / iscale;
+            d = div(1.0, iscale);
         }
         y[p.y_off + i] = d * q;
     }
@@ -210,7 +218,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             for (var k = 0u; k < 32u; k++) {
                 sum += lq[lid + k];
             }
-            word = pack2x16float(vec2<f32>(d, round_f16((amax / opaque(127.0)) * f32(sum))));
+            word = pack2x16float(vec2<f32>(d, round_f16(div(amax, 127.0) * f32(sum))));
         }
         xq[row + p.cols / 4u + c / 32u] = word;
     }

@@ -68,6 +68,54 @@ fn dd_div(a: vec2<f32>, n: f32) -> f32 {
     return opaque(q + r / n);
 }
 
+// The float after v toward +∞ (`up`) or −∞; v finite and nonzero.
+fn step_float(v: f32, up: bool) -> f32 {
+    let b = bitcast<u32>(v);
+    return bitcast<f32>(select(b - 1u, b + 1u, up == (v > 0.0)));
+}
+
+// Of c and its two neighbours, the one whose residual |r(n)| is smallest (ties: the even one):
+// one step of div_exact's and sqrt_exact's search, `sq` choosing the residual x − n² over x − n·b.
+fn nearest_of(c: f32, x: f32, b: f32, sq: bool) -> f32 {
+    var best = c;
+    var rb = abs(fma_exact(-c, select(b, c, sq), x));
+    for (var k = 0u; k < 2u; k++) {
+        let n = step_float(c, k == 1u);
+        let r = abs(fma_exact(-n, select(b, n, sq), x));
+        if r < rb || (r == rb && (bitcast<u32>(n) & 1u) == 0u) {
+            best = n;
+            rb = r;
+        }
+    }
+    return best;
+}
+
+// a / b rounded to nearest even, whatever the adapter's division (WGSL allows 2.5 ulp, and
+// NVIDIA's takes it): the quotient of a and b's mantissas (in [0.5, 1), so every product of the
+// search stays far from underflow, which software adapters flush), then twice the neighbour with
+// the smaller exact residual, scaled back by the exponents (exact, but for a subnormal result).
+// Zero, infinite and NaN operands as the adapter divides them.
+fn div_exact(a: f32, b: f32) -> f32 {
+    let finite = (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u && (bitcast<u32>(b) & 0x7f800000u) != 0x7f800000u;
+    if a == 0.0 || b == 0.0 || !finite {
+        return a / b;
+    }
+    let x = frexp(a);
+    let y = frexp(b);
+    let q = nearest_of(nearest_of(opaque(x.fract / y.fract), x.fract, y.fract, false), x.fract, y.fract, false);
+    return ldexp(q, x.exp - y.exp);
+}
+
+// √x rounded to nearest even, whatever the adapter's sqrt: the neighbour search on x − s² (which
+// picks the nearest but where √x lies within 2^-25 of an ulp of a midpoint).
+fn sqrt_exact(x: f32) -> f32 {
+    let s = opaque(sqrt(x));
+    if s == 0.0 || !(s < 1.0e18) {
+        return s;
+    }
+    return nearest_of(nearest_of(s, x, 0.0, true), x, 0.0, true);
+}
+
 // 1 / (hi + lo) rounded to f32.
 fn dd_recip(a: vec2<f32>) -> f32 {
     let q = opaque(1.0 / a.x);

@@ -7,6 +7,7 @@
 
 use aether_core::Error;
 use aether_core::cpu::attention::{attn_probs, attn_values};
+use aether_core::cpu::expf_ggml;
 use aether_core::cpu::ops::{RopeFreqs, rmsnorm, rope, rope_angles, swiglu};
 use aether_core::gpu::{
     ActQuant, Attention, AttnDims, Gpu, GpuOptions, GpuTensor, MatVec, RopeKv, RopeKvDims, Step, StepBuffer,
@@ -29,6 +30,93 @@ fn first_difference(got: &[f32], want: &[f32]) -> Option<(usize, f32, f32)> {
         .enumerate()
         .find(|(_, (g, w))| g.to_bits() != w.to_bits())
         .map(|(i, (g, w))| (i, *g, *w))
+}
+
+/// exact_fp.wgsl's functions in a harness kernel, 4 results per (x, y, z): fma_exact(x, y, z),
+/// exp_ggml(30x), SiLU of 30x (div_exact of it by 1 + e^-30x) and 1 / sqrt_exact(|z| + 1e-5).
+const FP_HARNESS: &str = r#"
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+@group(0) @binding(2) var<storage, read> zero: array<u32>;
+fn zero_bits() -> u32 { return zero[0]; }
+// include: exact_fp.wgsl
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+    let i = g.x;
+    if i >= arrayLength(&a) / 3u { return; }
+    let x = a[3u * i];
+    let y = a[3u * i + 1u];
+    let z = a[3u * i + 2u];
+    let s = 30.0 * x;
+    o[4u * i] = bitcast<u32>(fma_exact(x, y, z));
+    o[4u * i + 1u] = bitcast<u32>(exp_ggml(s));
+    o[4u * i + 2u] = bitcast<u32>(div_exact(s, 1.0 + exp_ggml(0.0 - s)));
+    o[4u * i + 3u] = bitcast<u32>(div_exact(1.0, sqrt_exact(abs(z) + 1e-5)));
+}
+"#;
+
+/// The arithmetic the exact kernels build on, against the CPU's on 300,000 random triples: a
+/// fused multiply-add, ggml's exp (every range, its overflow and saturation), SiLU's quotient and
+/// the norm's 1/√ — WGSL's own fma, division and sqrt differ from them (lavapipe and SwiftShader
+/// round fma twice, NVIDIA divides and takes roots to 1-2 ulp). Results the CPU gives as
+/// subnormals may come back as zeros (software adapters flush them).
+#[test]
+fn the_exact_arithmetic_is_the_cpus_bit_for_bit() {
+    let Some(gpu) = exact_gpu() else { return };
+    let src = aether_core::gpu::shaders::with_includes(FP_HARNESS);
+    let n = 300_000usize;
+    let mut rng = Rng::new(0xf9a);
+    let a: Vec<f32> = rng.vec(3 * n).iter().map(|v| v * 4.0).collect();
+    let (ab, ob, zb) =
+        (buffer(&gpu, "a", &a), buffer(&gpu, "o", &vec![0u32; 4 * n]), buffer(&gpu, "zero", &[0u32; 4]));
+    let dev = gpu.device();
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let entries: Vec<_> = [&ab, &ob, &zb]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .collect();
+    let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let mut enc = dev.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups((n as u32).div_ceil(64), 1, 1);
+    }
+    gpu.submit(enc, "exact arithmetic").unwrap();
+    let o = read_all_u32(&gpu, &ob);
+    let names = ["fma_exact", "exp_ggml", "SiLU's div_exact", "1 / sqrt_exact"];
+    let mut failures = Vec::new();
+    for i in 0..n {
+        let (x, y, z) = (a[3 * i], a[3 * i + 1], a[3 * i + 2]);
+        let s = 30.0 * x;
+        let want =
+            [x.mul_add(y, z), expf_ggml(s), s / (1.0 + expf_ggml(0.0 - s)), 1.0 / (z.abs() + 1e-5).sqrt()];
+        for (k, w) in want.iter().enumerate() {
+            let g = f32::from_bits(o[4 * i + k]);
+            let flushed = w.abs() < f32::MIN_POSITIVE && g.abs() < f32::MIN_POSITIVE;
+            if g.to_bits() != w.to_bits() && !flushed && failures.len() < 8 {
+                failures.push(format!("{}({x:e}, {y:e}, {z:e}) = {g:e}, CPU {w:e}", names[k]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod attention;
 mod expf;
+pub use expf::expf_ggml;
 mod forward;
 pub mod ops;
 
