@@ -10,7 +10,9 @@
 //!   (subgroups vs workgroup memory). The acceptance — every top-1
 //!   equal and KL mean ≤ 1e-3 — is an ignored test: the KL means are 2.4e-3 to 3e-3 (all 32
 //!   top-1 equal on lavapipe today);
-//! - the weights split across buffers by a small binding limit give the same logits.
+//! - the weights split across buffers by a small binding limit give the same logits;
+//! - under exact numerics (`GpuOptions::exact`), SmolLM2's logits along the CPU's 32 greedy
+//!   tokens are the CPU's bit for bit.
 //!
 //! The GPU computes what the CPU computes — activations rounded to the same Q8/f16 formats with
 //! the same block sums, queries and attention probabilities rounded to f16, the same f16 KV
