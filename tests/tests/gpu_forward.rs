@@ -92,6 +92,21 @@ fn compare(what: &str, want: &[Vec<f32>], got: &[Vec<f32>], near_tie: f32) -> (f
 /// subgroup-of-4 order takes the runner-up there.
 const SMOLLM2_NEAR_TIE: f32 = 0.5;
 
+/// The CPU's logits at `n` positions: after the prompt, then after each of its first n − 1 greedy
+/// tokens (returned too), fed one at a time (the CPU's batch and its tokens one at a time give
+/// bit-identical logits).
+fn cpu_greedy(model: &Model<'_>, prompt: &[u32], n: usize) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let mut cpu = CpuBackend::new(model, 256, &Serial);
+    let mut want = vec![cpu.logits(prompt)];
+    let mut ids = Vec::new();
+    while want.len() < n {
+        let t = argmax(want.last().expect("logits"));
+        ids.push(t);
+        want.push(cpu.logits(&[t]));
+    }
+    (want, ids)
+}
+
 /// A GPU variant's name and its logits at each position.
 type Run = (&'static str, Vec<Vec<f32>>);
 
@@ -105,18 +120,8 @@ fn smollm2_runs() -> Option<(Vec<Vec<f32>>, [Run; 3])> {
     let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
     let prompt = tok.encode("The capital of France is", true, false).unwrap();
 
-    // The CPU's greedy continuation, and its logits along it (the CPU's batch and its tokens one
-    // at a time give bit-identical logits).
-    let mut cpu = CpuBackend::new(&model, 256, &Serial);
-    let mut want = vec![cpu.logits(&prompt)];
-    let mut ids = Vec::new();
-    while ids.len() < 32 {
-        let t = argmax(want.last().expect("logits"));
-        ids.push(t);
-        want.push(cpu.logits(&[t]));
-    }
-    want.pop();
-    let then = &ids[..ids.len() - 1];
+    let (want, ids) = cpu_greedy(&model, &prompt, 32);
+    let then = &ids[..];
     let sg = gpu_logits(GpuOptions::default(), &model, &prompt, then)?;
     let (head, rest) = prompt.split_at(prompt.len() - 1);
     let fed: Vec<u32> = head[1..].iter().chain(rest).chain(then).copied().collect();
@@ -200,14 +205,7 @@ fn smollm2_under_exact_numerics_gives_the_cpus_logits_bit_for_bit() {
     let model = Model::from_gguf(&g).unwrap();
     let tok = Tokenizer::from_metadata(g.metadata()).unwrap();
     let prompt = tok.encode("The capital of France is", true, false).unwrap();
-    let mut cpu = CpuBackend::new(&model, 256, &Serial);
-    let mut want = vec![cpu.logits(&prompt)];
-    let mut ids = Vec::new();
-    while ids.len() < 31 {
-        let t = argmax(want.last().expect("logits"));
-        ids.push(t);
-        want.push(cpu.logits(&[t]));
-    }
+    let (want, ids) = cpu_greedy(&model, &prompt, 32);
     let Some(got) = gpu_logits(GpuOptions { exact: true, ..Default::default() }, &model, &prompt, &ids)
     else {
         return;

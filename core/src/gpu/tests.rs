@@ -32,7 +32,7 @@ fn every_shader_validates_alone_or_is_spliced() {
 
 /// Every `// include:` line names a file, which includes nothing itself, and the resolved source
 /// holds that file's text; the four Q4_K kernels share one copy of the scale unpacking, the two
-/// tensor-core matmuls one edge store.
+/// tensor-core matmuls one edge store, the kernels of exact numerics one exact arithmetic.
 #[test]
 fn every_include_is_put_in() {
     use shaders::INCLUDE_MARKER;
@@ -52,12 +52,16 @@ fn every_include_is_put_in() {
     assert_eq!(
         pairs,
         [
+            "act_quant.wgsl < exact_fp.wgsl",
             "attn_decode.wgsl < attn_decode_common.wgsl",
             "attn_decode.wgsl < attn_params.wgsl",
             "attn_decode_gqa.wgsl < attn_decode_common.wgsl",
             "attn_decode_gqa.wgsl < attn_params.wgsl",
             "attn_merge.wgsl < attn_params.wgsl",
             "attn_prefill.wgsl < attn_params.wgsl",
+            "exact_attention.wgsl < attn_params.wgsl",
+            "exact_attention.wgsl < exact_fp.wgsl",
+            "exact_matvec.wgsl < exact_fp.wgsl",
             "matmul_coop.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < coop_common.wgsl",
             "matmul_coop_q4_k.wgsl < q4_k_scales.wgsl",
@@ -68,6 +72,7 @@ fn every_include_is_put_in() {
             "matvec_q8_0.wgsl < put_rows.wgsl",
             "put_rope.wgsl < rope_angles.wgsl",
             "rope.wgsl < rope_angles.wgsl",
+            "rope_kv.wgsl < exact_fp.wgsl",
             "rope_kv.wgsl < rope_angles.wgsl",
         ]
     );
@@ -422,5 +427,8 @@ fn every_f16_round_trip_is_the_spliced_section() {
             spliced += 1;
         }
     }
-    assert_eq!(spliced, 5, "act_quant, attn_decode, attn_decode_gqa, attn_prefill and glu round to f16");
+    assert_eq!(
+        spliced, 6,
+        "act_quant, attn_decode, attn_decode_gqa, attn_prefill, exact_attention and glu round to f16"
+    );
 }
