@@ -235,12 +235,48 @@ fn live_objects(gpu: &Gpu) -> [isize; 5] {
 
 /// A tiny synthetic llama (Q4_K weights, Q6_K output) as GGUF bytes.
 fn tiny_llama(seed: u64) -> Vec<u8> {
+    tiny_llama_of(seed, aether_core::quant::GgmlType::Q4K, aether_core::quant::GgmlType::Q6K)
+}
+
+fn tiny_llama_of(
+    seed: u64,
+    weights: aether_core::quant::GgmlType,
+    output: aether_core::quant::GgmlType,
+) -> Vec<u8> {
     use aether_core::model::Arch;
-    use aether_core::quant::GgmlType;
     use aether_core::synth::{Shape, Spec, Synth};
     let shape = Shape::named("tiny", Arch::Llama).expect("tiny");
-    let spec = Spec { arch: Arch::Llama, shape, weights: GgmlType::Q4K, output: GgmlType::Q6K, seed };
+    let spec = Spec { arch: Arch::Llama, shape, weights, output, seed };
     Synth::new(&spec).and_then(|s| s.to_bytes()).expect("synth")
+}
+
+/// Exact numerics take one token a step, so an evaluation of several sequences' runs is several
+/// forward batches: every run's output comes back, each the CPU's for its sequence bit for bit
+/// (the host kept only one step's outputs once: the second sequence's read past them).
+#[test]
+fn exact_numerics_evaluate_several_sequences_one_token_a_step() {
+    use aether_core::quant::GgmlType::Q8_0;
+    let Some(gpu) = test_gpu(GpuOptions { exact: true, ..Default::default() }) else { return };
+    let bytes = tiny_llama_of(5, Q8_0, Q8_0);
+    let g = Gguf::parse(&bytes).expect("parse");
+    let model = Model::from_gguf(&g).expect("model");
+    let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).expect("upload");
+    let mut b = GpuBackend::with_seqs(&gpu, &gm, 64, 3, 16).expect("pool");
+    let mut cpu = CpuBackend::with_seqs(&model, 64, 3, 16, &Serial);
+    let (a, c, d) = ([1u32, 2, 3], [4u32], [5u32, 6]);
+    for want in [Want::Logits, Want::Argmax] {
+        let runs = [
+            Run { seq: 0, tokens: &a, want },
+            Run { seq: 1, tokens: &c, want },
+            Run { seq: 2, tokens: &d, want },
+        ];
+        let got = pollster::block_on(b.eval_batch(&runs)).expect("GPU");
+        let got: Vec<String> = (0..3).map(|j| format!("{:?}", got.get(j))).collect();
+        let want_cpu = pollster::block_on(cpu.eval_batch(&runs)).expect("CPU");
+        for (j, g) in got.iter().enumerate() {
+            assert_eq!(g, &format!("{:?}", want_cpu.get(j)), "{want:?}: run {j}");
+        }
+    }
 }
 
 /// A Q4_K model's batches take its integer kernels (the few-token mat-vec below `TILE_MIN` tokens,

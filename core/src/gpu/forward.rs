@@ -486,7 +486,8 @@ pub struct GpuBackend<'g> {
     /// The draws of the step being recorded, by output row of its batch.
     draws: Vec<Option<Draw>>,
     readback: Readback,
-    /// [max_out, n_vocab] and [max_out]: the outputs read back, by output row.
+    /// [n_seq, n_vocab] and [n_seq]: an evaluation's outputs read back, by output row (its forward
+    /// batches' rows end to end).
     logits: Vec<f32>,
     tokens: Vec<u32>,
     /// Two [max_out] u32 staging buffers greedy steps' argmaxes come back through, alternately.
@@ -615,8 +616,10 @@ impl<'g> GpuBackend<'g> {
             sample,
             draws: Vec::with_capacity(max_out),
             readback,
-            logits: vec![0.0; max_out * c.n_vocab],
-            tokens: vec![0; max_out],
+            // Every sequence's output of an evaluation, which may take several forward batches
+            // (exact numerics' one token a step, or more runs than a step holds).
+            logits: vec![0.0; n_seq * c.n_vocab],
+            tokens: vec![0; n_seq],
             token_staging,
             ahead: None,
             passes: 0,
