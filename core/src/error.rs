@@ -184,7 +184,7 @@ pub enum Error {
     /// Exact numerics ([`GpuOptions::exact`](crate::gpu::GpuOptions)) cover part of what the
     /// fast kernels do.
     #[error(
-        "exact GPU numerics do not cover {what} (they take Q4_0, Q4_1 and Q8_0 weights of plain llama-shaped models)"
+        "exact GPU numerics do not cover {what} (they take Q4_0, Q4_1 and Q8_0 weights of llama, qwen2 and phi3 models)"
     )]
     ExactUnsupported { what: String },
     // ---------------------------------------------------------------- gpu attention

@@ -26,7 +26,7 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub cpu: bool,
     /// GPU: exact numerics — the CPU's arithmetic in its order, so the GPU's logits and greedy
-    /// text are the CPU's (`--cpu`) bit for bit; one token a step, Q4_0/Q4_1/Q8_0 llama-shaped
+    /// text are the CPU's (`--cpu`) bit for bit; one token a step, Q4_0/Q4_1/Q8_0 llama, qwen2 and phi3
     /// models only, much slower than the default kernels.
     #[arg(long, conflicts_with = "cpu")]
     pub exact: bool,

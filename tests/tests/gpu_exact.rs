@@ -477,3 +477,60 @@ fn the_exact_rope_and_cache_store_are_the_cpus_bit_for_bit() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// A synthetic tiny model of `arch` with `weights` (the output matrix Q8_0).
+fn tiny(arch: aether_core::model::Arch, weights: GgmlType) -> Vec<u8> {
+    use aether_core::synth::{Shape, Spec, Synth};
+    let shape = Shape::named("tiny", arch).expect("tiny");
+    Synth::new(&Spec { arch, shape, weights, output: GgmlType::Q8_0, seed: 11 })
+        .and_then(|s| s.to_bytes())
+        .expect("synth")
+}
+
+/// Every architecture exact numerics cover — llama, Qwen 2 (q/k/v biases), Phi-3 (fused q|k|v
+/// and gate|up, NeoX rope) — gives the CPU's logits bit for bit along 12 greedy tokens, for each
+/// weight type they take; Qwen 3 (q/k norms) and Gemma 3 (GELU, post-norms, windows) are refused
+/// with `ExactUnsupported`, not run another way.
+#[test]
+fn tiny_models_of_every_covered_architecture_give_the_cpus_logits() {
+    use aether_core::cpu::Serial;
+    use aether_core::gguf::Gguf;
+    use aether_core::gpu::{GpuBackend, GpuModel};
+    use aether_core::model::{Arch, Model};
+    use aether_core::session::CpuBackend;
+    use aether_tests::arch_goldens::Logits;
+    use aether_tests::logits::argmax;
+    let Some(gpu) = exact_gpu() else { return };
+    let mut failures = Vec::new();
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Phi3] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0] {
+            let bytes = tiny(arch, ty);
+            let g = Gguf::parse(&bytes).unwrap();
+            let model = Model::from_gguf(&g).unwrap();
+            let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).unwrap();
+            let mut b = GpuBackend::new(&gpu, &gm, 64, 8).unwrap();
+            let mut cpu = CpuBackend::new(&model, 64, &Serial);
+            let (mut want, mut got) = (cpu.logits(&[1, 2, 3]), b.logits(&[1, 2, 3]));
+            for step in 0..12 {
+                if let Some((i, g, w)) = first_difference(&got, &want) {
+                    failures.push(format!("{arch:?} {ty} step {step}: logit {i} = {g:e}, CPU {w:e}"));
+                    break;
+                }
+                let t = argmax(&want);
+                (want, got) = (cpu.logits(&[t]), b.logits(&[t]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for arch in [Arch::Qwen3, Arch::Gemma3] {
+        let bytes = tiny(arch, GgmlType::Q8_0);
+        let g = Gguf::parse(&bytes).unwrap();
+        let model = Model::from_gguf(&g).unwrap();
+        let gm = GpuModel::upload(&gpu, &model, &mut |_, _| {}).unwrap();
+        match GpuBackend::new(&gpu, &gm, 64, 8) {
+            Err(Error::ExactUnsupported { what }) => eprintln!("{arch:?}: refused ({what})"),
+            Err(e) => panic!("{arch:?}: expected ExactUnsupported, got {e}"),
+            Ok(_) => panic!("{arch:?} under exact numerics"),
+        }
+    }
+}

@@ -145,7 +145,7 @@ export interface LoadOptions {
   /**
    * The WebGPU engine's arithmetic. "exact": the CPU engine's, in its order, so the logits (and
    * the greedy text) are the CPU engine's and `aether run --cpu`'s bit for bit, whatever the
-   * adapter; slower on a real GPU (one token a step; Q4_0, Q4_1 and Q8_0 llama-shaped models,
+   * adapter; slower on a real GPU (one token a step; Q4_0, Q4_1 and Q8_0 llama, Qwen 2 and Phi-3 models,
    * others fail with UnsupportedModelError). "fast": the default kernels, which sum in the
    * GPU's own order. "auto" (default): exact on a software adapter, where it runs as fast,
    * fast elsewhere.

@@ -129,8 +129,8 @@ pub struct Caps {
     /// reference's arithmetic in its order (`shaders/exact_*.wgsl`; a fused multiply-add rounded
     /// once, sums as its SIMD lanes and f64 accumulators make them), one token a step, so its
     /// logits are the CPU's bit for bit. Weights of the types with an exact mat-vec (Q4_0, Q4_1,
-    /// Q8_0) and models of the plain llama shape only; the rest is refused with
-    /// [`Error::Unsupported`](crate::Error).
+    /// Q8_0) of llama, Qwen 2 and Phi-3 models only; the rest is refused with
+    /// [`Error::ExactUnsupported`](crate::Error::ExactUnsupported).
     pub exact: bool,
     /// The adapter runs on the CPU (SwiftShader, lavapipe, WARP; in a browser, the fallback
     /// adapter). There a workgroup costs far more than on a GPU — SwiftShader runs each SIMD

@@ -1118,11 +1118,11 @@ impl BatchBackend for GpuBackend<'_> {
 /// An activation: a buffer and an offset in it, in elements.
 type Act<'a> = (&'a wgpu::Buffer, u64);
 
-/// Makes the launchers of a backend.
 /// Refuses a model exact numerics do not cover ([`Caps::exact`](super::Caps::exact)): their
-/// kernels do the CPU reference's arithmetic for the plain llama shape (RMS norms, rope, SwiGLU,
-/// biases) over Q4_0, Q4_1 and Q8_0 weights; the per-head q/k norms, post-norms, GELU, sliding
-/// windows and soft-capping run kernels of their own, which do not.
+/// kernels do the CPU reference's arithmetic for llama, Qwen 2 and Phi-3 (RMS norms, rope,
+/// SwiGLU, biases, fused q|k|v and gate|up) over Q4_0, Q4_1 and Q8_0 weights; the per-head q/k
+/// norms, post-norms, GELU, sliding windows and soft-capping run kernels of their own, which do
+/// not.
 fn check_exact(m: &GpuModel) -> Result<()> {
     let c = &m.config;
     let refuse = |what: &str| Err(Error::ExactUnsupported { what: what.into() });
@@ -1146,6 +1146,7 @@ fn check_exact(m: &GpuModel) -> Result<()> {
     Ok(())
 }
 
+/// Makes the launchers of a backend.
 struct Builder<'b> {
     gpu: &'b Gpu,
     /// The body's step and the head's.
